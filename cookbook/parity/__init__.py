@@ -1,0 +1,1 @@
+"""Parity machinery: golden format, renderer records, per-token diffs, invariants."""

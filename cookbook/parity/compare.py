@@ -1,0 +1,149 @@
+"""Compare our renderers with the goldens, case by case; shared by the tests and the CLI.
+
+A case yields one verdict per item (each TrainOnWhat, plus the generation prompt / stop
+sequences / parse item), or one verdict for the whole case when its golden is missing, corrupted
+or stale. Problems are one readable message each, with the per-token diff where there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cookbook.exceptions import GoldenError
+from cookbook.parity import golden as g
+from cookbook.parity.diff import first_divergence
+from cookbook.parity.record import our_segments, render_outputs, unrle, with_tool_call_objects
+from cookbook.renderers import ToolCall, get_renderer
+from cookbook.specs.models import RendererCase, RendererCasesSpec
+from cookbook.tokenizers import TokenizerSource, get_tokenizer, provenance
+
+GENERATION_ITEM = "generation"
+
+
+@dataclass
+class CaseResult:
+    case: RendererCase
+    outputs: dict[str, Any]
+    """Our rendering of the case, in the golden ``outputs`` shape."""
+    golden_problem: str | None = None
+    """Missing, corrupted or stale golden: every item of the case fails with this."""
+    problems: dict[str, str] = field(default_factory=dict)
+    """item (TrainOnWhat value or ``generation``) -> what differs."""
+
+    def problem(self, item: str) -> str | None:
+        return self.golden_problem or self.problems.get(item)
+
+    @property
+    def items(self) -> list[str]:
+        return [str(t) for t in self.case.resolved_train_on_what()] + [GENERATION_ITEM]
+
+    @property
+    def status(self) -> str:
+        if self.golden_problem:
+            return "stale" if "stale" in self.golden_problem else "no golden"
+        return "fail" if self.problems else "ok"
+
+
+def our_outputs(spec: RendererCasesSpec, case: RendererCase) -> dict[str, Any]:
+    tokenizer = get_tokenizer(spec.model_name, TokenizerSource.OFFLINE)
+    renderer = get_renderer(spec.renderer, tokenizer, model_name=spec.model_name)
+    messages = with_tool_call_objects(case.message_dicts(), ToolCall)
+    return render_outputs(
+        renderer, tokenizer, messages, case.resolved_train_on_what(), our_segments(renderer)
+    )
+
+
+def compare_case(golden_root: Path, spec: RendererCasesSpec, case: RendererCase) -> CaseResult:
+    result = CaseResult(case, our_outputs(spec, case))
+    path = g.golden_path(golden_root, spec.renderer, case.id)
+    try:
+        golden = g.load_golden(path)
+    except GoldenError as exc:
+        result.golden_problem = str(exc)
+        return result
+    tokenizer = get_tokenizer(spec.model_name, TokenizerSource.OFFLINE)
+    reason = g.staleness(golden, spec, case, provenance(tokenizer).files)
+    if reason:
+        result.golden_problem = f"{path} is stale: {reason}"
+        return result
+    expected, actual = golden["outputs"], result.outputs
+    for tow in case.resolved_train_on_what():
+        item = str(tow)
+        if item not in expected["supervised"]:
+            problem = f"golden has no {item} result; run `{g.REGENERATE}`"
+        else:
+            problem = compare_tokens(
+                expected["supervised"][item], actual["supervised"][item], item, weighted=True
+            )
+        if problem:
+            result.problems[item] = problem
+    problem = (
+        compare_tokens(
+            expected["generation_prompt"], actual["generation_prompt"], "prompt", weighted=False
+        )
+        or _compare_stop(expected["stop_sequences"], actual["stop_sequences"])
+        or compare_parse(expected["parse_response"], actual["parse_response"])
+    )
+    if problem:
+        result.problems[GENERATION_ITEM] = problem
+    return result
+
+
+def compare_refusal(expected: dict[str, Any], actual: dict[str, Any], what: str) -> str | None:
+    """The reference raised: ours must raise an instance of the same stdlib error."""
+    if "error" not in actual:
+        return (
+            f"{what}: the reference raised {expected['type']}: {expected['message']!r}; "
+            "ours did not raise"
+        )
+    if expected["builtin"] not in actual["error"]["bases"]:
+        return (
+            f"{what}: the reference raised {expected['builtin']} ({expected['type']}); ours "
+            f"raised {actual['error']['type']} ({', '.join(actual['error']['bases'])})"
+        )
+    return None
+
+
+def compare_tokens(
+    expected: dict[str, Any], actual: dict[str, Any], what: str, *, weighted: bool
+) -> str | None:
+    if "error" in expected:
+        return compare_refusal(expected["error"], actual, what)
+    if "error" in actual:
+        err = actual["error"]
+        return f"{what}: ours raised {err['type']}: {err['message']}; the reference did not"
+    exp_w = unrle(expected["weights"]) if weighted else [0.0] * len(expected["ids"])
+    act_w = unrle(actual["weights"]) if weighted else [0.0] * len(actual["ids"])
+    diff = first_divergence(expected, actual, exp_w, act_w)
+    if diff:
+        return f"{what}: {diff}"
+    if actual["text"] != expected["text"]:
+        return f"{what}: decoded text differs: {expected['text']!r} != {actual['text']!r}"
+    if weighted and actual["weights_dtype"] != expected["weights_dtype"]:
+        expected_dtype, actual_dtype = expected["weights_dtype"], actual["weights_dtype"]
+        return f"{what}: weights dtype {actual_dtype}, reference {expected_dtype}"
+    if weighted and expected["segments"] is not None and actual["segments"] != expected["segments"]:
+        return f"{what}: segment boundaries differ: {expected['segments']} != {actual['segments']}"
+    return None
+
+
+def _compare_stop(expected: list, actual: list) -> str | None:
+    return None if expected == actual else f"stop sequences {actual}, reference {expected}"
+
+
+def compare_parse(expected: dict | None, actual: dict | None) -> str | None:
+    if expected is None or actual is None:
+        return None if expected == actual else "parse_response: only one side parsed a reply"
+    if "error" in expected:
+        return compare_refusal(expected["error"], actual, "parse_response")
+    for variant in ("complete", "truncated"):
+        exp, act = expected[variant], actual[variant]
+        if "error" in exp:
+            problem = compare_refusal(exp["error"], act, f"parse_response ({variant} reply)")
+            if problem:
+                return problem
+        elif exp != act:
+            return f"parse_response ({variant} reply): reference {exp}, ours {act}"
+    return None

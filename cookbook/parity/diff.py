@@ -1,0 +1,80 @@
+"""Readable per-token diffs: the first divergence, aligned, with a little context.
+
+A wall of integers tells a porter nothing; position, id, decoded text, weight and the segment
+(message and part) of the first differing token usually tell them the bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+CONTEXT = 3
+
+
+def _segment_at(segments: Sequence[dict[str, Any]], position: int) -> str:
+    for segment in segments:
+        if segment["start"] <= position < segment["end"]:
+            owner = "bos" if segment["message"] < 0 else f"message {segment['message']}"
+            return f"{owner} {segment['kind']}" if segment["message"] >= 0 else owner
+    return "past the end"
+
+
+def _cell(ids: Sequence[int], pieces: Sequence[str], weights: Sequence[float], pos: int) -> str:
+    if pos >= len(ids):
+        return f"{'-':>8} {'(none)':<22} {'':>4}"
+    text = repr(pieces[pos]) if pos < len(pieces) else "?"
+    weight = f"{weights[pos]:g}" if pos < len(weights) else "?"
+    return f"{ids[pos]:>8} {text[:22]:<22} {weight:>4}"
+
+
+def first_divergence(
+    expected: dict[str, Any],
+    actual: dict[str, Any],
+    expected_weights: Sequence[float],
+    actual_weights: Sequence[float],
+) -> str | None:
+    """Aligned table around the first position where ids or weights differ; None if equal.
+
+    ``expected``/``actual`` are token views (``ids``, ``pieces``, ``segments``).
+    """
+    exp_ids, act_ids = expected["ids"], actual["ids"]
+    length = max(len(exp_ids), len(act_ids))
+    position = next(
+        (
+            i
+            for i in range(length)
+            if i >= len(exp_ids)
+            or i >= len(act_ids)
+            or exp_ids[i] != act_ids[i]
+            or _at(expected_weights, i) != _at(actual_weights, i)
+        ),
+        None,
+    )
+    if position is None:
+        return None
+    what = (
+        "weight"
+        if position < min(len(exp_ids), len(act_ids)) and exp_ids[position] == act_ids[position]
+        else "token"
+    )
+    lines = [
+        f"first {what} divergence at position {position} "
+        f"(expected {len(exp_ids)} tokens, actual {len(act_ids)}); "
+        f"expected segment: {_segment_at(expected.get('segments', []), position)}, "
+        f"actual segment: {_segment_at(actual.get('segments', []), position)}",
+        f"  {'pos':>5} | {'expected id':>8} {'text':<22} {'w':>4} | "
+        f"{'actual id':>8} {'text':<22} {'w':>4}",
+    ]
+    for pos in range(max(0, position - CONTEXT), min(length, position + CONTEXT + 1)):
+        marker = ">" if pos == position else " "
+        lines.append(
+            f"{marker} {pos:>5} | "
+            f"{_cell(exp_ids, expected.get('pieces', []), expected_weights, pos)} | "
+            f"{_cell(act_ids, actual.get('pieces', []), actual_weights, pos)}"
+        )
+    return "\n".join(lines)
+
+
+def _at(values: Sequence[float], index: int) -> float | None:
+    return values[index] if index < len(values) else None

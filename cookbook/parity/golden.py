@@ -1,0 +1,132 @@
+"""Golden files: language-neutral JSON snapshots of what the pinned reference produced.
+
+One file per case at ``golden/renderers/<renderer>/<case>.json`` plus ``golden/manifest.json``
+(provenance and the sha256 of every golden, so hand edits are caught). A golden is *stale* when
+its input digest or tokenizer file hashes no longer match the spec case, and *unused* when no
+case points to it; both fail with the command that regenerates goldens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cookbook.exceptions import GoldenError
+from cookbook.specs.models import RendererCase, RendererCasesSpec
+
+SCHEMA_VERSION = 1
+REGENERATE = "nox -s golden"
+REFERENCE_PACKAGE = "tinker-cookbook"
+REFERENCE_VERSION = "0.5.8"
+_REQUIRED = ("schema_version", "case_id", "renderer", "input", "tokenizer", "reference", "outputs")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def case_digest(spec: RendererCasesSpec, case: RendererCase) -> str:
+    """sha256 of everything that decides a case's output except the tokenizer files."""
+    payload = {
+        "renderer": spec.renderer,
+        "model_name": spec.model_name,
+        "messages": case.message_dicts(),
+        "train_on_what": [str(t) for t in case.resolved_train_on_what()],
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def golden_path(root: Path, renderer: str, case_id: str) -> Path:
+    return root / "renderers" / renderer / f"{case_id}.json"
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a golden."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_golden(path: Path) -> dict[str, Any]:
+    """Read and structurally check a golden; corruption is a one-line :class:`GoldenError`."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise GoldenError(f"{path}: no golden for this case; run `{REGENERATE}`") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GoldenError(f"{path}:{exc.lineno}: corrupted golden: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise GoldenError(f"{path}:1: corrupted golden: top level is not an object")
+    for key in _REQUIRED:
+        if key not in data:
+            raise GoldenError(f"{path}: {key}: missing field; regenerate with `{REGENERATE}`")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise GoldenError(
+            f"{path}: schema_version: {data['schema_version']!r} is not {SCHEMA_VERSION}; "
+            f"regenerate with `{REGENERATE}`"
+        )
+    return data
+
+
+def staleness(
+    golden: dict[str, Any], spec: RendererCasesSpec, case: RendererCase, tokenizer_files: dict
+) -> str | None:
+    """Why a golden no longer describes its case, or None if it still does."""
+    if golden["input"].get("sha256") != case_digest(spec, case):
+        return f"the case's input changed since the golden was made; run `{REGENERATE}`"
+    if golden["tokenizer"].get("files") != tokenizer_files:
+        return f"the tokenizer files changed since the golden was made; run `{REGENERATE}`"
+    return None
+
+
+def manifest_path(root: Path) -> Path:
+    return root / "manifest.json"
+
+
+def load_manifest(root: Path) -> dict[str, Any]:
+    path = manifest_path(root)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise GoldenError(f"{path}: missing; run `{REGENERATE}`") from None
+    except json.JSONDecodeError as exc:
+        raise GoldenError(f"{path}:{exc.lineno}: corrupted manifest: {exc.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        raise GoldenError(f"{path}: files: missing; run `{REGENERATE}`")
+    return data
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def golden_files(root: Path) -> list[Path]:
+    return sorted((root / "renderers").glob("*/*.json"))
+
+
+def unused_goldens(root: Path, wanted: set[Path]) -> list[Path]:
+    """Golden files that no spec case points to."""
+    return [path for path in golden_files(root) if path not in wanted]
+
+
+def manifest_mismatches(root: Path) -> list[str]:
+    """Goldens whose bytes differ from the manifest, or that only one side lists."""
+    listed = load_manifest(root)["files"]
+    on_disk = {p.relative_to(root).as_posix(): file_sha256(p) for p in golden_files(root)}
+    return sorted(k for k in listed.keys() | on_disk.keys() if listed.get(k) != on_disk.get(k))

@@ -1,0 +1,165 @@
+"""Render one case into the golden ``outputs`` record, with any renderer of the reference's API.
+
+The same function renders with the reference (in the golden virtualenv) and with ours (in the
+tests), so both sides are observed identically: ids, decoded text, weights, dtype, segments,
+generation prompt, stop sequences and parse results. Exceptions are part of the behaviour: a
+case the reference refuses is recorded as an error, and ours must refuse it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pydantic
+
+# A plain string works with both TrainOnWhat StrEnums (ours and the reference's).
+LAST_ASSISTANT_MESSAGE = "last_assistant_message"
+
+SegmentsFn = Callable[[list[dict[str, Any]], Any], list[dict[str, Any]]]
+
+
+def rle(values: Sequence[float]) -> list[list[float | int]]:
+    """Run-length encode weights as ``[[value, count], ...]`` (readable and compact)."""
+    runs: list[list[float | int]] = []
+    for value in values:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    return runs
+
+
+def unrle(runs: Sequence[Sequence[float | int]]) -> list[float]:
+    return [float(value) for value, count in runs for _ in range(int(count))]
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """Type, message and stdlib base classes of a refusal.
+
+    ``builtin`` is the reference exception's first stdlib base: a port must raise an instance
+    of it. ``bases`` lists every stdlib base, so the check works from names alone.
+    """
+    bases = [
+        c.__name__
+        for c in type(exc).__mro__
+        if c.__module__ == "builtins" and c not in (BaseException, Exception, object)
+    ] or ["Exception"]
+    return {"type": type(exc).__name__, "builtin": bases[0], "bases": bases, "message": str(exc)}
+
+
+def _guard(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return build()
+    except Exception as exc:  # the failure itself is the recorded behaviour
+        return {"error": error_record(exc)}
+
+
+def with_tool_call_objects(
+    messages: list[dict[str, Any]], tool_call_type: type[pydantic.BaseModel]
+) -> list[dict[str, Any]]:
+    """Spec messages hold tool calls as dicts; renderers expect their ``ToolCall`` models."""
+    return [
+        {**m, "tool_calls": [tool_call_type.model_validate(tc) for tc in m["tool_calls"]]}
+        if "tool_calls" in m
+        else m
+        for m in messages
+    ]
+
+
+def token_view(tokenizer: Any, ids: list[int]) -> dict[str, Any]:
+    return {
+        "ids": ids,
+        "text": tokenizer.decode(ids),
+        "pieces": tokenizer.batch_decode([[i] for i in ids]),
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Messages and their parts/tool calls as plain JSON values (pydantic models dumped)."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _dtype_name(weights: Any) -> str:
+    return str(weights.dtype).removeprefix("torch.")
+
+
+def render_outputs(
+    renderer: Any,
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    train_on_what: Sequence[Any],
+    segments_fn: SegmentsFn,
+) -> dict[str, Any]:
+    """Everything a golden records about rendering ``messages``."""
+
+    def supervised(tow: Any) -> dict[str, Any]:
+        model_input, weights = renderer.build_supervised_example(messages, tow)
+        ids = model_input.to_ints()
+        return {
+            **token_view(tokenizer, ids),
+            "weights": rle([float(w) for w in weights.tolist()]),
+            "weights_dtype": _dtype_name(weights),
+            "segments": segments_fn(messages, tow),
+        }
+
+    outputs: dict[str, Any] = {
+        "stop_sequences": list(renderer.get_stop_sequences()),
+        "generation_prompt": _guard(
+            lambda: token_view(tokenizer, renderer.build_generation_prompt(messages).to_ints())
+        ),
+        "supervised": {str(tow): _guard(lambda tow=tow: supervised(tow)) for tow in train_on_what},
+        "parse_response": None,
+    }
+    if messages[-1]["role"] == "assistant":
+        outputs["parse_response"] = _parse_records(renderer, messages)
+    return outputs
+
+
+def _parse_records(renderer: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Parse what the model would have produced for the last message, whole and truncated."""
+
+    def response_ids() -> list[int]:
+        model_input, _ = renderer.build_supervised_example(messages, LAST_ASSISTANT_MESSAGE)
+        prompt = renderer.build_generation_prompt(messages[:-1]).to_ints()
+        return model_input.to_ints()[len(prompt) :]
+
+    def parse(ids: list[int]) -> dict[str, Any]:
+        message, termination = renderer.parse_response(ids)
+        return {"ids": ids, "message": jsonable(message), "termination": str(termination)}
+
+    try:
+        ids = response_ids()
+    except Exception as exc:
+        return {"error": error_record(exc)}
+    return {
+        "complete": _guard(lambda: parse(ids)),
+        "truncated": _guard(lambda: parse(ids[:-1])),
+    }
+
+
+def our_segments(renderer: Any) -> SegmentsFn:
+    """Segment boundaries from our renderer's own assembly."""
+
+    def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]]:
+        out, start = [], 0
+        for segment in renderer.supervised_segments(messages, tow):
+            end = start + segment.chunk.length
+            out.append(
+                {
+                    "message": segment.message_index,
+                    "kind": str(segment.kind),
+                    "start": start,
+                    "end": end,
+                }
+            )
+            start = end
+        return out
+
+    return segments

@@ -1,0 +1,140 @@
+"""Chat renderers with the reference's names: ``get_renderer("llama3", tokenizer)``.
+
+A tinker-cookbook user switches by changing ``tinker_cookbook.renderers`` to
+``cookbook.renderers``; names, signatures and token output are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cookbook.exceptions import RendererError
+from cookbook.renderers.base import (
+    Renderer,
+    Segment,
+    SegmentKind,
+    parse_response_for_stop_token,
+)
+from cookbook.renderers.llama3 import Llama3Renderer
+from cookbook.renderers.types import (
+    Content,
+    ContentPart,
+    ImagePart,
+    Message,
+    ParseTermination,
+    RenderContext,
+    RenderedMessage,
+    Role,
+    TextPart,
+    ThinkingPart,
+    ToolCall,
+    TrainOnWhat,
+    UnparsedToolCall,
+    ensure_text,
+)
+from cookbook.tokenizers import Tokenizer
+
+RendererFactory = Callable[[Tokenizer, Any], Renderer]
+
+_BUILTIN: dict[str, RendererFactory] = {
+    "llama3": lambda tokenizer, _image_processor: Llama3Renderer(tokenizer),
+}
+
+# Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported yet; asking for one
+# says so instead of pretending the name is unknown.
+_NOT_YET_PORTED = frozenset(
+    {
+        "role_colon",
+        "qwen3",
+        "qwen3_disable_thinking",
+        "qwen3_instruct",
+        "qwen3_5",
+        "qwen3_5_disable_thinking",
+        "qwen3_5_preserve_thinking",
+        "deepseekv3",
+        "deepseekv3_disable_thinking",
+        "deepseekv3_thinking",
+        "gpt_oss_no_sysprompt",
+        "gpt_oss_low_reasoning",
+        "gpt_oss_medium_reasoning",
+        "gpt_oss_high_reasoning",
+        "kimi_k2",
+    }
+)
+
+_CUSTOM: dict[str, RendererFactory] = {}
+
+
+def register_renderer(name: str, factory: RendererFactory) -> None:
+    """Register ``factory(tokenizer, image_processor) -> Renderer``; it wins over built-ins."""
+    _CUSTOM[name] = factory
+
+
+def unregister_renderer(name: str) -> bool:
+    return _CUSTOM.pop(name, None) is not None
+
+
+def is_renderer_registered(name: str) -> bool:
+    return name in _CUSTOM
+
+
+def get_registered_renderer_names() -> list[str]:
+    return list(_CUSTOM)
+
+
+def builtin_renderer_names() -> list[str]:
+    return sorted(_BUILTIN)
+
+
+def get_renderer(
+    name: str,
+    tokenizer: Tokenizer,
+    image_processor: Any = None,
+    model_name: str | None = None,
+) -> Renderer:
+    """The renderer registered under ``name``, over ``tokenizer``."""
+    factory = _CUSTOM.get(name) or _BUILTIN.get(name)
+    if factory is None:
+        if name in _NOT_YET_PORTED:
+            raise RendererError(
+                f"Renderer {name!r} exists in the reference but is not implemented in cookbook "
+                f"yet; available: {', '.join(builtin_renderer_names())}"
+            )
+        raise RendererError(
+            f"Unknown renderer: {name}. If this is a custom renderer, please register it via "
+            "register_renderer()."
+        )
+    renderer = factory(tokenizer, image_processor)
+    renderer._renderer_name = name
+    renderer._model_name = model_name or getattr(tokenizer, "name_or_path", None)
+    return renderer
+
+
+__all__ = [
+    "Content",
+    "ContentPart",
+    "ImagePart",
+    "Llama3Renderer",
+    "Message",
+    "ParseTermination",
+    "RenderContext",
+    "RenderedMessage",
+    "Renderer",
+    "Role",
+    "Segment",
+    "SegmentKind",
+    "TextPart",
+    "ThinkingPart",
+    "ToolCall",
+    "TrainOnWhat",
+    "UnparsedToolCall",
+    "builtin_renderer_names",
+    "ensure_text",
+    "get_registered_renderer_names",
+    "get_renderer",
+    "is_renderer_registered",
+    "parse_response_for_stop_token",
+    "register_renderer",
+    "unregister_renderer",
+]

@@ -1,0 +1,315 @@
+"""The Renderer protocol: conversations -> tokens + per-token loss weights.
+
+Same public surface and semantics as ``tinker_cookbook.renderers.base.Renderer`` (0.5.8), with
+one deliberate difference: weights are ``numpy`` arrays, not ``torch`` tensors, so the renderer
+and parity path needs no torch (``torch.from_numpy(weights)`` converts without a copy). The
+dtype follows the reference: float32 once a BOS weight or prompt zeroing is involved, else int64.
+
+The supervised example is assembled from :class:`Segment`s so the parity harness can report which
+message and part (bos/header/output/stop_overlap) a diverging token belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import tinker
+
+from cookbook.exceptions import RendererError, TrainableFlagError
+from cookbook.renderers.types import (
+    Message,
+    ParseTermination,
+    RenderContext,
+    RenderedMessage,
+    Role,
+    TrainOnWhat,
+)
+from cookbook.tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class SegmentKind(StrEnum):
+    BOS = "bos"
+    HEADER = "header"
+    OUTPUT = "output"
+    STOP_OVERLAP = "stop_overlap"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One chunk of a supervised example and the weight every token in it gets."""
+
+    message_index: int
+    """-1 for the BOS segment, which belongs to no message."""
+    kind: SegmentKind
+    chunk: tinker.ModelInputChunk
+    weight: int | float
+
+
+def _last_user_index(messages: list[Message]) -> int:
+    return max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+
+
+class Renderer(ABC):
+    """Base class of every renderer; subclasses implement the three abstract methods."""
+
+    tokenizer: Tokenizer
+    disables_thinking: bool = False
+    supports_streaming: bool = False
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+
+    @property
+    def has_extension_property(self) -> bool:
+        """True if each successive generation prompt is a token prefix of the next."""
+        return False
+
+    def _encode(self, text: str) -> list[int]:
+        """Encode message text; the one place renderers call the tokenizer (batching hooks in)."""
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    @property
+    def _bos_tokens(self) -> list[int]:
+        return []
+
+    @abstractmethod
+    def get_stop_sequences(self) -> list[str] | list[int]: ...
+
+    @abstractmethod
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage: ...
+
+    @abstractmethod
+    def parse_response(self, response: list[int]) -> tuple[Message, ParseTermination]: ...
+
+    def create_conversation_prefix_with_tools(
+        self, tools: list[dict], system_prompt: str = ""
+    ) -> list[Message]:
+        raise NotImplementedError(f"{type(self).__name__} does not support tool calling")
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _get_generation_suffix(self, role: Role, ctx: RenderContext) -> list[int]:
+        rendered = self.render_message(Message(role=role, content=""), ctx)
+        return list(rendered.header.tokens) if rendered.header else []
+
+    def _contexts(self, messages: list[Message], turn_start: int) -> list[RenderContext]:
+        last_user = _last_user_index(messages)
+        n = len(messages)
+        return [
+            RenderContext(
+                idx=idx,
+                is_last=idx == n - 1,
+                prev_message=messages[idx - 1] if idx > 0 else None,
+                next_message=messages[idx + 1] if idx + 1 < n else None,
+                last_user_index=last_user,
+                in_last_assistant_turn=idx >= turn_start,
+            )
+            for idx in range(n)
+        ]
+
+    def build_generation_prompt(
+        self, messages: list[Message], role: Role = "assistant", prefill: str | None = None
+    ) -> tinker.ModelInput:
+        """Tokens to sample the next ``role`` message from (plus optional prefill text)."""
+        chunks: list[tinker.ModelInputChunk] = []
+        if self._bos_tokens:
+            chunks.append(tinker.EncodedTextChunk(tokens=self._bos_tokens))
+        contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages))
+        for message, ctx in zip(messages, contexts, strict=True):
+            rendered = self.render_message(message, ctx)
+            # Empty text chunks are dropped: the sampler rejects them with a 400.
+            if rendered.header and _non_empty(rendered.header):
+                chunks.append(rendered.header)
+            chunks.extend(chunk for chunk in rendered.output if _non_empty(chunk))
+        suffix_ctx = RenderContext(
+            idx=len(messages),
+            is_last=True,
+            prev_message=messages[-1] if messages else None,
+            last_user_index=_last_user_index(messages),
+            in_last_assistant_turn=True,
+        )
+        suffix = self._get_generation_suffix(role, suffix_ctx)
+        if suffix:
+            chunks.append(tinker.EncodedTextChunk(tokens=suffix))
+        if prefill:
+            chunks.append(tinker.EncodedTextChunk(tokens=self._encode(prefill)))
+        return tinker.ModelInput(chunks=chunks)
+
+    # -- supervised -----------------------------------------------------------------------
+
+    def supervised_segments(
+        self, messages: list[Message], train_on_what: TrainOnWhat
+    ) -> list[Segment]:
+        """The chunks of a supervised example in order, each with its message and weight."""
+        train_on_what = TrainOnWhat(train_on_what)
+        if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES and not self.has_extension_property:
+            logger.warning(
+                "train_on_what=ALL_ASSISTANT_MESSAGES with a renderer that lacks the extension "
+                "property: earlier assistant messages see a prefix that generation never "
+                "produces; prefer build_supervised_examples."
+            )
+        segments: list[Segment] = []
+        if self._bos_tokens:
+            bos = tinker.EncodedTextChunk(tokens=self._bos_tokens)
+            segments.append(Segment(-1, SegmentKind.BOS, bos, 0.0))
+        customized = train_on_what == TrainOnWhat.CUSTOMIZED
+        header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
+        contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
+        for message, ctx in zip(messages, contexts, strict=True):
+            if customized and "trainable" not in message:
+                raise TrainableFlagError(
+                    f"message {ctx.idx} has no 'trainable' field, which CUSTOMIZED requires"
+                )
+            if not customized and "trainable" in message:
+                raise TrainableFlagError(
+                    f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
+                )
+            rendered = self.render_message(message, ctx)
+            if rendered.header:
+                segments.append(
+                    Segment(ctx.idx, SegmentKind.HEADER, rendered.header, header_weight)
+                )
+            weight = int(self._output_is_trained(message, ctx, train_on_what))
+            segments.extend(
+                Segment(ctx.idx, SegmentKind.OUTPUT, chunk, weight) for chunk in rendered.output
+            )
+            if ctx.is_last and rendered.stop_overlap:
+                segments.append(
+                    Segment(ctx.idx, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight)
+                )
+        return segments
+
+    def build_supervised_example(
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+    ) -> tuple[tinker.ModelInput, np.ndarray]:
+        """Tokens and one loss weight per token for supervised fine-tuning."""
+        train_on_what = TrainOnWhat(train_on_what)
+        segments = self.supervised_segments(messages, train_on_what)
+        per_token = [s.weight for s in segments for _ in range(s.chunk.length)]
+        # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
+        is_float = not per_token or any(isinstance(w, float) for w in per_token)
+        weights = np.array(per_token, dtype=np.float32 if is_float else np.int64)
+        model_input = tinker.ModelInput(chunks=[s.chunk for s in segments])
+        return model_input, self._train_after_the_generation_prompt(
+            messages, train_on_what, model_input, weights
+        )
+
+    def build_supervised_examples(
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_TURN,
+    ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
+        """One example, or one per trained assistant message without the extension property."""
+        train_on_what = TrainOnWhat(train_on_what)
+        if self.has_extension_property:
+            return [self.build_supervised_example(messages, train_on_what)]
+        match train_on_what:
+            case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+                candidates = range(len(messages) - 1, len(messages))
+            case TrainOnWhat.LAST_ASSISTANT_TURN:
+                candidates = range(self._last_assistant_turn_start_index(messages), len(messages))
+            case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
+                candidates = range(len(messages))
+            case _:
+                raise NotImplementedError(
+                    f"build_supervised_examples cannot split {train_on_what} for a renderer "
+                    "without the extension property: it weights messages that are not turns "
+                    "the model produces, so there is no prompt to end each example at."
+                )
+        return [
+            self.build_supervised_example(messages[: idx + 1], TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+            for idx in candidates
+            if messages[idx]["role"] == "assistant"
+        ]
+
+    def _train_after_the_generation_prompt(
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat,
+        model_input: tinker.ModelInput,
+        weights: np.ndarray,
+    ) -> np.ndarray:
+        """Withhold loss from every token the generation prompt would have supplied."""
+        boundary = self._first_trained_message_index(messages, train_on_what)
+        if boundary is None:
+            return weights
+        if not all(isinstance(c, tinker.EncodedTextChunk) for c in model_input.chunks):
+            return weights
+        prompt = self.build_generation_prompt(messages[:boundary]).to_ints()
+        if model_input.to_ints()[: len(prompt)] != prompt:
+            if self.disables_thinking:
+                raise RendererError(
+                    f"{type(self).__name__} has thinking turned off, but this turn contains "
+                    "reasoning; use the thinking version of this renderer or remove the "
+                    "reasoning from the turn."
+                )
+            return weights
+        return np.concatenate(
+            [np.zeros(len(prompt), dtype=np.float32), weights[len(prompt) :].astype(np.float32)]
+        )
+
+    def _output_is_trained(
+        self, message: Message, ctx: RenderContext, train_on_what: TrainOnWhat
+    ) -> bool:
+        is_assistant = message["role"] == "assistant"
+        match train_on_what:
+            case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+                return ctx.is_last and is_assistant
+            case TrainOnWhat.LAST_ASSISTANT_TURN:
+                return is_assistant and ctx.in_last_assistant_turn
+            case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
+                return is_assistant
+            case TrainOnWhat.ALL_MESSAGES | TrainOnWhat.ALL_TOKENS:
+                return True
+            case TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
+                return message["role"] in ("user", "system")
+            case TrainOnWhat.CUSTOMIZED:
+                return bool(message.get("trainable", False))
+        raise RendererError(f"Unknown train_on_what: {train_on_what}")
+
+    def _last_assistant_turn_start_index(self, messages: list[Message]) -> int:
+        return _last_user_index(messages) + 1
+
+    def _first_trained_message_index(
+        self, messages: list[Message], train_on_what: TrainOnWhat
+    ) -> int | None:
+        match train_on_what:
+            case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+                boundary = len(messages) - 1
+            case TrainOnWhat.LAST_ASSISTANT_TURN:
+                boundary = _last_user_index(messages) + 1
+            case _:
+                return None
+        if not 0 <= boundary < len(messages):
+            return None
+        return boundary if messages[boundary]["role"] == "assistant" else None
+
+
+def _non_empty(chunk: tinker.ModelInputChunk) -> bool:
+    return not isinstance(chunk, tinker.EncodedTextChunk) or bool(chunk.tokens)
+
+
+def parse_response_for_stop_token(
+    response: list[int], tokenizer: Tokenizer, stop_token: int
+) -> tuple[Message, ParseTermination]:
+    """Split a sampled response on its single stop token; none is MALFORMED, two an error."""
+    count = response.count(stop_token)
+    if count == 0:
+        return Message(role="assistant", content=str(tokenizer.decode(response))), (
+            ParseTermination.MALFORMED
+        )
+    if count == 1:
+        text = str(tokenizer.decode(response[: response.index(stop_token)]))
+        return Message(role="assistant", content=text), ParseTermination.STOP_SEQUENCE
+    raise RendererError(
+        f"When parsing response, expected to split into 1 or 2 pieces using stop tokens, but got "
+        f"{count}. You probably are using the wrong stop tokens when sampling"
+    )

@@ -1,0 +1,128 @@
+"""Message and rendering types, shaped exactly like ``tinker_cookbook.renderers.base``.
+
+Messages stay plain ``TypedDict``s (dicts at run time) so conversations loaded from JSON or YAML
+can be passed straight in, as with the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, NotRequired, TypedDict
+
+import pydantic
+import tinker
+
+from cookbook.exceptions import RendererError
+
+Role = str
+
+
+class TextPart(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ThinkingPart(TypedDict):
+    type: Literal["thinking"]
+    thinking: str
+
+
+class ImagePart(TypedDict):
+    type: Literal["image"]
+    image: str
+
+
+ContentPart = TextPart | ThinkingPart | ImagePart
+Content = str | list[ContentPart]
+
+
+class _StrictBase(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+
+class ToolCall(_StrictBase):
+    """A structured tool invocation (OpenAI format); ``arguments`` is a JSON *string*."""
+
+    class FunctionBody(pydantic.BaseModel):
+        name: str
+        arguments: str
+
+    type: Literal["function"] = "function"
+    id: str | None = None
+    function: FunctionBody
+
+
+class UnparsedToolCall(_StrictBase):
+    """Model output that looked like a tool call but did not parse; kept for debugging."""
+
+    raw_text: str
+    error: str
+
+
+class Message(TypedDict):
+    role: Role
+    content: Content
+    tool_calls: NotRequired[list[ToolCall]]
+    unparsed_tool_calls: NotRequired[list[UnparsedToolCall]]
+    trainable: NotRequired[bool]
+    tool_call_id: NotRequired[str]
+    name: NotRequired[str]
+
+
+class ParseTermination(StrEnum):
+    """How a sampled response ended, as ``parse_response`` observed it."""
+
+    STOP_SEQUENCE = "stop_sequence"
+    EOS = "eos"
+    MALFORMED = "malformed"
+
+    @property
+    def is_clean(self) -> bool:
+        return self != ParseTermination.MALFORMED
+
+    @property
+    def is_stop_sequence(self) -> bool:
+        return self == ParseTermination.STOP_SEQUENCE
+
+
+class TrainOnWhat(StrEnum):
+    """Which tokens carry loss; values are the reference's, string for string."""
+
+    LAST_ASSISTANT_MESSAGE = "last_assistant_message"
+    LAST_ASSISTANT_TURN = "last_assistant_turn"
+    ALL_ASSISTANT_MESSAGES = "all_assistant_messages"
+    ALL_MESSAGES = "all_messages"
+    ALL_TOKENS = "all_tokens"
+    ALL_USER_AND_SYSTEM_MESSAGES = "all_user_and_system_messages"
+    CUSTOMIZED = "customized"
+
+
+@dataclass
+class RenderContext:
+    """Where a message sits in its conversation; same fields and defaults as the reference."""
+
+    idx: int
+    is_last: bool
+    prev_message: Message | None = None
+    next_message: Message | None = None
+    last_user_index: int = -1
+    in_last_assistant_turn: bool = False
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """A message split for loss masking: header (context), output (trained), stop_overlap."""
+
+    output: list[tinker.ModelInputChunk]
+    header: tinker.EncodedTextChunk | None = None
+    stop_overlap: tinker.EncodedTextChunk | None = None
+
+
+def ensure_text(content: Content) -> str:
+    """Text of text-only content; multimodal content is a :class:`RendererError`."""
+    if isinstance(content, str):
+        return content
+    if len(content) == 1 and content[0]["type"] == "text":
+        return content[0]["text"]
+    raise RendererError(f"Expected text content, got multimodal content with {len(content)} parts")

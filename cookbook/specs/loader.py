@@ -1,0 +1,113 @@
+"""Load a spec file into its model, with errors that point at ``file:line: field.path``.
+
+PyYAML's composed node tree keeps source positions; a pydantic error location is walked down
+that tree to the deepest node that exists, so even a missing key points at its parent mapping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cookbook.exceptions import SpecError
+from cookbook.specs.models import SPEC_KINDS
+
+Loc = tuple[str | int, ...]
+
+
+def _compose(path: Path, text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SpecError(str(path), line, "", f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), None, "", f"invalid YAML: {exc}") from None
+
+
+def _check_duplicate_keys(path: Path, node: yaml.Node, loc: Loc = ()) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                field = ".".join(map(str, (*loc, key.value)))
+                raise SpecError(str(path), key.start_mark.line + 1, field, "duplicate key")
+            seen.add(key.value)
+            _check_duplicate_keys(path, value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _check_duplicate_keys(path, item, (*loc, index))
+
+
+def line_of(node: yaml.Node | None, loc: Loc) -> int | None:
+    """1-based line of the deepest node along ``loc`` (a key's own line for mapping keys)."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _first_error(exc: ValidationError) -> tuple[Loc, str]:
+    error = exc.errors(include_url=False)[0]
+    # Pydantic appends union-member / validator tags (e.g. 'str', 'list[...]') to the location;
+    # keep only the real path into the document.
+    loc = tuple(p for p in error["loc"] if isinstance(p, int) or not _is_tag(p))
+    return loc, error["msg"]
+
+
+def _is_tag(part: str) -> bool:
+    return any(ch in part for ch in "[]()") or part in {"str", "int", "float", "bool"}
+
+
+def validate_document(path: Path, root: yaml.Node | None, data: Any) -> BaseModel:
+    """Validate already-parsed YAML ``data`` against the model its ``kind`` names."""
+    if not isinstance(data, dict):
+        raise SpecError(str(path), line_of(root, ()), "", "a spec must be a mapping with 'kind:'")
+    kind = data.get("kind")
+    model = SPEC_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise SpecError(
+            str(path),
+            line_of(root, ("kind",)),
+            "kind",
+            f"unknown spec kind {kind!r}; known kinds: {', '.join(sorted(SPEC_KINDS))}",
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        loc, message = _first_error(exc)
+        field = ".".join(str(p) for p in loc)
+        raise SpecError(str(path), line_of(root, loc), field, message) from None
+
+
+def load_spec(path: str | Path) -> BaseModel:
+    """Read, parse and validate a spec file; any problem is a one-line :class:`SpecError`."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), None, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), None, "", f"cannot read spec: {exc}") from None
+    root = _compose(path, text)
+    if root is not None:
+        _check_duplicate_keys(path, root)
+    data = yaml.safe_load(text)
+    return validate_document(path, root, data)

@@ -1,0 +1,126 @@
+"""Pydantic models of every spec kind; the JSON Schemas in specs/schema/ are generated from them.
+
+Models forbid unknown keys so a typo is an error with a line number, not a silently ignored
+setting (the torchtune lesson).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cookbook.renderers.types import TrainOnWhat
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextPartSpec(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ThinkingPartSpec(_Strict):
+    type: Literal["thinking"]
+    thinking: str
+
+
+ContentPartSpec = Annotated[TextPartSpec | ThinkingPartSpec, Field(discriminator="type")]
+
+
+class FunctionBodySpec(_Strict):
+    name: str
+    arguments: str = Field(description="Arguments as a JSON string, as the reference expects.")
+
+
+class ToolCallSpec(_Strict):
+    type: Literal["function"] = "function"
+    id: str | None = None
+    function: FunctionBodySpec
+
+
+class MessageSpec(_Strict):
+    """One chat message, in the reference's ``Message`` shape."""
+
+    role: Annotated[str, Field(min_length=1)]
+    content: str | list[ContentPartSpec]
+    trainable: bool | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[ToolCallSpec] | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        """The plain dict renderers take (unset optional keys are absent, not None)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class RendererCase(_Strict):
+    """A conversation rendered under one or more TrainOnWhat values and compared to a golden."""
+
+    id: Identifier
+    category: Identifier = Field(description="Groups cases in reports (e.g. unicode, multi_turn).")
+    description: str = ""
+    messages: Annotated[list[MessageSpec], Field(min_length=1)]
+    train_on_what: list[TrainOnWhat] | None = Field(
+        default=None,
+        description="Defaults to every value the messages allow: CUSTOMIZED alone when "
+        "messages carry 'trainable', every other value otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _trainable_matches_customized(self) -> RendererCase:
+        has_flags = [m.trainable is not None for m in self.messages]
+        if any(has_flags) and not all(has_flags):
+            raise ValueError("either every message has 'trainable' or none does")
+        return self
+
+    def message_dicts(self) -> list[dict[str, Any]]:
+        return [m.to_message() for m in self.messages]
+
+    def resolved_train_on_what(self) -> list[TrainOnWhat]:
+        if self.train_on_what is not None:
+            return list(self.train_on_what)
+        if self.messages[0].trainable is not None:
+            return [TrainOnWhat.CUSTOMIZED]
+        return [t for t in TrainOnWhat if t is not TrainOnWhat.CUSTOMIZED]
+
+
+class RendererCasesSpec(_Strict):
+    """``kind: renderer_cases`` - parity cases for one renderer over one tokenizer."""
+
+    kind: Literal["renderer_cases"]
+    version: Literal[1]
+    renderer: Annotated[str, Field(min_length=1)]
+    model_name: Annotated[
+        str, Field(min_length=1, description="Tokenizer source, as get_tokenizer(model_name).")
+    ]
+    cases: Annotated[list[RendererCase], Field(min_length=1)]
+
+    @field_validator("renderer")
+    @classmethod
+    def _known_renderer(cls, name: str) -> str:
+        from cookbook.renderers import builtin_renderer_names
+
+        if name not in builtin_renderer_names():
+            raise ValueError(
+                f"unknown renderer {name!r}; available: {', '.join(builtin_renderer_names())}"
+            )
+        return name
+
+    @field_validator("cases")
+    @classmethod
+    def _unique_ids(cls, cases: list[RendererCase]) -> list[RendererCase]:
+        seen: set[str] = set()
+        for case in cases:
+            if case.id in seen:
+                raise ValueError(f"duplicate case id {case.id!r}")
+            seen.add(case.id)
+        return cases
+
+
+SPEC_KINDS: dict[str, type[BaseModel]] = {"renderer_cases": RendererCasesSpec}
+"""kind -> model; each gets specs/schema/<kind>.schema.json."""

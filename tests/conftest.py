@@ -1,0 +1,38 @@
+"""Shared fixtures. Every test runs offline: the hub is switched off before anything imports it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# The quick suite keeps property tests short; `nox -s parity` selects the thorough profile.
+# derandomize: examples come from a fixed seed, so every run checks the same conversations.
+for _name, _examples in (("quick", 30), ("thorough", 200)):
+    settings.register_profile(
+        _name,
+        max_examples=_examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer():
+    from cookbook.tokenizers import get_tokenizer
+
+    return get_tokenizer("meta-llama/Llama-3.1-8B-Instruct", "offline")
+
+
+@pytest.fixture(scope="session")
+def llama3_renderer(llama3_tokenizer):
+    from cookbook.renderers import get_renderer
+
+    return get_renderer("llama3", llama3_tokenizer)

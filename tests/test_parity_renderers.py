@@ -1,0 +1,71 @@
+"""Golden parity: every (case, train_on_what) of specs/renderers/*.yaml against the reference.
+
+Items are collected from the YAML, so adding a case is a YAML edit plus `nox -s golden`. A
+mismatch prints the first diverging token (position, ids, text, weight, segment) instead of a
+wall of integers; stale, missing, unused and hand-edited goldens fail with the command to run.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from cookbook.parity import golden as g
+from cookbook.parity.compare import GENERATION_ITEM, CaseResult, compare_case
+from cookbook.specs import RendererCase, RendererCasesSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "golden"
+SPEC_FILES = sorted((ROOT / "specs" / "renderers").glob("*.yaml"))
+
+pytestmark = pytest.mark.parity
+
+
+@cache
+def _spec(path: Path) -> RendererCasesSpec:
+    spec = load_spec(path)
+    assert isinstance(spec, RendererCasesSpec)
+    return spec
+
+
+@cache
+def _result(path: Path, case_id: str) -> CaseResult:
+    spec = _spec(path)
+    return compare_case(GOLDEN, spec, next(c for c in spec.cases if c.id == case_id))
+
+
+def _cases() -> list[tuple[Path, RendererCase]]:
+    return [(path, case) for path in SPEC_FILES for case in _spec(path).cases]
+
+
+ITEMS = [
+    pytest.param(path, case.id, item, id=f"{_spec(path).renderer}/{case.id}/{item}")
+    for path, case in _cases()
+    for item in [*map(str, case.resolved_train_on_what()), GENERATION_ITEM]
+]
+
+
+def test_specs_have_cases() -> None:
+    assert SPEC_FILES, "no specs/renderers/*.yaml found"
+    assert len(ITEMS) >= 30
+
+
+@pytest.mark.parametrize(("path", "case_id", "item"), ITEMS)
+def test_matches_reference(path: Path, case_id: str, item: str) -> None:
+    problem = _result(path, case_id).problem(item)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+def test_every_golden_belongs_to_a_case() -> None:
+    wanted = {g.golden_path(GOLDEN, _spec(p).renderer, c.id) for p, c in _cases()}
+    unused = [str(f.relative_to(ROOT)) for f in g.unused_goldens(GOLDEN, wanted)]
+    assert not unused, f"unused goldens (no case points to them): {unused}; run `{g.REGENERATE}`"
+
+
+def test_manifest_matches_goldens() -> None:
+    """Goldens change only through `nox -s golden`, which rewrites the manifest with them."""
+    mismatched = g.manifest_mismatches(GOLDEN)
+    assert not mismatched, f"goldens changed outside `{g.REGENERATE}`: {mismatched}"

@@ -1,0 +1,115 @@
+"""Public API shape of the renderers, mirroring the reference's downstream-compat tests."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import tinker
+
+from cookbook.exceptions import RendererError
+from cookbook.renderers import (
+    ParseTermination,
+    Renderer,
+    TrainOnWhat,
+    get_renderer,
+    register_renderer,
+    unregister_renderer,
+)
+
+MSGS = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello there!"},
+]
+
+
+def test_train_on_what_has_the_reference_values() -> None:
+    # Values from tinker_cookbook/renderers/base.py (0.5.8), member for member.
+    assert {t.name: t.value for t in TrainOnWhat} == {
+        "LAST_ASSISTANT_MESSAGE": "last_assistant_message",
+        "LAST_ASSISTANT_TURN": "last_assistant_turn",
+        "ALL_ASSISTANT_MESSAGES": "all_assistant_messages",
+        "ALL_MESSAGES": "all_messages",
+        "ALL_TOKENS": "all_tokens",
+        "ALL_USER_AND_SYSTEM_MESSAGES": "all_user_and_system_messages",
+        "CUSTOMIZED": "customized",
+    }
+
+
+def test_signatures_and_defaults_mirror_the_reference() -> None:
+    sig = inspect.signature(Renderer.build_supervised_example)
+    assert sig.parameters["train_on_what"].default is TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    plural = inspect.signature(Renderer.build_supervised_examples)
+    assert plural.parameters["train_on_what"].default is TrainOnWhat.LAST_ASSISTANT_TURN
+    prompt = inspect.signature(Renderer.build_generation_prompt)
+    assert list(prompt.parameters) == ["self", "messages", "role", "prefill"]
+    assert list(inspect.signature(get_renderer).parameters) == [
+        "name",
+        "tokenizer",
+        "image_processor",
+        "model_name",
+    ]
+
+
+def test_supervised_example_types(llama3_renderer) -> None:
+    model_input, weights = llama3_renderer.build_supervised_example(MSGS)
+    assert isinstance(model_input, tinker.ModelInput)
+    assert isinstance(weights, np.ndarray) and weights.shape == (model_input.length,)
+    datum = tinker.Datum(model_input=model_input, loss_fn_inputs={"weights": weights})
+    assert datum.loss_fn_inputs["weights"].dtype == "float32"
+
+
+def test_plain_strings_work_as_train_on_what(llama3_renderer) -> None:
+    by_enum = llama3_renderer.build_supervised_example(MSGS, TrainOnWhat.ALL_MESSAGES)[1]
+    by_str = llama3_renderer.build_supervised_example(MSGS, "all_messages")[1]
+    assert by_enum.tolist() == by_str.tolist()
+
+
+def test_extension_renderer_builds_one_example(llama3_renderer) -> None:
+    assert llama3_renderer.has_extension_property
+    examples = llama3_renderer.build_supervised_examples(MSGS)
+    assert len(examples) == 1
+
+
+def test_prefill_is_appended_to_the_generation_prompt(llama3_renderer, llama3_tokenizer) -> None:
+    plain = llama3_renderer.build_generation_prompt(MSGS[:-1]).to_ints()
+    prefilled = llama3_renderer.build_generation_prompt(MSGS[:-1], prefill="Sure").to_ints()
+    assert prefilled == plain + llama3_tokenizer.encode("Sure", add_special_tokens=False)
+
+
+def test_two_stop_tokens_in_a_reply_raise_a_value_error(llama3_renderer, llama3_tokenizer) -> None:
+    reply = llama3_tokenizer.encode("53 + 18 = 71<|eot_id|><|eot_id|>", add_special_tokens=False)
+    with pytest.raises(ValueError, match=r"expected .* 1"):
+        llama3_renderer.parse_response(reply)
+
+
+def test_parse_without_stop_token_is_malformed(llama3_renderer, llama3_tokenizer) -> None:
+    message, termination = llama3_renderer.parse_response(
+        llama3_tokenizer.encode("53 + 18 = 71", add_special_tokens=False)
+    )
+    assert message["content"] == "53 + 18 = 71"
+    assert termination is ParseTermination.MALFORMED and not termination.is_clean
+
+
+def test_unknown_renderer_message_matches_the_reference(llama3_tokenizer) -> None:
+    with pytest.raises(RendererError, match=r"Unknown renderer: nope\. If this is a custom"):
+        get_renderer("nope", llama3_tokenizer)
+
+
+def test_reference_renderer_not_ported_yet_says_so(llama3_tokenizer) -> None:
+    with pytest.raises(RendererError, match="exists in the reference but is not implemented"):
+        get_renderer("qwen3", llama3_tokenizer)
+
+
+def test_custom_renderers_can_be_registered(llama3_tokenizer) -> None:
+    class Custom(type(get_renderer("llama3", llama3_tokenizer))):
+        pass
+
+    register_renderer("custom_llama", lambda tok, _proc: Custom(tok))
+    try:
+        renderer = get_renderer("custom_llama", llama3_tokenizer, model_name="m")
+        assert isinstance(renderer, Custom) and renderer._model_name == "m"
+    finally:
+        assert unregister_renderer("custom_llama")
