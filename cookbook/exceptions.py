@@ -46,3 +46,12 @@ class SpecError(ConfigurationError):
 
 class GoldenError(CookbookError, ValueError):
     """A golden file is missing, corrupted, stale or unused."""
+
+
+class DataFormatError(ConfigurationError):
+    """Training data is not in the expected shape; ``str()`` names ``file:line: field``."""
+
+
+class DatasetUnavailableError(ConfigurationError):
+    """A dataset cannot be loaded (no hub, no cache, asset package missing); the message names
+    the offline fallback."""

@@ -36,3 +36,19 @@ def llama3_renderer(llama3_tokenizer):
     from cookbook.renderers import get_renderer
 
     return get_renderer("llama3", llama3_tokenizer)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say how much golden parity was actually checked (a green run of zero items is no proof)."""
+    reports = [
+        r
+        for outcome in ("passed", "failed")
+        for r in terminalreporter.stats.get(outcome, [])
+        if r.when == "call" and "test_matches_reference[" in r.nodeid
+    ]
+    if reports:
+        cases = {r.nodeid.rsplit("/", 1)[0] for r in reports}
+        failed = sum(1 for r in reports if r.failed)
+        terminalreporter.write_line(
+            f"golden parity: {len(reports)} items checked over {len(cases)} cases, {failed} failed"
+        )

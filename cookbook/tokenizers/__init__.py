@@ -19,13 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import TokenizerError
+from cookbook.hub import hub_reachable
 from cookbook.tokenizers.offline import RECIPES, materialize
 
 Tokenizer = Any
 """A Hugging Face tokenizer (``PreTrainedTokenizerFast``); typed loosely, as the reference does."""
 
-# Model-name prefixes -> offline family. Order matters: first match wins.
-_FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (("meta-llama/Llama-3", "llama3"),)
+# Model-name prefixes -> offline family. Order matters: first match wins. Qwen3.6 uses the
+# Qwen3.5 tokenizer unchanged (the reference's model_info says so, and the asset package ships
+# the same files for both); Qwen3.8 shares the ids but not the chat template, so it is left out.
+_FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("meta-llama/Llama-3", "llama3"),
+    ("Qwen/Qwen3.5", "qwen3_5"),
+    ("Qwen/Qwen3.6", "qwen3_5"),
+)
 # The reference loads every Llama 3 tokenizer from this ungated mirror.
 _HUB_ALIASES: tuple[tuple[str, str], ...] = (
     ("meta-llama/Llama-3", "thinkingmachineslabinc/meta-llama-3-instruct-tokenizer"),
@@ -98,7 +105,8 @@ def _try_hub(model_name: str) -> tuple[Tokenizer, str] | None:
     from transformers import AutoTokenizer
 
     repo = _hub_repo(model_name)
-    attempts = [True] if os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]
+    # The cache first; the hub only if it answers (see cookbook.hub: no 50 s of retries).
+    attempts = [True, False] if hub_reachable() else [True]
     for local_only in attempts:
         try:
             return AutoTokenizer.from_pretrained(repo, local_files_only=local_only), repo

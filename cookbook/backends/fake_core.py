@@ -1,0 +1,154 @@
+"""Plumbing shared by the fake backend's clients (:mod:`cookbook.backends.fake`).
+
+The fake model's formula, resolved futures, the ``*_async`` twins, call recording with fault
+injection, and checkpoints on disk (one JSON file per checkpoint, written atomically, so a new
+process can resume from a path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from cookbook.exceptions import ConfigurationError
+
+T = TypeVar("T")
+STATE_FORMAT = 1
+SCHEME = "fake://"
+_KIND_DIRS = {"state": "weights", "sampler": "sampler_weights"}
+
+
+def fake_logprobs(tokens: Sequence[int], first_position: int, applied_lr_sum: float) -> np.ndarray:
+    """Float32 logprobs of ``tokens[k]`` predicted at position ``first_position + k``."""
+    t = np.asarray(tokens, dtype=np.int64)
+    i = np.arange(first_position, first_position + len(t), dtype=np.int64)
+    base = 1.0 + ((t * 31 + i * 7) % 97) / 97.0
+    return (-base / (1.0 + 1000.0 * applied_lr_sum)).astype(np.float32)
+
+
+class FakeFuture(Generic[T]):
+    """An already-resolved future with the APIFuture surface."""
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def result(self, timeout: float | None = None) -> T:
+        return self._value
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        return self._value
+
+    def __await__(self):
+        return self.result_async().__await__()
+
+
+def async_twin(method: str, *, resolve: bool) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The deprecated ``<method>_async`` form: returns the future, or its value if ``resolve``.
+
+    Mirrors the SDK: ``forward_backward_async`` & co. return a future to await later, while
+    ``create_*_async``, ``save_weights_and_get_sampling_client_async``, ``sample_async`` and
+    ``compute_logprobs_async`` return the value itself.
+    """
+
+    async def twin(self: Any, *args: Any, **kwargs: Any) -> Any:
+        future = getattr(self, method)(*args, **kwargs)
+        return future.result() if resolve else future
+
+    twin.__name__ = twin.__qualname__ = f"{method}_async"
+    twin.__doc__ = f"Deprecated-SDK form of ``{method}``."
+    return twin
+
+
+class CallRecorder:
+    """Every client call as one JSON-able dict, in call order (``calls``)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def record(self, call: str, /, **fields: Any) -> dict[str, Any]:
+        entry = {"call": call, **fields}
+        self.calls.append(entry)
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+@dataclass
+class ModelState:
+    base_model: str
+    rank: int
+    applied_lr_sum: float = 0.0
+    optim_steps: int = 0
+    user_metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Backend:
+    """What a service client and every client it creates share: disk, recorder, faults."""
+
+    def __init__(
+        self, state_dir: Path, recorder: CallRecorder, faults: Mapping[int, BaseException]
+    ) -> None:
+        self.state_dir = state_dir
+        self.recorder = recorder
+        self.faults = faults
+
+    def call(self, call: str, /, **fields: Any) -> None:
+        """Record a call; raise the injected fault if one is set for its index."""
+        index = len(self.recorder)
+        fault = self.faults.get(index)
+        if fault is not None:
+            self.recorder.record(call, **fields, fault=repr(fault))
+            raise fault
+        self.recorder.record(call, **fields)
+
+    def new_run(self) -> str:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        number = sum(1 for p in self.state_dir.glob("run-*") if p.is_dir()) + 1
+        while True:
+            run_id = f"run-{number:04d}"
+            try:
+                (self.state_dir / run_id).mkdir()
+                return run_id
+            except FileExistsError:
+                number += 1
+
+    def file(self, path: str) -> tuple[Path, str]:
+        parts = path.removeprefix(SCHEME).split("/") if path.startswith(SCHEME) else []
+        kinds = {v: k for k, v in _KIND_DIRS.items()}
+        if len(parts) != 3 or parts[1] not in kinds or not all(parts):
+            raise ConfigurationError(
+                f"{path!r} is not a fake checkpoint path ({SCHEME}<run>/weights|sampler_weights/"
+                "<name>)"
+            )
+        return self.state_dir / parts[0] / parts[1] / f"{parts[2]}.json", kinds[parts[1]]
+
+    def save(self, run_id: str, kind: str, name: str, state: ModelState, ttl: Any) -> str:
+        path = f"{SCHEME}{run_id}/{_KIND_DIRS[kind]}/{name}"
+        file, _ = self.file(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        record = {"format": STATE_FORMAT, "kind": kind, "path": path, "ttl_seconds": ttl}
+        text = json.dumps({**record, **asdict(state)}, indent=1, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, file)
+        return path
+
+    def load(self, path: str, kind: str) -> ModelState:
+        file, found_kind = self.file(path)
+        if found_kind != kind:
+            raise ConfigurationError(f"{path!r} is a {found_kind} checkpoint, need a {kind} one")
+        try:
+            data = json.loads(file.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ConfigurationError(f"{path!r}: no such fake checkpoint ({file})") from None
+        names = ModelState.__dataclass_fields__
+        return ModelState(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,357 @@
+"""Renderer invariants: properties every chat renderer must keep, whatever its chat format.
+
+Golden parity proves that a renderer matches the reference on the recorded cases; these checks
+cover the space between the cases. Each one states a property that training and sampling rely
+on (the loss mask lines up with the tokens, the supervised prompt is exactly what the sampler is
+given, a sampled turn parses back to what was trained, ...), so a violation is a real bug even
+where no golden would notice it.
+
+Every check takes ``(renderer, messages)``, is written against the public renderer API only (so
+it works for any renderer, ours or the reference's), and raises :class:`AssertionError` whose
+message starts with ``[invariant-name]`` when the property is violated. A conversation the
+property does not speak about (for instance one that does not end with an assistant message)
+is a misuse and raises :class:`ValueError` instead, so a test can never pass vacuously by
+feeding the wrong input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from cookbook.renderers.base import Renderer
+from cookbook.renderers.types import Content, Message, ParseTermination, TrainOnWhat
+
+# Every mode whose weights are determined by the conversation alone; CUSTOMIZED needs a
+# ``trainable`` flag on every message (and refuses one otherwise), so it is left out.
+NON_CUSTOM_TRAIN_ON_WHAT: tuple[TrainOnWhat, ...] = tuple(
+    tow for tow in TrainOnWhat if tow != TrainOnWhat.CUSTOMIZED
+)
+
+Check = Callable[[Renderer, list[Message]], None]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _supervised(
+    renderer: Renderer, messages: list[Message], train_on_what: TrainOnWhat
+) -> tuple[list[int], list[float]]:
+    """Tokens and weights as plain lists; ``np.asarray`` also accepts the reference's tensors."""
+    model_input, weights = renderer.build_supervised_example(messages, train_on_what)
+    return model_input.to_ints(), [float(w) for w in np.asarray(weights).reshape(-1).tolist()]
+
+
+def _require_last_assistant(messages: list[Message], invariant: str) -> None:
+    if not messages or messages[-1]["role"] != "assistant":
+        raise ValueError(
+            f"[{invariant}] only applies to conversations ending with an assistant message; "
+            f"got last role {messages[-1]['role'] if messages else None!r}"
+        )
+
+
+def _first_difference(expected: Sequence[int], actual: Sequence[int]) -> int:
+    """Index of the first differing token (the shorter length when one is a prefix)."""
+    for index, (a, b) in enumerate(zip(expected, actual, strict=False)):
+        if a != b:
+            return index
+    return min(len(expected), len(actual))
+
+
+def _show(renderer: Renderer, tokens: Sequence[int], at: int, width: int = 6) -> str:
+    """A decoded window around ``at``, so a failure shows where two renderings part ways."""
+    start = max(0, at - width)
+    window = list(tokens[start : at + width])
+    return (
+        f"tokens[{start}:{start + len(window)}]={window} text={renderer.tokenizer.decode(window)!r}"
+    )
+
+
+def _weighted_runs(weights: Sequence[float]) -> list[tuple[int, int]]:
+    """Maximal ``[start, end)`` runs of weight-1 positions."""
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for index, weight in enumerate([*weights, 0.0]):
+        if weight == 1 and start is None:
+            start = index
+        elif weight != 1 and start is not None:
+            runs.append((start, index))
+            start = None
+    return runs
+
+
+def _count_occurrences(tokens: Sequence[int], needle: Sequence[int]) -> int:
+    n = len(needle)
+    return sum(1 for i in range(len(tokens) - n + 1) if list(tokens[i : i + n]) == list(needle))
+
+
+def _primitive_root(sequence: Sequence[int]) -> list[int]:
+    """The shortest unit that ``sequence`` is a whole repetition of (itself if none)."""
+    n = len(sequence)
+    for period in range(1, n):
+        if n % period == 0 and list(sequence) == list(sequence[:period]) * (n // period):
+            return list(sequence[:period])
+    return list(sequence)
+
+
+def _content_texts(content: Content) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    return [part.get("text", "") or part.get("thinking", "") for part in content]
+
+
+def _normalized_content(content: Any) -> Any:
+    """Content compared across representations: a lone text part is the same as a string."""
+    if isinstance(content, list) and len(content) == 1 and content[0].get("type") == "text":
+        return content[0]["text"]
+    return content
+
+
+# -- invariants ---------------------------------------------------------------------------------
+
+
+def check_weights_length(renderer: Renderer, messages: list[Message]) -> None:
+    """One weight per token, in every mode: the loss is applied position by position, so a
+    mask that is even one longer or shorter silently trains on the wrong tokens."""
+    for tow in NON_CUSTOM_TRAIN_ON_WHAT:
+        tokens, weights = _supervised(renderer, messages, tow)
+        assert len(weights) == len(tokens), (
+            f"[weights-length] {tow}: {len(weights)} weights for {len(tokens)} tokens"
+        )
+
+
+def check_weights_binary(renderer: Renderer, messages: list[Message]) -> None:
+    """Weights are 0 or 1 in every mode: they are a mask, not a scale; anything else would
+    change the loss magnitude behind the user's back."""
+    for tow in NON_CUSTOM_TRAIN_ON_WHAT:
+        _, weights = _supervised(renderer, messages, tow)
+        stray = sorted({w for w in weights if w not in (0.0, 1.0)})
+        assert not stray, f"[binary-weights] {tow}: weights outside {{0, 1}}: {stray}"
+
+
+def check_prompt_prefix(renderer: Renderer, messages: list[Message]) -> None:
+    """Under LAST_ASSISTANT_MESSAGE everything before the first trained token is exactly the
+    generation prompt for ``messages[:-1]``, unweighted: training conditions the model on the
+    very tokens the sampler will later give it, and never trains on that prompt."""
+    invariant = "prompt-prefix"
+    _require_last_assistant(messages, invariant)
+    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    first = next((i for i, w in enumerate(weights) if w == 1), None)
+    assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
+    prompt = renderer.build_generation_prompt(messages[:-1]).to_ints()
+    prefix = tokens[:first]
+    if prefix != prompt:
+        at = _first_difference(prompt, prefix)
+        raise AssertionError(
+            f"[{invariant}] the {len(prefix)} tokens before the first trained token differ from "
+            f"the {len(prompt)}-token generation prompt of messages[:-1] at index {at}: "
+            f"supervised {_show(renderer, prefix, at)} vs prompt {_show(renderer, prompt, at)}"
+        )
+    nonzero = [i for i in range(first) if weights[i] != 0]
+    assert not nonzero, f"[{invariant}] prompt positions carry weight: {nonzero[:10]}"
+
+
+def check_all_assistant_superset(renderer: Renderer, messages: list[Message]) -> None:
+    """ALL_ASSISTANT_MESSAGES trains on at least what LAST_ASSISTANT_MESSAGE does: widening
+    the selection of messages must never drop a token that the narrower one trains."""
+    invariant = "all-assistant-superset"
+    _require_last_assistant(messages, invariant)
+    last_tokens, last_weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    all_tokens, all_weights = _supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    if last_tokens != all_tokens:
+        at = _first_difference(last_tokens, all_tokens)
+        raise AssertionError(
+            f"[{invariant}] the two modes render different tokens (from index {at}), so their "
+            f"weights cannot be compared: {_show(renderer, last_tokens, at)} vs "
+            f"{_show(renderer, all_tokens, at)}"
+        )
+    last_set = {i for i, w in enumerate(last_weights) if w == 1}
+    all_set = {i for i, w in enumerate(all_weights) if w == 1}
+    missing = sorted(last_set - all_set)
+    if missing:
+        raise AssertionError(
+            f"[{invariant}] {len(missing)} positions trained under LAST_ASSISTANT_MESSAGE are "
+            f"not trained under ALL_ASSISTANT_MESSAGES, first at "
+            f"{_show(renderer, all_tokens, missing[0])}"
+        )
+
+
+def _parseable_contents(renderer: Renderer, content: Any) -> list[Any]:
+    """The contents a clean parse may give back for ``content``, most faithful first.
+
+    Two losses are not the renderer's to prevent, and the reference has both:
+
+    * the tokenizer's own normalization - text is compared as the tokenizer gives it back
+      (Qwen3.5's tokenizer.json applies NFC, so NFD content comes back composed; Llama 3's has no
+      normalizer and returns every string unchanged);
+    * with a *string* stop sequence, its leading whitespace (the ``"\n\n"`` of
+      ``"\n\nUser:"``) is also the separator rendered after every message. The reference's
+      role_colon parse splits on the stop string and then strips that separator once more, so
+      content that itself ends with it comes back with one copy fewer. Exactly one copy: a parse
+      that strips more, or strips other whitespace, still fails.
+    """
+    content = _normalized_content(content)
+    if not isinstance(content, str):
+        return [content]
+    tokenizer = renderer.tokenizer
+    carried = str(tokenizer.decode(tokenizer.encode(content, add_special_tokens=False)))
+    accepted = [carried]
+    for stop in renderer.get_stop_sequences():
+        if isinstance(stop, str):
+            separator = stop[: len(stop) - len(stop.lstrip())]
+            if separator and carried.endswith(separator):
+                accepted.append(carried.removesuffix(separator))
+    return accepted
+
+
+def check_assistant_round_trip(renderer: Renderer, messages: list[Message]) -> None:
+    """The trained tail of LAST_ASSISTANT_MESSAGE is what the model learns to sample; parsing
+    it must give back the assistant content, cleanly ended by a stop sequence. Otherwise a
+    perfectly trained model would still produce something other than its training target.
+    "The content" allows for the two losses :func:`_parseable_contents` describes."""
+    invariant = "assistant-round-trip"
+    _require_last_assistant(messages, invariant)
+    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    first = next((i for i, w in enumerate(weights) if w == 1), None)
+    assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
+    tail_weights = weights[first:]
+    assert all(w == 1 for w in tail_weights), (
+        f"[{invariant}] the trained tokens are not one contiguous tail: weights from index "
+        f"{first} are {tail_weights}"
+    )
+    tail = tokens[first:]
+    parsed, termination = renderer.parse_response(tail)
+    expected = messages[-1]["content"]
+    assert termination == ParseTermination.STOP_SEQUENCE, (
+        f"[{invariant}] parse_response ended with {termination!r}, not a stop sequence, on "
+        f"{_show(renderer, tail, len(tail))}"
+    )
+    got = _normalized_content(parsed["content"])
+    accepted = _parseable_contents(renderer, expected)
+    assert got in accepted, (
+        f"[{invariant}] parsed content {got!r} != rendered content {expected!r} (accepted: "
+        f"{accepted!r}; escaped, to show normal forms and invisible characters: {got!a} not "
+        f"in {accepted!a})"
+    )
+
+
+def _stop_string_closes_run(text_from_run: str, run_length: int, stops: list[str]) -> bool:
+    """The first stop string in ``text_from_run`` starts inside the run and reaches its end."""
+    found = [(i, len(s)) for s in stops if (i := text_from_run.find(s)) >= 0]
+    if not found:
+        return False
+    at, length = min(found)
+    return at < run_length <= at + length
+
+
+def check_stop_token_ends_turns(renderer: Renderer, messages: list[Message]) -> None:
+    """Every trained assistant turn under ALL_ASSISTANT_MESSAGES ends with a stop sequence:
+    a model that never trains on the stop sequence never learns to stop.
+
+    Stop *tokens*: the last token of every trained run is one of them.
+
+    Stop *strings* (role_colon's ``"\n\nUser:"``): a string stop sequence is text that the
+    rest of the conversation completes, so it need not lie inside the run. For an earlier
+    assistant message the run ends with ``"\n\n"`` and the untrained ``"User:"`` header of the
+    next message completes the string (only the last message carries a trained stop_overlap).
+    The property is therefore about the text from the run's start on: the first stop string in
+    it must begin inside the run (the model learns to start stopping, and does not stop early on
+    a stop string inside its own content) and must reach the run's end (nothing trained follows
+    it). For the last message nothing follows the run, so the whole string must be trained.
+    """
+    invariant = "stop-token-ends-turn"
+    _require_last_assistant(messages, invariant)
+    tokens, weights = _supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    stops = list(renderer.get_stop_sequences())
+    runs = _weighted_runs(weights)
+    assert runs, f"[{invariant}] ALL_ASSISTANT_MESSAGES weights no token at all"
+    for start, end in runs:
+        if all(isinstance(s, int) for s in stops):
+            ok = tokens[end - 1] in stops
+        else:
+            decode = renderer.tokenizer.decode
+            run_length = len(decode(tokens[start:end]))
+            ok = _stop_string_closes_run(
+                decode(tokens[start:]), run_length, [str(s) for s in stops]
+            )
+        assert ok, (
+            f"[{invariant}] trained run [{start}, {end}) is not closed by a stop sequence "
+            f"{stops}: {_show(renderer, tokens, end - 1)}"
+        )
+
+
+def check_single_bos(renderer: Renderer, messages: list[Message]) -> None:
+    """The BOS sequence opens every rendering exactly once: a doubled BOS (renderer plus
+    tokenizer both adding one, or one per message) is a distribution shift the model never saw
+    in pretraining. BOS tokens later in the sequence are allowed only where the message text
+    itself contains the BOS literal, since the tokenizer turns such literals into the special
+    token (reference behaviour, see tests/test_invariants.py)."""
+    invariant = "single-bos"
+    declared = list(renderer._bos_tokens)
+    if not declared:  # a format without BOS cannot double it
+        return
+    # The declared sequence itself may be the bug (``_bos_tokens`` returning BOS twice), so
+    # count in its shortest repeating unit: [BOS, BOS] is BOS twice, not one long BOS.
+    bos = _primitive_root(declared)
+    literal = renderer.tokenizer.decode(bos)
+    in_text = sum(text.count(literal) for m in messages for text in _content_texts(m["content"]))
+    renderings = {
+        "supervised": _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0],
+        "generation prompt": renderer.build_generation_prompt(messages).to_ints(),
+    }
+    n = len(bos)
+    for name, tokens in renderings.items():
+        assert tokens[:n] == bos, (
+            f"[{invariant}] {name} does not start with BOS {bos}: {_show(renderer, tokens, 0)}"
+        )
+        assert tokens[n : 2 * n] != bos, (
+            f"[{invariant}] {name} starts with BOS twice in a row: {_show(renderer, tokens, n)}"
+        )
+        count = _count_occurrences(tokens, bos)
+        assert count <= 1 + in_text, (
+            f"[{invariant}] {name} holds BOS {count} times, but only 1 plus {in_text} literal "
+            f"{literal!r} in the message text can account for"
+        )
+
+
+def check_extension_property(renderer: Renderer, messages: list[Message]) -> None:
+    """If the renderer claims the extension property, the generation prompt before each
+    assistant message is a token prefix of the full rendering. That is what lets a whole
+    multi-turn conversation train as one example (and share a KV cache when sampling); a
+    renderer that claims it wrongly trains every earlier turn on a prompt it never sees."""
+    invariant = "extension-property"
+    if not renderer.has_extension_property:  # nothing is claimed, nothing to check
+        return
+    full = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0]
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = renderer.build_generation_prompt(messages[:k]).to_ints()
+        if full[: len(prompt)] != prompt:
+            at = _first_difference(prompt, full)
+            raise AssertionError(
+                f"[{invariant}] the generation prompt before message {k} is not a prefix of "
+                f"the full rendering (differs at index {at}): prompt "
+                f"{_show(renderer, prompt, at)} vs full {_show(renderer, full, at)}"
+            )
+
+
+ALL_CHECKS: dict[str, Check] = {
+    "weights-length": check_weights_length,
+    "binary-weights": check_weights_binary,
+    "prompt-prefix": check_prompt_prefix,
+    "all-assistant-superset": check_all_assistant_superset,
+    "assistant-round-trip": check_assistant_round_trip,
+    "stop-token-ends-turn": check_stop_token_ends_turns,
+    "single-bos": check_single_bos,
+    "extension-property": check_extension_property,
+}
+"""Invariant name -> check; the name is also the ``[tag]`` its AssertionError starts with."""
+
+
+def check_all(renderer: Renderer, messages: list[Message]) -> None:
+    """Run every check; the first violation raises."""
+    for check in ALL_CHECKS.values():
+        check(renderer, messages)

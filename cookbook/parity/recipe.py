@@ -1,0 +1,330 @@
+"""Layered recipe parity: what the reference's ``sl_basic`` loop did, layer by layer.
+
+A recipe golden (``golden/recipes/<case>.json``, made by ``tools/generate_recipe_goldens.py``)
+records one small supervised run of the pinned reference on the fake backend, in layers that go
+from the data to the client calls: (a) dataset order, (b) the first batches' datums in full,
+(c) the learning-rate schedule, (d) the client calls, metrics and checkpoints of a whole run,
+(e) the same for an interrupted run and its resume. Comparing layer by layer names the *first*
+layer that drifts, which is where a port's bug usually is: a wrong shuffle shows up in (a) long
+before it shows up as a different loss in (d).
+
+Datums are compared as JSON (:func:`datum_to_json`) and referred to in call records by
+:func:`datum_digest`, so both the reference side and ours identify a datum the same way.
+
+Layer shapes (``golden["layers"][name]``; pass ``actual`` in the same shape, extra keys in a
+layer's top level, like ``n_batches``, are informational and not compared):
+
+- ``dataset_order``: ``{"epochs": [[[row_id, ...] per batch] per epoch], "test": [[row_id, ...]
+  per batch], "set_epoch_seeds": [...], "n_batches": int}``; row ids index the source file (or
+  split file for no_robots).
+- ``datums``: ``{"batches": [[datum_to_json(d), ...] for the first 3 batches of epoch 0]}``.
+- ``lr_schedule``: ``[{"step", "lr_multiplier", "learning_rate"}, ...]`` for every step.
+- ``run``: ``{"calls": CallRecorder.calls, "metrics": metrics.jsonl rows (``time/*`` dropped),
+  "checkpoints": checkpoints.jsonl rows}``.
+- ``resume``: ``{"fault": {"call_index", "call", "step"}, "runs": [run, run]}``: run 1 is given
+  ``faults={call_index: RuntimeError(...)}`` and crashes; run 2 reuses its log and state
+  directories with a fresh client. Each run lists only the rows *it* appended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cookbook.exceptions import ConfigurationError, GoldenError
+from cookbook.parity.golden import canonical_json
+
+RECIPE_SCHEMA_VERSION = 1
+RECIPE_REGENERATE = "nox -s golden (tools/generate_recipe_goldens.py)"
+INJECTED_FAULT = "injected fault"
+"""Message of the ``RuntimeError`` that crashes run 1 of the resume layer (see resume_faults)."""
+WALL_CLOCK_PREFIX = "time/"
+"""Metric keys under this prefix are timings: dropped from goldens and before comparing."""
+
+LAYERS: dict[str, str] = {
+    "dataset_order": "(a)",
+    "datums": "(b)",
+    "lr_schedule": "(c)",
+    "run": "(d)",
+    "resume": "(e)",
+}
+# Exact for everything discrete; metrics come from float32 reductions whose summation order
+# is an implementation detail, so they only have to agree to float32 precision.
+EXACT = 0.0
+LR_REL_TOL = 1e-12
+METRIC_REL_TOL = 1e-5
+_REQUIRED = ("schema_version", "name", "provenance", "config", "layers")
+
+
+def datum_to_json(datum: Any) -> dict[str, Any]:
+    """A ``tinker.Datum`` as plain JSON: chunk token lists, target tokens, float32 weights.
+
+    Weights go through float32 (what ``TensorData`` stores) and come out as Python floats, so a
+    weight computed in float64 by one side and float32 by the other still compares equal when
+    the stored tensors are equal. Only text chunks are supported: recipes here are text-only.
+    """
+    chunks = []
+    for chunk in datum.model_input.chunks:
+        if getattr(chunk, "type", None) != "encoded_text":
+            raise ConfigurationError(f"datum_to_json: unsupported chunk type {chunk.type!r}")
+        chunks.append([int(t) for t in chunk.tokens])
+    inputs = datum.loss_fn_inputs
+    return {
+        "model_input": chunks,
+        "target_tokens": np.asarray(inputs["target_tokens"].data, dtype=np.int64).tolist(),
+        "weights": np.asarray(inputs["weights"].data, dtype=np.float32).tolist(),
+    }
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def datum_digest(datum: Any) -> str:
+    """sha256 of the canonical JSON of :func:`datum_to_json` (sorted keys, no spaces).
+
+    Canonical form, for ports: ``{"model_input":[[ids..],..],"target_tokens":[..],
+    "weights":[..]}`` with weights written as Python's shortest round-trip float repr
+    (``0.25``, ``1.0``, ``0.3333333432674408``).
+    """
+    return _sha256(datum_to_json(datum))
+
+
+def tokens_digest(model_input: Any) -> str:
+    """sha256 of a prompt's flat token list: the server sees no chunk boundaries in a prompt.
+
+    (``ModelInput.append_int`` adds a one-token chunk, so chunking would be noise here.)
+    """
+    return _sha256([int(t) for t in model_input.to_ints()])
+
+
+def without_wall_clock(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A metrics row minus its timing keys, which differ on every run."""
+    return {k: v for k, v in row.items() if not k.startswith(WALL_CLOCK_PREFIX)}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a run's metrics.jsonl / checkpoints.jsonl; a missing file has none."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def resume_faults(golden: Mapping[str, Any]) -> dict[int, BaseException]:
+    """The ``faults`` for ``FakeServiceClient`` that crash run 1 where the reference's crashed."""
+    fault = golden["layers"]["resume"]["fault"]
+    return {fault["call_index"]: RuntimeError(INJECTED_FAULT)}
+
+
+def load_recipe_golden(path: Path) -> dict[str, Any]:
+    """Read and structurally check a recipe golden; problems are one-line ``GoldenError``s."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise GoldenError(f"{path}: no recipe golden; run `{RECIPE_REGENERATE}`") from None
+    except json.JSONDecodeError as exc:
+        raise GoldenError(f"{path}:{exc.lineno}: corrupted recipe golden: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise GoldenError(f"{path}:1: corrupted recipe golden: top level is not an object")
+    for key in _REQUIRED:
+        if key not in data:
+            raise GoldenError(
+                f"{path}: {key}: missing field; regenerate with `{RECIPE_REGENERATE}`"
+            )
+    if data["schema_version"] != RECIPE_SCHEMA_VERSION:
+        raise GoldenError(
+            f"{path}: schema_version: {data['schema_version']!r} is not "
+            f"{RECIPE_SCHEMA_VERSION}; regenerate with `{RECIPE_REGENERATE}`"
+        )
+    unknown = set(data["layers"]) - set(LAYERS)
+    if unknown:
+        raise GoldenError(f"{path}: layers: unknown layer(s) {sorted(unknown)}")
+    return data
+
+
+# -- generic first-difference walk -------------------------------------------------------------
+
+
+def _numbers_differ(expected: float, actual: float, rel_tol: float) -> bool:
+    nans = [isinstance(x, float) and math.isnan(x) for x in (expected, actual)]
+    if any(nans):
+        return not all(nans)
+    if rel_tol == EXACT:
+        return expected != actual
+    return not math.isclose(expected, actual, rel_tol=rel_tol, abs_tol=1e-12)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def first_diff(expected: Any, actual: Any, rel_tol: float = EXACT, path: str = "") -> str | None:
+    """Where two JSON values first differ, as ``path: expected X, got Y``; None if equal.
+
+    At the top level (empty path) the message is just ``expected X, got Y``.
+    """
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        for key in expected:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in actual:
+                return f"{sub}: missing (expected {_short(expected[key])})"
+            found = first_diff(expected[key], actual[key], rel_tol, sub)
+            if found:
+                return found
+        extra = [k for k in actual if k not in expected]
+        if extra:
+            sub = f"{path}.{extra[0]}" if path else str(extra[0])
+            return f"{sub}: unexpected (got {_short(actual[extra[0]])})"
+        return None
+    if isinstance(expected, list) and isinstance(actual, list):
+        for index, (exp, act) in enumerate(zip(expected, actual, strict=False)):
+            found = first_diff(exp, act, rel_tol, f"{path}[{index}]")
+            if found:
+                return found
+        if len(expected) != len(actual):
+            return _at(path, f"expected {len(expected)} items, got {len(actual)}")
+        return None
+    if _is_number(expected) and _is_number(actual):
+        differ = _numbers_differ(expected, actual, rel_tol)
+    else:
+        differ = type(expected) is not type(actual) or expected != actual
+    return _at(path, f"expected {_short(expected)}, got {_short(actual)}") if differ else None
+
+
+def _at(where: str, message: str) -> str:
+    """``where: message``, or ``where message`` when ``message`` starts with a path."""
+    if not where:
+        return message
+    return f"{where}: {message}" if message.startswith("expected") else f"{where} {message}"
+
+
+def _diff_items(
+    expected: Sequence[Any],
+    actual: Sequence[Any],
+    label: Callable[[int, Any], str],
+    noun: str,
+    rel_tol: float,
+) -> str | None:
+    """First differing item of two sequences, labelled for humans (``batch 0 datum 2 ...``)."""
+    for index, (exp, act) in enumerate(zip(expected, actual, strict=False)):
+        found = first_diff(exp, act, rel_tol)
+        if found:
+            return _at(label(index, exp), found)
+    if len(expected) != len(actual):
+        return f"expected {len(expected)} {noun}, got {len(actual)}"
+    return None
+
+
+# -- per-layer comparison -----------------------------------------------------------------------
+
+
+def _compare_batches(expected: Sequence, actual: Sequence, where: str, noun: str) -> str | None:
+    if len(expected) != len(actual):
+        return _at(where, f"expected {len(expected)} batches, got {len(actual)}")
+    for b, (exp, act) in enumerate(zip(expected, actual, strict=True)):
+        found = _diff_items(exp, act, lambda i, _x: f"{noun} {i}", f"{noun}s", EXACT)
+        if found:
+            return _at(f"{where} batch {b}".strip(), found)
+    return None
+
+
+def _compare_dataset_order(expected: Mapping, actual: Mapping) -> str | None:
+    exp_epochs, act_epochs = expected["epochs"], actual.get("epochs", [])
+    if len(exp_epochs) != len(act_epochs):
+        return f"expected {len(exp_epochs)} epochs, got {len(act_epochs)}"
+    for e, (exp, act) in enumerate(zip(exp_epochs, act_epochs, strict=True)):
+        found = _compare_batches(exp, act, f"epoch {e}", "row")
+        if found:
+            return found
+    return _compare_batches(expected["test"], actual.get("test", []), "test split", "row")
+
+
+def _compare_datums(expected: Mapping, actual: Mapping) -> str | None:
+    return _compare_batches(expected["batches"], actual.get("batches", []), "", "datum")
+
+
+def _compare_lr(expected: Sequence, actual: Sequence) -> str | None:
+    return _diff_items(expected, actual, lambda _i, row: f"step {row['step']}", "steps", LR_REL_TOL)
+
+
+def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
+    found = _diff_items(
+        expected["calls"],
+        actual.get("calls", []),
+        lambda i, call: f"call {i} ({call.get('call')})",
+        "client calls",
+        LR_REL_TOL,
+    )
+    if found:
+        return found
+    found = _diff_items(
+        expected["metrics"],
+        [without_wall_clock(row) for row in actual.get("metrics", [])],
+        lambda _i, row: f"metrics step {row.get('step')}",
+        "metrics rows",
+        METRIC_REL_TOL,
+    )
+    if found:
+        return found
+    return _diff_items(
+        expected["checkpoints"],
+        actual.get("checkpoints", []),
+        lambda i, row: f"checkpoint {i} ({row.get('name')})",
+        "checkpoint records",
+        EXACT,
+    )
+
+
+def _compare_resume(expected: Mapping, actual: Mapping) -> str | None:
+    exp_runs, act_runs = expected["runs"], actual.get("runs", [])
+    if len(exp_runs) != len(act_runs):
+        return f"expected {len(exp_runs)} runs, got {len(act_runs)}"
+    for index, (exp, act) in enumerate(zip(exp_runs, act_runs, strict=True)):
+        found = _compare_run(exp, act)
+        if found:
+            return f"run {index + 1} ({exp.get('label', '')}): {found}"
+    return None
+
+
+_COMPARERS: dict[str, Callable[[Any, Any], str | None]] = {
+    "dataset_order": _compare_dataset_order,
+    "datums": _compare_datums,
+    "lr_schedule": _compare_lr,
+    "run": _compare_run,
+    "resume": _compare_resume,
+}
+
+
+def compare_layer(golden: Mapping[str, Any], layer: str, actual: Any) -> str | None:
+    """One layer of ours against the golden: ``layer (x) name: where: expected .., got ..``.
+
+    ``actual`` has the golden layer's JSON shape (see the generator for each layer's shape).
+    Returns None when the layer matches.
+    """
+    if layer not in LAYERS:
+        raise ConfigurationError(f"unknown recipe layer {layer!r}; known: {', '.join(LAYERS)}")
+    if layer not in golden["layers"]:
+        return f"layer {LAYERS[layer]} {layer}: not in golden {golden['name']!r}"
+    found = _COMPARERS[layer](golden["layers"][layer], actual)
+    return f"layer {LAYERS[layer]} {layer}: {found}" if found else None
+
+
+def first_difference(golden: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
+    """The first differing layer (in order a..e) among the layers ``actual`` provides."""
+    for layer in LAYERS:
+        if layer in actual:
+            found = compare_layer(golden, layer, actual[layer])
+            if found:
+                return found
+    return None

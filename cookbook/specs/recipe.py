@@ -1,0 +1,161 @@
+"""``kind: recipe`` - a supervised training run, field for field the reference's ``train.Config``.
+
+The names and defaults are those of ``tinker_cookbook.supervised.train.Config`` and
+``ChatDatasetBuilderCommonConfig`` (0.5.8), so a reference user recognises every key; the
+additions are what a declarative, offline-capable run needs and the reference gets from code:
+``backend``, ``seed``, the dataset ``offline_fallback`` and ``checkpoint_semantics``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cookbook.renderers.types import TrainOnWhat
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backend(StrEnum):
+    LOCAL = "local"
+    """Embedded CPU training (torch + transformers): the offline default."""
+    TINKER = "tinker"
+    """The Tinker service through the real SDK; needs TINKER_API_KEY."""
+    FAKE = "fake"
+    """Deterministic and instant, no model at all: for tests and dry runs of the pipeline."""
+
+
+class LRSchedule(StrEnum):
+    LINEAR = "linear"
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
+class CheckpointSemantics(StrEnum):
+    """When a periodic checkpoint is taken relative to the pipelined next step.
+
+    The reference saves step ``s``'s checkpoint after step ``s+1`` was already submitted
+    (``submit_ahead``) and records ``batch = s``, which resume reads as the *next* batch to run,
+    so a resumed run trains batches again that the saved weights already contain.
+    """
+
+    EXACT_RESUME = "exact_resume"
+    """Ours: save right after step ``s``'s optimizer step, record the next batch to run."""
+    REFERENCE = "reference"
+    """The reference's order and record, for call-sequence parity (resume repeats batches)."""
+
+
+class DatasetBuilder(StrEnum):
+    NO_ROBOTS = "no_robots"
+    """HuggingFaceH4/no_robots (``path`` may name a local copy: a directory with
+    train.jsonl and test.jsonl rows in the dataset's own format)."""
+    CONVERSATIONS_FILE = "conversations_file"
+    """A JSONL file of ``{"messages": [...]}`` rows, as the reference's
+    ``FromConversationFileBuilder``."""
+
+
+class PackageFile(_Strict):
+    """A data file shipped inside an installed registry package (found without importing it)."""
+
+    distribution: Annotated[str, Field(min_length=1)]
+    path: Annotated[str, Field(min_length=1)]
+
+
+class ConversationSource(_Strict):
+    """Where a conversations file comes from: a path, or a file inside a package."""
+
+    path: str | None = None
+    package_file: PackageFile | None = None
+    test_size: NonNegativeInt = 0
+    shuffle_seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_location(self) -> ConversationSource:
+        if (self.path is None) == (self.package_file is None):
+            raise ValueError("give exactly one of 'path' and 'package_file'")
+        return self
+
+
+class DatasetSpec(_Strict):
+    """The dataset builder and ``ChatDatasetBuilderCommonConfig``."""
+
+    builder: DatasetBuilder
+    batch_size: PositiveInt = 128
+    max_length: Annotated[int, Field(ge=2)] | None = 32768
+    train_on_what: TrainOnWhat | None = Field(
+        default=None, description="None means the builder's default, ALL_ASSISTANT_MESSAGES."
+    )
+    path: str | None = Field(
+        default=None,
+        description="conversations_file: the JSONL file; no_robots: an optional local copy.",
+    )
+    package_file: PackageFile | None = None
+    test_size: NonNegativeInt = 0
+    shuffle_seed: int = 0
+    offline_fallback: ConversationSource | None = Field(
+        default=None,
+        description="Used, loudly, when no_robots cannot be loaded (no hub access).",
+    )
+
+    @model_validator(mode="after")
+    def _fits_the_builder(self) -> DatasetSpec:
+        if self.builder == DatasetBuilder.CONVERSATIONS_FILE:
+            if (self.path is None) == (self.package_file is None):
+                raise ValueError("conversations_file needs exactly one of 'path', 'package_file'")
+            if self.offline_fallback is not None:
+                raise ValueError("offline_fallback only applies to the no_robots builder")
+        elif self.package_file is not None or self.test_size or self.shuffle_seed:
+            raise ValueError(
+                "no_robots takes no package_file/test_size/shuffle_seed: its splits are fixed"
+            )
+        return self
+
+
+class RecipeSpec(_Strict):
+    """``kind: recipe`` - the sl_basic experiment and its variants."""
+
+    kind: Literal["recipe"]
+    version: Literal[1]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
+    recipe_name: str = "recipe_sl_basic"
+    model_name: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
+    renderer_name: str | None = Field(
+        default=None, description="None means get_recommended_renderer_name(model_name)."
+    )
+    backend: Backend = Backend.LOCAL
+    base_url: str | None = None
+    seed: int = 0
+    log_path: str | None = Field(default=None, description="Default: runs/<name>.")
+    load_checkpoint_path: str | None = None
+    dataset: DatasetSpec
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    lr_schedule: LRSchedule = LRSchedule.LINEAR
+    num_epochs: PositiveInt = 1
+    lora_rank: PositiveInt = 32
+    save_every: NonNegativeInt = 20
+    eval_every: NonNegativeInt = 10
+    ttl_seconds: PositiveInt | None = 604800
+    adam_beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    adam_beta2: Annotated[float, Field(ge=0, lt=1)] = 0.95
+    adam_eps: Annotated[float, Field(gt=0)] = 1e-8
+    max_steps: PositiveInt | None = None
+    submit_ahead: NonNegativeInt = 1
+    checkpoint_semantics: CheckpointSemantics = CheckpointSemantics.EXACT_RESUME
+
+    @field_validator("renderer_name")
+    @classmethod
+    def _known_renderer(cls, name: str | None) -> str | None:
+        from cookbook.renderers import builtin_renderer_names
+
+        if name is not None and name not in builtin_renderer_names():
+            raise ValueError(
+                f"unknown renderer {name!r}; available: {', '.join(builtin_renderer_names())}"
+            )
+        return name

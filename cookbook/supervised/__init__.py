@@ -1,0 +1,1 @@
+"""Supervised fine-tuning: datums from conversations, the training loop, its metrics."""

@@ -1,0 +1,252 @@
+"""Run a ``kind: recipe`` spec: resolve it, check everything, then train into a run directory.
+
+Order matters for the "bad input writes nothing" rule: the renderer, tokenizer, datasets and
+backend are all resolved (and any problem reported as one line) *before* the run directory is
+created or touched.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from cookbook.data.builders import ChatDatasetCommonConfig, ConversationFileBuilder, NoRobotsBuilder
+from cookbook.data.dataset import SupervisedDataset
+from cookbook.data.sources import load_no_robots, packaged_file
+from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
+from cookbook.logging import display
+from cookbook.logging.ml_log import RunLog
+from cookbook.logging.plots import plot_loss_curve
+from cookbook.specs.loader import field_error
+from cookbook.specs.recipe import Backend, ConversationSource, DatasetBuilder, RecipeSpec
+from cookbook.supervised.checkpoints import CHECKPOINTS_FILE, last_checkpoint
+from cookbook.supervised.train import ResumePoint, SupervisedTrainer
+from cookbook.tokenizers import get_tokenizer, provenance
+
+VERSIONED_PACKAGES = ("cookbook", "tinker", "transformers", "tokenizers", "numpy", "torch")
+
+
+@dataclass
+class RunOptions:
+    log_dir: Path | None = None
+    resume: bool = False
+    overwrite: bool = False
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class ResolvedData:
+    train: SupervisedDataset
+    test: SupervisedDataset | None
+    info: dict[str, Any]
+    stand_ins: list[str] = field(default_factory=list)
+
+
+def resolve_renderer_name(spec: RecipeSpec) -> tuple[str, str]:
+    """The renderer and where it came from: the spec, or the reference's model table."""
+    if spec.renderer_name:
+        return spec.renderer_name, "spec"
+    from cookbook.model_info import get_recommended_renderer_name
+
+    try:
+        return get_recommended_renderer_name(spec.model_name), "model_info"
+    except (KeyError, ValueError) as exc:
+        raise ConfigurationError(
+            f"no recommended renderer for {spec.model_name!r} ({exc}); set renderer_name"
+        ) from None
+
+
+def _conversation_file(
+    spec_path: Path, source: ConversationSource | Any, loc: tuple[str, ...]
+) -> Path:
+    if source.package_file is not None:
+        try:
+            return packaged_file(source.package_file.distribution, source.package_file.path)
+        except ConfigurationError as exc:
+            raise field_error(spec_path, (*loc, "package_file"), str(exc)) from None
+    path = Path(source.path)
+    if not path.is_file():
+        raise field_error(spec_path, (*loc, "path"), f"no such file: {path}")
+    return path
+
+
+def resolve_data(spec_path: Path, spec: RecipeSpec, renderer_name: str) -> ResolvedData:
+    ds = spec.dataset
+    common = ChatDatasetCommonConfig(
+        model_name_for_tokenizer=spec.model_name,
+        renderer_name=renderer_name,
+        max_length=ds.max_length,
+        batch_size=ds.batch_size,
+        train_on_what=ds.train_on_what,
+    )
+    stand_ins: list[str] = []
+    if ds.builder == DatasetBuilder.CONVERSATIONS_FILE:
+        path = _conversation_file(spec_path, ds, ("dataset",))
+        builder: Any = ConversationFileBuilder(common, path, ds.test_size, ds.shuffle_seed)
+    elif ds.path is not None:
+        if not (Path(ds.path) / "train.jsonl").is_file():
+            raise field_error(spec_path, ("dataset", "path"), f"no train.jsonl in {ds.path}")
+        builder = NoRobotsBuilder(common, local_copy=Path(ds.path))
+    else:
+        try:
+            builder = NoRobotsBuilder(common, rows=load_no_robots())
+        except DatasetUnavailableError as exc:
+            fallback = ds.offline_fallback
+            if fallback is None:
+                raise
+            path = _conversation_file(spec_path, fallback, ("dataset", "offline_fallback"))
+            builder = ConversationFileBuilder(
+                common, path, fallback.test_size, fallback.shuffle_seed
+            )
+            stand_ins.append(
+                f"dataset: HuggingFaceH4/no_robots is unavailable ({exc}); training on the "
+                f"declared offline fallback {path} instead"
+            )
+    train, test = builder()
+    if len(train) == 0:
+        raise field_error(
+            spec_path,
+            ("dataset", "batch_size"),
+            f"the training set has fewer rows than one batch of {ds.batch_size}: no step to run",
+        )
+    return ResolvedData(train, test, builder.describe(), stand_ins)
+
+
+def make_service_client(spec: RecipeSpec, log_dir: Path) -> Any:
+    """The client factory for the spec's backend; fails before anything is written."""
+    match spec.backend:
+        case Backend.FAKE:
+            from cookbook.backends.fake import FakeServiceClient
+
+            return FakeServiceClient(state_dir=log_dir / "fake_state")
+        case Backend.TINKER:
+            if not os.environ.get("TINKER_API_KEY"):
+                raise ConfigurationError(
+                    "backend 'tinker' needs TINKER_API_KEY: export TINKER_API_KEY=tml-... "
+                    "(from the Tinker console), or run offline with --set backend=local"
+                )
+            import tinker
+
+            return tinker.ServiceClient(
+                base_url=spec.base_url, user_metadata={"recipe": spec.recipe_name}
+            )
+        case Backend.LOCAL:
+            raise ConfigurationError(
+                "backend 'local' (embedded CPU training) is not implemented yet - it arrives "
+                "with the 'Real backends' issue; use --set backend=fake to run the pipeline "
+                "with the deterministic fake, or backend=tinker with TINKER_API_KEY"
+            )
+
+
+def prepare_log_dir(log_dir: Path, options: RunOptions, console: Console) -> bool:
+    """Decide whether to resume; never clobber an existing run without being told to."""
+    if not log_dir.exists() or not any(log_dir.iterdir()):
+        return False
+    if options.resume:
+        return True
+    if options.overwrite:
+        shutil.rmtree(log_dir)
+        return False
+    if sys.stdin.isatty() and console.is_terminal:
+        answer = console.input(
+            f"[bold]{log_dir}[/bold] already holds a run. [r]esume, [o]verwrite or [a]bort? "
+        )
+        if answer.strip().lower().startswith("r"):
+            return True
+        if answer.strip().lower().startswith("o"):
+            shutil.rmtree(log_dir)
+            return False
+        raise ConfigurationError(f"{log_dir}: left untouched")
+    raise ConfigurationError(
+        f"log dir {log_dir} already holds a run; pass --resume to continue it or --overwrite "
+        "to delete it and start over"
+    )
+
+
+def _resume_point(log_dir: Path) -> ResumePoint | None:
+    record = last_checkpoint(log_dir)
+    if record is None:
+        return None
+    return ResumePoint(
+        epoch=int(record.get("epoch") or 0),
+        batch=int(record["batch"]),
+        elapsed_tokens=int(record.get("elapsed_tokens", 0)),
+        state_path=record["state_path"],
+    )
+
+
+def _versions() -> dict[str, str | None]:
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {name: version(name) for name in VERSIONED_PACKAGES}
+
+
+def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: Console) -> int:
+    renderer_name, renderer_source = resolve_renderer_name(spec)
+    tokenizer = get_tokenizer(spec.model_name)
+    data = resolve_data(spec_path, spec, renderer_name)
+    log_dir = Path(options.log_dir or spec.log_path or Path("runs") / spec.name)
+    service_client = make_service_client(spec, log_dir)
+    resume = prepare_log_dir(log_dir, options, console)
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    tok = provenance(tokenizer)
+    stand_ins = list(data.stand_ins)
+    if not tok.source.startswith("hub:"):
+        stand_ins.append(f"tokenizer: {tok.source} ({tok.note or 'offline build'})")
+    config = {
+        "spec": spec.model_dump(mode="json"),
+        "spec_file": str(spec_path),
+        "overrides": list(options.overrides),
+        "renderer_name": renderer_name,
+        "renderer_source": renderer_source,
+        "dataset": data.info,
+        "tokenizer": tok.to_json(),
+        "stand_ins": stand_ins,
+        "versions": _versions(),
+    }
+    run_log = RunLog(log_dir)
+    trainer = SupervisedTrainer(
+        spec, renderer_name, service_client, data.train, data.test, tokenizer, log_dir
+    )
+    resume_point = _resume_point(log_dir) if resume else None
+    first_step = resume_point.epoch * trainer.n_batches + resume_point.batch if resume_point else 0
+    if resume:
+        # Steps past the checkpoint are run (and logged) again; a run with no checkpoint
+        # yet starts over.
+        run_log.truncate_after(first_step - 1)
+        if resume_point is None:
+            (log_dir / CHECKPOINTS_FILE).unlink(missing_ok=True)
+    run_log.write_config(config)
+
+    facts = {
+        "model": spec.model_name,
+        "renderer": f"{renderer_name} (from {renderer_source})",
+        "backend": spec.backend.value,
+        "dataset": f"{data.info.get('source')} - {len(data.train)} batches of "
+        f"{spec.dataset.batch_size}" + (f", {len(data.test)} test batches" if data.test else ""),
+        "steps": f"{trainer.total_steps} ({spec.num_epochs} epoch(s))",
+        "run dir": str(log_dir) + (f" (resuming at step {first_step})" if resume else ""),
+    }
+    display.banner(console, f"cookbook-run {spec.name}", facts, stand_ins)
+    shown_first = min(first_step, trainer.total_steps)
+    with display.TrainingProgress(console, trainer.total_steps, shown_first) as progress:
+        trainer.on_step = progress.on_step
+        trainer.run(resume_point)
+    rows = run_log.read_metrics()
+    png = plot_loss_curve(rows, log_dir / "loss_curve.png")
+    display.summary(console, progress.history, str(log_dir))
+    if png is not None:
+        console.print(f"Loss curve: {png}")
+    return 0

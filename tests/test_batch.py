@@ -1,0 +1,115 @@
+"""The batch renderer must equal the per-conversation renderer exactly.
+
+``build_supervised_examples_batch`` exists only for speed (see ``nox -s bench``); it is correct
+only if, for every ``TrainOnWhat``, it returns the same chunks, token ids, weight values and
+weight dtype as ``build_supervised_example`` one conversation at a time, and raises the same
+errors. The per-conversation path is itself pinned to the reference by the golden parity tests,
+so equality here carries that parity over to the batch path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cookbook.renderers import Llama3Renderer, Renderer, TrainOnWhat
+from cookbook.renderers.batch import build_supervised_examples_batch, encode_many
+
+CONVERSATIONS: list[list[dict[str, Any]]] = [
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "Seven."},
+    ],
+    [
+        {"role": "user", "content": "你好 👋🏽 مرحبا"},
+        {"role": "assistant", "content": "  spaced  \n"},
+        {"role": "user", "content": "literal <|eot_id|> inside"},
+        {"role": "assistant", "content": ""},
+    ],
+    # A repeated text: the batch path shares one chunk between examples.
+    [
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "Seven."},
+    ],
+    # Ends with a user turn: nothing to zero before a last assistant message.
+    [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Bye"},
+    ],
+    [{"role": "assistant", "content": "I speak first."}],
+]
+
+MODES = [t for t in TrainOnWhat if t is not TrainOnWhat.CUSTOMIZED]
+
+
+def _assert_same(batch: list, single: list) -> None:
+    assert len(batch) == len(single)
+    for index, ((b_input, b_weights), (s_input, s_weights)) in enumerate(
+        zip(batch, single, strict=True)
+    ):
+        assert [list(c.tokens) for c in b_input.chunks] == [
+            list(c.tokens) for c in s_input.chunks
+        ], f"conversation {index}: chunks differ"
+        assert b_weights.dtype == s_weights.dtype, f"conversation {index}: weight dtype differs"
+        np.testing.assert_array_equal(b_weights, s_weights, err_msg=f"conversation {index}")
+
+
+@pytest.mark.parametrize("train_on_what", MODES, ids=str)
+def test_batch_equals_per_conversation(llama3_renderer: Renderer, train_on_what) -> None:
+    single = [llama3_renderer.build_supervised_example(m, train_on_what) for m in CONVERSATIONS]
+    batch = build_supervised_examples_batch(llama3_renderer, CONVERSATIONS, train_on_what)
+    _assert_same(batch, single)
+
+
+def test_customized_flags_follow_the_per_conversation_path(llama3_renderer: Renderer) -> None:
+    conversations = [
+        [
+            {"role": "user", "content": "a", "trainable": True},
+            {"role": "assistant", "content": "b", "trainable": False},
+            {"role": "assistant", "content": "c", "trainable": True},
+        ]
+    ]
+    mode = TrainOnWhat.CUSTOMIZED
+    single = [llama3_renderer.build_supervised_example(m, mode) for m in conversations]
+    _assert_same(build_supervised_examples_batch(llama3_renderer, conversations, mode), single)
+
+
+def test_generic_path_equals_per_conversation(llama3_tokenizer: Any) -> None:
+    """A subclass is not the exact type the fast path knows, so it takes the generic path."""
+
+    class Subclassed(Llama3Renderer):
+        pass
+
+    renderer = Subclassed(llama3_tokenizer)
+    for mode in MODES:
+        single = [renderer.build_supervised_example(m, mode) for m in CONVERSATIONS]
+        _assert_same(build_supervised_examples_batch(renderer, CONVERSATIONS, mode), single)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [{"role": "user", "content": "x", "trainable": True}],  # flag without CUSTOMIZED
+        [{"role": "user", "content": [{"type": "image", "image": "a.png"}]}],  # multimodal
+    ],
+)
+def test_errors_are_the_per_conversation_errors(llama3_renderer: Renderer, bad: list) -> None:
+    mode = TrainOnWhat.ALL_MESSAGES
+    with pytest.raises(Exception) as single_error:
+        llama3_renderer.build_supervised_example(bad, mode)
+    with pytest.raises(type(single_error.value), match=re.escape(str(single_error.value))):
+        build_supervised_examples_batch(llama3_renderer, [CONVERSATIONS[0], bad], mode)
+
+
+def test_empty_batch(llama3_renderer: Renderer) -> None:
+    assert build_supervised_examples_batch(llama3_renderer, []) == []
+
+
+def test_encode_many_equals_encode(llama3_renderer: Renderer) -> None:
+    texts = ["Hello", "<|eot_id|>", "", "  spaced\n\n", "你好", "Hello"]
+    assert encode_many(llama3_renderer, texts) == [llama3_renderer._encode(t) for t in texts]

@@ -1,0 +1,320 @@
+"""Renderer throughput: ours vs tinker-cookbook 0.5.8 vs bare batch tokenization, one process.
+
+Why one process: the reference and ours then share the interpreter, the CPU, the tokenizer
+files and the conversations, so the ratios measure the renderers and nothing else. Variants are
+timed in rounds, the order rotating each round, and each variant's median is reported, so drift
+on a shared machine hits every variant alike.
+
+Variants (all for ``build_supervised_example(messages, ALL_ASSISTANT_MESSAGES)``):
+
+* ``reference``: ``tinker_cookbook.renderers`` Llama 3 renderer, one conversation at a time.
+* ``ours_per_conversation``: ``cookbook.renderers``, one conversation at a time.
+* ``ours_batch``: ``cookbook.renderers.batch.build_supervised_examples_batch`` over them all.
+* ``baseline``: ``backend_tokenizer.encode_batch(texts, add_special_tokens=False)`` of each
+  conversation's full rendering decoded back to one string: the floor a renderer that has to
+  tokenize the same text can hope for. ``baseline_encode_batch_fast`` (no offsets) is reported
+  beside it because the batch renderer uses that call; the targets use ``baseline``.
+
+Before timing, every conversation is checked: ours and the reference must give the same token
+ids, chunk boundaries, weight values and weight dtype, and the batch API must equal ours per
+conversation exactly; any difference aborts the run.
+
+Run from the repo root in a venv with tinker-cookbook==0.5.8, ``pip install --no-deps -e .``
+and the offline tokenizer assets::
+
+    HF_HUB_OFFLINE=1 python tools/bench_renderers.py --output reports/bench/renderers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np
+
+MODEL_NAME = "meta-llama/Llama-3.1-8B-Instruct"
+RENDERER = "llama3"
+TARGET_SPEEDUP_VS_REFERENCE = 2.0
+TARGET_SLOWDOWN_VS_BASELINE = 1.2
+PACKAGES = ("tinker-cookbook", "transformers", "tokenizers", "tinker", "torch", "numpy", "cookbook")
+
+
+def make_conversations(rows: list[list[dict[str, Any]]], n: int, seed: int) -> list[list[dict]]:
+    """``n`` text-only conversations built deterministically from the example rows.
+
+    Each conversation has 1-4 user/assistant turns (cycling) and, with probability 0.3, one of
+    the rows' system prompts. Every user message joins the user texts of two rows drawn at
+    random, and its reply joins their two replies, so message texts rarely repeat: a batch
+    renderer cannot win by de-duplicating a few hundred strings, as it could if the 128 rows
+    were simply cycled. System prompts do repeat, as they do in real data.
+    """
+    pairs = []
+    systems = []
+    for messages in rows:
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        replies = [m["content"] for m in messages if m["role"] == "assistant"]
+        pairs.extend(zip(users, replies, strict=False))
+        systems.extend(m["content"] for m in messages if m["role"] == "system")
+    rng = random.Random(seed)
+    conversations = []
+    for i in range(n):
+        conversation = []
+        if systems and rng.random() < 0.3:
+            conversation.append({"role": "system", "content": rng.choice(systems)})
+        for _ in range(1 + i % 4):
+            (u1, a1), (u2, a2) = rng.sample(pairs, 2)
+            conversation.append({"role": "user", "content": f"{u1} {u2}"})
+            conversation.append({"role": "assistant", "content": f"{a1}\n\n{a2}"})
+        conversations.append(conversation)
+    return conversations
+
+
+def load_rows() -> list[list[dict[str, Any]]]:
+    import tinker_cookbook
+
+    path = Path(tinker_cookbook.__file__).parent / "example_data" / "conversations.jsonl"
+    lines = path.read_text("utf-8").splitlines()
+    return [json.loads(line)["messages"] for line in lines if line.strip()]
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "env": {
+            key: os.environ.get(key)
+            for key in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+        },
+    }
+
+
+def fail(message: str) -> NoReturn:
+    print(f"bench_renderers: FAILED: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def verify(
+    conversations: list[list[dict]],
+    reference: list[tuple[Any, Any]],
+    ours: list[tuple[Any, np.ndarray]],
+    batch: list[tuple[Any, np.ndarray]],
+) -> None:
+    """Abort unless all three agree on every conversation (ids, chunks, weights, dtype)."""
+    if not len(conversations) == len(reference) == len(ours) == len(batch):
+        fail("variants returned different numbers of examples")
+    for i, ((ref_input, ref_w), (our_input, our_w), (b_input, b_w)) in enumerate(
+        zip(reference, ours, batch, strict=True)
+    ):
+        ref_ids, our_ids = ref_input.to_ints(), our_input.to_ints()
+        if ref_ids != our_ids:
+            at = next(
+                (k for k, (a, b) in enumerate(zip(ref_ids, our_ids, strict=False)) if a != b), None
+            )
+            fail(
+                f"conversation {i}: token ids differ from the reference (first at {at}; "
+                f"lengths {len(ref_ids)} vs {len(our_ids)})"
+            )
+        if [c.length for c in ref_input.chunks] != [c.length for c in our_input.chunks]:
+            fail(f"conversation {i}: chunk boundaries differ from the reference")
+        ref_weights = ref_w.numpy()
+        if ref_weights.dtype != our_w.dtype or not np.array_equal(ref_weights, our_w):
+            fail(
+                f"conversation {i}: weights differ from the reference "
+                f"({ref_weights.dtype} {ref_weights.tolist()} vs {our_w.dtype} {our_w.tolist()})"
+            )
+        if b_input != our_input:
+            fail(f"conversation {i}: batch ModelInput differs from per-conversation")
+        if b_w.dtype != our_w.dtype or not np.array_equal(b_w, our_w):
+            fail(f"conversation {i}: batch weights differ from per-conversation")
+
+
+def time_rounds(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds per run of each variant, one run per variant per round, order rotating."""
+    names = list(variants)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()
+            start = time.perf_counter()
+            variants[name]()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("reports/bench/renderers.json"))
+    parser.add_argument("--conversations", type=int, default=1024, help="at least 1000")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.conversations < 1000:
+        parser.error("--conversations must be at least 1000")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+
+    from tinker_cookbook import renderers as ref_renderers
+    from tinker_cookbook import tokenizer_utils
+
+    from cookbook import renderers, tokenizers
+    from cookbook.renderers.batch import build_supervised_examples_batch
+
+    directory = tokenizers.offline_directory(MODEL_NAME)
+    our_tokenizer = tokenizers.get_tokenizer(MODEL_NAME, tokenizers.TokenizerSource.OFFLINE)
+    ref_tokenizer = tokenizer_utils.get_tokenizer(str(directory))
+    ours = renderers.get_renderer(RENDERER, our_tokenizer)
+    reference = ref_renderers.get_renderer(RENDERER, ref_tokenizer)
+    our_mode = renderers.TrainOnWhat.ALL_ASSISTANT_MESSAGES
+    ref_mode = ref_renderers.TrainOnWhat.ALL_ASSISTANT_MESSAGES
+
+    conversations = make_conversations(load_rows(), args.conversations, args.seed)
+
+    def run_reference() -> list:
+        return [reference.build_supervised_example(m, ref_mode) for m in conversations]
+
+    def run_ours() -> list:
+        return [ours.build_supervised_example(m, our_mode) for m in conversations]
+
+    def run_batch() -> list:
+        return build_supervised_examples_batch(ours, conversations, our_mode)
+
+    # Untimed first runs: warm every cache and produce the outputs that are checked.
+    ref_out, our_out, batch_out = run_reference(), run_ours(), run_batch()
+    verify(conversations, ref_out, our_out, batch_out)
+    total_tokens = sum(model_input.length for model_input, _ in our_out)
+
+    backend = our_tokenizer.backend_tokenizer
+    texts = [our_tokenizer.decode(model_input.to_ints()) for model_input, _ in our_out]
+    baseline_encodings = backend.encode_batch(texts, add_special_tokens=False)
+    baseline_tokens = sum(len(e.ids) for e in baseline_encodings)
+    baseline_same_ids = sum(
+        e.ids == model_input.to_ints()
+        for e, (model_input, _) in zip(baseline_encodings, our_out, strict=True)
+    )
+    del baseline_encodings
+
+    variants: dict[str, Callable[[], object]] = {
+        "reference": run_reference,
+        "ours_per_conversation": run_ours,
+        "ours_batch": run_batch,
+        "baseline": lambda: backend.encode_batch(texts, add_special_tokens=False),
+        "baseline_encode_batch_fast": lambda: backend.encode_batch_fast(
+            texts, add_special_tokens=False
+        ),
+    }
+    token_counts = dict.fromkeys(variants, total_tokens)
+    token_counts["baseline"] = token_counts["baseline_encode_batch_fast"] = baseline_tokens
+    samples = time_rounds(variants, args.rounds)
+
+    results: dict[str, dict[str, Any]] = {}
+    for name, seconds in samples.items():
+        median = statistics.median(seconds)
+        results[name] = {
+            "median_seconds": median,
+            "tokens_per_second": token_counts[name] / median,
+            "seconds": seconds,
+            "tokens": token_counts[name],
+        }
+    ref_s = results["reference"]["median_seconds"]
+    base_s = results["baseline"]["median_seconds"]
+    base_fast_s = results["baseline_encode_batch_fast"]["median_seconds"]
+    ratios = {}
+    for name in ("ours_per_conversation", "ours_batch"):
+        seconds = results[name]["median_seconds"]
+        ratios[name] = {
+            "speedup_vs_reference": ref_s / seconds,
+            "slowdown_vs_baseline": seconds / base_s,
+            "slowdown_vs_baseline_encode_batch_fast": seconds / base_fast_s,
+        }
+        ratios[name]["meets_targets"] = (
+            ratios[name]["speedup_vs_reference"] >= TARGET_SPEEDUP_VS_REFERENCE
+            and ratios[name]["slowdown_vs_baseline"] <= TARGET_SLOWDOWN_VS_BASELINE
+        )
+
+    contents = [m["content"] for conversation in conversations for m in conversation]
+    report = {
+        "benchmark": "renderers.build_supervised_example",
+        "renderer": RENDERER,
+        "model_name": MODEL_NAME,
+        "train_on_what": str(our_mode),
+        "machine": machine_info(),
+        "tokenizer": {
+            "ours": tokenizers.provenance(our_tokenizer).to_json(),
+            "reference_loaded_from": str(directory),
+        },
+        "data": {
+            "source": "tinker_cookbook/example_data/conversations.jsonl",
+            "generator": "make_conversations (tools/bench_renderers.py)",
+            "seed": args.seed,
+            "n_conversations": len(conversations),
+            "n_messages": len(contents),
+            "n_distinct_message_texts": len(set(contents)),
+            "total_tokens": total_tokens,
+            "baseline_tokens": baseline_tokens,
+            "baseline_conversations_with_identical_ids": baseline_same_ids,
+        },
+        "rounds": args.rounds,
+        "timing": "wall clock (perf_counter) per full pass over all conversations; gc.collect() "
+        "before each; order rotates per round; median over rounds",
+        "verified": "token ids, chunk lengths, weights and dtype equal to the reference for every "
+        "conversation; batch output equal to per-conversation output",
+        "variants": results,
+        "ratios": ratios,
+        "targets": {
+            "speedup_vs_reference_at_least": TARGET_SPEEDUP_VS_REFERENCE,
+            "slowdown_vs_baseline_at_most": TARGET_SLOWDOWN_VS_BASELINE,
+            "met_by": [name for name, r in ratios.items() if r["meets_targets"]],
+        },
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+
+    print(
+        f"{len(conversations)} conversations, {total_tokens} tokens, {args.rounds} rounds, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(f"{'variant':<28}{'median s':>10}{'tokens/s':>14}{'vs ref':>9}{'vs base':>9}")
+    for name, result in results.items():
+        seconds = result["median_seconds"]
+        print(
+            f"{name:<28}{seconds:>10.4f}{result['tokens_per_second']:>14,.0f}"
+            f"{ref_s / seconds:>8.2f}x{seconds / base_s:>8.2f}x"
+        )
+    met = report["targets"]["met_by"]
+    print(
+        f"targets (>= {TARGET_SPEEDUP_VS_REFERENCE}x reference, <= "
+        f"{TARGET_SLOWDOWN_VS_BASELINE}x baseline) met by: {', '.join(met) or 'none'}"
+    )
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
