@@ -72,6 +72,7 @@ def golden(session: nox.Session) -> None:
         session.error("goldens are never regenerated in CI; run `nox -s golden` locally")
     _install_reference(session)
     session.run("python", "tools/generate_goldens.py", *session.posargs, env=OFFLINE_ENV)
+    session.run("python", "tools/generate_recipe_goldens.py", env=OFFLINE_ENV)
 
 
 @nox.session(python=PYTHON)

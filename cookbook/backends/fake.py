@@ -170,6 +170,7 @@ class FakeTrainingClient:
 
     @property
     def applied_lr_sum(self) -> float:
+        """The fake model's only weight: the sum of the learning rates applied so far."""
         return self._state.applied_lr_sum
 
     def _forward(
@@ -339,7 +340,7 @@ class FakeServiceClient:
             "create_lora_training_client",
             base_model=base_model,
             rank=rank,
-            user_metadata=user_metadata,
+            user_metadata=None if user_metadata is None else dict(user_metadata),
         )
         state = ModelState(
             base_model=base_model, rank=rank, user_metadata=dict(user_metadata or {})
@@ -349,7 +350,8 @@ class FakeServiceClient:
     def _from_state(
         self, call: str, path: str, user_metadata: dict[str, str] | None, with_optimizer: bool
     ) -> FakeFuture[FakeTrainingClient]:
-        self._backend.call(call, path=path, user_metadata=user_metadata)
+        recorded = None if user_metadata is None else dict(user_metadata)
+        self._backend.call(call, path=path, user_metadata=recorded)
         state = self._backend.load(path, "state")
         if not with_optimizer:
             state.optim_steps = 0

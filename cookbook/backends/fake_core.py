@@ -83,6 +83,8 @@ class CallRecorder:
 
 @dataclass
 class ModelState:
+    """Everything a fake checkpoint holds; ``optim_steps`` stands for the optimizer state."""
+
     base_model: str
     rank: int
     applied_lr_sum: float = 0.0

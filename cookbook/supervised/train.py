@@ -15,6 +15,7 @@ One deliberate divergence, declared in ``golden/recipes/DIVERGENCES.md`` and swi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from cookbook.supervised.common import compute_bpb, compute_mean_nll
 from cookbook.supervised.evaluators import SamplerNLLEvaluator
 from cookbook.supervised.schedule import lr_multiplier
 from cookbook.tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, dict[str, Any]], None]
 
@@ -106,6 +109,9 @@ class SupervisedTrainer:
     def _training_client(self, resume: ResumePoint | None) -> Any:
         metadata = {"renderer_name": self.renderer_name}
         sc = self.service_client
+        source = resume.state_path if resume is not None else self.spec.load_checkpoint_path
+        if source:
+            self._warn_if_renderer_differs(source)
         if resume is not None:
             future = sc.create_training_client_from_state_with_optimizer(
                 resume.state_path, user_metadata=metadata
@@ -119,6 +125,24 @@ class SupervisedTrainer:
                 base_model=self.spec.model_name, rank=self.spec.lora_rank, user_metadata=metadata
             )
         return future.result()
+
+    def _warn_if_renderer_differs(self, checkpoint_path: str) -> None:
+        """Weights trained with one chat format and continued with another silently degrade;
+        the training run's metadata says which renderer made the checkpoint."""
+        try:
+            rest = self.service_client.create_rest_client()
+            run = rest.get_training_run_by_tinker_path(checkpoint_path).result()
+        except (tinker.TinkerError, ValueError) as exc:
+            logger.warning("Could not fetch renderer metadata for %s: %s", checkpoint_path, exc)
+            return
+        saved = (getattr(run, "user_metadata", None) or {}).get("renderer_name")
+        if saved is not None and saved != self.renderer_name:
+            logger.warning(
+                "Checkpoint %s was trained with renderer %r, this run uses %r",
+                checkpoint_path,
+                saved,
+                self.renderer_name,
+            )
 
     # -- loop -------------------------------------------------------------------------------
 
