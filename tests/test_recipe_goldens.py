@@ -27,7 +27,13 @@ from cookbook.parity import recipe as r
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "golden" / "recipes"
-NAMES = ["conversations_len256", "conversations_len48", "no_robots_len256", "no_robots_len48"]
+NAMES = [
+    "conversations_len256",
+    "conversations_len48",
+    "no_robots_len256",
+    "no_robots_len48",
+    "sl_basic_offline",
+]
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -65,7 +71,8 @@ def test_the_dataset_order_is_the_hf_shuffle_of_the_source(golden: dict) -> None
         # shuffle(seed=0) -> take(test_size) / skip(test_size); one test batch of all of it.
         assert provenance["sha256"] == file_digest(example_conversations_path())
         shuffled = np.random.default_rng(0).permutation(128)
-        test = [shuffled[: provenance["test_size"]].tolist()]
+        # No test split at all when test_size is 0 (the reference checks test_size > 0).
+        test = [shuffled[: provenance["test_size"]].tolist()] if provenance["test_size"] else []
         train = shuffled[provenance["test_size"] :]
     else:
         # NoRobotsBuilder: train.shuffle(seed=0); test kept in order, batched like train.
@@ -86,9 +93,11 @@ def test_the_dataset_order_is_the_hf_shuffle_of_the_source(golden: dict) -> None
 def test_the_lr_schedule_is_linear_decay_without_warmup(golden: dict) -> None:
     rows = golden["layers"]["lr_schedule"]
     total = len(rows)
-    assert total == golden["layers"]["dataset_order"]["n_batches"] * 2
+    config = golden["config"]
+    assert total == golden["layers"]["dataset_order"]["n_batches"] * config["num_epochs"]
+    lr = config["learning_rate"]
     for row in rows:
-        assert row["learning_rate"] == pytest.approx(2e-4 * (1 - row["step"] / total), rel=1e-12)
+        assert row["learning_rate"] == pytest.approx(lr * (1 - row["step"] / total), rel=1e-12)
 
 
 def test_the_first_steps_nll_follows_from_the_datums_and_the_fake_model(golden: dict) -> None:

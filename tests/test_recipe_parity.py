@@ -21,7 +21,7 @@ import pytest
 
 from cookbook.backends.fake import CallRecorder, FakeServiceClient
 from cookbook.parity import recipe as r
-from cookbook.specs.recipe import CheckpointSemantics, RecipeSpec
+from cookbook.specs.recipe import Backend, CheckpointSemantics, DatasetBuilder, RecipeSpec
 from cookbook.supervised.checkpoints import last_checkpoint, read_checkpoints
 from cookbook.supervised.recipe import resolve_data
 from cookbook.supervised.schedule import lr_multiplier
@@ -228,5 +228,36 @@ def test_exact_resume_differs_only_as_declared(golden: dict[str, Any], tmp_path:
     expected = {"layers": {"run": exact_resume_expectation(golden["layers"]["run"], n_batches)}}
     found = r.compare_layer({**golden, **expected}, "run", actual)
     assert found is None, found
-    # ...and the declaration is not vacuous: the reference's own record does not match.
-    assert r.compare_layer(golden, "run", actual) is not None
+    # ...and wherever a periodic checkpoint is taken, the declaration is not vacuous: the
+    # reference's own record does not match.
+    if any(row["name"] != "final" for row in golden["layers"]["run"]["checkpoints"]):
+        assert r.compare_layer(golden, "run", actual) is not None
+
+
+def test_sl_basic_spec_is_the_configuration_of_its_golden() -> None:
+    """`cookbook-run specs/sl_basic.yaml` offline (the declared fallback dataset) is exactly the
+    configuration golden/recipes/sl_basic_offline.json was recorded with, so the layer tests
+    above cover the shipped spec itself, not just a look-alike."""
+    from cookbook.specs import load_spec
+
+    shipped = load_spec(ROOT / "specs" / "sl_basic.yaml")
+    golden = r.load_recipe_golden(ROOT / "golden" / "recipes" / "sl_basic_offline.json")
+    recorded = spec_for(golden, shipped.checkpoint_semantics)
+    fallback = shipped.dataset.offline_fallback
+    assert fallback is not None and fallback.package_file is not None
+    offline = shipped.model_copy(
+        update={
+            "dataset": shipped.dataset.model_copy(
+                update={
+                    "builder": DatasetBuilder.CONVERSATIONS_FILE,
+                    "package_file": fallback.package_file,
+                    "test_size": fallback.test_size,
+                    "shuffle_seed": fallback.shuffle_seed,
+                    "offline_fallback": None,
+                }
+            ),
+            "backend": Backend.FAKE,
+        }
+    )
+    ignore = {"name", "log_path", "seed"}
+    assert offline.model_dump(exclude=ignore) == recorded.model_dump(exclude=ignore)

@@ -83,6 +83,8 @@ class Case:
     lr_schedule: str = "linear"
     lora_rank: int = 32
     train_on_what: str = "all_assistant_messages"
+    test_size: int = CONVERSATIONS_TEST_SIZE
+    """Rows a conversations file holds out for evals (no_robots has its own test split)."""
 
 
 CASES = (
@@ -90,6 +92,18 @@ CASES = (
     Case("conversations_len48", "conversations_file", 48, resume=False),
     Case("no_robots_len256", "no_robots", 256, resume=True),
     Case("no_robots_len48", "no_robots", 48, resume=False),
+    # specs/sl_basic.yaml exactly as it runs offline: the declared fallback file, no test split.
+    Case(
+        "sl_basic_offline",
+        "conversations_file",
+        32768,
+        resume=False,
+        batch_size=128,
+        num_epochs=1,
+        eval_every=8,
+        save_every=20,
+        test_size=0,
+    ),
 )
 
 
@@ -127,7 +141,7 @@ class Source:
         return FromConversationFileBuilder(
             common_config=common,
             file_path=str(path),
-            test_size=CONVERSATIONS_TEST_SIZE,
+            test_size=case.test_size,
             shuffle_seed=0,
         )
 
@@ -380,7 +394,11 @@ def generate(case: Case, source: Source, tokenizer_info: dict, reference: dict) 
         "provenance": {
             "reference": reference,
             "tokenizer": tokenizer_info,
-            "dataset": source.provenance,
+            "dataset": (
+                {**source.provenance, "test_size": case.test_size}
+                if case.dataset == "conversations_file"
+                else source.provenance
+            ),
             "backend": {
                 "module": "cookbook.backends.fake",
                 "logprob": "-(1 + ((t*31 + i*7) % 97) / 97) / (1 + 1000 * applied_lr_sum)",
