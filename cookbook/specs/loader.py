@@ -101,6 +101,29 @@ def _apply_override(data: dict[str, Any], keys: tuple[str, ...], value: Any, ite
     target[keys[-1]] = value
 
 
+def _local_overlay(
+    data: dict[str, Any], parsed: list[tuple[tuple[str, ...], Any, str]]
+) -> dict[tuple[str, ...], str]:
+    """Apply a recipe's ``local.overlay`` when it will run on the local backend.
+
+    Applied before ``--set`` (so an explicit override wins) but decided after it (so
+    ``--set backend=fake`` turns the overlay off). Returns the applied keys, for error locations.
+    """
+    if data.get("kind") != "recipe":
+        return {}
+    backend = next((v for k, v, _ in parsed if k == ("backend",)), data.get("backend", "local"))
+    local = data.get("local")
+    overlay = local.get("overlay") if isinstance(local, dict) else None
+    if backend != "local" or not isinstance(overlay, dict):
+        return {}
+    applied: dict[tuple[str, ...], str] = {}
+    for key, value in overlay.items():
+        keys = tuple(str(key).split("."))
+        _apply_override(data, keys, value, f"local.overlay.{key}")
+        applied[keys] = str(key)
+    return applied
+
+
 def validate_document(
     path: Path, root: yaml.Node | None, data: Any, overrides: tuple[str, ...] = ()
 ) -> BaseModel:
@@ -111,11 +134,13 @@ def validate_document(
     """
     if not isinstance(data, dict):
         raise SpecError(str(path), line_of(root, ()), "", "a spec must be a mapping with 'kind:'")
+    parsed = [(*parse_override(item), item) for item in overrides]
     overridden: dict[tuple[str, ...], str] = {}
-    for item in overrides:
-        keys, value = parse_override(item)
+    overlaid = _local_overlay(data, parsed)
+    for keys, value, item in parsed:
         _apply_override(data, keys, value, item)
         overridden[keys] = item
+        overlaid.pop(keys, None)
     kind = data.get("kind")
     model = SPEC_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
@@ -133,6 +158,10 @@ def validate_document(
         for keys, item in overridden.items():
             if tuple(map(str, loc[: len(keys)])) == keys:
                 raise SpecError(f"{path} (--set {item})", None, field, message) from None
+        for keys, key in overlaid.items():
+            if tuple(map(str, loc[: len(keys)])) == keys:
+                where = ("local", "overlay", key)
+                raise SpecError(str(path), line_of(root, where), ".".join(where), message) from None
         raise SpecError(str(path), line_of(root, loc), field, message) from None
 
 

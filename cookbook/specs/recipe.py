@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cookbook.backends.local.config import LocalModelConfig
 from cookbook.renderers.types import TrainOnWhat
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -118,6 +119,35 @@ class DatasetSpec(_Strict):
         return self
 
 
+OverlayValue = int | float | str | bool | None
+
+
+class LocalProfile(_Strict):
+    """How the recipe runs on the embedded local backend (``backend: local`` only).
+
+    The reference configuration (batch 128, 32k tokens, an 8B model) cannot train on a laptop
+    CPU, so the local backend trains the declared stand-in model, with ``overlay`` settings
+    applied on top of the spec: dotted keys exactly like ``--set`` (which still wins). Both are
+    printed at start and recorded in config.json, so a local run never passes for the real one.
+    """
+
+    model: LocalModelConfig = LocalModelConfig()
+    overlay: dict[str, OverlayValue] = Field(
+        default_factory=dict,
+        description="Dotted spec keys -> values applied when backend is local, e.g. "
+        "{'dataset.batch_size': 8}.",
+    )
+
+
+class FinalSample(_Strict):
+    """A reply sampled from the trained weights after the last step, logged to samples.jsonl:
+    the quickest look at what training did."""
+
+    prompt: Annotated[str, Field(min_length=1)] = "What is the capital of France?"
+    max_tokens: PositiveInt = 48
+    temperature: Annotated[float, Field(ge=0)] = 0.0
+
+
 class RecipeSpec(_Strict):
     """``kind: recipe`` - the sl_basic experiment and its variants."""
 
@@ -148,6 +178,8 @@ class RecipeSpec(_Strict):
     max_steps: PositiveInt | None = None
     submit_ahead: NonNegativeInt = 1
     checkpoint_semantics: CheckpointSemantics = CheckpointSemantics.EXACT_RESUME
+    local: LocalProfile = LocalProfile()
+    final_sample: FinalSample | None = FinalSample()
 
     @field_validator("renderer_name")
     @classmethod

@@ -7,7 +7,7 @@ created or touched.
 
 from __future__ import annotations
 
-import importlib.metadata
+import json
 import os
 import shutil
 import sys
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from cookbook.data.builders import ChatDatasetCommonConfig, ConversationFileBuilder, NoRobotsBuilder
 from cookbook.data.dataset import SupervisedDataset
@@ -29,6 +30,7 @@ from cookbook.specs.recipe import Backend, ConversationSource, DatasetBuilder, R
 from cookbook.supervised.checkpoints import CHECKPOINTS_FILE, last_checkpoint
 from cookbook.supervised.train import ResumePoint, SupervisedTrainer
 from cookbook.tokenizers import get_tokenizer, provenance
+from cookbook.versions import package_versions
 
 VERSIONED_PACKAGES = ("cookbook", "tinker", "transformers", "tokenizers", "numpy", "torch")
 
@@ -119,7 +121,7 @@ def resolve_data(spec_path: Path, spec: RecipeSpec, renderer_name: str) -> Resol
     return ResolvedData(train, test, builder.describe(), stand_ins)
 
 
-def make_service_client(spec: RecipeSpec, log_dir: Path) -> Any:
+def make_service_client(spec: RecipeSpec, log_dir: Path, tokenizer: Any) -> Any:
     """The client factory for the spec's backend; fails before anything is written."""
     match spec.backend:
         case Backend.FAKE:
@@ -138,10 +140,13 @@ def make_service_client(spec: RecipeSpec, log_dir: Path) -> Any:
                 base_url=spec.base_url, user_metadata={"recipe": spec.recipe_name}
             )
         case Backend.LOCAL:
-            raise ConfigurationError(
-                "backend 'local' (embedded CPU training) is not implemented yet - it arrives "
-                "with the 'Real backends' issue; use --set backend=fake to run the pipeline "
-                "with the deterministic fake, or backend=tinker with TINKER_API_KEY"
+            from cookbook.backends.local.service import LocalServiceClient
+
+            return LocalServiceClient(
+                state_dir=log_dir / "local_state",
+                model=spec.local.model,
+                seed=spec.seed,
+                tokenizer=tokenizer,
             )
 
 
@@ -156,7 +161,7 @@ def prepare_log_dir(log_dir: Path, options: RunOptions, console: Console) -> boo
         return False
     if sys.stdin.isatty() and console.is_terminal:
         answer = console.input(
-            f"[bold]{log_dir}[/bold] already holds a run. [r]esume, [o]verwrite or [a]bort? "
+            Text(f"{log_dir} already holds a run. Resume, overwrite or abort? (r/o/a) ")
         )
         if answer.strip().lower().startswith("r"):
             return True
@@ -168,6 +173,45 @@ def prepare_log_dir(log_dir: Path, options: RunOptions, console: Console) -> boo
         f"log dir {log_dir} already holds a run; pass --resume to continue it or --overwrite "
         "to delete it and start over"
     )
+
+
+def _final_sample(
+    spec: RecipeSpec,
+    renderer_name: str,
+    tokenizer: Any,
+    trainer: SupervisedTrainer,
+    log_dir: Path,
+    console: Console,
+) -> None:
+    """Sample one reply to the spec's fixed prompt from the trained weights and log it."""
+    import tinker
+
+    from cookbook.renderers import get_renderer
+
+    sample = spec.final_sample
+    renderer = get_renderer(renderer_name, tokenizer)
+    prompt = renderer.build_generation_prompt([{"role": "user", "content": sample.prompt}])
+    sampling_client = trainer.client.save_weights_and_get_sampling_client().result()
+    params = tinker.SamplingParams(
+        max_tokens=sample.max_tokens,
+        temperature=sample.temperature,
+        stop=renderer.get_stop_sequences(),
+        seed=spec.seed,
+    )
+    response = sampling_client.sample(prompt=prompt, num_samples=1, sampling_params=params)
+    tokens = list(response.result().sequences[0].tokens)
+    message, termination = renderer.parse_response(tokens)
+    record = {
+        "step": trainer.total_steps,
+        "prompt": sample.prompt,
+        "reply": message["content"],
+        "termination": str(termination),
+        "tokens": tokens,
+    }
+    with open(log_dir / "samples.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    console.print(f"[bold]Sample after training[/bold] ({termination}): {sample.prompt!r} -> ")
+    console.print(repr(message["content"]), markup=False, highlight=False)
 
 
 def _resume_point(log_dir: Path) -> ResumePoint | None:
@@ -182,27 +226,27 @@ def _resume_point(log_dir: Path) -> ResumePoint | None:
     )
 
 
-def _versions() -> dict[str, str | None]:
-    def version(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {name: version(name) for name in VERSIONED_PACKAGES}
-
-
 def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: Console) -> int:
     renderer_name, renderer_source = resolve_renderer_name(spec)
     tokenizer = get_tokenizer(spec.model_name)
     data = resolve_data(spec_path, spec, renderer_name)
     log_dir = Path(options.log_dir or spec.log_path or Path("runs") / spec.name)
-    service_client = make_service_client(spec, log_dir)
+    service_client = make_service_client(spec, log_dir, tokenizer)
     resume = prepare_log_dir(log_dir, options, console)
     log_dir.mkdir(parents=True, exist_ok=True)
 
     tok = provenance(tokenizer)
     stand_ins = list(data.stand_ins)
+    if spec.backend == Backend.LOCAL:
+        model = spec.local.model
+        stand_ins.append(
+            f"model: {spec.model_name} is not trained here; the local backend trains the "
+            f"stand-in {model.kind} ({model.hidden_size} hidden, {model.num_hidden_layers} "
+            "layers, randomly initialised) with the real tokenizer"
+        )
+        if spec.local.overlay:
+            shown = ", ".join(f"{k}={v}" for k, v in spec.local.overlay.items())
+            stand_ins.append(f"local profile overlay: {shown} (--set overrides it)")
     if not tok.source.startswith("hub:"):
         stand_ins.append(f"tokenizer: {tok.source} ({tok.note or 'offline build'})")
     config = {
@@ -214,7 +258,7 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
         "dataset": data.info,
         "tokenizer": tok.to_json(),
         "stand_ins": stand_ins,
-        "versions": _versions(),
+        "versions": package_versions(VERSIONED_PACKAGES),
     }
     run_log = RunLog(log_dir)
     trainer = SupervisedTrainer(
@@ -243,7 +287,9 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
     shown_first = min(first_step, trainer.total_steps)
     with display.TrainingProgress(console, trainer.total_steps, shown_first) as progress:
         trainer.on_step = progress.on_step
-        trainer.run(resume_point)
+        result = trainer.run(resume_point)
+    if result.steps_run and spec.final_sample is not None:
+        _final_sample(spec, renderer_name, tokenizer, trainer, log_dir, console)
     rows = run_log.read_metrics()
     png = plot_loss_curve(rows, log_dir / "loss_curve.png")
     display.summary(console, progress.history, str(log_dir))

@@ -1,0 +1,241 @@
+"""The local backend's sampling client: scores and samples with a frozen copy of the adapter.
+
+A sampling client shares its training client's model object but runs it with its own snapshot
+of the adapter weights (``torch.func.functional_call``), so training on afterwards never
+changes what an existing sampling client computes, and a snapshot costs only the adapter's
+size, not a copy of the (vocabulary-sized) base model.
+
+Sampling semantics
+------------------
+- ``temperature == 0``: greedy (ties go to the lowest token id). Otherwise logits are divided
+  by the temperature, then ``top_k`` (if > 0) and ``top_p`` (if < 1) filter them, and a token
+  is drawn with a ``torch.Generator`` seeded from ``(seed, sample index)``. ``seed=None`` takes
+  the service seed and a per-client call counter: runs are reproducible, calls still differ.
+- The returned ``logprobs`` are those of the model's own distribution (temperature 1, no
+  filtering) at each sampled token, as vLLM reports by default.
+- ``stop``: integer ids stop right after that token is sampled; strings stop once the decoded
+  sampled text contains one (needs the tokenizer given to the service client). The stop
+  token(s) are part of the returned sequence, ``stop_reason="stop"``; otherwise sampling ends
+  at ``max_tokens`` (default :data:`cookbook.backends.fake.DEFAULT_MAX_TOKENS`) or at the
+  model's context length with ``stop_reason="length"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from tinker import types
+from torch.func import functional_call
+
+from cookbook.backends.fake import DEFAULT_MAX_TOKENS
+from cookbook.backends.fake_core import FakeFuture, async_twin
+from cookbook.backends.local.model import LoraSettings, attach_lora, check_tokens
+from cookbook.backends.local.runtime import Runtime
+from cookbook.exceptions import ConfigurationError
+
+
+def _cache_keyword() -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` during 5.x."""
+    from transformers import LlamaForCausalLM
+
+    names = inspect.signature(LlamaForCausalLM.forward).parameters
+    return "cache" if "cache" in names else "past_key_values"
+
+
+def _derive_seed(*parts: int) -> int:
+    digest = hashlib.sha256(json.dumps(parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _stops(stop: Any) -> tuple[set[int], list[str]]:
+    if stop is None:
+        return set(), []
+    items = [stop] if isinstance(stop, str) else list(stop)
+    ids = {s for s in items if isinstance(s, int)}
+    strings = [s for s in items if isinstance(s, str)]
+    if "" in strings:
+        raise ConfigurationError("sample: an empty stop string would stop before any token")
+    return ids, strings
+
+
+def _pick(
+    logits: torch.Tensor, params: types.SamplingParams, generator: torch.Generator
+) -> tuple[int, float]:
+    logprobs = torch.log_softmax(logits, dim=-1)
+    if params.temperature == 0:
+        token = int(torch.argmax(logits))
+        return token, float(logprobs[token])
+    scores = logits / params.temperature
+    if 0 < params.top_k < scores.numel():
+        kth = torch.topk(scores, params.top_k).values[-1]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if params.top_p < 1:
+        ordered, order = torch.sort(scores, descending=True)
+        probs = torch.softmax(ordered, dim=-1)
+        # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+        drop = (torch.cumsum(probs, dim=-1) - probs) >= params.top_p
+        scores = scores.index_fill(0, order[drop], float("-inf"))
+    token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))
+    return token, float(logprobs[token])
+
+
+class LocalSamplingClient:
+    """Scores and samples with the model and a frozen adapter snapshot."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        model: torch.nn.Module,
+        adapter: Mapping[str, torch.Tensor],
+        base_model: str,
+    ) -> None:
+        self._model = model
+        self._adapter = {name: t.detach().clone() for name, t in adapter.items()}
+        self._base_model = base_model
+        self._vocab_size = runtime.vocab_size
+        self._tokenizer = runtime.tokenizer
+        self._seed = runtime.seed
+        self._calls = 0
+        self._cache_keyword = _cache_keyword()
+        self._max_positions = model.config.max_position_embeddings
+
+    def get_base_model(self) -> str:
+        return self._base_model
+
+    def _logits(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        with torch.no_grad():
+            out = functional_call(
+                self._model, self._adapter, (), {"input_ids": input_ids, **kwargs}
+            )
+        return out.logits[0]
+
+    def _prompt(self, prompt: types.ModelInput) -> list[int]:
+        try:
+            tokens = prompt.to_ints()
+        except ValueError:
+            raise ConfigurationError("the local backend takes text-only prompts") from None
+        if not tokens:
+            raise ConfigurationError("the prompt is empty")
+        if len(tokens) > self._max_positions:
+            raise ConfigurationError(
+                f"the prompt has {len(tokens)} tokens; the local model takes "
+                f"{self._max_positions} (max_position_embeddings)"
+            )
+        return check_tokens(tokens, self._vocab_size, "prompt").tolist()
+
+    def _prompt_logprobs(self, tokens: list[int], last_n: int | None) -> list[float | None]:
+        logits = self._logits(torch.tensor([tokens]), use_cache=False)
+        logprobs = torch.log_softmax(logits[:-1], dim=-1)
+        scored = logprobs.gather(1, torch.tensor(tokens[1:])[:, None])[:, 0].tolist()
+        values: list[float | None] = [None, *scored]
+        if last_n is not None:
+            values[: len(values) - last_n] = [None] * (len(values) - last_n)
+        return values
+
+    def compute_logprobs(
+        self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> FakeFuture[list[float | None]]:
+        """Logprob of every prompt token given the ones before it; the first entry is None."""
+        tokens = self._prompt(prompt)
+        return FakeFuture(self._prompt_logprobs(tokens, prompt_logprobs_last_n))
+
+    def _stopped(self, out: list[int], stop_ids: set[int], stop_strings: list[str]) -> bool:
+        if out[-1] in stop_ids:
+            return True
+        if not stop_strings:
+            return False
+        text = self._tokenizer.decode(out)
+        return any(s in text for s in stop_strings)
+
+    def _one(
+        self,
+        tokens: list[int],
+        params: types.SamplingParams,
+        stops: tuple[set[int], list[str]],
+        index: int,
+        seed: int,
+    ) -> types.SampledSequence:
+        from transformers import DynamicCache
+
+        limit = DEFAULT_MAX_TOKENS if params.max_tokens is None else params.max_tokens
+        limit = min(limit, self._max_positions - len(tokens))
+        generator = torch.Generator().manual_seed(seed)
+        cache = DynamicCache()
+        input_ids = torch.tensor([tokens])
+        out: list[int] = []
+        logprobs: list[float] = []
+        reason = "length"
+        while len(out) < limit:
+            logits = self._logits(
+                input_ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}
+            )[-1]
+            token, logprob = _pick(logits, params, generator)
+            out.append(token)
+            logprobs.append(logprob)
+            if self._stopped(out, *stops):
+                reason = "stop"
+                break
+            input_ids = torch.tensor([[token]])
+        return types.SampledSequence(
+            stop_reason=reason,
+            sequence_id=f"local-{index}",
+            _tokens_list=out,
+            _logprobs_list=logprobs,
+        )
+
+    def sample(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: types.TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
+    ) -> FakeFuture[types.SampleResponse]:
+        if topk_prompt_logprobs or topk_sample_logprobs or prompt_alt_tokens_k:
+            raise ConfigurationError("the local backend does not return top-k logprobs")
+        if target_prompt_logprobs is not None:
+            raise ConfigurationError("the local backend does not take target_prompt_logprobs")
+        if num_samples < 1:
+            raise ConfigurationError(f"num_samples must be >= 1, got {num_samples}")
+        params = sampling_params
+        if params.temperature < 0 or not 0 < params.top_p <= 1:
+            raise ConfigurationError("sample: needs temperature >= 0 and 0 < top_p <= 1")
+        stops = _stops(params.stop)
+        if stops[1] and self._tokenizer is None:
+            raise ConfigurationError(
+                "sample: string stop sequences need a tokenizer (LocalServiceClient(tokenizer=))"
+            )
+        tokens = self._prompt(prompt)
+        self._calls += 1
+        seed = params.seed if params.seed is not None else _derive_seed(self._seed, self._calls)
+        sequences = [
+            self._one(tokens, params, stops, index, _derive_seed(seed, index))
+            for index in range(num_samples)
+        ]
+        prompt_logprobs = (
+            self._prompt_logprobs(tokens, prompt_logprobs_last_n)
+            if include_prompt_logprobs
+            else None
+        )
+        return FakeFuture(
+            types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs)
+        )
+
+    compute_logprobs_async = async_twin("compute_logprobs", resolve=True)
+    sample_async = async_twin("sample", resolve=True)
+
+
+def sampling_client_from_path(runtime: Runtime, path: str) -> LocalSamplingClient:
+    """A sampling client on the adapter of a ``save_weights_for_sampler`` checkpoint."""
+    payload = runtime.load_checkpoint(path, "sampler")
+    model = attach_lora(runtime.base, LoraSettings(**payload["lora"]))
+    return LocalSamplingClient(runtime, model, payload["adapter"], payload["base_model"])
