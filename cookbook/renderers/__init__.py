@@ -17,6 +17,12 @@ from cookbook.renderers.base import (
     parse_response_for_stop_token,
 )
 from cookbook.renderers.llama3 import Llama3Renderer
+from cookbook.renderers.qwen3 import (
+    Qwen3DisableThinkingRenderer,
+    Qwen3InstructRenderer,
+    Qwen3Renderer,
+)
+from cookbook.renderers.qwen3_5 import Qwen3_5DisableThinkingRenderer, Qwen3_5Renderer
 from cookbook.renderers.role_colon import RoleColonRenderer
 from cookbook.renderers.types import (
     Content,
@@ -30,6 +36,7 @@ from cookbook.renderers.types import (
     TextPart,
     ThinkingPart,
     ToolCall,
+    ToolSpec,
     TrainOnWhat,
     UnparsedToolCall,
     ensure_text,
@@ -41,18 +48,26 @@ RendererFactory = Callable[[Tokenizer, Any], Renderer]
 _BUILTIN: dict[str, RendererFactory] = {
     "llama3": lambda tokenizer, _image_processor: Llama3Renderer(tokenizer),
     "role_colon": lambda tokenizer, _image_processor: RoleColonRenderer(tokenizer),
+    "qwen3": lambda tokenizer, _image_processor: Qwen3Renderer(tokenizer),
+    "qwen3_disable_thinking": lambda tokenizer, _image_processor: Qwen3DisableThinkingRenderer(
+        tokenizer
+    ),
+    "qwen3_instruct": lambda tokenizer, _image_processor: Qwen3InstructRenderer(tokenizer),
+    "qwen3_5": lambda tokenizer, image_processor: Qwen3_5Renderer(
+        tokenizer, image_processor=image_processor
+    ),
+    "qwen3_5_disable_thinking": lambda tokenizer, image_processor: Qwen3_5DisableThinkingRenderer(
+        tokenizer, image_processor=image_processor
+    ),
+    "qwen3_5_preserve_thinking": lambda tokenizer, image_processor: Qwen3_5Renderer(
+        tokenizer, image_processor=image_processor, strip_thinking_from_history=False
+    ),
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported yet; asking for one
 # says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
-        "qwen3",
-        "qwen3_disable_thinking",
-        "qwen3_instruct",
-        "qwen3_5",
-        "qwen3_5_disable_thinking",
-        "qwen3_5_preserve_thinking",
         "deepseekv3",
         "deepseekv3_disable_thinking",
         "deepseekv3_thinking",
@@ -119,6 +134,11 @@ __all__ = [
     "Llama3Renderer",
     "Message",
     "ParseTermination",
+    "Qwen3DisableThinkingRenderer",
+    "Qwen3InstructRenderer",
+    "Qwen3Renderer",
+    "Qwen3_5DisableThinkingRenderer",
+    "Qwen3_5Renderer",
     "RenderContext",
     "RenderedMessage",
     "Renderer",
@@ -129,6 +149,7 @@ __all__ = [
     "TextPart",
     "ThinkingPart",
     "ToolCall",
+    "ToolSpec",
     "TrainOnWhat",
     "UnparsedToolCall",
     "builtin_renderer_names",

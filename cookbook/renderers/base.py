@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,6 +27,7 @@ from cookbook.renderers.types import (
     RenderContext,
     RenderedMessage,
     Role,
+    ToolSpec,
     TrainOnWhat,
 )
 from cookbook.tokenizers import Tokenizer
@@ -88,9 +90,32 @@ class Renderer(ABC):
     def parse_response(self, response: list[int]) -> tuple[Message, ParseTermination]: ...
 
     def create_conversation_prefix_with_tools(
-        self, tools: list[dict], system_prompt: str = ""
+        self, tools: list[ToolSpec], system_prompt: str = ""
     ) -> list[Message]:
         raise NotImplementedError(f"{type(self).__name__} does not support tool calling")
+
+    def to_openai_message(self, message: Message) -> dict:
+        """The message in OpenAI chat format, as ``apply_chat_template`` and OpenAI APIs take it.
+
+        Thinking is written inline as ``<think>...</think>``; renderers whose templates read a
+        separate ``reasoning_content`` field override this.
+        """
+        result: dict = {"role": message["role"]}
+        content = message["content"]
+        if isinstance(content, str):
+            result["content"] = content
+        else:
+            texts = []
+            for part in content:
+                if part["type"] == "text":
+                    texts.append(part["text"])
+                elif part["type"] == "thinking":
+                    texts.append(f"<think>{part['thinking']}</think>")
+                elif part["type"] == "image":
+                    # Dropping it would make template comparisons and API calls silently wrong.
+                    raise NotImplementedError("to_openai_message does not support ImagePart")
+            result["content"] = "".join(texts)
+        return add_openai_tool_fields(result, message, lambda arguments: arguments)
 
     # -- generation -----------------------------------------------------------------------
 
@@ -291,6 +316,29 @@ class Renderer(ABC):
         if not 0 <= boundary < len(messages):
             return None
         return boundary if messages[boundary]["role"] == "assistant" else None
+
+
+def add_openai_tool_fields(
+    result: dict, message: Message, arguments: Callable[[str], str | dict]
+) -> dict:
+    """Add tool calls (``arguments`` converts their JSON string) and tool-response fields."""
+    if message.get("tool_calls"):
+        result["tool_calls"] = [
+            {
+                "type": "function",
+                "id": call.id,
+                "function": {
+                    "name": call.function.name,
+                    "arguments": arguments(call.function.arguments),
+                },
+            }
+            for call in message["tool_calls"]
+        ]
+    if message["role"] == "tool":
+        for key in ("tool_call_id", "name"):
+            if key in message:
+                result[key] = message[key]
+    return result
 
 
 def _non_empty(chunk: tinker.ModelInputChunk) -> bool:

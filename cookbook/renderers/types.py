@@ -60,6 +60,14 @@ class UnparsedToolCall(_StrictBase):
     error: str
 
 
+class ToolSpec(TypedDict):
+    """A tool the model may call, in the OpenAI function format (``parameters``: JSON Schema)."""
+
+    name: str
+    description: str
+    parameters: dict
+
+
 class Message(TypedDict):
     role: Role
     content: Content

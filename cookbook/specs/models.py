@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cookbook.renderers.types import TrainOnWhat
+from cookbook.specs.evals import EvalSpec
 from cookbook.specs.recipe import RecipeSpec
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
@@ -123,8 +124,60 @@ class RendererCasesSpec(_Strict):
         return cases
 
 
+OracleItem = Literal["generation", "supervised"]
+
+
+class DisagreementSpec(_Strict):
+    renderer: Annotated[str, Field(min_length=1)]
+    case: Identifier
+    items: Annotated[
+        list[OracleItem],
+        Field(min_length=1, description="Which oracle comparisons of the case disagree."),
+    ]
+
+
+class DisagreementGroupSpec(_Strict):
+    """Cases where the reference and an oracle disagree for one reason."""
+
+    oracle: Identifier = Field(description="Oracle key in the goldens, e.g. chat_template.")
+    reason: Annotated[str, Field(min_length=1)]
+    where: Annotated[list[DisagreementSpec], Field(min_length=1)]
+
+
+class NoOracleSpec(_Strict):
+    """A renderer with no second oracle, and why."""
+
+    renderer: Annotated[str, Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=1)]
+
+
+class RendererExclusionsSpec(_Strict):
+    """``kind: renderer_exclusions`` - every known disagreement with a second oracle, with its
+    reason. Declared entries must match the goldens exactly: an undeclared disagreement and a
+    declared one that no longer occurs both fail (tests/test_exclusions.py)."""
+
+    kind: Literal["renderer_exclusions"]
+    version: Literal[1]
+    no_oracle: list[NoOracleSpec] = Field(default_factory=list)
+    disagreements: list[DisagreementGroupSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _each_item_declared_once(self) -> RendererExclusionsSpec:
+        seen: set[tuple[str, str, str, str]] = set()
+        for group in self.disagreements:
+            for where in group.where:
+                for item in where.items:
+                    key = (group.oracle, where.renderer, where.case, item)
+                    if key in seen:
+                        raise ValueError(f"{'/'.join(key)} is declared twice")
+                    seen.add(key)
+        return self
+
+
 SPEC_KINDS: dict[str, type[BaseModel]] = {
+    "eval": EvalSpec,
     "recipe": RecipeSpec,
     "renderer_cases": RendererCasesSpec,
+    "renderer_exclusions": RendererExclusionsSpec,
 }
 """kind -> model; each gets specs/schema/<kind>.schema.json."""

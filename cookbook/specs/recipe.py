@@ -139,6 +139,37 @@ class LocalProfile(_Strict):
     )
 
 
+class TinkerOptions(_Strict):
+    """How a ``backend: tinker`` run talks to the service (see cookbook.backends.tinker)."""
+
+    record: str | None = Field(
+        default=None,
+        description="Record every client call and its result to this cassette file "
+        "(JSON Lines, key-free).",
+    )
+    replay: str | None = Field(
+        default=None,
+        description="Answer every call from this cassette instead of the service: no network, "
+        "no TINKER_API_KEY; the first call that differs from the recording fails the run.",
+    )
+    connect_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=10.0,
+        description="Fail (one line) when the service does not answer within this many "
+        "seconds at start.",
+    )
+    max_attempts: PositiveInt = Field(
+        default=6,
+        description="Tries per request on rate-limit, 5xx, timeout and connection errors; an "
+        "accepted training request is never sent twice.",
+    )
+
+    @model_validator(mode="after")
+    def _record_or_replay(self) -> TinkerOptions:
+        if self.record is not None and self.replay is not None:
+            raise ValueError("give at most one of 'record' and 'replay'")
+        return self
+
+
 class FinalSample(_Strict):
     """A reply sampled from the trained weights after the last step, logged to samples.jsonl:
     the quickest look at what training did."""
@@ -179,7 +210,20 @@ class RecipeSpec(_Strict):
     submit_ahead: NonNegativeInt = 1
     checkpoint_semantics: CheckpointSemantics = CheckpointSemantics.EXACT_RESUME
     local: LocalProfile = LocalProfile()
+    tinker: TinkerOptions = TinkerOptions()
     final_sample: FinalSample | None = FinalSample()
+    evals: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Eval task specs (kind: eval) run at every eval step on the pre-step "
+        "weights, logged as eval/<task>/<metric>; paths relative to the working directory.",
+    )
+
+    @model_validator(mode="after")
+    def _tinker_options_need_the_tinker_backend(self) -> RecipeSpec:
+        # A cassette option on another backend would be silently ignored; say so instead.
+        if self.backend != Backend.TINKER and (self.tinker.record or self.tinker.replay):
+            raise ValueError("tinker.record and tinker.replay need backend: tinker")
+        return self
 
     @field_validator("renderer_name")
     @classmethod

@@ -8,7 +8,6 @@ created or touched.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -21,10 +20,12 @@ from rich.text import Text
 from cookbook.data.builders import ChatDatasetCommonConfig, ConversationFileBuilder, NoRobotsBuilder
 from cookbook.data.dataset import SupervisedDataset
 from cookbook.data.sources import load_no_robots, packaged_file
+from cookbook.evals.attach import attached_evaluators
 from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
 from cookbook.logging import display
 from cookbook.logging.ml_log import RunLog
 from cookbook.logging.plots import plot_loss_curve
+from cookbook.parity.runs import write_run_artifacts
 from cookbook.specs.loader import field_error
 from cookbook.specs.recipe import Backend, ConversationSource, DatasetBuilder, RecipeSpec
 from cookbook.supervised.checkpoints import CHECKPOINTS_FILE, last_checkpoint
@@ -107,9 +108,17 @@ def resolve_data(spec_path: Path, spec: RecipeSpec, renderer_name: str) -> Resol
             builder = ConversationFileBuilder(
                 common, path, fallback.test_size, fallback.shuffle_seed
             )
+            declared = (
+                f"{fallback.package_file.distribution}:{fallback.package_file.path}"
+                if fallback.package_file is not None
+                else str(path)
+            )
+            reason = (
+                "the hub is unreachable and it is not cached" if "offline" in str(exc) else str(exc)
+            )
             stand_ins.append(
-                f"dataset: HuggingFaceH4/no_robots is unavailable ({exc}); training on the "
-                f"declared offline fallback {path} instead"
+                f"dataset: HuggingFaceH4/no_robots cannot be loaded ({reason}); training on "
+                f"the spec's declared offline fallback {declared} instead"
             )
     train, test = builder()
     if len(train) == 0:
@@ -129,16 +138,10 @@ def make_service_client(spec: RecipeSpec, log_dir: Path, tokenizer: Any) -> Any:
 
             return FakeServiceClient(state_dir=log_dir / "fake_state")
         case Backend.TINKER:
-            if not os.environ.get("TINKER_API_KEY"):
-                raise ConfigurationError(
-                    "backend 'tinker' needs TINKER_API_KEY: export TINKER_API_KEY=tml-... "
-                    "(from the Tinker console), or run offline with --set backend=local"
-                )
-            import tinker
+            # Key check, bounded connectivity probe, retries, record/replay (spec.tinker).
+            from cookbook.backends.tinker import make_tinker_service_client
 
-            return tinker.ServiceClient(
-                base_url=spec.base_url, user_metadata={"recipe": spec.recipe_name}
-            )
+            return make_tinker_service_client(spec)
         case Backend.LOCAL:
             from cookbook.backends.local.service import LocalServiceClient
 
@@ -230,6 +233,7 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
     renderer_name, renderer_source = resolve_renderer_name(spec)
     tokenizer = get_tokenizer(spec.model_name)
     data = resolve_data(spec_path, spec, renderer_name)
+    evaluators = attached_evaluators(spec_path, spec, renderer_name, tokenizer)
     log_dir = Path(options.log_dir or spec.log_path or Path("runs") / spec.name)
     service_client = make_service_client(spec, log_dir, tokenizer)
     resume = prepare_log_dir(log_dir, options, console)
@@ -260,9 +264,19 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
         "stand_ins": stand_ins,
         "versions": package_versions(VERSIONED_PACKAGES),
     }
+    if spec.backend == Backend.LOCAL:
+        # Which stand-in exactly: parameter count, seed and a fingerprint of its base weights.
+        config["local_model"] = service_client.describe()
     run_log = RunLog(log_dir)
     trainer = SupervisedTrainer(
-        spec, renderer_name, service_client, data.train, data.test, tokenizer, log_dir
+        spec,
+        renderer_name,
+        service_client,
+        data.train,
+        data.test,
+        tokenizer,
+        log_dir,
+        evaluators=evaluators,
     )
     resume_point = _resume_point(log_dir) if resume else None
     first_step = resume_point.epoch * trainer.n_batches + resume_point.batch if resume_point else 0
@@ -273,6 +287,14 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
         if resume_point is None:
             (log_dir / CHECKPOINTS_FILE).unlink(missing_ok=True)
     run_log.write_config(config)
+    if not resume:  # what `cookbook-run compare` walks: dataset order, renderings, datums
+        from cookbook.renderers import TrainOnWhat, get_renderer
+
+        train_on_what = spec.dataset.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES
+        renderer = get_renderer(renderer_name, tokenizer)
+        write_run_artifacts(
+            log_dir, data.train, data.test, renderer, train_on_what, spec.num_epochs
+        )
 
     facts = {
         "model": spec.model_name,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from cookbook.tokenizers import Tokenizer
 logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, dict[str, Any]], None]
+Evaluator = Callable[[Any], dict[str, float]]
+"""sampling client -> metrics, as the reference's ``SamplingClientEvaluator``."""
 
 
 @dataclass
@@ -85,6 +87,7 @@ class SupervisedTrainer:
         tokenizer: Tokenizer,
         log_dir: Path,
         on_step: StepCallback | None = None,
+        evaluators: Sequence[Evaluator] = (),
     ):
         self.spec = spec
         self.renderer_name = renderer_name
@@ -103,6 +106,8 @@ class SupervisedTrainer:
             if test_dataset is not None
             else []
         )
+        # More sampling-client evaluators (the recipe's eval tasks), run at the same points.
+        self.evaluators.extend(evaluators)
 
     # -- client -----------------------------------------------------------------------------
 

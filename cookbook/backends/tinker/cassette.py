@@ -1,0 +1,182 @@
+"""Record a Tinker run's client calls and results; replay them with no service at all.
+
+A cassette is a JSON Lines file: a header line, then one line per event - ``{"i": n, "on":
+client, "call": {...}}`` when call ``n`` is accepted (in submission order, so it is the
+pipelined order the service saw) and ``{"i": n, "result": {...}}`` when its result arrives.
+Lines are appended and flushed as they happen, so a crashed run keeps everything it did, and
+writing costs O(size) however long the run. Calls are described as the fake backend records
+them and results serialised from ``tinker.types`` (:mod:`.codec`). A cassette holds no key:
+calls carry digests, parameters, names and paths; the header only format and SDK versions.
+
+Retries are below the cassette: a call is recorded once, however many tries it took, so a
+recording replays the same whatever the network did.
+
+Replay (:func:`replay_client`) stands in for ``tinker.ServiceClient``: every call is checked
+against the next recorded one and answered with its recorded result. The first call that
+differs - another method, another client, other fields (a learning rate, a datum's digest) -
+fails the run with ``replay <file>: call <n> (<method>) ...: <field>: expected X, got Y``.
+A replayed run that stops early is not an error: the cassette cannot know the run is over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from cookbook.backends.tinker.codec import decode_result, describe_call, encode_result
+from cookbook.exceptions import ConfigurationError
+from cookbook.parity.recipe import first_diff
+from cookbook.versions import package_versions
+
+CASSETTE_KIND = "cookbook-tinker-cassette"
+CASSETTE_FORMAT = 1
+
+
+class CassetteWriter:
+    """The tape a live run records on; the file is created (or replaced) at the first call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._file: IO[str] | None = None
+        self._count = 0
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - lives with the run
+            header = {
+                "kind": CASSETTE_KIND,
+                "format": CASSETTE_FORMAT,
+                "versions": package_versions(("cookbook", "tinker")),
+            }
+            self._file.write(json.dumps(header) + "\n")
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def call(self, on: str, method: str, kwargs: Mapping[str, Any]) -> int:
+        index = self._count
+        self._count += 1
+        self._write({"i": index, "on": on, "call": describe_call(method, kwargs)})
+        return index
+
+    def result(self, index: int, method: str, value: Any) -> None:
+        self._write({"i": index, "result": encode_result(method, value)})
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Cassette:
+    """A recording read back: ``calls[n] = (client, call)``, ``results[n]`` when it arrived."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.results: dict[int, dict[str, Any]] = {}
+        try:
+            lines = self.path.read_text("utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigurationError(f"{path}: cannot read cassette: {exc.strerror}") from None
+        for number, line in enumerate(lines, start=1):
+            try:
+                self._add(number, json.loads(line))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                if number == len(lines) and isinstance(exc, json.JSONDecodeError):
+                    break  # a torn last line from a recording that was killed
+                raise ConfigurationError(f"{path}:{number}: corrupted cassette line") from None
+
+    def _add(self, number: int, record: dict[str, Any]) -> None:
+        if number == 1:
+            if record.get("kind") != CASSETTE_KIND or record.get("format") != CASSETTE_FORMAT:
+                raise ConfigurationError(
+                    f"{self.path}:1: not a format-{CASSETTE_FORMAT} tinker cassette"
+                )
+            return
+        index = record["i"]
+        if "call" in record:
+            if index != len(self.calls):
+                raise ConfigurationError(f"{self.path}:{number}: call {index} is out of order")
+            self.calls.append((record["on"], record["call"]))
+        else:
+            self.results[index] = record["result"]
+
+
+class Player:
+    """Walks a cassette in order; one per replayed run, shared by all its clients."""
+
+    def __init__(self, cassette: Cassette) -> None:
+        self.cassette = cassette
+        self.cursor = 0
+
+    def play(self, on: str, method: str, kwargs: Mapping[str, Any]) -> ReplayFuture:
+        index, calls = self.cursor, self.cassette.calls
+        where = f"replay {self.cassette.path}: call {index} ({method})"
+        if index >= len(calls):
+            raise ConfigurationError(f"{where}: the recording ends after {len(calls)} calls")
+        recorded_on, expected = calls[index]
+        if expected["call"] != method or recorded_on != on:
+            raise ConfigurationError(
+                f"{where}: the recording has {expected['call']} on the {recorded_on} client "
+                f"here, the run called {method} on the {on} client"
+            )
+        found = first_diff(expected, describe_call(method, kwargs))
+        if found:
+            raise ConfigurationError(f"{where} differs from the recording: {found}")
+        self.cursor += 1
+        return ReplayFuture(self, index, method)
+
+
+class ReplayFuture:
+    """A recorded result, handed out by ``result()`` like the SDK's future."""
+
+    def __init__(self, player: Player, index: int, method: str) -> None:
+        self._player = player
+        self._index = index
+        self._method = method
+
+    def result(self, timeout: float | None = None) -> Any:
+        cassette = self._player.cassette
+        encoded = cassette.results.get(self._index)
+        if encoded is None:
+            raise ConfigurationError(
+                f"replay {cassette.path}: call {self._index} ({self._method}) has no recorded "
+                "result (the recording stopped before it arrived)"
+            )
+        if "client" in encoded:
+            return ReplayClient(self._player, encoded["client"], encoded.get("model_id"))
+        return decode_result(encoded)
+
+
+class ReplayClient:
+    """An SDK-shaped client of any kind whose every method is answered from the cassette.
+
+    The wrapper calls SDK methods with keyword arguments only, which is what lets one class
+    stand in for the service, training, sampling and REST clients.
+    """
+
+    def __init__(self, player: Player, kind: str, model_id: str | None = None) -> None:
+        self._player = player
+        self.kind = kind
+        self.model_id = model_id
+
+    def create_rest_client(self) -> ReplayClient:
+        return ReplayClient(self._player, "rest")
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(**kwargs: Any) -> ReplayFuture:
+            return self._player.play(self.kind, method, kwargs)
+
+        call.__name__ = method
+        return call
+
+
+def replay_client(path: Path) -> ReplayClient:
+    """The service client of a replayed run."""
+    return ReplayClient(Player(Cassette(path)), "service")

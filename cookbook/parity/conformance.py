@@ -1,0 +1,358 @@
+"""The conformance runner: any port, in any language, checked against every renderer golden.
+
+The port is a subprocess (an *adapter*) speaking JSON lines on stdin/stdout, one request and
+one response a line (docs/conformance.md has the protocol and a minimal adapter). For each
+golden the runner asks the adapter to render the case's messages under each TrainOnWhat, to
+build the generation prompt, to name its stop sequences and to parse the reference's replies,
+and compares the answers with exactly the checks - and per-token diffs - that our own parity
+tests use (:mod:`cookbook.parity.compare`). An adapter that crashes, hangs or answers garbage
+fails the item it was asked about and is restarted for the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import shlex
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cookbook.exceptions import ConfigurationError
+from cookbook.parity import golden as g
+from cookbook.parity.compare import GENERATION_ITEM, compare_parse, compare_tokens
+from cookbook.parity.record import LAST_ASSISTANT_MESSAGE, rle, token_view
+from cookbook.tokenizers import TokenizerSource, get_tokenizer
+
+PROTOCOL_VERSION = 1
+MAX_RESTARTS = 5
+
+
+class AdapterFailure(Exception):
+    """The adapter crashed, timed out or broke the protocol while answering one request."""
+
+
+class AdapterProcess:
+    """The adapter subprocess; restarted on the next request after it fails."""
+
+    def __init__(self, command: str, timeout: float):
+        self.argv = shlex.split(command)
+        if not self.argv:
+            raise ConfigurationError("--conformance: empty adapter command")
+        self.timeout = timeout
+        self.restarts = -1
+        self._proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        # Outlives any one adapter process (its tail explains a crash); closed in __exit__.
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        self._next_id = 0
+
+    def _start(self) -> subprocess.Popen[str]:
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS:
+            raise ConfigurationError(
+                f"adapter `{shlex.join(self.argv)}` failed {MAX_RESTARTS} times; giving up: "
+                f"{self._stderr_tail()}"
+            )
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                text=True,
+                encoding="utf-8",
+                bufsize=1,
+            )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--conformance: cannot start {self.argv[0]!r}: {exc}"
+            ) from None
+        lines: queue.Queue[str | None] = queue.Queue()
+        stdout = proc.stdout
+
+        def pump() -> None:  # a thread, so a silent adapter times out instead of hanging us
+            assert stdout is not None
+            for line in stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        self._proc, self._lines = proc, lines
+        return proc
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().strip().splitlines()
+        return " | ".join(text[-3:]) if text else "(nothing on stderr)"
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        proc = self._proc if self._proc and self._proc.poll() is None else self._start()
+        self._next_id += 1
+        request_id = self._next_id
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps({"id": request_id, "op": op, **fields}) + "\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._fail(f"exited (code {proc.wait()}) before reading the request")
+        try:
+            line = self._lines.get(timeout=self.timeout)
+        except queue.Empty:
+            self._fail(f"no answer within {self.timeout:g}s")
+        if line is None:
+            self._fail(f"exited (code {proc.wait()}) without answering: {self._stderr_tail()}")
+        try:
+            response = json.loads(line)
+        except json.JSONDecodeError:
+            self._fail(f"answered with a line that is not JSON: {line[:120]!r}")
+        if not isinstance(response, dict) or response.get("id") != request_id:
+            self._fail(f"answer is not an object with id {request_id}: {line[:120]!r}")
+        return response
+
+    def _fail(self, message: str) -> NoReturn:
+        self.close()
+        raise AdapterFailure(message)
+
+    def __enter__(self) -> AdapterProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self._stderr.close()
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class ItemResult:
+    renderer: str
+    model_name: str
+    case_id: str
+    category: str
+    item: str
+    """A TrainOnWhat value, or ``generation`` (prompt, stop sequences and parse_response)."""
+    problem: str | None
+
+    @property
+    def row(self) -> str:
+        return f"{self.renderer} ({self.model_name})"
+
+
+@dataclass
+class ConformanceRun:
+    command: str
+    golden_dir: Path
+    adapter: dict[str, Any]
+    items: list[ItemResult] = field(default_factory=list)
+    unsupported: dict[str, set[str]] = field(default_factory=dict)
+    """row -> categories of goldens skipped because the adapter lacks the renderer."""
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [item for item in self.items if item.problem]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.items) and not self.failed
+
+
+def _error(raw: Any) -> dict[str, Any]:
+    error = raw if isinstance(raw, dict) else {"message": str(raw)}
+    kind = str(error.get("type", "Error"))
+    return {
+        "type": kind,
+        "message": str(error.get("message", "")),
+        "bases": list(error.get("bases") or [kind]),
+    }
+
+
+def _tokens(response: dict[str, Any], expected: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """An adapter answer in the golden's token-record shape. Optional fields the adapter left
+    out (text, weights_dtype, segments) are taken as agreeing, so only what it states is checked.
+    """
+    if "error" in response:
+        return {"error": _error(response["error"])}
+    tokens = response.get("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+        raise AdapterFailure(f"'tokens' is not a list of integers: {str(tokens)[:120]}")
+    record = {**token_view(tokenizer, tokens), "text": response.get("text", expected.get("text"))}
+    if "weights" in expected:
+        weights = response.get("weights")
+        if not isinstance(weights, list):
+            raise AdapterFailure("'weights' is missing or not a list")
+        record["weights"] = rle([float(w) for w in weights])
+        record["weights_dtype"] = response.get("weights_dtype", expected.get("weights_dtype"))
+        record["segments"] = response.get("segments", expected.get("segments"))
+    return record
+
+
+class _Case:
+    """One golden, checked item by item through the adapter."""
+
+    def __init__(self, adapter: AdapterProcess, golden: dict[str, Any], stops: dict):
+        self.adapter, self.golden, self.stops = adapter, golden, stops
+        self.model_name = golden["model_name"]
+        self.base = {
+            "renderer": golden["renderer"]["name"],
+            "tokenizer": self.model_name,
+            "tokenizer_files": golden["tokenizer"].get("files", {}),
+        }
+        self.messages = golden["input"]["messages"]
+        self.tokenizer = get_tokenizer(self.model_name, TokenizerSource.OFFLINE)
+
+    def supervised(self, train_on_what: str, expected: dict[str, Any]) -> str | None:
+        response = self.adapter.request(
+            "build_supervised_example",
+            **self.base,
+            messages=self.messages,
+            train_on_what=train_on_what,
+        )
+        actual = _tokens(response, expected, self.tokenizer)
+        return compare_tokens(expected, actual, train_on_what, weighted=True)
+
+    def generation(self) -> str | None:
+        outputs = self.golden["outputs"]
+        expected = outputs["generation_prompt"]
+        response = self.adapter.request(
+            "build_generation_prompt", **self.base, messages=self.messages
+        )
+        problem = compare_tokens(
+            expected, _tokens(response, expected, self.tokenizer), "prompt", weighted=False
+        )
+        return problem or self._stop(outputs["stop_sequences"]) or self._parse(outputs)
+
+    def _stop(self, expected: list[Any]) -> str | None:
+        key = (self.base["renderer"], self.model_name)
+        if key not in self.stops:
+            response = self.adapter.request("get_stop_sequences", **self.base)
+            self.stops[key] = response.get("stop_sequences", response.get("error"))
+        actual = self.stops[key]
+        return None if actual == expected else f"stop sequences {actual}, reference {expected}"
+
+    def _parse(self, outputs: dict[str, Any]) -> str | None:
+        expected = outputs["parse_response"]
+        if expected is None:
+            return None
+        if "error" in expected:
+            # The reference could not even render the reply to parse: the port must refuse too.
+            response = self.adapter.request(
+                "build_supervised_example",
+                **self.base,
+                messages=self.messages,
+                train_on_what=LAST_ASSISTANT_MESSAGE,
+            )
+            return compare_parse(
+                expected, {"error": _error(response["error"])} if "error" in response else {}
+            )
+        actual: dict[str, Any] = {}
+        for variant, record in expected.items():
+            ids = record["ids"] if "ids" in record else self._unrecorded_ids(variant)
+            if ids is None:
+                actual[variant] = record  # nothing to send: the golden lacks the input
+                continue
+            response = self.adapter.request("parse_response", **self.base, tokens=ids)
+            actual[variant] = (
+                {"error": _error(response["error"])}
+                if "error" in response
+                else {
+                    "ids": ids,
+                    "message": response.get("message"),
+                    "termination": response.get("termination"),
+                }
+            )
+        return compare_parse(expected, actual)
+
+    def _unrecorded_ids(self, variant: str) -> list[int] | None:
+        """A reply whose parse the reference refused is recorded without its ids; rebuild the
+        complete (and truncated) reply from the port's own rendering: its supervised example
+        minus its generation prompt. Other endings cannot be rebuilt and are not checked."""
+        if variant not in ("complete", "truncated"):
+            return None
+        example = self.adapter.request(
+            "build_supervised_example",
+            **self.base,
+            messages=self.messages,
+            train_on_what=LAST_ASSISTANT_MESSAGE,
+        )
+        prompt = self.adapter.request(
+            "build_generation_prompt", **self.base, messages=self.messages[:-1]
+        )
+        if "error" in example or "error" in prompt:
+            return None
+        reply = list(example["tokens"])[len(prompt["tokens"]) :]
+        return reply if variant == "complete" else reply[:-1]
+
+
+def _hello(adapter: AdapterProcess) -> dict[str, Any]:
+    try:
+        hello = adapter.request("hello", protocol=PROTOCOL_VERSION)
+    except AdapterFailure as exc:
+        raise ConfigurationError(
+            f"--conformance: the adapter did not answer hello: {exc}"
+        ) from None
+    if hello.get("protocol") != PROTOCOL_VERSION or not isinstance(hello.get("renderers"), list):
+        raise ConfigurationError(
+            f"--conformance: hello must answer protocol {PROTOCOL_VERSION} and a list of "
+            f"renderers, got {json.dumps(hello)[:200]}"
+        )
+    return hello
+
+
+def run_conformance(
+    command: str,
+    golden_dir: Path,
+    renderers: set[str] | None = None,
+    timeout: float = 60.0,
+    on_case: Callable[[str], None] | None = None,
+) -> ConformanceRun:
+    """Check the adapter ``command`` against every golden under ``golden_dir/renderers``."""
+    paths = g.golden_files(golden_dir)
+    if not paths:
+        raise ConfigurationError(f"--golden-dir {golden_dir}: no goldens under renderers/")
+    with AdapterProcess(command, timeout) as adapter:
+        hello = _hello(adapter)
+        run = ConformanceRun(command, golden_dir, hello)
+        stops: dict[tuple[str, str], Any] = {}
+        for path in paths:
+            golden = g.load_golden(path)
+            name, category = golden["renderer"]["name"], golden.get("category", "other")
+            if renderers is not None and name not in renderers:
+                continue
+            if name not in hello["renderers"]:
+                row = f"{name} ({golden['model_name']})"
+                run.unsupported.setdefault(row, set()).add(category)
+                continue
+            case = _Case(adapter, golden, stops)
+            checks: dict[str, Callable[[], str | None]] = {
+                tow: lambda t=tow, e=exp, c=case: c.supervised(t, e)
+                for tow, exp in golden["outputs"]["supervised"].items()
+            }
+            checks[GENERATION_ITEM] = case.generation
+            for item, check in checks.items():
+                try:
+                    problem = check()
+                except AdapterFailure as exc:
+                    problem = f"{item}: adapter failure: {exc}"
+                run.items.append(
+                    ItemResult(name, case.model_name, golden["case_id"], category, item, problem)
+                )
+            if on_case is not None:
+                on_case(golden["case_id"])
+    return run
