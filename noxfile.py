@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import nox
 
@@ -36,10 +37,23 @@ def _install_reference(session: nox.Session) -> None:
     session.install("pyyaml", "jsonschema", "rich")
 
 
+def _install_chromium(session: nox.Session) -> None:
+    """The HTML reports are tested in a real headless browser: Debian's chromium (no download
+    of a browser build, which the registries-only network would refuse)."""
+    if shutil.which("chromium"):
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        session.error("the report tests need chromium: run `apt-get install -y chromium` as root")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=env)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Full test suite. pytest exit code 5 (no tests collected) fails the session like any other."""
     _install_project(session)
+    _install_chromium(session)
     session.run("pytest", *session.posargs, env=OFFLINE_ENV, success_codes=[0])
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cookbook.renderers import Llama3Renderer, Renderer, TrainOnWhat
+from cookbook.renderers import Llama3Renderer, Renderer, ToolCall, TrainOnWhat, get_renderer
 from cookbook.renderers.batch import build_supervised_examples_batch, encode_many
+from cookbook.tokenizers import get_tokenizer
 
 CONVERSATIONS: list[list[dict[str, Any]]] = [
     [
@@ -113,3 +114,48 @@ def test_empty_batch(llama3_renderer: Renderer) -> None:
 def test_encode_many_equals_encode(llama3_renderer: Renderer) -> None:
     texts = ["Hello", "<|eot_id|>", "", "  spaced\n\n", "你好", "Hello"]
     assert encode_many(llama3_renderer, texts) == [llama3_renderer._encode(t) for t in texts]
+
+
+# Reasoning, tool calls and tool results: the Qwen renderers encode content with special-token
+# parsing off (Qwen3) or move part of the header into the output (Qwen3.5), so the generic path
+# must not assume the Llama 3 layout.
+QWEN_CONVERSATIONS: list[list[dict[str, Any]]] = [
+    *CONVERSATIONS,
+    [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Use the tool."},
+                {"type": "text", "text": "Checking."},
+            ],
+            "tool_calls": [
+                ToolCall(
+                    function=ToolCall.FunctionBody(
+                        name="get_weather", arguments='{"location": "Paris"}'
+                    )
+                )
+            ],
+        },
+        {"role": "tool", "content": '{"sky": "sunny"}'},
+        {"role": "tool", "content": '{"wind": "none"}'},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Sunny, calm."},
+                {"type": "text", "text": "Sunny and calm."},
+            ],
+        },
+    ],
+]
+
+
+@pytest.mark.parametrize("train_on_what", MODES, ids=str)
+@pytest.mark.parametrize(
+    ("name", "model"), [("qwen3", "Qwen/Qwen3-8B"), ("qwen3_5", "Qwen/Qwen3.5-9B")]
+)
+def test_qwen_batch_equals_per_conversation(name: str, model: str, train_on_what) -> None:
+    renderer = get_renderer(name, get_tokenizer(model, "offline"))
+    single = [renderer.build_supervised_example(m, train_on_what) for m in QWEN_CONVERSATIONS]
+    batch = build_supervised_examples_batch(renderer, QWEN_CONVERSATIONS, train_on_what)
+    _assert_same(batch, single)

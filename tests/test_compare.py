@@ -126,3 +126,18 @@ def test_comparing_something_that_is_not_a_run_is_one_line(tmp_path: Path, capsy
     assert compare(tmp_path, tmp_path, tmp_path / "x.html") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a run directory" in err
+
+
+def test_help_teaches_the_new_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    for text in ("compare RUN_A RUN_B", "--conformance CMD", "eval ", "--checkpoint", "evals:"):
+        assert text in out, text
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "first differ" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2 and "compare RUN_A RUN_B" in capsys.readouterr().err

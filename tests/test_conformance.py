@@ -195,7 +195,7 @@ def renderer(name, tokenizer):
 """
 
 
-def test_an_adapter_that_cannot_start_is_one_line(tmp_path: Path, capsys) -> None:
+def test_an_adapter_that_cannot_start_or_answer_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["--conformance", str(tmp_path / "missing-adapter")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot start" in err
@@ -203,3 +203,7 @@ def test_an_adapter_that_cannot_start_is_one_line(tmp_path: Path, capsys) -> Non
     silent.write_text("import sys\nfor line in sys.stdin:\n    print('{}', flush=True)\n")
     assert main(["--conformance", command(silent)]) == 2
     assert "did not answer hello" in capsys.readouterr().err
+    mute = tmp_path / "mute.py"
+    mute.write_text("import sys\nfor line in sys.stdin:\n    pass\n")
+    assert main(["--conformance", command(mute), "--timeout", "0.5"]) == 2
+    assert "no answer within 0.5s" in capsys.readouterr().err

@@ -147,6 +147,27 @@ def test_confidence_intervals() -> None:
     assert first[0] < 0.5 < first[1] and first[1] - first[0] < 0.3
 
 
+def test_requests_stay_concurrency_deep_in_flight_and_come_back_in_order() -> None:
+    """What makes the tinker backend fast: futures are submitted ahead, collected in order."""
+    from cookbook.evals.generate import in_flight
+
+    outstanding, peak, done = [0], [0], []
+
+    class Future:
+        def __init__(self, value: int):
+            self.value = value
+            outstanding[0] += 1
+            peak[0] = max(peak[0], outstanding[0])
+
+        def result(self) -> int:
+            outstanding[0] -= 1
+            return self.value
+
+    requests = [lambda i=i: Future(i * i) for i in range(10)]
+    assert in_flight(requests, 4, done.append) == [i * i for i in range(10)]
+    assert peak[0] == 4 and done == [1] * 10
+
+
 def test_arithmetic_is_seeded_and_correct() -> None:
     source = ArithmeticSource(kind="arithmetic", count=30, min_operand=-5, max_operand=9)
     rows = arithmetic_rows(source, seed=7)

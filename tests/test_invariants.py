@@ -25,6 +25,7 @@ from cookbook.renderers import (
     Llama3Renderer,
     Message,
     ParseTermination,
+    Qwen3Renderer,
     RenderContext,
     RenderedMessage,
     Renderer,
@@ -222,16 +223,18 @@ class ToolProfile:
     RendererError by design) or where history strips reasoning although the renderer claims
     the extension property (qwen3_instruct; the reference documents that such foreign
     conversations break it)."""
-    loop_in_last_turn: bool = True
-    """False where the reference refuses LAST_ASSISTANT_TURN over a turn of several assistant
-    messages: qwen3_disable_thinking's prompt for the turn closes an empty think block that the
-    turn's first message, rendered as history, does not have (golden cases tool_call_round_trip,
-    parallel_tool_calls, ... record the RendererError)."""
+    refuses_unaligned_turns: bool = False
+    """qwen3_disable_thinking raises a RendererError for every example whose generation prompt
+    is not a token prefix of it, and two tool-call shapes make one: a last turn of several
+    assistant messages (its first message renders as history, without the empty think block
+    the prompt closes) and newline-only text before a call (the newline merges with the
+    block's). The reference does the same; golden cases tool_call_round_trip and
+    tool_call_blank_text record both refusals. Such conversations are not generated for it."""
 
 
 TOOL_RENDERERS: dict[str, ToolProfile] = {
     "qwen3": ToolProfile(reasoning=True),
-    "qwen3_disable_thinking": ToolProfile(reasoning=False, loop_in_last_turn=False),
+    "qwen3_disable_thinking": ToolProfile(reasoning=False, refuses_unaligned_turns=True),
     "qwen3_instruct": ToolProfile(reasoning=False),
     "qwen3_5": ToolProfile(reasoning=True),
     "qwen3_5_disable_thinking": ToolProfile(reasoning=False),
@@ -286,8 +289,10 @@ def tool_conversations(draw: st.DrawFn, profile: ToolProfile) -> list[Message]:
         if draw(st.booleans()):
             calls = [_tool_call(draw, i) for i in range(draw(st.integers(1, 2)))]
             content = _assistant_content(draw, profile.reasoning)
+            if profile.refuses_unaligned_turns and isinstance(content, str):
+                content = content if content.strip("\n") else ""
             messages.append(Message(role="assistant", content=content, tool_calls=calls))
-            if last and (not profile.loop_in_last_turn or draw(st.booleans())):
+            if last and (profile.refuses_unaligned_turns or draw(st.booleans())):
                 return messages
             for call in calls:
                 result = Message(role="tool", content=draw(_USER_TEXT), tool_call_id=str(call.id))
@@ -557,3 +562,90 @@ def test_role_colon_negative_control(
     broken = broken_cls(role_colon_tokenizer)
     with pytest.raises(AssertionError, match=rf"^\[{invariant}\]"):
         invariants.ALL_CHECKS[invariant](broken, ROLE_COLON_CONTROL)
+
+
+# -- negative controls for reasoning, tool calls and split examples (Qwen3) ---------------------
+
+_WEATHER_CALL = ToolCall(
+    id="call_1",
+    function=ToolCall.FunctionBody(name="get_weather", arguments='{"location": "Paris"}'),
+)
+QWEN_CONTROL: list[Message] = [
+    Message(role="system", content="You are terse."),
+    Message(role="user", content="Weather in Paris?"),
+    Message(
+        role="assistant",
+        content=[
+            {"type": "thinking", "thinking": "Ask the weather tool."},
+            {"type": "text", "text": "Checking."},
+        ],
+        tool_calls=[_WEATHER_CALL],
+    ),
+    Message(role="tool", content='{"sky": "sunny"}', tool_call_id="call_1"),
+    Message(
+        role="assistant",
+        content=[
+            {"type": "thinking", "thinking": "Sunny."},
+            {"type": "text", "text": "It is sunny."},
+        ],
+    ),
+    Message(role="user", content="Book a table there?"),
+    Message(role="assistant", content="Booking.", tool_calls=[_WEATHER_CALL]),
+]
+
+
+class _Qwen3ParseDropsToolCalls(Qwen3Renderer):
+    """parse_response forgets the tool calls of the reply."""
+
+    def parse_response(self, response: list[int]) -> tuple[Message, ParseTermination]:
+        message, termination = super().parse_response(response)
+        message.pop("tool_calls", None)
+        return message, termination
+
+
+class _Qwen3ParseLosesAChar(Qwen3Renderer):
+    """parse_response drops the first character of the reply's text: a loss that re-rendering
+    shows, so the allowances for framing and call separators must not excuse it."""
+
+    def parse_response(self, response: list[int]) -> tuple[Message, ParseTermination]:
+        message, termination = super().parse_response(response)
+        content = message["content"]
+        if isinstance(content, str):
+            message["content"] = content[1:]
+        else:
+            first = min(i for i, p in enumerate(content) if p["type"] == "text")
+            content[first] = {"type": "text", "text": content[first]["text"][1:]}
+        return message, termination
+
+
+class _Qwen3SplitsOnTheWholeConversation(Qwen3Renderer):
+    """One example per assistant message, but each renders the whole conversation: earlier
+    turns are trained after history they never had when sampled."""
+
+    def build_supervised_examples(
+        self, messages: list[Message], train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_TURN
+    ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
+        example = self.build_supervised_example(messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+        return [example for m in messages if m["role"] == "assistant"]
+
+
+QWEN_CONTROLS: list[tuple[str, type[Qwen3Renderer]]] = [
+    ("assistant-round-trip", _Qwen3ParseDropsToolCalls),
+    ("assistant-round-trip", _Qwen3ParseLosesAChar),
+    ("split-examples", _Qwen3SplitsOnTheWholeConversation),
+]
+
+
+def test_qwen_control_conversation_passes() -> None:
+    invariants.check_all(_renderer("qwen3"), QWEN_CONTROL)
+
+
+@pytest.mark.parametrize(
+    ("invariant", "broken_cls"),
+    QWEN_CONTROLS,
+    ids=[f"{name}-{cls.__name__.lstrip('_')}" for name, cls in QWEN_CONTROLS],
+)
+def test_qwen_negative_control(invariant: str, broken_cls: type[Qwen3Renderer]) -> None:
+    broken = broken_cls(_renderer("qwen3").tokenizer)
+    with pytest.raises(AssertionError, match=rf"^\[{invariant}\]"):
+        invariants.ALL_CHECKS[invariant](broken, QWEN_CONTROL)

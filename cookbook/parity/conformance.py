@@ -47,7 +47,7 @@ class AdapterProcess:
         self.timeout = timeout
         self.restarts = -1
         self._proc: subprocess.Popen[str] | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._lines: queue.Queue[str | None] = queue.Queue()  # replaced by each start
         # Outlives any one adapter process (its tail explains a crash); closed in __exit__.
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self._next_id = 0
@@ -116,7 +116,10 @@ class AdapterProcess:
         return response
 
     def _fail(self, message: str) -> NoReturn:
-        self.close()
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # a hung or confused adapter gets no second chance at this request
+            proc.wait()
         raise AdapterFailure(message)
 
     def __enter__(self) -> AdapterProcess:

@@ -221,14 +221,17 @@ def _renders_alike(
 
 
 def _without_call_separators(content: Any) -> Any:
-    """Content of a message with tool calls, less the newlines a format writes before and
-    between the calls: the reference's parser keeps the text between blocks as content, so
-    the separator comes back as trailing newlines of the text or as a whitespace-only part."""
+    """Content of a message with tool calls, less the newlines at the edges of its text and
+    its whitespace-only text parts. The reference's parser keeps the text between blocks as
+    content, so the newline a format writes before and between calls comes back as trailing
+    newlines or a part of its own - indistinguishable from newlines the content ended with -
+    while a produced turn's framing already drops its leading newlines."""
     if isinstance(content, str):
-        return content.rstrip("\n") if content.strip() else ""
+        return content.strip("\n") if content.strip() else ""
     kept = [p for p in content if p.get("type") != "text" or p["text"].strip()]
-    if kept and kept[-1].get("type") == "text":
-        kept[-1] = {**kept[-1], "text": kept[-1]["text"].rstrip("\n")}
+    texts = [i for i, p in enumerate(kept) if p.get("type") == "text"]
+    for i in texts[:1] + texts[-1:]:
+        kept[i] = {**kept[i], "text": kept[i]["text"].strip("\n")}
     return _normalized_content(kept) if kept else ""
 
 

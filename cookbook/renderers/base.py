@@ -272,9 +272,11 @@ class Renderer(ABC):
         if model_input.to_ints()[: len(prompt)] != prompt:
             if self.disables_thinking:
                 raise RendererError(
-                    f"{type(self).__name__} has thinking turned off, but this turn contains "
-                    "reasoning; use the thinking version of this renderer or remove the "
-                    "reasoning from the turn."
+                    f"{type(self).__name__} has thinking turned off: its generation prompt "
+                    "closes the think block, which tells the model not to reason. This turn "
+                    "contains reasoning, so training on it would teach the model to reason "
+                    "anyway, after being told not to. Either use the thinking version of this "
+                    "renderer, or remove the reasoning from this turn."
                 )
             return weights
         return np.concatenate(
