@@ -92,7 +92,8 @@ def golden(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Side-by-side throughput, each in one process: renderers (ours vs the reference vs bare
-    batch encoding) and the local backend (ours vs a naive transformers loop)."""
+    batch encoding) and the local backend (ours vs a naive transformers loop); then the
+    offline sl_basic run end to end (time to first step, total, peak memory)."""
     _install_reference(session)
     session.install("peft>=0.21,<0.22")
     session.run(
@@ -108,5 +109,13 @@ def bench(session: nox.Session) -> None:
         "tools/bench_local_backend.py",
         "--output",
         "reports/bench/local_backend.json",
+        env=OFFLINE_ENV,
+    )
+    session.install("matplotlib>=3.8")
+    session.run(
+        "python",
+        "tools/bench_sl_basic.py",
+        "--output",
+        "reports/bench/sl_basic.json",
         env=OFFLINE_ENV,
     )

@@ -25,9 +25,11 @@ from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
 from cookbook.parity import golden as g
+from cookbook.parity.harmony import HARMONY_ORACLE, HARMONY_RENDERERS, harmony_oracle
 from cookbook.parity.record import (
     CHAT_TEMPLATE_KWARGS,
     CHAT_TEMPLATE_ORACLE,
+    apply_renderer_options,
     chat_template_oracle,
     error_record,
     render_outputs,
@@ -90,6 +92,7 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
     ours = provenance(get_tokenizer(spec.model_name, TokenizerSource.OFFLINE))
     ref_tokenizer = ref_get_tokenizer(str(directory))
     renderer = ref_get_renderer(spec.renderer, ref_tokenizer, model_name=spec.model_name)
+    options = apply_renderer_options(renderer)
     segments = reference_segments(renderer)
     goldens: dict[Path, dict] = {}
     for case in spec.cases:
@@ -100,7 +103,7 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
             "case_id": case.id,
             "category": case.category,
             "spec": spec_path.as_posix(),
-            "renderer": {"name": spec.renderer, "options": {}},
+            "renderer": {"name": spec.renderer, "options": options},
             "model_name": spec.model_name,
             "input": {
                 "messages": case.message_dicts(),
@@ -115,6 +118,9 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
             kwargs = CHAT_TEMPLATE_KWARGS[spec.renderer]
             oracle = chat_template_oracle(renderer, ref_tokenizer, messages, modes[0], kwargs)
             golden["oracles"] = {CHAT_TEMPLATE_ORACLE: oracle}
+        if spec.renderer in HARMONY_RENDERERS:
+            oracle = harmony_oracle(renderer, ref_tokenizer, messages, modes[0])
+            golden["oracles"] = {HARMONY_ORACLE: oracle}
         goldens[Path("renderers") / spec.renderer / f"{case.id}.json"] = golden
     return goldens
 

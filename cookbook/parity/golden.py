@@ -150,6 +150,7 @@ def oracle_disagreements(golden: dict[str, Any]) -> set[OracleKey]:
 
 
 def declared_disagreements(exclusions: RendererExclusionsSpec) -> set[OracleKey]:
+    """Declared comparisons; a case of ``*`` stands for every case of the renderer."""
     return {
         (group.oracle, where.renderer, where.case, item)
         for group in exclusions.disagreements
@@ -160,14 +161,20 @@ def declared_disagreements(exclusions: RendererExclusionsSpec) -> set[OracleKey]
 
 def exclusion_problems(declared: set[OracleKey], observed: set[OracleKey]) -> list[str]:
     """Why the catalogue and the goldens do not match, one line per oracle comparison."""
+
+    def wildcard(key: OracleKey) -> OracleKey:
+        return (key[0], key[1], "*", key[3])
+
+    covered = {key for key in observed if key in declared or wildcard(key) in declared}
     problems = [
         f"{'/'.join(key)}: the reference disagrees with the oracle here, but "
         "specs/renderers/exclusions.yaml does not declare it (add it with a reason)"
-        for key in sorted(observed - declared)
+        for key in sorted(observed - covered)
     ]
+    occurring = observed | {wildcard(key) for key in observed}
     problems += [
         f"{'/'.join(key)}: declared in specs/renderers/exclusions.yaml, but the goldens show "
         f"no disagreement (remove the entry, or run `{REGENERATE}` if the goldens are old)"
-        for key in sorted(declared - observed)
+        for key in sorted(declared - occurring)
     ]
     return problems

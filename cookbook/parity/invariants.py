@@ -221,17 +221,18 @@ def _renders_alike(
 
 
 def _without_call_separators(content: Any) -> Any:
-    """Content of a message with tool calls, less the newlines at the edges of its text and
-    its whitespace-only text parts. The reference's parser keeps the text between blocks as
-    content, so the newline a format writes before and between calls comes back as trailing
-    newlines or a part of its own - indistinguishable from newlines the content ended with -
-    while a produced turn's framing already drops its leading newlines."""
+    """Content of a message with tool calls, less the whitespace at the edges of its text and
+    its whitespace-only text parts. The reference's parsers do not keep it: Qwen's keeps the
+    text between blocks as content, so the newline written before and between calls comes
+    back as trailing newlines or a part of its own (indistinguishable from newlines the text
+    ended with, while the produced turn's framing drops leading ones), and DeepSeek's strips
+    the text around its tool-call section."""
     if isinstance(content, str):
-        return content.strip("\n") if content.strip() else ""
+        return content.strip()
     kept = [p for p in content if p.get("type") != "text" or p["text"].strip()]
     texts = [i for i, p in enumerate(kept) if p.get("type") == "text"]
     for i in texts[:1] + texts[-1:]:
-        kept[i] = {**kept[i], "text": kept[i]["text"].strip("\n")}
+        kept[i] = {**kept[i], "text": kept[i]["text"].strip()}
     return _normalized_content(kept) if kept else ""
 
 

@@ -90,6 +90,25 @@ def _dtype_name(weights: Any) -> str:
     return str(weights.dtype).removeprefix("torch.")
 
 
+GPT_OSS_PINNED_DATE = "2025-08-05"  # gpt-oss release day; any fixed date would do
+RENDERER_OPTIONS: dict[str, dict[str, Any]] = {
+    f"gpt_oss_{effort}_reasoning": {"current_date": GPT_OSS_PINNED_DATE}
+    for effort in ("low", "medium", "high")
+}
+"""Renderer name -> attributes set on both sides (reference and ours) before rendering, and
+recorded in the golden as ``renderer.options``. Only for output that would otherwise depend on
+the environment: gpt-oss's system prompt states today's date unless ``current_date`` is set."""
+
+
+def apply_renderer_options(renderer: Any) -> dict[str, Any]:
+    """Set the :data:`RENDERER_OPTIONS` of the renderer's registry name (stamped by both
+    ``get_renderer``s) on it; returns them. Idempotent."""
+    options = RENDERER_OPTIONS.get(getattr(renderer, "_renderer_name", ""), {})
+    for name, value in options.items():
+        setattr(renderer, name, value)
+    return options
+
+
 def render_outputs(
     renderer: Any,
     tokenizer: Any,
@@ -97,7 +116,9 @@ def render_outputs(
     train_on_what: Sequence[Any],
     segments_fn: SegmentsFn,
 ) -> dict[str, Any]:
-    """Everything a golden records about rendering ``messages``."""
+    """Everything a golden records about rendering ``messages`` (with the renderer's
+    :data:`RENDERER_OPTIONS` applied first)."""
+    apply_renderer_options(renderer)
 
     def supervised(tow: Any) -> dict[str, Any]:
         model_input, weights = renderer.build_supervised_example(messages, tow)
@@ -200,6 +221,9 @@ CHAT_TEMPLATE_KWARGS: dict[str, dict[str, Any]] = {
     "qwen3_5": {},
     "qwen3_5_disable_thinking": {"enable_thinking": False},
     "qwen3_5_preserve_thinking": {},
+    "deepseekv3": {},
+    "deepseekv3_disable_thinking": {},
+    "deepseekv3_thinking": {"thinking": True},
 }
 """Renderer -> ``apply_chat_template`` keyword arguments selecting the same mode of the template
 its tokenizer ships. A renderer not listed has no chat-template oracle, and

@@ -16,6 +16,11 @@ from cookbook.renderers.base import (
     SegmentKind,
     parse_response_for_stop_token,
 )
+from cookbook.renderers.deepseek_v3 import (
+    DeepSeekV3DisableThinkingRenderer,
+    DeepSeekV3ThinkingRenderer,
+)
+from cookbook.renderers.gpt_oss import GptOssRenderer
 from cookbook.renderers.llama3 import Llama3Renderer
 from cookbook.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
@@ -62,19 +67,28 @@ _BUILTIN: dict[str, RendererFactory] = {
     "qwen3_5_preserve_thinking": lambda tokenizer, image_processor: Qwen3_5Renderer(
         tokenizer, image_processor=image_processor, strip_thinking_from_history=False
     ),
+    # The reference's default DeepSeek V3 mode is non-thinking; the second name is an alias.
+    "deepseekv3": lambda tokenizer, _image_processor: DeepSeekV3DisableThinkingRenderer(tokenizer),
+    "deepseekv3_disable_thinking": lambda tokenizer, _image_processor: (
+        DeepSeekV3DisableThinkingRenderer(tokenizer)
+    ),
+    "deepseekv3_thinking": lambda tokenizer, _image_processor: DeepSeekV3ThinkingRenderer(
+        tokenizer
+    ),
+    # The reference's gpt-oss names: no system prompt, or OpenAI's with a reasoning effort.
+    "gpt_oss_no_sysprompt": lambda tokenizer, _image_processor: GptOssRenderer(tokenizer),
+    **{
+        f"gpt_oss_{effort}_reasoning": lambda tokenizer, _image_processor, effort=effort: (
+            GptOssRenderer(tokenizer, use_system_prompt=True, reasoning_effort=effort)
+        )
+        for effort in ("low", "medium", "high")
+    },
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported yet; asking for one
 # says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
-        "deepseekv3",
-        "deepseekv3_disable_thinking",
-        "deepseekv3_thinking",
-        "gpt_oss_no_sysprompt",
-        "gpt_oss_low_reasoning",
-        "gpt_oss_medium_reasoning",
-        "gpt_oss_high_reasoning",
         "kimi_k2",
     }
 )
@@ -130,6 +144,9 @@ def get_renderer(
 __all__ = [
     "Content",
     "ContentPart",
+    "DeepSeekV3DisableThinkingRenderer",
+    "DeepSeekV3ThinkingRenderer",
+    "GptOssRenderer",
     "ImagePart",
     "Llama3Renderer",
     "Message",

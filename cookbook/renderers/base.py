@@ -320,6 +320,23 @@ class Renderer(ABC):
         return boundary if messages[boundary]["role"] == "assistant" else None
 
 
+def openai_message_with_reasoning(
+    message: Message, arguments: Callable[[str], str | dict] = lambda arguments: arguments
+) -> dict:
+    """OpenAI format with reasoning in ``reasoning_content``, the field that the templates of
+    reasoning models (Qwen, DeepSeek) read, and the text parts joined as ``content``."""
+    result: dict = {"role": message["role"]}
+    content = message["content"]
+    if isinstance(content, str):
+        result["content"] = content
+    else:
+        result["content"] = "".join(p["text"] for p in content if p["type"] == "text")
+        thinking = [p["thinking"] for p in content if p["type"] == "thinking"]
+        if thinking:
+            result["reasoning_content"] = "".join(thinking)
+    return add_openai_tool_fields(result, message, arguments)
+
+
 def add_openai_tool_fields(
     result: dict, message: Message, arguments: Callable[[str], str | dict]
 ) -> dict:

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from cookbook.renderers.base import Renderer, add_openai_tool_fields, parse_response_for_stop_token
+from cookbook.renderers.base import (
+    Renderer,
+    openai_message_with_reasoning,
+    parse_response_for_stop_token,
+)
 from cookbook.renderers.parsing import detect_unterminated_tool_block, parse_content_blocks
 from cookbook.renderers.types import (
     ContentPart,
@@ -130,14 +134,4 @@ class QwenRendererBase(Renderer):
         return arguments
 
     def to_openai_message(self, message: Message) -> dict:
-        """OpenAI format with reasoning in ``reasoning_content``, which the templates read."""
-        result: dict = {"role": message["role"]}
-        content = message["content"]
-        if isinstance(content, str):
-            result["content"] = content
-        else:
-            result["content"] = "".join(p["text"] for p in content if p["type"] == "text")
-            thinking = [p["thinking"] for p in content if p["type"] == "thinking"]
-            if thinking:
-                result["reasoning_content"] = "".join(thinking)
-        return add_openai_tool_fields(result, message, self._to_openai_tool_arguments)
+        return openai_message_with_reasoning(message, self._to_openai_tool_arguments)

@@ -129,7 +129,10 @@ OracleItem = Literal["generation", "supervised"]
 
 class DisagreementSpec(_Strict):
     renderer: Annotated[str, Field(min_length=1)]
-    case: Identifier
+    case: Identifier | Literal["*"] = Field(
+        description="A case id, or * for every case of the renderer (at least one must "
+        "disagree); a case then needs no entry of its own for these items."
+    )
     items: Annotated[
         list[OracleItem],
         Field(min_length=1, description="Which oracle comparisons of the case disagree."),
@@ -171,6 +174,9 @@ class RendererExclusionsSpec(_Strict):
                     if key in seen:
                         raise ValueError(f"{'/'.join(key)} is declared twice")
                     seen.add(key)
+        for oracle, renderer, case, item in seen:
+            if case != "*" and (oracle, renderer, "*", item) in seen:
+                raise ValueError(f"{oracle}/{renderer}/{case}/{item} is also declared by *")
         return self
 
 

@@ -97,6 +97,7 @@ class SupervisedTrainer:
         self.log_dir = log_dir
         self.run_log = RunLog(log_dir)
         self.on_step = on_step
+        self.created = time.perf_counter()
         self.n_batches = len(dataset)
         total = self.n_batches * spec.num_epochs
         self.total_steps = min(total, spec.max_steps) if spec.max_steps is not None else total
@@ -241,7 +242,9 @@ class SupervisedTrainer:
         if flight.data:
             metrics["train_mean_bpb"] = compute_bpb(logprobs, weights, targets, self.tokenizer)
         self.run_log.log_metrics(metrics, step=flight.step)
-        self.run_log.log_timing({"time/total": time.perf_counter() - flight.started}, flight.step)
+        now = time.perf_counter()
+        timings = {"time/total": now - flight.started, "time/since_start": now - self.created}
+        self.run_log.log_timing(timings, flight.step)
         if flight.saves:
             epoch, batch = flight.epoch, flight.batch + 1
             if batch == self.n_batches:

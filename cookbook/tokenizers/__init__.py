@@ -40,6 +40,7 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("Qwen/Qwen3-4B-Instruct-2507", "qwen3"),
     ("Qwen/Qwen3-235B-A22B-Instruct-2507", "qwen3"),
     ("deepseek-ai/DeepSeek-V3.1", "deepseek_v3_1"),
+    ("openai/gpt-oss", "gpt_oss"),
 )
 # The reference loads every Llama 3 tokenizer from this ungated mirror.
 _HUB_ALIASES: tuple[tuple[str, str], ...] = (

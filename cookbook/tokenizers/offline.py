@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import TokenizerError
+from cookbook.tokenizers.o200k import O200K_SHA256, build_gpt_oss
 
 ASSETS_REQUIREMENTS = "requirements/offline-assets.txt"
 
@@ -165,6 +166,16 @@ RECIPES: dict[str, OfflineRecipe] = {
         build=_build_deepseek_v3_1,
         note="DeepSeek-V3.1 tokenizer files as packaged (data/deepseek-v3.1), tokenizer_class "
         "set to PreTrainedTokenizerFast (AutoTokenizer's LlamaTokenizerFast gives wrong ids)",
+    ),
+    "gpt_oss": OfflineRecipe(
+        family="gpt_oss",
+        package="tml-renderers",
+        module="tml_renderers",
+        version="0.2.1",
+        build=build_gpt_oss,
+        note=f"official o200k_base.tiktoken (sha256 {O200K_SHA256[:12]}...) from tml-renderers "
+        "with the harmony specials of gpt-oss (201088 ids), converted as transformers' "
+        "TikTokenConverter does",
     ),
 }
 

@@ -1,0 +1,174 @@
+"""Second oracle for gpt-oss: OpenAI's own harmony renderer (``openai-harmony``).
+
+gpt-oss's tokenizer ships no chat template offline, but OpenAI publishes the format as a
+library; its ``render_conversation_for_completion`` / ``_for_training`` are what the model was
+trained on. A case is translated into a harmony conversation the way the reference's renderer
+reads it (``system`` -> developer instructions, reasoning -> analysis channel, tool calls ->
+commentary messages to ``functions.*``, tool results -> messages from ``functions.*``, and the
+built-in system prompt -> harmony's ``SystemContent`` with the same effort and date), and both
+sides are compared as token ids. Runs where goldens are made (``openai-harmony`` installed);
+the tests only read what it recorded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cookbook.parity.record import _agreement, _guard, jsonable
+from cookbook.renderers.gpt_oss import INTERNAL_SYSTEM_ROLE
+from cookbook.renderers.types import ensure_text
+
+HARMONY_ORACLE = "harmony"
+HARMONY_RENDERERS = frozenset(
+    {"gpt_oss_no_sysprompt", *(f"gpt_oss_{e}_reasoning" for e in ("low", "medium", "high"))}
+)
+"""Renderers whose goldens record the harmony oracle."""
+
+
+@cache
+def _encoding() -> Any:
+    """The harmony encoding, reading o200k_base from tml-renderers instead of the network."""
+    spec = importlib.util.find_spec("tml_renderers")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("the harmony oracle needs tml-renderers (its o200k_base file)")
+    os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(Path(spec.origin).parent / "data")
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+def _assistant(message: dict[str, Any]) -> list[Any]:
+    """One harmony message per channel: analysis, then final text or a commentary preamble
+    and one commentary message per tool call."""
+    from openai_harmony import Message, Role
+
+    content = message["content"]
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    text = "".join(p["text"] for p in parts if p["type"] == "text")
+    thinking = "".join(p["thinking"] for p in parts if p["type"] == "thinking")
+    calls = message.get("tool_calls") or []
+    out = []
+    if thinking:
+        out.append(Message.from_role_and_content(Role.ASSISTANT, thinking).with_channel("analysis"))
+    if not calls:
+        return [*out, Message.from_role_and_content(Role.ASSISTANT, text).with_channel("final")]
+    if text:
+        out.append(Message.from_role_and_content(Role.ASSISTANT, text).with_channel("commentary"))
+    for call in calls:
+        out.append(
+            Message.from_role_and_content(Role.ASSISTANT, call.function.arguments)
+            .with_channel("commentary")
+            .with_recipient(f"functions.{call.function.name}")
+            .with_content_type("<|constrain|>json")
+        )
+    return out
+
+
+def harmony_messages(renderer: Any, messages: list[dict[str, Any]]) -> list[Any]:
+    """The case as harmony messages, with the renderer's built-in system prompt if it has one."""
+    from openai_harmony import (
+        Author,
+        DeveloperContent,
+        Message,
+        ReasoningEffort,
+        Role,
+        SystemContent,
+    )
+
+    out = []
+    if renderer.use_system_prompt:
+        system = (
+            SystemContent.new()
+            .with_reasoning_effort(ReasoningEffort(renderer.reasoning_effort.capitalize()))
+            .with_conversation_start_date(renderer.current_date)
+        )
+        out.append(Message.from_role_and_content(Role.SYSTEM, system))
+    for message in messages:
+        role = message["role"]
+        if role == "assistant":
+            out += _assistant(message)
+        elif role == "system":
+            instructions = DeveloperContent.new().with_instructions(ensure_text(message["content"]))
+            out.append(Message.from_role_and_content(Role.DEVELOPER, instructions))
+        elif role == "tool":
+            name = message.get("name") or "unknown"
+            name = name if name.startswith("functions.") else f"functions.{name}"
+            author = Author.new(Role.TOOL, name)
+            out.append(
+                Message.from_author_and_content(author, ensure_text(message["content"]))
+                .with_channel("commentary")
+                .with_recipient("assistant")
+            )
+        else:
+            harmony_role = Role.SYSTEM if role == INTERNAL_SYSTEM_ROLE else Role(role)
+            out.append(Message.from_role_and_content(harmony_role, ensure_text(message["content"])))
+    return out
+
+
+def harmony_oracle(
+    renderer: Any, tokenizer: Any, messages: list[dict[str, Any]], train_on_what: Any
+) -> dict[str, Any]:
+    """What harmony renders for a case, and whether the renderer agrees, compared as token ids.
+
+    Same two items as :func:`cookbook.parity.record.chat_template_oracle`: ``generation`` -
+    ``build_generation_prompt(prompt)`` against ``render_conversation_for_completion(prompt,
+    assistant)``, ``prompt`` being the case less a final assistant message; ``supervised``
+    (cases ending with an assistant message) - ``build_supervised_example(messages,
+    train_on_what)`` against ``render_conversation_for_training(messages)``. Ids, not text:
+    harmony tokenizes message by message as the renderer does.
+
+    Reasoning (``auto_drop_analysis``, recorded as ``config``): the prompt uses harmony's
+    default, which drops the reasoning of turns that ended in a final answer, as OpenAI tells
+    samplers to - so a prompt with reasoning in its history shows the reference keeping it. The
+    training render keeps reasoning: by default harmony would drop even the reasoning of the
+    trained turn, and every example with reasoning would differ for that alone.
+
+    The conversation is recorded as ``messages.harmony``; a side that raises is recorded as an
+    error.
+    """
+    from openai_harmony import Conversation, RenderConversationConfig, Role
+
+    encoding = _encoding()
+    config = {
+        "generation": {"auto_drop_analysis": True},
+        "supervised": {"auto_drop_analysis": False},
+    }
+    ends_with_reply = messages[-1]["role"] == "assistant"
+    prompt = messages[:-1] if ends_with_reply else messages
+
+    def conversation(part: list[dict[str, Any]]) -> Any:
+        return Conversation.from_messages(harmony_messages(renderer, part))
+
+    def generation() -> dict[str, Any]:
+        def completion() -> list[int]:
+            options = RenderConversationConfig(**config["generation"])
+            return list(
+                encoding.render_conversation_for_completion(
+                    conversation(prompt), Role.ASSISTANT, options
+                )
+            )
+
+        rendered = _guard(lambda: {"ids": renderer.build_generation_prompt(prompt).to_ints()})
+        return _agreement(tokenizer, rendered, _guard(lambda: {"ids": completion()}), "ids")
+
+    def supervised() -> dict[str, Any]:
+        def example() -> list[int]:
+            return renderer.build_supervised_example(messages, train_on_what)[0].to_ints()
+
+        def trained() -> list[int]:
+            options = RenderConversationConfig(**config["supervised"])
+            return list(encoding.render_conversation_for_training(conversation(messages), options))
+
+        oracle = _guard(lambda: {"ids": trained()})
+        return _agreement(tokenizer, _guard(lambda: {"ids": example()}), oracle, "ids")
+
+    return {
+        "config": config,
+        "messages": _guard(lambda: {"harmony": jsonable(conversation(messages).to_dict())}),
+        "generation": generation() if prompt else None,
+        "supervised": supervised() if ends_with_reply else None,
+    }
