@@ -34,7 +34,8 @@ def _install_reference(session: nox.Session) -> None:
     session.install(*REFERENCE)
     session.install("--no-deps", "-e", ".")
     session.install("--no-deps", "-r", ASSETS)
-    session.install("pyyaml", "jsonschema", "rich")
+    # openai-harmony is the second oracle of the gpt-oss goldens.
+    session.install("pyyaml", "jsonschema", "rich", "openai-harmony==0.0.8")
 
 
 def _install_chromium(session: nox.Session) -> None:

@@ -216,6 +216,26 @@ def _run_renderer_cases(args: argparse.Namespace, spec) -> int:
     return 1 if failed else 0
 
 
+def _show_renderer_exclusions(args: argparse.Namespace, spec) -> int:
+    """The catalogue is data for the parity tests; running it shows what it declares."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Declared second-oracle exclusions ({args.spec})", show_lines=True)
+    for column in ("renderer", "oracle", "cases", "items", "reason"):
+        table.add_column(column, overflow="fold")
+    for group in spec.disagreements:
+        for where in group.where:
+            items = ", ".join(where.items)
+            table.add_row(where.renderer, group.oracle, where.case, items, group.reason)
+    for entry in spec.no_oracle:
+        table.add_row(entry.renderer, "-", "*", "-", f"no oracle: {entry.reason}")
+    console = Console() if sys.stdout.isatty() else Console(width=140)
+    console.print(table)
+    console.print("checked against the goldens by tests/test_exclusions.py (nox -s parity)")
+    return 0
+
+
 def _run_recipe(args: argparse.Namespace, spec) -> int:
     from rich.console import Console
 
@@ -310,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigurationError("--checkpoint applies to eval specs")
         runners = {
             "renderer_cases": _run_renderer_cases,
+            "renderer_exclusions": _show_renderer_exclusions,
             "recipe": _run_recipe,
             "eval": _run_eval,
         }

@@ -57,3 +57,9 @@ def test_help_teaches_the_spec_kinds() -> None:
         and "renderer_cases" in result.stdout
         and "examples:" in result.stdout
     )
+
+
+def test_the_exclusions_catalogue_runs_as_a_table() -> None:
+    result = run("specs/renderers/exclusions.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "chat_template" in result.stdout and "tests/test_exclusions.py" in result.stdout

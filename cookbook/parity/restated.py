@@ -1,0 +1,136 @@
+"""Invariants restated for chat formats where the reference genuinely differs.
+
+A check of :mod:`cookbook.parity.invariants` states a property in the terms most formats share;
+a format whose reference behaviour contradicts those terms - on purpose, or as part of the
+format - gets the property restated here, under the same ``[tag]``: what training and sampling
+still rely on, checked as strictly as the format allows. Renderers pick their restatements by
+registry name (:func:`checks_for`), so the reference's renderers get them too.
+
+Harmony (gpt-oss):
+
+* ``stop-token-ends-turn``: a message in history ends with ``<|end|>``; only the final message
+  ends with ``<|return|>`` (the sampler's stop token). The last trained run must end with a stop
+  token and every other with a stop token or ``<|end|>``.
+* ``assistant-round-trip``: the sampler stops at every ``<|call|>``, so a message with several
+  tool calls is several replies - the trained tail is parsed piece by piece, cut after each stop
+  token; and the reference's parser skips whitespace-only channel bodies, so blank reasoning or
+  text comes back as no part (a reply left with none comes back as its decoded text).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cookbook.parity.invariants import (
+    ALL_CHECKS,
+    Check,
+    _calls,
+    _require_last_assistant,
+    _show,
+    _supervised,
+    _weighted_runs,
+)
+from cookbook.renderers.base import Renderer
+from cookbook.renderers.types import Message, ParseTermination, TrainOnWhat
+
+
+def check_harmony_stop_token_ends_turns(renderer: Renderer, messages: list[Message]) -> None:
+    """Under ALL_ASSISTANT_MESSAGES the final trained run ends the rendering with a stop token;
+    every earlier one ends with a stop token (a tool call's ``<|call|>``) or with ``<|end|>``,
+    harmony's end of a message in history (the answer's ``<|return|>`` is stored that way)."""
+    invariant = "stop-token-ends-turn"
+    _require_last_assistant(messages, invariant)
+    tokens, weights = _supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    stops = list(renderer.get_stop_sequences())
+    (end_of_message,) = renderer.tokenizer.encode("<|end|>", add_special_tokens=False)
+    runs = _weighted_runs(weights)
+    assert runs, f"[{invariant}] ALL_ASSISTANT_MESSAGES weights no token at all"
+    *history, (_, last_end) = runs
+    assert last_end == len(tokens) and tokens[-1] in stops, (
+        f"[{invariant}] the final message's run does not end the rendering with a stop token "
+        f"{stops}: {_show(renderer, tokens, last_end - 1)}"
+    )
+    for start, end in history:
+        assert tokens[end - 1] in [*stops, end_of_message], (
+            f"[{invariant}] trained run [{start}, {end}) in history ends with neither a stop "
+            f"token {stops} nor <|end|>: {_show(renderer, tokens, end - 1)}"
+        )
+
+
+def _joined(content: Any, kind: str) -> str:
+    key = "text" if kind == "text" else "thinking"
+    if isinstance(content, str):
+        return content if kind == "text" else ""
+    return "".join(part[key] for part in content if part["type"] == kind)
+
+
+def check_harmony_round_trip(renderer: Renderer, messages: list[Message]) -> None:
+    """The trained tail of LAST_ASSISTANT_MESSAGE, cut after each stop token, parses piece by
+    piece - each ending cleanly on its stop token - back to the message: the same tool calls,
+    the same reasoning and the same text, where blank reasoning or text comes back as none."""
+    invariant = "assistant-round-trip"
+    _require_last_assistant(messages, invariant)
+    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    first = next((i for i, w in enumerate(weights) if w == 1), None)
+    assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
+    assert all(w == 1 for w in weights[first:]), (
+        f"[{invariant}] the trained tokens are not one contiguous tail from index {first}"
+    )
+    tail = tokens[first:]
+    stops = set(renderer.get_stop_sequences())
+    cuts = [i + 1 for i, token in enumerate(tail) if token in stops]
+    assert cuts and cuts[-1] == len(tail), (
+        f"[{invariant}] the trained tail does not end with a stop token: "
+        f"{_show(renderer, tail, len(tail))}"
+    )
+    got: dict[str, Any] = {"thinking": "", "text": "", "calls": []}
+    for start, end in zip([0, *cuts[:-1]], cuts, strict=True):
+        piece = tail[start:end]
+        parsed, termination = renderer.parse_response(piece)
+        assert termination == ParseTermination.STOP_SEQUENCE, (
+            f"[{invariant}] a reply piece ended with {termination!r}: {_show(renderer, piece, 0)}"
+        )
+        content = parsed["content"]
+        if isinstance(content, str):
+            # No non-blank message: the reference returns the decoded reply itself.
+            decoded = str(renderer.tokenizer.decode(piece[:-1]))
+            assert content == decoded, (
+                f"[{invariant}] a reply piece without parts parsed to {content!r}, not to its "
+                f"decoded text {decoded!r}"
+            )
+        else:
+            got["thinking"] += _joined(content, "thinking")
+            got["text"] += _joined(content, "text")
+        got["calls"] += _calls(parsed)
+    original = messages[-1]["content"]
+    thinking, text = _joined(original, "thinking"), _joined(original, "text")
+    expected = {
+        "thinking": thinking if thinking.strip() else "",
+        "text": text if text.strip() else "",
+        "calls": _calls(messages[-1]),
+    }
+    for key, value in expected.items():
+        assert got[key] == value, (
+            f"[{invariant}] parsed {key} {got[key]!r} != rendered {value!r} (escaped: "
+            f"{got[key]!a} != {value!a})"
+        )
+
+
+HARMONY_CHECKS: dict[str, Check] = {
+    "stop-token-ends-turn": check_harmony_stop_token_ends_turns,
+    "assistant-round-trip": check_harmony_round_trip,
+}
+
+GPT_OSS_RENDERERS = (
+    "gpt_oss_no_sysprompt",
+    "gpt_oss_low_reasoning",
+    "gpt_oss_medium_reasoning",
+    "gpt_oss_high_reasoning",
+)
+RESTATED: dict[str, dict[str, Check]] = dict.fromkeys(GPT_OSS_RENDERERS, HARMONY_CHECKS)
+"""Registry name -> the invariants it keeps in a restated form."""
+
+
+def checks_for(renderer: Renderer) -> dict[str, Check]:
+    """Every invariant for this renderer: :data:`ALL_CHECKS`, with its restatements in place."""
+    return {**ALL_CHECKS, **RESTATED.get(getattr(renderer, "_renderer_name", ""), {})}
