@@ -5,6 +5,7 @@
 - lint:   ruff check + format check + generated JSON Schemas up to date.
 - golden: regenerate golden/ from the pinned reference in its own virtualenv (never in CI).
 - bench:  renderer and local-backend throughput, side by side, JSON written to reports/bench/.
+- report: the renderer parity matrix (our adapter through the conformance runner) in reports/.
 """
 
 from __future__ import annotations
@@ -118,5 +119,20 @@ def bench(session: nox.Session) -> None:
         "tools/bench_sl_basic.py",
         "--output",
         "reports/bench/sl_basic.json",
+        env=OFFLINE_ENV,
+    )
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """The parity matrix of our own renderers (through the conformance protocol, exactly as a
+    port is checked): reports/conformance.md and reports/conformance.html."""
+    _install_project(session)
+    session.run(
+        "cookbook-run",
+        "--conformance",
+        "python -m cookbook.parity.adapter",
+        "--report-dir",
+        "reports",
         env=OFFLINE_ENV,
     )

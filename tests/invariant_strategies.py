@@ -139,6 +139,10 @@ class ToolProfile:
     the prompt closes) and newline-only text before a call (the newline merges with the
     block's). The reference does the same; golden cases tool_call_round_trip and
     tool_call_blank_text record both refusals. Such conversations are not generated for it."""
+    call_ids: str = "call_{index}"
+    """Tool-call ids, formatted with the call's ``index`` and ``name``. Kimi K2 writes any id
+    but parses back only its own ``functions.{name}:{index}`` form, the one its models sample
+    (golden case tool_call_foreign_id records a foreign id being dropped)."""
 
 
 # Reasoning without edge whitespace and never empty: a sampled reply never yields an empty
@@ -159,11 +163,12 @@ _ARGUMENTS = st.dictionaries(
 )
 
 
-def _tool_call(draw: st.DrawFn, index: int) -> ToolCall:
+def _tool_call(draw: st.DrawFn, index: int, profile: ToolProfile) -> ToolCall:
     name = draw(st.sampled_from(["get_weather", "search"]))
     arguments = json.dumps(draw(_ARGUMENTS))
     return ToolCall(
-        id=f"call_{index}", function=ToolCall.FunctionBody(name=name, arguments=arguments)
+        id=profile.call_ids.format(index=index, name=name),
+        function=ToolCall.FunctionBody(name=name, arguments=arguments),
     )
 
 
@@ -187,7 +192,7 @@ def tool_conversations(draw: st.DrawFn, profile: ToolProfile) -> list[Message]:
         messages.append(Message(role="user", content=draw(_USER_TEXT)))
         last = exchange == exchanges - 1
         if draw(st.booleans()):
-            calls = [_tool_call(draw, i) for i in range(draw(st.integers(1, 2)))]
+            calls = [_tool_call(draw, i, profile) for i in range(draw(st.integers(1, 2)))]
             content = _assistant_content(draw, profile)
             if profile.refuses_unaligned_turns and isinstance(content, str):
                 content = content if content.strip("\n") else ""

@@ -25,7 +25,13 @@ from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
 from cookbook.parity import golden as g
-from cookbook.parity.harmony import HARMONY_ORACLE, HARMONY_RENDERERS, harmony_oracle
+from cookbook.parity.harmony import (
+    HARMONY_ORACLE,
+    HARMONY_RENDERERS,
+    TOOL_PREFIX_FILE,
+    harmony_oracle,
+    tool_prefix_golden,
+)
 from cookbook.parity.record import (
     CHAT_TEMPLATE_KWARGS,
     CHAT_TEMPLATE_ORACLE,
@@ -234,6 +240,15 @@ def main(argv: list[str] | None = None) -> int:
             goldens.update(render_spec(spec_path, spec, versions))
             print(f"{spec_path}: {len(spec.cases)} cases rendered by the reference")
     model_info_record = model_info_golden(versions)
+    gpt_oss = ref_get_renderer(
+        "gpt_oss_no_sysprompt", ref_get_tokenizer(str(offline_directory("openai/gpt-oss-20b")))
+    )
+    tool_prefixes = {
+        "schema_version": g.SCHEMA_VERSION,
+        "source": f"{type(gpt_oss).__module__}.create_conversation_prefix_with_tools",
+        "reference": versions,
+        "probes": tool_prefix_golden(gpt_oss),
+    }
     for stale in g.golden_files(args.golden):
         if stale.relative_to(args.golden) not in goldens:
             stale.unlink()
@@ -243,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     model_info = args.golden / MODEL_INFO_FILE
     g.write_atomic(model_info, g.dump(model_info_record))
     print(f"wrote {model_info}")
+    g.write_atomic(args.golden / TOOL_PREFIX_FILE, g.dump(tool_prefixes))
     manifest = {
         "schema_version": g.SCHEMA_VERSION,
         "regenerate": g.REGENERATE,
@@ -250,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "files": {rel.as_posix(): g.file_sha256(args.golden / rel) for rel in sorted(goldens)},
         # Not a renderer case, so not under "files" (whose keys must be renderer goldens).
         "model_info": {MODEL_INFO_FILE: g.file_sha256(model_info)},
+        "tool_prefixes": {TOOL_PREFIX_FILE: g.file_sha256(args.golden / TOOL_PREFIX_FILE)},
     }
     g.write_atomic(g.manifest_path(args.golden), g.dump(manifest))
     print(f"wrote {len(goldens)} goldens and {g.manifest_path(args.golden)}")

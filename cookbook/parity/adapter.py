@@ -21,16 +21,20 @@ PROTOCOL_VERSION = 1
 
 
 class Adapter:
-    """Answers protocol requests; renderers are built once per (renderer, tokenizer)."""
+    """Answers protocol requests; renderers are built once per (renderer, tokenizer, options)."""
 
     def __init__(self) -> None:
-        self._renderers: dict[tuple[str, str], Any] = {}
+        self._renderers: dict[tuple[str, str, str], Any] = {}
 
     def _renderer(self, request: dict[str, Any]) -> Any:
-        key = (request["renderer"], request["tokenizer"])
+        options = request.get("renderer_options", {})
+        key = (request["renderer"], request["tokenizer"], json.dumps(options, sort_keys=True))
         if key not in self._renderers:
             tokenizer = get_tokenizer(request["tokenizer"], TokenizerSource.OFFLINE)
-            self._renderers[key] = get_renderer(key[0], tokenizer, model_name=key[1])
+            renderer = get_renderer(key[0], tokenizer, model_name=key[1])
+            for name, value in options.items():
+                setattr(renderer, name, value)
+            self._renderers[key] = renderer
         return self._renderers[key]
 
     def _answer(self, request: dict[str, Any]) -> dict[str, Any]:

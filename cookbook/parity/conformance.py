@@ -217,6 +217,9 @@ class _Case:
             "tokenizer": self.model_name,
             "tokenizer_files": golden["tokenizer"].get("files", {}),
         }
+        # Pinned renderer attributes (gpt-oss's current_date); sent only when there are any.
+        if golden["renderer"].get("options"):
+            self.base["renderer_options"] = golden["renderer"]["options"]
         self.messages = golden["input"]["messages"]
         self.tokenizer = get_tokenizer(self.model_name, TokenizerSource.OFFLINE)
 

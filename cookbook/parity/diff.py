@@ -12,11 +12,15 @@ from typing import Any
 CONTEXT = 3
 
 
-def _segment_at(segments: Sequence[dict[str, Any]], position: int) -> str:
+def _segment_at(segments: Sequence[dict[str, Any]] | None, position: int) -> str:
+    if segments is None:  # a golden whose renderer's layout the reference could not show
+        return "not recorded"
     for segment in segments:
         if segment["start"] <= position < segment["end"]:
-            owner = "bos" if segment["message"] < 0 else f"message {segment['message']}"
-            return f"{owner} {segment['kind']}" if segment["message"] >= 0 else owner
+            if segment["message"] >= 0:
+                return f"message {segment['message']} {segment['kind']}"
+            # Index -1: the BOS, or a message the renderer adds itself (gpt-oss's system prompt).
+            return "bos" if segment["kind"] == "bos" else f"built-in message {segment['kind']}"
     return "past the end"
 
 

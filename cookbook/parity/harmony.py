@@ -30,7 +30,7 @@ HARMONY_RENDERERS = frozenset(
 
 
 @cache
-def _encoding() -> Any:
+def harmony_encoding() -> Any:
     """The harmony encoding, reading o200k_base from tml-renderers instead of the network."""
     spec = importlib.util.find_spec("tml_renderers")
     if spec is None or spec.origin is None:
@@ -132,7 +132,7 @@ def harmony_oracle(
     """
     from openai_harmony import Conversation, RenderConversationConfig, Role
 
-    encoding = _encoding()
+    encoding = harmony_encoding()
     config = {
         "generation": {"auto_drop_analysis": True},
         "supervised": {"auto_drop_analysis": False},
@@ -172,3 +172,80 @@ def harmony_oracle(
         "generation": generation() if prompt else None,
         "supervised": supervised() if ends_with_reply else None,
     }
+
+
+# -- create_conversation_prefix_with_tools: the reference's own text --------------------------
+
+TOOL_PREFIX_FILE = "gpt_oss_tool_prefixes.json"
+"""golden/<this>: the reference's ``create_conversation_prefix_with_tools`` for each probe.
+Not a conversation case (its output is messages, not tokens), so a golden of its own, like
+model_info.json. Harmony is no oracle for it: the reference's TypeScript layout differs from
+openai-harmony's own (``(_:\\n{`` against ``(_: {``, inline nested objects, unions on one line)."""
+
+_EVERY_FEATURE = {
+    "type": "object",
+    "description": "Where and how.",
+    "properties": {
+        "location": {"type": "string", "description": "City name"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
+        "days": {"type": "integer", "default": 1},
+        "hourly": {"type": "boolean"},
+        "limit": {"type": "number", "nullable": True},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "grid": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "any_list": {"type": "array"},
+        "either": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "maybe": {"anyOf": [{"type": "string", "enum": ["a", "b"]}, {"type": "null"}]},
+        "multi": {"type": ["string", "integer"]},
+        "nested": {
+            "type": "object",
+            "properties": {"a": {"type": "string"}, "b": {"type": "integer", "nullable": True}},
+            "required": ["a"],
+        },
+        "empty_object": {"type": "object"},
+        "free": {"title": "Free form", "description": "Anything.", "examples": ["x", 3, None]},
+        "nullable_enum": {"type": "string", "enum": ["on", "off"], "nullable": True},
+    },
+    "required": ["location", "nested"],
+}
+TOOL_PREFIX_PROBES: list[dict[str, Any]] = [
+    {"tools": [], "system_prompt": ""},
+    {"tools": [], "system_prompt": "You are a weather bot."},
+    {
+        "tools": [{"name": "get_weather", "description": "Weather.", "parameters": _EVERY_FEATURE}],
+        "system_prompt": "",
+    },
+    {
+        "tools": [
+            {"name": "now", "description": "Current time.", "parameters": {}},
+            {"name": "ping", "description": "", "parameters": {"type": "object"}},
+            {"name": "noop", "description": "No-op.", "parameters": {"type": "string"}},
+            {
+                "name": "search",
+                "description": "Search the web.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"query": {"type": "string"}},
+                    "required": ["query"],
+                },
+            },
+        ],
+        "system_prompt": "Use tools when needed.",
+    },
+]
+"""Inputs covering every branch of the TypeScript formatting, and the instructions alone."""
+
+
+def tool_prefix_golden(renderer: Any) -> list[dict[str, Any]]:
+    """Each probe with the messages ``renderer.create_conversation_prefix_with_tools`` made."""
+    return [
+        {
+            **probe,
+            "messages": jsonable(
+                renderer.create_conversation_prefix_with_tools(
+                    probe["tools"], probe["system_prompt"]
+                )
+            ),
+        }
+        for probe in TOOL_PREFIX_PROBES
+    ]

@@ -15,16 +15,26 @@ Harmony (gpt-oss):
   tool calls is several replies - the trained tail is parsed piece by piece, cut after each stop
   token; and the reference's parser skips whitespace-only channel bodies, so blank reasoning or
   text comes back as no part (a reply left with none comes back as its decoded text).
+
+Kimi K2:
+
+* ``split-examples``: ``build_supervised_examples`` splits by user turn, not by assistant
+  message. Kimi's template keeps the reasoning of the whole turn (an answer, or a tool call,
+  its results and the answer), so one example trains every message of the turn: each must still
+  see exactly the prompt it was sampled from.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from cookbook.parity.invariants import (
     ALL_CHECKS,
     Check,
     _calls,
+    _first_difference,
     _require_last_assistant,
     _show,
     _supervised,
@@ -116,6 +126,51 @@ def check_harmony_round_trip(renderer: Renderer, messages: list[Message]) -> Non
         )
 
 
+def check_split_by_user_turn(renderer: Renderer, messages: list[Message]) -> None:
+    """``build_supervised_examples(ALL_ASSISTANT_MESSAGES)`` gives one example per user turn,
+    ending where the next user message starts. In each, the generation prompt of every
+    assistant message of the turn is a token prefix of the example (so each trained message
+    follows the history it was sampled after), training starts right after one of those
+    prompts, and the last trained token is a stop token."""
+    invariant = "split-examples"
+    _require_last_assistant(messages, invariant)
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    ends = [*users[1:], len(messages)]
+    examples = renderer.build_supervised_examples(messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    assert len(examples) == len(ends), (
+        f"[{invariant}] {len(examples)} examples for {len(ends)} user turns"
+    )
+    stops = list(renderer.get_stop_sequences())
+    start = 0
+    for end, (model_input, weights) in zip(ends, examples, strict=True):
+        tokens = model_input.to_ints()
+        flat = [float(w) for w in np.asarray(weights).reshape(-1).tolist()]
+        turn = [k for k in range(start, end) if messages[k]["role"] == "assistant"]
+        start = end
+        prompts = [renderer.build_generation_prompt(messages[:k]).to_ints() for k in turn]
+        for k, prompt in zip(turn, prompts, strict=True):
+            if tokens[: len(prompt)] != prompt:
+                at = _first_difference(prompt, tokens)
+                raise AssertionError(
+                    f"[{invariant}] the generation prompt of message {k} is not a prefix of its "
+                    f"turn's example (differs at {at}): example {_show(renderer, tokens, at)} "
+                    f"vs prompt {_show(renderer, prompt, at)}"
+                )
+        runs = _weighted_runs(flat)
+        if not turn:
+            assert not runs, f"[{invariant}] a turn without assistant messages trains tokens"
+            continue
+        assert runs and runs[0][0] in {len(p) for p in prompts}, (
+            f"[{invariant}] the example ending before message {end} starts training at "
+            f"{runs[0][0] if runs else None}, not right after a generation prompt of its turn "
+            f"(lengths {[len(p) for p in prompts]})"
+        )
+        assert tokens[runs[-1][1] - 1] in stops, (
+            f"[{invariant}] the example ending before message {end} does not end its training "
+            f"on a stop token: {_show(renderer, tokens, runs[-1][1] - 1)}"
+        )
+
+
 HARMONY_CHECKS: dict[str, Check] = {
     "stop-token-ends-turn": check_harmony_stop_token_ends_turns,
     "assistant-round-trip": check_harmony_round_trip,
@@ -127,7 +182,10 @@ GPT_OSS_RENDERERS = (
     "gpt_oss_medium_reasoning",
     "gpt_oss_high_reasoning",
 )
-RESTATED: dict[str, dict[str, Check]] = dict.fromkeys(GPT_OSS_RENDERERS, HARMONY_CHECKS)
+RESTATED: dict[str, dict[str, Check]] = {
+    **dict.fromkeys(GPT_OSS_RENDERERS, HARMONY_CHECKS),
+    "kimi_k2": {"split-examples": check_split_by_user_turn},
+}
 """Registry name -> the invariants it keeps in a restated form."""
 
 

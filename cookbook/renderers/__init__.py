@@ -21,6 +21,7 @@ from cookbook.renderers.deepseek_v3 import (
     DeepSeekV3ThinkingRenderer,
 )
 from cookbook.renderers.gpt_oss import GptOssRenderer
+from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
 from cookbook.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
@@ -83,13 +84,38 @@ _BUILTIN: dict[str, RendererFactory] = {
         )
         for effort in ("low", "medium", "high")
     },
+    "kimi_k2": lambda tokenizer, _image_processor: KimiK2Renderer(tokenizer),
 }
 
-# Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported yet; asking for one
-# says so instead of pretending the name is unknown.
+# Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
+# scope: vision, Qwen3.8, DeepSeek V4.1, GLM 5.3, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
-        "kimi_k2",
+        "qwen3_vl",
+        "qwen3_vl_instruct",
+        *(f"qwen3_8_{mode}" for mode in ("xhigh_reasoning", "medium_reasoning", "low_reasoning")),
+        "qwen3_8_disable_thinking",
+        "deepseekv4_1",
+        *(f"deepseekv4_1_{mode}" for mode in ("low_reasoning", "max_reasoning")),
+        *(f"deepseekv4_1_{mode}" for mode in ("disable_thinking", "preserve_thinking")),
+        *(f"glm5_3_{effort}_reasoning" for effort in ("max", "low", "high")),
+        "kimi_k25",
+        "kimi_k25_disable_thinking",
+        "kimi_k26",
+        "kimi_k26_disable_thinking",
+        "kimi_k26_preserve_thinking",
+        "nemotron3",
+        *(
+            f"nemotron3_{mode}"
+            for mode in ("low_thinking", "disable_thinking", "preserve_thinking")
+        ),
+        "nemotron3_ultra",
+        *(
+            f"nemotron3_ultra_{mode}"
+            for mode in ("disable_thinking", "medium_thinking", "preserve_thinking")
+        ),
+        "tml_v0",
     }
 )
 
@@ -148,6 +174,7 @@ __all__ = [
     "DeepSeekV3ThinkingRenderer",
     "GptOssRenderer",
     "ImagePart",
+    "KimiK2Renderer",
     "Llama3Renderer",
     "Message",
     "ParseTermination",

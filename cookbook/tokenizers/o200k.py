@@ -97,26 +97,29 @@ def _byte_level(**flags: bool) -> dict[str, Any]:
     return {"type": "ByteLevel", **flags}
 
 
-def build_gpt_oss(package_dir: Path, out_dir: Path) -> None:
-    """o200k_base plus the harmony specials, written as the tokenizer.json that transformers'
-    TikTokenConverter produces (byte-level BPE, o200k split pattern, merges ignored for whole
-    vocabulary words), serialized here so the bytes are the same in every environment."""
+def _write_o200k(
+    package_dir: Path, out_dir: Path, specials: list[str], config: dict[str, Any]
+) -> None:
+    """tokenizer.json for o200k_base with ``specials`` from id 199998 on, as transformers'
+    TikTokenConverter produces it (byte-level BPE, o200k split pattern, merges ignored for
+    whole vocabulary words), serialized here so the bytes are the same in every environment;
+    and ``config`` as tokenizer_config.json."""
     source = package_dir / "data" / "o200k_base.tiktoken"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     if digest != O200K_SHA256:
         raise TokenizerError(f"{source}: sha256 {digest} is not the official {O200K_SHA256}")
     vocab, merges = _tiktoken_vocab_merges(source)
-    specials = [
+    added = [
         {
             "id": token_id,
-            "content": HARMONY_SPECIALS.get(token_id, f"<|reserved_{token_id}|>"),
+            "content": content,
             "single_word": False,
             "lstrip": False,
             "rstrip": False,
             "normalized": False,
             "special": True,
         }
-        for token_id in range(len(vocab), HARMONY_VOCAB_SIZE)
+        for token_id, content in enumerate(specials, start=len(vocab))
     ]
     split = {
         "type": "Split",
@@ -128,7 +131,7 @@ def build_gpt_oss(package_dir: Path, out_dir: Path) -> None:
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": specials,
+        "added_tokens": added,
         "normalizer": None,
         "pre_tokenizer": {
             "type": "Sequence",
@@ -155,11 +158,54 @@ def build_gpt_oss(package_dir: Path, out_dir: Path) -> None:
     (out_dir / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), "utf-8")
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": "<|startoftext|>",
-        "eos_token": "<|return|>",
-        "pad_token": "<|endoftext|>",
+        **config,
         "clean_up_tokenization_spaces": False,
         "model_input_names": ["input_ids", "attention_mask"],
         "model_max_length": 131072,
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2), "utf-8")
+
+
+def build_gpt_oss(package_dir: Path, out_dir: Path) -> None:
+    """gpt-oss's tokenizer: o200k_base plus the harmony specials (201088 ids)."""
+    first = 199998  # o200k_base's ranks end here
+    specials = [
+        HARMONY_SPECIALS.get(token_id, f"<|reserved_{token_id}|>")
+        for token_id in range(first, HARMONY_VOCAB_SIZE)
+    ]
+    config = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|return|>",
+        "pad_token": "<|endoftext|>",
+    }
+    _write_o200k(package_dir, out_dir, specials, config)
+
+
+KIMI_K2_STANDIN_SPECIALS = [
+    "[BOS]",
+    "[EOS]",
+    "<|im_end|>",
+    "<|im_user|>",
+    "<|im_assistant|>",
+    "<|im_system|>",
+    "<|im_middle|>",
+    "<|tool_calls_section_begin|>",
+    "<|tool_calls_section_end|>",
+    "<|tool_call_begin|>",
+    "<|tool_call_argument_begin|>",
+    "<|tool_call_end|>",
+    "<think>",
+    "</think>",
+]
+"""Every marker the Kimi K2 renderer writes, one token each (it requires that of <|im_end|>),
+and Kimi's BOS/EOS names. Their ids (199998 on) are not Kimi's."""
+
+
+def build_kimi_k2_standin(package_dir: Path, out_dir: Path) -> None:
+    """A declared STAND-IN for Kimi K2's tokenizer, which no registry package ships: o200k_base
+    for ordinary text and Kimi's chat markers as special tokens. Renderer logic (which markers
+    go where, segments, weights, parsing) can be checked token by token with it; its ids are
+    not Kimi K2's."""
+    _write_o200k(
+        package_dir, out_dir, KIMI_K2_STANDIN_SPECIALS, {"bos_token": "[BOS]", "eos_token": "[EOS]"}
+    )

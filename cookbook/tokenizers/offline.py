@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import TokenizerError
-from cookbook.tokenizers.o200k import O200K_SHA256, build_gpt_oss
+from cookbook.tokenizers.o200k import O200K_SHA256, build_gpt_oss, build_kimi_k2_standin
 
 ASSETS_REQUIREMENTS = "requirements/offline-assets.txt"
 
@@ -176,6 +176,15 @@ RECIPES: dict[str, OfflineRecipe] = {
         note=f"official o200k_base.tiktoken (sha256 {O200K_SHA256[:12]}...) from tml-renderers "
         "with the harmony specials of gpt-oss (201088 ids), converted as transformers' "
         "TikTokenConverter does",
+    ),
+    "kimi_k2_standin": OfflineRecipe(
+        family="kimi_k2_standin",
+        package="tml-renderers",
+        module="tml_renderers",
+        version="0.2.1",
+        build=build_kimi_k2_standin,
+        note="STAND-IN, not Kimi K2's tokenizer (no registry package ships it): o200k_base for "
+        "text plus Kimi K2's chat markers as special tokens; the ids are not Kimi's",
     ),
 }
 
