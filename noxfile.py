@@ -101,6 +101,8 @@ def bench(session: nox.Session) -> None:
     session.run(
         "python",
         "tools/bench_renderers.py",
+        "--renderer",
+        "all",
         "--output",
         "reports/bench/renderers.json",
         *session.posargs,

@@ -8,32 +8,14 @@ from pathlib import Path
 
 import pytest
 import tinker
+from test_recipe_cli import TINY as TINY_RECIPE
 
 import cookbook.data.builders as builders
 from cookbook.cli import main
 from cookbook.data.sources import example_conversations_path
 
-TINY = """\
-kind: recipe
-version: 1
-name: tiny
-model_name: meta-llama/Llama-3.1-8B
-renderer_name: llama3
-backend: fake
-dataset:
-  builder: conversations_file
-  package_file:
-    distribution: tinker-cookbook
-    path: tinker_cookbook/example_data/conversations.jsonl
-  batch_size: 8
-  max_length: 256
-  test_size: 16
-learning_rate: 2.0e-4
-eval_every: 3
-save_every: 4
-max_steps: 5
-final_sample: null
-"""
+# The recipe tests' small run, cut to 5 steps and without the final sample.
+TINY = TINY_RECIPE + "max_steps: 5\nfinal_sample: null\n"
 
 
 @pytest.fixture

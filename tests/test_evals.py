@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_recipe_cli import TINY
 
 from cookbook.cli import main
 from cookbook.evals.metrics import bootstrap, extract, normalize, score_reply, wilson
@@ -325,27 +326,8 @@ def test_a_local_backend_eval_writes_results(tmp_path: Path) -> None:
         assert len(record["choice_logprobs"]) == 4 and all(v < 0 for v in record["choice_logprobs"])
 
 
-TINY_RECIPE = """\
-kind: recipe
-version: 1
-name: tiny
-model_name: meta-llama/Llama-3.1-8B
-renderer_name: llama3
-backend: fake
-dataset:
-  builder: conversations_file
-  package_file:
-    distribution: tinker-cookbook
-    path: tinker_cookbook/example_data/conversations.jsonl
-  batch_size: 8
-  max_length: 256
-  test_size: 16
-learning_rate: 2.0e-4
-eval_every: 3
-save_every: 4
-max_steps: 4
-final_sample: null
-"""
+# The recipe tests' small run, cut to 4 steps and without the final sample.
+TINY_RECIPE = TINY + "max_steps: 4\nfinal_sample: null\n"
 
 
 def test_an_unreachable_hf_dataset_uses_its_declared_fallback_loudly(

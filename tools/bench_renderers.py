@@ -7,7 +7,8 @@ on a shared machine hits every variant alike.
 
 Variants (all for ``build_supervised_example(messages, ALL_ASSISTANT_MESSAGES)``):
 
-* ``reference``: ``tinker_cookbook.renderers`` Llama 3 renderer, one conversation at a time.
+* ``reference``: the ``tinker_cookbook.renderers`` renderer of the same name, one conversation
+  at a time.
 * ``ours_per_conversation``: ``cookbook.renderers``, one conversation at a time.
 * ``ours_batch``: ``cookbook.renderers.batch.build_supervised_examples_batch`` over them all.
 * ``baseline``: ``backend_tokenizer.encode_batch(texts, add_special_tokens=False)`` of each
@@ -19,10 +20,14 @@ Before timing, every conversation is checked: ours and the reference must give t
 ids, chunk boundaries, weight values and weight dtype, and the batch API must equal ours per
 conversation exactly; any difference aborts the run.
 
-Run from the repo root in a venv with tinker-cookbook==0.5.8, ``pip install --no-deps -e .``
-and the offline tokenizer assets::
+Each renderer is benched with the tokenizer of its parity spec (specs/renderers/). The
+speed targets of the foundation issue (>= 2x the reference, <= 1.2x bare batch encoding) are
+stated for llama3; the other renderers report the same ratios.
 
-    HF_HUB_OFFLINE=1 python tools/bench_renderers.py --output reports/bench/renderers.json
+Run from the repo root in a venv with tinker-cookbook==0.5.8, ``pip install --no-deps -e .``
+and the offline tokenizer assets (``nox -s bench`` does all of it)::
+
+    HF_HUB_OFFLINE=1 python tools/bench_renderers.py --renderer all --output reports/bench/renderers.json
 """
 
 from __future__ import annotations
@@ -47,7 +52,6 @@ import numpy as np
 
 from cookbook.versions import package_versions
 
-MODEL_NAME = "meta-llama/Llama-3.1-8B-Instruct"
 RENDERER = "llama3"
 TARGET_SPEEDUP_VS_REFERENCE = 2.0
 TARGET_SLOWDOWN_VS_BASELINE = 1.2
@@ -162,33 +166,24 @@ def time_rounds(variants: dict[str, Callable[[], object]], rounds: int) -> dict[
     return samples
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=Path("reports/bench/renderers.json"))
-    parser.add_argument("--conversations", type=int, default=1024, help="at least 1000")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.conversations < 1000:
-        parser.error("--conversations must be at least 1000")
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-
+def bench_renderer(
+    renderer_name: str, model_name: str, conversations: list[list[dict]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Verify, then time, one renderer: ours (per conversation and batched), the reference and
+    bare batch encoding of the same text, in rotating rounds; returns the JSON report."""
     from tinker_cookbook import renderers as ref_renderers
     from tinker_cookbook import tokenizer_utils
 
     from cookbook import renderers, tokenizers
     from cookbook.renderers.batch import build_supervised_examples_batch
 
-    directory = tokenizers.offline_directory(MODEL_NAME)
-    our_tokenizer = tokenizers.get_tokenizer(MODEL_NAME, tokenizers.TokenizerSource.OFFLINE)
+    directory = tokenizers.offline_directory(model_name)
+    our_tokenizer = tokenizers.get_tokenizer(model_name, tokenizers.TokenizerSource.OFFLINE)
     ref_tokenizer = tokenizer_utils.get_tokenizer(str(directory))
-    ours = renderers.get_renderer(RENDERER, our_tokenizer)
-    reference = ref_renderers.get_renderer(RENDERER, ref_tokenizer)
+    ours = renderers.get_renderer(renderer_name, our_tokenizer)
+    reference = ref_renderers.get_renderer(renderer_name, ref_tokenizer)
     our_mode = renderers.TrainOnWhat.ALL_ASSISTANT_MESSAGES
     ref_mode = ref_renderers.TrainOnWhat.ALL_ASSISTANT_MESSAGES
-
-    conversations = make_conversations(load_rows(), args.conversations, args.seed)
 
     def run_reference() -> list:
         return [reference.build_supervised_example(m, ref_mode) for m in conversations]
@@ -255,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     contents = [m["content"] for conversation in conversations for m in conversation]
     report = {
         "benchmark": "renderers.build_supervised_example",
-        "renderer": RENDERER,
-        "model_name": MODEL_NAME,
+        "renderer": renderer_name,
+        "model_name": model_name,
         "train_on_what": str(our_mode),
         "machine": machine_info(),
         "tokenizer": {
@@ -287,11 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             "met_by": [name for name, r in ratios.items() if r["meets_targets"]],
         },
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
-
     print(
-        f"{len(conversations)} conversations, {total_tokens} tokens, {args.rounds} rounds, "
+        f"{renderer_name}: {len(conversations)} conversations, {total_tokens} tokens, "
+        f"{args.rounds} rounds, "
         f"{os.cpu_count()} CPUs"
     )
     print(f"{'variant':<28}{'median s':>10}{'tokens/s':>14}{'vs ref':>9}{'vs base':>9}")
@@ -306,6 +299,50 @@ def main(argv: list[str] | None = None) -> int:
         f"targets (>= {TARGET_SPEEDUP_VS_REFERENCE}x reference, <= "
         f"{TARGET_SLOWDOWN_VS_BASELINE}x baseline) met by: {', '.join(met) or 'none'}"
     )
+    return report
+
+
+def renderer_models(spec_dir: Path) -> list[tuple[str, str]]:
+    """(renderer, tokenizer model) of every renderer-cases spec: the pairs parity checks."""
+    from cookbook.specs import RendererCasesSpec, load_spec
+
+    pairs = {}
+    for path in sorted(spec_dir.glob("*.yaml")):
+        spec = load_spec(path)
+        if isinstance(spec, RendererCasesSpec):
+            pairs.setdefault(spec.renderer, spec.model_name)
+    return sorted(pairs.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("reports/bench/renderers.json"))
+    parser.add_argument("--conversations", type=int, default=1024, help="at least 1000")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--renderer",
+        action="append",
+        help=f"renderer to bench (repeatable; default {RENDERER}); 'all' for every renderer "
+        "with parity specs in specs/renderers/",
+    )
+    args = parser.parse_args(argv)
+    if args.conversations < 1000:
+        parser.error("--conversations must be at least 1000")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    known = dict(renderer_models(Path("specs/renderers")))
+    names = args.renderer or [RENDERER]
+    if "all" in names:
+        names = sorted(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"no parity spec for {unknown}; known: {', '.join(sorted(known))}")
+    conversations = make_conversations(load_rows(), args.conversations, args.seed)
+    reports = [bench_renderer(name, known[name], conversations, args) for name in names]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    document = reports[0] if len(reports) == 1 else {"renderers": reports}
+    args.output.write_text(json.dumps(document, indent=2) + "\n", "utf-8")
     print(f"wrote {args.output}")
     return 0
 

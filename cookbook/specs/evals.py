@@ -28,7 +28,7 @@ from pydantic import (
 
 from cookbook.backends.local.config import LocalModelConfig
 from cookbook.renderers.types import TrainOnWhat
-from cookbook.specs.recipe import Backend, ConversationSource
+from cookbook.specs.recipe import Backend, ConversationSource, RendererName
 
 PositiveInt = Annotated[int, Field(gt=0)]
 TaskName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
@@ -239,7 +239,7 @@ class EvalSpec(_Strict):
     name: TaskName = Field(description="Also the metric prefix: eval/<name>/...")
     description: str = ""
     model_name: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
-    renderer_name: str | None = Field(
+    renderer_name: RendererName | None = Field(
         default=None, description="None means get_recommended_renderer_name(model_name)."
     )
     backend: Backend = Backend.LOCAL
@@ -264,17 +264,6 @@ class EvalSpec(_Strict):
     )
     confidence: ConfidenceSpec = ConfidenceSpec()
     local: LocalEvalProfile = LocalEvalProfile()
-
-    @field_validator("renderer_name")
-    @classmethod
-    def _known_renderer(cls, name: str | None) -> str | None:
-        from cookbook.renderers import builtin_renderer_names
-
-        if name is not None and name not in builtin_renderer_names():
-            raise ValueError(
-                f"unknown renderer {name!r}; available: {', '.join(builtin_renderer_names())}"
-            )
-        return name
 
     @model_validator(mode="after")
     def _metric_fits(self) -> EvalSpec:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cookbook.renderers.types import TrainOnWhat
 from cookbook.specs.evals import EvalSpec
-from cookbook.specs.recipe import RecipeSpec
+from cookbook.specs.recipe import RecipeSpec, RendererName
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
 
@@ -96,22 +96,11 @@ class RendererCasesSpec(_Strict):
 
     kind: Literal["renderer_cases"]
     version: Literal[1]
-    renderer: Annotated[str, Field(min_length=1)]
+    renderer: RendererName
     model_name: Annotated[
         str, Field(min_length=1, description="Tokenizer source, as get_tokenizer(model_name).")
     ]
     cases: Annotated[list[RendererCase], Field(min_length=1)]
-
-    @field_validator("renderer")
-    @classmethod
-    def _known_renderer(cls, name: str) -> str:
-        from cookbook.renderers import builtin_renderer_names
-
-        if name not in builtin_renderer_names():
-            raise ValueError(
-                f"unknown renderer {name!r}; available: {', '.join(builtin_renderer_names())}"
-            )
-        return name
 
     @field_validator("cases")
     @classmethod

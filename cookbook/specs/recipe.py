@@ -11,11 +11,24 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from cookbook.backends.local.config import LocalModelConfig
 from cookbook.renderers.types import TrainOnWhat
 
+
+def known_renderer_name(name: str) -> str:
+    """A spec may only name a renderer we implement; the error lists the ones we do."""
+    from cookbook.renderers import builtin_renderer_names
+
+    if name not in builtin_renderer_names():
+        raise ValueError(
+            f"unknown renderer {name!r}; available: {', '.join(builtin_renderer_names())}"
+        )
+    return name
+
+
+RendererName = Annotated[str, Field(min_length=1), AfterValidator(known_renderer_name)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -187,7 +200,7 @@ class RecipeSpec(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
     recipe_name: str = "recipe_sl_basic"
     model_name: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
-    renderer_name: str | None = Field(
+    renderer_name: RendererName | None = Field(
         default=None, description="None means get_recommended_renderer_name(model_name)."
     )
     backend: Backend = Backend.LOCAL
@@ -224,14 +237,3 @@ class RecipeSpec(_Strict):
         if self.backend != Backend.TINKER and (self.tinker.record or self.tinker.replay):
             raise ValueError("tinker.record and tinker.replay need backend: tinker")
         return self
-
-    @field_validator("renderer_name")
-    @classmethod
-    def _known_renderer(cls, name: str | None) -> str | None:
-        from cookbook.renderers import builtin_renderer_names
-
-        if name is not None and name not in builtin_renderer_names():
-            raise ValueError(
-                f"unknown renderer {name!r}; available: {', '.join(builtin_renderer_names())}"
-            )
-        return name
