@@ -27,7 +27,8 @@ stated for llama3; the other renderers report the same ratios.
 Run from the repo root in a venv with tinker-cookbook==0.5.8, ``pip install --no-deps -e .``
 and the offline tokenizer assets (``nox -s bench`` does all of it)::
 
-    HF_HUB_OFFLINE=1 python tools/bench_renderers.py --renderer all --output reports/bench/renderers.json
+    HF_HUB_OFFLINE=1 python tools/bench_renderers.py --renderer all \
+        --output reports/bench/renderers.json
 """
 
 from __future__ import annotations
