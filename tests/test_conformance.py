@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 from cookbook.cli import main
+from cookbook.parity import matrix
 from cookbook.parity.conformance import run_conformance
 from cookbook.parity.golden import golden_files, load_golden
 from cookbook.parity.record import unrle
@@ -50,6 +51,11 @@ def test_our_adapter_conforms_on_every_golden() -> None:
     # One item per recorded TrainOnWhat plus the generation item, for every golden.
     assert len(run.items) == sum(len(g["outputs"]["supervised"]) + 1 for g in everything)
     assert run.ok and not run.unsupported, [i.problem for i in run.failed][:3]
+    # Declared oracle exclusions are shown where they apply, without turning a pass into a fail.
+    page = matrix.html(run)
+    assert 'data-status="fail"' not in page
+    declared = matrix.declared_exclusions(GOLDEN)
+    assert declared and re.search(r'data-status="pass" data-excluded="[1-9]', page)
     assert {item.row for item in run.items} >= {
         "llama3 (meta-llama/Llama-3.1-8B-Instruct)",
         "role_colon (Qwen/Qwen3.5-9B-Base)",
@@ -119,9 +125,11 @@ def test_a_broken_adapter_fails_with_diffs_and_the_report_opens_in_a_browser(
 
     dom = chromium_dom(reports / "conformance.html", tmp_path / "profile")
     assert '<table id="parity-matrix">' in dom and 'data-ok="false"' in dom
-    cells = re.findall(r'<td class="(\w+)" data-status="\1">', dom)
+    cells = re.findall(r'<td class="(\w+)" data-status="\1"', dom)
     failing_categories = {category for category, _ in expected.values()}
     assert cells.count("fail") == len(failing_categories)
+    # llama3 has no second oracle: the catalogue says so, and every llama3 cell shows why.
+    assert re.search(r'data-excluded="[1-9]\d*"', dom) and "no oracle: The offline Llama" in dom
     assert dom.count("first weight divergence") == len(expected)
 
 

@@ -18,6 +18,41 @@ MARKDOWN_FILE = "conformance.md"
 HTML_FILE = "conformance.html"
 
 Cells = dict[tuple[str, str], list[ItemResult]]
+Exclusions = dict[tuple[str, str], list[str]]
+EXCLUSIONS_SPEC = Path("specs") / "renderers" / "exclusions.yaml"
+"""The second-oracle catalogue, found beside the golden directory's parent (the repo root)."""
+
+
+def declared_exclusions(golden_dir: Path) -> Exclusions:
+    """(renderer, case id or ``*``) -> the catalogue's reasons for that place.
+
+    An exclusion never excuses a parity failure (ports are held to the reference everywhere);
+    the matrix shows it so a reader sees where the reference itself departs from an oracle, or
+    has none, and why.
+    """
+    path = golden_dir.resolve().parent / EXCLUSIONS_SPEC
+    if not path.is_file():
+        return {}
+    from cookbook.specs import load_spec
+
+    catalogue = load_spec(path)
+    notes: Exclusions = defaultdict(list)
+    for group in catalogue.disagreements:
+        for where in group.where:
+            items = ", ".join(where.items)
+            notes[where.renderer, where.case].append(f"{group.oracle} ({items}): {group.reason}")
+    for entry in catalogue.no_oracle:
+        notes[entry.renderer, "*"].append(f"no oracle: {entry.reason}")
+    return notes
+
+
+def _excluded(notes: Exclusions, items: list[ItemResult]) -> list[str]:
+    """The declared exclusions that touch a cell: its renderer's, then its cases'."""
+    renderers = sorted({item.renderer for item in items})
+    found = [reason for renderer in renderers for reason in notes.get((renderer, "*"), [])]
+    for renderer, case in sorted({(item.renderer, item.case_id) for item in items}):
+        found += [f"{case}: {reason}" for reason in notes.get((renderer, case), [])]
+    return found
 
 
 def _grid(run: ConformanceRun) -> tuple[list[str], list[str], Cells]:
@@ -64,6 +99,7 @@ def _summary(run: ConformanceRun) -> dict[str, object]:
 
 def markdown(run: ConformanceRun) -> str:
     rows, columns, cells = _grid(run)
+    notes = declared_exclusions(run.golden_dir)
     lines = ["# Conformance: parity matrix", ""]
     lines += [
         f"- **{k}**: `{v}`" if k == "adapter" else f"- **{k}**: {v}"
@@ -73,11 +109,17 @@ def markdown(run: ConformanceRun) -> str:
     for row in rows:
         labels = []
         for column in columns:
-            status, text = _label(run, row, column, cells.get((row, column), []))
+            items = cells.get((row, column), [])
+            status, text = _label(run, row, column, items)
+            excluded = len(_excluded(notes, items))
             labels.append(
-                {"pass": "✅ ", "fail": "❌ "}.get(status, "") + text.removeprefix("pass ")
+                {"pass": "✅ ", "fail": "❌ "}.get(status, "")
+                + text.removeprefix("pass ")
+                + (f" ⚑{excluded}" if excluded else "")
             )
         lines.append(f"| {row} | " + " | ".join(labels) + " |")
+    if any(notes.values()):
+        lines += ["", f"⚑ = declared second-oracle exclusions ({EXCLUSIONS_SPEC}), with reasons."]
     failed = run.failed
     if failed:
         lines += ["", "## Failures", ""]
@@ -89,6 +131,7 @@ def markdown(run: ConformanceRun) -> str:
 
 def html(run: ConformanceRun) -> str:
     rows, columns, cells = _grid(run)
+    notes = declared_exclusions(run.golden_dir)
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body_rows = []
     for row in rows:
@@ -104,7 +147,17 @@ def html(run: ConformanceRun) -> str:
                     if i.problem
                 )
                 content = f"<details><summary>{esc(text)}</summary>{diffs}</details>"
-            tds.append(f'<td class="{status}" data-status="{status}">{content}</td>')
+            excluded = _excluded(notes, items)
+            if excluded:
+                reasons = "\n".join(excluded)
+                content += (
+                    f' <span class="excluded" title="{esc(reasons)}">'
+                    f"⚑ {len(excluded)} excluded</span>"
+                )
+            tds.append(
+                f'<td class="{status}" data-status="{status}" '
+                f'data-excluded="{len(excluded)}">{content}</td>'
+            )
         body_rows.append(f"<tr><th>{esc(row)}</th>{''.join(tds)}</tr>")
     table = (
         f'<table id="parity-matrix"><tr><th>renderer</th>{head}</tr>{"".join(body_rows)}</table>'
