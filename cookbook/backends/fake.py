@@ -55,6 +55,7 @@ from cookbook.backends.fake_core import (
     CallRecorder,
     FakeFuture,
     ModelState,
+    TrainingClientAsyncTwins,
     adam_params_of,
     async_twin,
     fake_logprobs,
@@ -164,7 +165,7 @@ def _check_datum(index: int, datum: types.Datum) -> None:
             )
 
 
-class FakeTrainingClient:
+class FakeTrainingClient(TrainingClientAsyncTwins):
     """One LoRA training run of the fake model."""
 
     def __init__(self, backend: Backend, state: ModelState) -> None:
@@ -266,16 +267,6 @@ class FakeTrainingClient:
         return self._backend.future(
             call_index, FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
         )
-
-    forward_async = async_twin("forward", resolve=False)
-    forward_backward_async = async_twin("forward_backward", resolve=False)
-    optim_step_async = async_twin("optim_step", resolve=False)
-    save_state_async = async_twin("save_state", resolve=False)
-    save_weights_for_sampler_async = async_twin("save_weights_for_sampler", resolve=False)
-    save_weights_and_get_sampling_client_async = async_twin(
-        "save_weights_and_get_sampling_client", resolve=True
-    )
-    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
 
 
 class FakeRestClient:

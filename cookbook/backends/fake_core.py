@@ -90,6 +90,21 @@ def async_twin(method: str, *, resolve: bool) -> Callable[..., Coroutine[Any, An
     return twin
 
 
+class TrainingClientAsyncTwins:
+    """The deprecated ``*_async`` methods of an in-process training client (what the
+    reference's loop calls), over its future-returning ones; shared by the fake and local."""
+
+    forward_async = async_twin("forward", resolve=False)
+    forward_backward_async = async_twin("forward_backward", resolve=False)
+    optim_step_async = async_twin("optim_step", resolve=False)
+    save_state_async = async_twin("save_state", resolve=False)
+    save_weights_for_sampler_async = async_twin("save_weights_for_sampler", resolve=False)
+    save_weights_and_get_sampling_client_async = async_twin(
+        "save_weights_and_get_sampling_client", resolve=True
+    )
+    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
+
+
 def adam_params_of(
     optim_params: types.AdamParams | None, adam_params: types.AdamParams | None, backend: str
 ) -> types.AdamParams:

@@ -19,7 +19,11 @@ from typing import Any
 import torch
 from tinker import types
 
-from cookbook.backends.fake_core import FakeFuture, adam_params_of, async_twin
+from cookbook.backends.fake_core import (
+    FakeFuture,
+    TrainingClientAsyncTwins,
+    adam_params_of,
+)
 from cookbook.backends.local import checkpoints
 from cookbook.backends.local.model import (
     LoraSettings,
@@ -32,7 +36,7 @@ from cookbook.backends.local.sampling import LocalSamplingClient, sampling_clien
 from cookbook.exceptions import ConfigurationError
 
 
-class LocalTrainingClient:
+class LocalTrainingClient(TrainingClientAsyncTwins):
     """One LoRA training run (``model_id`` is its run directory's name)."""
 
     def __init__(
@@ -175,13 +179,3 @@ class LocalTrainingClient:
         self, model_path: str, retry_config: Any = None, record_stability_info: bool = False
     ) -> FakeFuture[LocalSamplingClient]:
         return FakeFuture(sampling_client_from_path(self._runtime, model_path))
-
-    forward_async = async_twin("forward", resolve=False)
-    forward_backward_async = async_twin("forward_backward", resolve=False)
-    optim_step_async = async_twin("optim_step", resolve=False)
-    save_state_async = async_twin("save_state", resolve=False)
-    save_weights_for_sampler_async = async_twin("save_weights_for_sampler", resolve=False)
-    save_weights_and_get_sampling_client_async = async_twin(
-        "save_weights_and_get_sampling_client", resolve=True
-    )
-    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
