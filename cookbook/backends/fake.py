@@ -55,6 +55,8 @@ from cookbook.backends.fake_core import (
     CallRecorder,
     FakeFuture,
     ModelState,
+    SamplingClientAsyncTwins,
+    ServiceClientAsyncTwins,
     TrainingClientAsyncTwins,
     adam_params_of,
     async_twin,
@@ -67,7 +69,7 @@ DEFAULT_MAX_TOKENS = 16
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 
 
-class FakeSamplingClient:
+class FakeSamplingClient(SamplingClientAsyncTwins):
     """Scores and samples with a frozen copy of the model state."""
 
     def __init__(self, backend: Backend, state: ModelState) -> None:
@@ -147,9 +149,6 @@ class FakeSamplingClient:
             call_index,
             types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs),
         )
-
-    compute_logprobs_async = async_twin("compute_logprobs", resolve=True)
-    sample_async = async_twin("sample", resolve=True)
 
 
 def _check_datum(index: int, datum: types.Datum) -> None:
@@ -304,7 +303,7 @@ class FakeRestClient:
     )
 
 
-class FakeServiceClient:
+class FakeServiceClient(ServiceClientAsyncTwins):
     """Entry point, like ``tinker.ServiceClient``: creates training/sampling/REST clients.
 
     ``faults`` maps a call index (position in the recorder's ``calls``) to an exception that
@@ -401,15 +400,6 @@ class FakeServiceClient:
 
     def create_rest_client(self) -> FakeRestClient:
         return FakeRestClient(self._backend)
-
-    create_lora_training_client_async = async_twin("create_lora_training_client", resolve=True)
-    create_training_client_from_state_async = async_twin(
-        "create_training_client_from_state", resolve=True
-    )
-    create_training_client_from_state_with_optimizer_async = async_twin(
-        "create_training_client_from_state_with_optimizer", resolve=True
-    )
-    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
 
 
 __all__ = [

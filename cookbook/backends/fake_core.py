@@ -105,6 +105,26 @@ class TrainingClientAsyncTwins:
     create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
 
 
+class SamplingClientAsyncTwins:
+    """The deprecated ``*_async`` methods of an in-process sampling client."""
+
+    compute_logprobs_async = async_twin("compute_logprobs", resolve=True)
+    sample_async = async_twin("sample", resolve=True)
+
+
+class ServiceClientAsyncTwins:
+    """The deprecated ``*_async`` methods of an in-process service client."""
+
+    create_lora_training_client_async = async_twin("create_lora_training_client", resolve=True)
+    create_training_client_from_state_async = async_twin(
+        "create_training_client_from_state", resolve=True
+    )
+    create_training_client_from_state_with_optimizer_async = async_twin(
+        "create_training_client_from_state_with_optimizer", resolve=True
+    )
+    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
+
+
 def adam_params_of(
     optim_params: types.AdamParams | None, adam_params: types.AdamParams | None, backend: str
 ) -> types.AdamParams:

@@ -33,7 +33,7 @@ from tinker import types
 from torch.func import functional_call
 
 from cookbook.backends.fake import DEFAULT_MAX_TOKENS
-from cookbook.backends.fake_core import FakeFuture, async_twin
+from cookbook.backends.fake_core import FakeFuture, SamplingClientAsyncTwins
 from cookbook.backends.local.model import LoraSettings, attach_lora, check_tokens
 from cookbook.backends.local.runtime import Runtime
 from cookbook.exceptions import ConfigurationError
@@ -84,7 +84,7 @@ def _pick(
     return token, float(logprobs[token])
 
 
-class LocalSamplingClient:
+class LocalSamplingClient(SamplingClientAsyncTwins):
     """Scores and samples with the model and a frozen adapter snapshot."""
 
     def __init__(
@@ -229,9 +229,6 @@ class LocalSamplingClient:
         return FakeFuture(
             types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs)
         )
-
-    compute_logprobs_async = async_twin("compute_logprobs", resolve=True)
-    sample_async = async_twin("sample", resolve=True)
 
 
 def sampling_client_from_path(runtime: Runtime, path: str) -> LocalSamplingClient:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from tinker import types
 
-from cookbook.backends.fake_core import FakeFuture, async_twin
+from cookbook.backends.fake_core import FakeFuture, ServiceClientAsyncTwins
 from cookbook.backends.local.config import LocalModelConfig
 from cookbook.backends.local.model import LoraSettings
 from cookbook.backends.local.runtime import Runtime
@@ -24,7 +24,7 @@ def _check_optimizer(optimizer: Any) -> None:
         raise ConfigurationError(f"the local backend trains with AdamW only, not {optimizer!r}")
 
 
-class LocalServiceClient:
+class LocalServiceClient(ServiceClientAsyncTwins):
     """Creates training and sampling clients of the local stand-in model.
 
     ``tokenizer`` (the spec model's) gives the vocabulary size and decodes string stop
@@ -136,15 +136,6 @@ class LocalServiceClient:
 
     def create_rest_client(self) -> LocalRestClient:
         return LocalRestClient(self._runtime)
-
-    create_lora_training_client_async = async_twin("create_lora_training_client", resolve=True)
-    create_training_client_from_state_async = async_twin(
-        "create_training_client_from_state", resolve=True
-    )
-    create_training_client_from_state_with_optimizer_async = async_twin(
-        "create_training_client_from_state_with_optimizer", resolve=True
-    )
-    create_sampling_client_async = async_twin("create_sampling_client", resolve=True)
 
 
 class LocalRestClient:
