@@ -239,13 +239,19 @@ def _show_renderer_exclusions(args: argparse.Namespace, spec) -> int:
 def _run_recipe(args: argparse.Namespace, spec) -> int:
     from rich.console import Console
 
+    from cookbook.backends.tinker.service import cookbook_serve_identity
+    from cookbook.specs import load_spec
     from cookbook.supervised.recipe import RunOptions, run_recipe
 
+    served_by = cookbook_serve_identity(spec)
+    if served_by is not None:  # it trains the local stand-in: take the local profile
+        spec = load_spec(args.spec, args.overrides, local_engine=True)
     options = RunOptions(
         log_dir=args.log_dir,
         resume=args.resume,
         overwrite=args.overwrite,
         overrides=tuple(args.overrides),
+        served_by=served_by,
     )
     return run_recipe(args.spec, spec, options, Console())
 

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from test_recipe_cli import TINY
@@ -30,6 +31,11 @@ KEY = "tml-CASSETTEkey0123456789abcdef"
 RUN_FILES = ("metrics.jsonl", "checkpoints.jsonl", "samples.jsonl")
 
 
+def _healthy(url: str, timeout: float) -> httpx.Response:
+    """A Tinker service that answers its health check (and is not cookbook-serve)."""
+    return httpx.Response(200, json={"status": "ok"})
+
+
 def _no_service(*_args, **_kwargs):
     raise AssertionError("replay must not touch the service")
 
@@ -45,7 +51,7 @@ def spec_file(tmp_path: Path) -> Path:
 def recorded(spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cassette of a 6-step tinker run (evals, two checkpoints, final sample)."""
     monkeypatch.setenv("TINKER_API_KEY", KEY)
-    monkeypatch.setattr(service, "probe_service", lambda url, timeout: None)
+    monkeypatch.setattr(service, "probe_service", _healthy)
     monkeypatch.setattr(
         service, "open_sdk_client", lambda url, meta: FakeServiceClient(tmp_path / "sdk_state")
     )

@@ -48,6 +48,11 @@ REQUEST = httpx.Request("POST", "https://tinker.invalid/api/v1/forward_backward"
 POLICY = RetryPolicy(max_attempts=4)  # base 1 s, jitter 0.25, seed 0
 
 
+def _healthy(url: str, timeout: float) -> httpx.Response:
+    """A Tinker service that answers its health check (and is not cookbook-serve)."""
+    return httpx.Response(200, json={"status": "ok"})
+
+
 def status_error(cls: type, status: int, detail: str = "busy", **headers: str) -> Exception:
     """As tinker._base_client._make_status_error_from_response builds it from a response."""
     body = {"detail": detail}
@@ -392,7 +397,7 @@ def test_the_key_never_reaches_the_run_directory_logs_or_cassette(
         return FakeServiceClient(tmp_path / "fake", faults=faults, result_faults={12: [leaky()]})
 
     monkeypatch.setattr(service, "open_sdk_client", sdk)
-    monkeypatch.setattr(service, "probe_service", lambda url, timeout: None)
+    monkeypatch.setattr(service, "probe_service", _healthy)
     sleeps: list[float] = []
     monkeypatch.setattr(
         service, "TinkerServiceClient", partial(TinkerServiceClient, sleep=sleeps.append)

@@ -7,7 +7,7 @@ that tree to the deepest node that exists, so even a missing key points at its p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -16,6 +16,7 @@ from cookbook.exceptions import SpecError
 from cookbook.specs.models import SPEC_KINDS
 
 Loc = tuple[str | int, ...]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _compose(path: Path, text: str) -> yaml.Node | None:
@@ -102,9 +103,10 @@ def _apply_override(data: dict[str, Any], keys: tuple[str, ...], value: Any, ite
 
 
 def _local_overlay(
-    data: dict[str, Any], parsed: list[tuple[tuple[str, ...], Any, str]]
+    data: dict[str, Any], parsed: list[tuple[tuple[str, ...], Any, str]], local_engine: bool
 ) -> dict[tuple[str, ...], str]:
-    """Apply a recipe's ``local.overlay`` when it will run on the local backend.
+    """Apply a recipe's ``local.overlay`` when it will train the local stand-in: on the local
+    backend, or (``local_engine``) through a cookbook-serve that serves it.
 
     Applied before ``--set`` (so an explicit override wins) but decided after it (so
     ``--set backend=fake`` turns the overlay off). Returns the applied keys, for error locations.
@@ -114,7 +116,7 @@ def _local_overlay(
     backend = next((v for k, v, _ in parsed if k == ("backend",)), data.get("backend", "local"))
     local = data.get("local")
     overlay = local.get("overlay") if isinstance(local, dict) else None
-    if backend != "local" or not isinstance(overlay, dict):
+    if not (backend == "local" or local_engine) or not isinstance(overlay, dict):
         return {}
     applied: dict[tuple[str, ...], str] = {}
     for key, value in overlay.items():
@@ -125,7 +127,11 @@ def _local_overlay(
 
 
 def validate_document(
-    path: Path, root: yaml.Node | None, data: Any, overrides: tuple[str, ...] = ()
+    path: Path,
+    root: yaml.Node | None,
+    data: Any,
+    overrides: tuple[str, ...] = (),
+    local_engine: bool = False,
 ) -> BaseModel:
     """Validate already-parsed YAML ``data`` (plus ``--set`` overrides) against its kind's model.
 
@@ -136,7 +142,7 @@ def validate_document(
         raise SpecError(str(path), line_of(root, ()), "", "a spec must be a mapping with 'kind:'")
     parsed = [(*parse_override(item), item) for item in overrides]
     overridden: dict[tuple[str, ...], str] = {}
-    overlaid = _local_overlay(data, parsed)
+    overlaid = _local_overlay(data, parsed, local_engine)
     for keys, value, item in parsed:
         _apply_override(data, keys, value, item)
         overridden[keys] = item
@@ -174,15 +180,35 @@ def _read(path: Path) -> str:
         raise SpecError(str(path), None, "", f"cannot read spec: {exc}") from None
 
 
-def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> BaseModel:
-    """Read, parse and validate a spec file; any problem is a one-line :class:`SpecError`."""
+def load_spec(
+    path: str | Path, overrides: tuple[str, ...] | list[str] = (), local_engine: bool = False
+) -> BaseModel:
+    """Read, parse and validate a spec file; any problem is a one-line :class:`SpecError`.
+
+    ``local_engine``: the recipe will train the local stand-in whatever its backend (a
+    ``backend: tinker`` run served by cookbook-serve), so its local profile overlay applies."""
     path = Path(path)
     text = _read(path)
     root = _compose(path, text)
     if root is not None:
         _check_duplicate_keys(path, root)
     data = yaml.safe_load(text)
-    return validate_document(path, root, data, tuple(overrides))
+    return validate_document(path, root, data, tuple(overrides), local_engine)
+
+
+def load_model_file(path: str | Path, model: type[ModelT]) -> ModelT:
+    """A YAML file that is one pydantic ``model`` (no ``kind:``), e.g. ``cookbook-serve``'s
+    model map; errors are one-line :class:`SpecError` s like a spec's."""
+    path = Path(path)
+    text = _read(path)
+    root = _compose(path, text)
+    if root is not None:
+        _check_duplicate_keys(path, root)
+    try:
+        return model.model_validate(yaml.safe_load(text))
+    except ValidationError as exc:
+        loc, message = _first_error(exc)
+        raise SpecError(str(path), line_of(root, loc), ".".join(map(str, loc)), message) from None
 
 
 def field_error(path: str | Path, loc: Loc, message: str) -> SpecError:

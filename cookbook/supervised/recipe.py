@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from cookbook.backends.local.config import LocalModelConfig
 from cookbook.data.builders import ChatDatasetCommonConfig, ConversationFileBuilder, NoRobotsBuilder
 from cookbook.data.dataset import SupervisedDataset
 from cookbook.data.sources import load_no_robots, packaged_file
@@ -42,6 +43,8 @@ class RunOptions:
     resume: bool = False
     overwrite: bool = False
     overrides: tuple[str, ...] = ()
+    served_by: dict[str, Any] | None = None
+    """What a cookbook-serve answering a ``backend: tinker`` run said of itself (healthz)."""
 
 
 @dataclass
@@ -153,6 +156,36 @@ def make_service_client(spec: RecipeSpec, log_dir: Path, tokenizer: Any) -> Any:
             )
 
 
+def local_engine_notes(spec: RecipeSpec, served_by: dict[str, Any] | None) -> list[str]:
+    """What the banner and config.json say when the local stand-in, not the spec's model, is
+    trained: in process (``backend: local``) or by the cookbook-serve answering the run."""
+    if spec.backend != Backend.LOCAL and served_by is None:
+        return []
+    model, where = spec.local.model, "the local backend"
+    notes = []
+    if served_by is not None:
+        where = f"cookbook-serve at {served_by['url']}"
+        models = served_by.get("models") or {}
+        served = LocalModelConfig.model_validate(models.get(spec.model_name, models.get("*", {})))
+        if served != model or served_by.get("seed") != spec.seed:
+            notes.append(
+                f"cookbook-serve's stand-in (seed {served_by.get('seed')}) is not this spec's "
+                f"local.model with seed {spec.seed}: metrics will differ from a backend=local "
+                "run (start it with --seed / --model-map to match)"
+            )
+        model = served
+    notes.insert(
+        0,
+        f"model: {spec.model_name} is not trained here; {where} trains the stand-in "
+        f"{model.kind} ({model.hidden_size} hidden, {model.num_hidden_layers} layers, randomly "
+        "initialised) with the real tokenizer",
+    )
+    if spec.local.overlay:
+        shown = ", ".join(f"{k}={v}" for k, v in spec.local.overlay.items())
+        notes.append(f"local profile overlay: {shown} (--set overrides it)")
+    return notes
+
+
 def prepare_log_dir(log_dir: Path, options: RunOptions, console: Console) -> bool:
     """Decide whether to resume; never clobber an existing run without being told to."""
     if not log_dir.exists() or not any(log_dir.iterdir()):
@@ -241,16 +274,7 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
 
     tok = provenance(tokenizer)
     stand_ins = list(data.stand_ins)
-    if spec.backend == Backend.LOCAL:
-        model = spec.local.model
-        stand_ins.append(
-            f"model: {spec.model_name} is not trained here; the local backend trains the "
-            f"stand-in {model.kind} ({model.hidden_size} hidden, {model.num_hidden_layers} "
-            "layers, randomly initialised) with the real tokenizer"
-        )
-        if spec.local.overlay:
-            shown = ", ".join(f"{k}={v}" for k, v in spec.local.overlay.items())
-            stand_ins.append(f"local profile overlay: {shown} (--set overrides it)")
+    stand_ins += local_engine_notes(spec, options.served_by)
     if not tok.source.startswith("hub:"):
         stand_ins.append(f"tokenizer: {tok.source} ({tok.note or 'offline build'})")
     config = {
@@ -267,6 +291,8 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
     if spec.backend == Backend.LOCAL:
         # Which stand-in exactly: parameter count, seed and a fingerprint of its base weights.
         config["local_model"] = service_client.describe()
+    if options.served_by is not None:
+        config["served_by"] = options.served_by
     run_log = RunLog(log_dir)
     trainer = SupervisedTrainer(
         spec,

@@ -32,17 +32,17 @@ MISSING_KEY = (
     "(from the Tinker console), or run offline with --set backend=local"
 )
 HEALTH_PATH = "/api/v1/healthz"
+SERVE_NAME = "cookbook-serve"
 
 
-def probe_service(base_url: str, timeout_s: float) -> None:
-    """Return once ``base_url`` answers HTTP; raise if it does not within ``timeout_s``."""
-    outcome: list[BaseException | None] = []
+def probe_service(base_url: str, timeout_s: float) -> httpx.Response:
+    """The service's health answer; raise if it does not answer within ``timeout_s``."""
+    outcome: list[httpx.Response | BaseException] = []
 
     def attempt() -> None:
         try:
             with httpx.Client(timeout=timeout_s) as client:
-                client.get(base_url + HEALTH_PATH)
-            outcome.append(None)
+                outcome.append(client.get(base_url + HEALTH_PATH))
         except Exception as exc:
             outcome.append(exc)
 
@@ -51,14 +51,15 @@ def probe_service(base_url: str, timeout_s: float) -> None:
     thread.join(timeout_s)
     if not outcome:
         raise TimeoutError(f"no answer within {timeout_s:g}s")
-    if outcome[0] is not None:
+    if isinstance(outcome[0], BaseException):
         raise outcome[0]
+    return outcome[0]
 
 
-def check_connectivity(base_url: str, timeout_s: float, scrub: Scrubber) -> None:
-    """One-line error unless the service answers within ``timeout_s``."""
+def check_connectivity(base_url: str, timeout_s: float, scrub: Scrubber) -> httpx.Response:
+    """The health answer; a one-line error unless the service answers within ``timeout_s``."""
     try:
-        probe_service(base_url, timeout_s)
+        return probe_service(base_url, timeout_s)
     except Exception as exc:
         reason = scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])
         raise ConfigurationError(
@@ -66,6 +67,27 @@ def check_connectivity(base_url: str, timeout_s: float, scrub: Scrubber) -> None
             f"{timeout_s:g}s ({reason}); check the network and TINKER_BASE_URL/base_url, raise "
             "--set tinker.connect_timeout_s=..., or run offline with --set backend=local"
         ) from None
+
+
+def cookbook_serve_identity(spec: RecipeSpec) -> dict[str, Any] | None:
+    """What a ``cookbook-serve`` answering for this spec says of itself, or None when the
+    service is another (or the run replays a cassette, or has no key: nothing to ask).
+
+    A run served by cookbook-serve trains the local stand-in, so it takes the spec's local
+    profile exactly as ``backend: local`` does; the caller decides that from this answer.
+    """
+    key = os.environ.get(API_KEY_ENV)
+    if spec.backend != "tinker" or spec.tinker.replay is not None or not key:
+        return None
+    base_url = resolve_base_url(spec.base_url)
+    response = check_connectivity(base_url, spec.tinker.connect_timeout_s, Scrubber([key]))
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("server") != SERVE_NAME:
+        return None
+    return {**body, "url": base_url}
 
 
 def open_sdk_client(base_url: str | None, user_metadata: dict[str, str]) -> Any:

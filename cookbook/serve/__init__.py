@@ -1,0 +1,1 @@
+"""cookbook-serve: a loopback Tinker-compatible server over the local backend."""

@@ -1,0 +1,168 @@
+"""Running the server: configuration, loopback-only binding, the call recording.
+
+``with serve(ServeConfig(...)) as server:`` runs it on a background thread (tests, the parity
+harness); :mod:`cookbook.serve.cli` runs it in the foreground. ``port=0`` picks a free port,
+read back from ``server.url``: callers synchronise on that, never on a sleep.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pydantic import RootModel
+
+from cookbook.backends.local.config import LocalModelConfig
+from cookbook.exceptions import ConfigurationError
+from cookbook.serve.engine import Engine, ModelMap
+from cookbook.serve.faults import FaultInjector, FaultPlan
+from cookbook.serve.routes import Routes
+
+DEFAULT_MODEL = "*"
+log = logging.getLogger("cookbook.serve")
+
+
+@dataclass
+class ServeConfig:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 0
+    model_map: ModelMap = field(default_factory=ModelMap)
+    faults: FaultPlan | None = None
+    record: Path | None = None
+    long_poll_s: float = 20.0
+    allow_remote: bool = False
+
+
+class _ModelMapFile(RootModel[dict[str, LocalModelConfig]]):
+    """``base model name -> local stand-in`` (``'*'`` for every other model)."""
+
+
+def load_model_map(path: Path) -> ModelMap:
+    """A ``--model-map`` YAML file; errors name the file, line and field."""
+    from cookbook.specs.loader import load_model_file
+
+    entries = load_model_file(path, _ModelMapFile).root
+    default = entries.pop(DEFAULT_MODEL, None)
+    return ModelMap(entries, default)
+
+
+def check_bind(host: str, allow_remote: bool) -> None:
+    """Refuse to listen beyond this machine unless asked: the server takes any ``tml-`` key."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror as error:
+        raise ConfigurationError(f"--host {host!r}: cannot resolve ({error})") from None
+    remote = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+    if remote and not allow_remote:
+        raise ConfigurationError(
+            f"--host {host!r} is reachable from other machines ({', '.join(remote)}) and "
+            "cookbook-serve accepts any tml- key; bind 127.0.0.1, or pass --allow-remote"
+        )
+
+
+class Recorder:
+    """Applied calls, in apply order; appended to ``path`` a whole line at a time."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._path = path
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def __call__(self, call: dict[str, Any]) -> None:
+        with self._lock:
+            self.calls.append(call)
+            if self._path is not None:
+                with self._path.open("a") as out:
+                    out.write(json.dumps(call, sort_keys=True) + "\n")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the SDK pools its connections
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self.server.routes.handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.routes.handle(self, "POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access lines go through :mod:`logging` (``cookbook-serve -v``), not stderr."""
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    routes: Routes
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a cancelled poll, a closed pool) is routine; anything else
+        is logged with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.debug("client %s hung up: %s", client_address, error)
+        else:
+            log.exception("error serving %s", client_address)
+
+
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class RunningServer:
+    """A started server: its URL, the calls it applied, the faults it injected."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        check_bind(config.host, config.allow_remote)
+        ipv6 = ":" in config.host
+        # Bind first: a taken port must fail before anything is written to the state dir.
+        self.httpd = (_HTTPServer6 if ipv6 else _HTTPServer)((config.host, config.port), _Handler)
+        self.recorder = Recorder(config.record)
+        self.engine = Engine(config.state_dir, config.seed, config.model_map, self.recorder)
+        self.faults = FaultInjector(config.faults) if config.faults is not None else None
+        self.httpd.routes = Routes(self.engine, self.faults, config.long_poll_s)
+        host, port = self.httpd.server_address[:2]
+        self.url = f"http://{f'[{host}]' if ipv6 else host}:{port}"
+
+    def recorded(self) -> list[dict[str, Any]]:
+        return list(self.recorder.calls)
+
+    def injected(self) -> list[dict[str, Any]]:
+        return self.faults.injected if self.faults is not None else []
+
+    def serve_forever(self) -> None:
+        # The poll interval bounds how long shutdown() waits; requests are not delayed by it.
+        self.httpd.serve_forever(poll_interval=0.05)
+
+    def shutdown(self) -> None:
+        """Stop accepting requests, then let queued operations finish."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.engine.close()
+
+
+@contextmanager
+def serve(config: ServeConfig) -> Iterator[RunningServer]:
+    """Run the server on a background thread for the duration of the block."""
+    server = RunningServer(config)
+    thread = threading.Thread(target=server.serve_forever, name="cookbook-serve", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join()

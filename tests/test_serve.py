@@ -1,0 +1,289 @@
+"""cookbook-serve through the unmodified tinker SDK: the same results as the local backend in
+process, every operation applied exactly once (retries, injected faults), the version guard,
+keys, binding and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tinker
+from tinker import types
+
+from cookbook.backends.local.config import LocalModelConfig
+from cookbook.backends.local.service import LocalServiceClient
+from cookbook.exceptions import ConfigurationError
+from cookbook.serve import compat
+from cookbook.serve.cli import main as serve_main
+from cookbook.serve.engine import ModelMap
+from cookbook.serve.faults import FaultPlan
+from cookbook.serve.server import RunningServer, ServeConfig, check_bind, serve
+from cookbook.tokenizers import get_tokenizer
+
+MODEL = "meta-llama/Llama-3.1-8B"
+KEY = "tml-SERVEkey0123456789abcdef"
+# The stand-in of tests/test_recipe_cli.py's TINY spec: small enough for a step in ~0.1 s.
+SMALL = LocalModelConfig(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    threads=1,
+)
+ADAM = [types.AdamParams(learning_rate=lr, beta1=0.9, beta2=0.95, eps=1e-8) for lr in (1e-2, 5e-3)]
+
+
+@pytest.fixture(autouse=True)
+def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TINKER_TELEMETRY", "0")
+
+
+def _config(tmp_path: Path, faults: str | None = None, **kwargs: object) -> ServeConfig:
+    return ServeConfig(
+        state_dir=tmp_path / "serve",
+        model_map=ModelMap(default=SMALL),
+        faults=FaultPlan.parse(faults) if faults else None,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    with serve(_config(tmp_path)) as running:
+        yield running
+
+
+def _sdk(server: RunningServer) -> tinker.ServiceClient:
+    return tinker.ServiceClient(base_url=server.url, api_key=KEY)
+
+
+def _datum(seed: int) -> types.Datum:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 128_000, size=24).tolist()
+    weights = (np.arange(23) >= 8).astype(np.float32).tolist()
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={"target_tokens": tokens[1:], "weights": weights},
+    )
+
+
+BATCHES = [[_datum(0), _datum(1)], [_datum(2), _datum(3)]]
+
+
+def _train(service: object) -> dict[str, object]:
+    """Two steps, a save, scoring and seeded sampling: what any client can compare."""
+    tc = service.create_lora_training_client(base_model=MODEL, rank=8).result()
+    out: dict[str, object] = {"logprobs": [], "grad_norms": []}
+    for batch, adam in zip(BATCHES, ADAM, strict=True):
+        fb = tc.forward_backward(batch, "cross_entropy")
+        step = tc.optim_step(adam)
+        out["logprobs"].append([o["logprobs"].tolist() for o in fb.result().loss_fn_outputs])
+        out["grad_norms"].append(step.result().metrics["local/grad_norm"])
+    sampler = service.create_sampling_client(
+        model_path=tc.save_weights_for_sampler("final").result().path
+    ).result()
+    prompt = types.ModelInput.from_ints(list(range(1000, 1012)))
+    out["scores"] = sampler.compute_logprobs(prompt).result()
+    response = sampler.sample(prompt, 2, types.SamplingParams(max_tokens=6, seed=3)).result()
+    out["samples"] = [(s.tokens, s.logprobs, s.stop_reason) for s in response.sequences]
+    return out
+
+
+def test_the_sdk_through_the_server_equals_the_local_backend_in_process(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    with _sdk(server) as sdk:
+        served = _train(sdk)
+    local = LocalServiceClient(tmp_path / "local", SMALL, seed=0, tokenizer=get_tokenizer(MODEL))
+    assert served == _train(local)
+    assert served["scores"][0] is None and len(served["samples"][0][0]) == 6
+    calls = [c["call"] for c in server.recorded()]
+    assert calls == [
+        "create_lora_training_client",
+        *["forward_backward", "optim_step"] * 2,
+        "save_weights_for_sampler",
+        "sample",
+        "sample",
+    ]
+    assert [c["adam"]["learning_rate"] for c in server.recorded() if "adam" in c] == [1e-2, 5e-3]
+
+
+FAULTS = (
+    "500@forward_backward#1,drop@optim_step#1,429@retrieve_future#3,"
+    "slow:2@forward_backward#2,drop@asample#1,500@create_model#1"
+)
+
+
+def test_under_injected_faults_no_step_is_lost_or_applied_twice(tmp_path: Path) -> None:
+    with serve(_config(tmp_path / "clean")) as clean, _sdk(clean) as sdk:
+        expected = _train(sdk)
+        expected_calls = clean.recorded()
+    with serve(_config(tmp_path / "faulty", FAULTS)) as faulty, _sdk(faulty) as sdk:
+        assert _train(sdk) == expected
+        assert faulty.recorded() == expected_calls
+        injected = {(f["endpoint"], f["kind"]) for f in faulty.injected()}
+    # Every rule fired: the equality above held through each of them.
+    assert injected == {
+        ("forward_backward", "500"),
+        ("optim_step", "drop"),
+        ("retrieve_future", "429"),
+        ("forward_backward", "slow"),
+        ("asample", "drop"),
+        ("create_model", "500"),
+    }
+
+
+def _post(server: RunningServer, endpoint: str, body: dict, **headers: str) -> httpx.Response:
+    headers = {"X-API-Key": KEY, **headers}
+    return httpx.post(f"{server.url}/api/v1/{endpoint}", json=body, headers=headers)
+
+
+def test_a_resent_operation_is_applied_once(server: RunningServer) -> None:
+    session = _post(
+        server,
+        "create_session",
+        {"tags": [], "user_metadata": None, "sdk_version": tinker.__version__},
+    ).json()["session_id"]
+    create = {"session_id": session, "model_seq_id": 0, "base_model": MODEL}
+    first, again = (_post(server, "create_model", create).json() for _ in range(2))
+    assert first["request_id"] == again["request_id"]
+    model_id = _post(server, "retrieve_future", {"request_id": first["request_id"]}).json()[
+        "model_id"
+    ]
+    step = {"model_id": model_id, "seq_id": 1, "adam_params": {"learning_rate": 0.1}}
+    ids = {_post(server, "optim_step", step).json()["request_id"] for _ in range(3)}
+    assert len(ids) == 1
+    assert _post(server, "retrieve_future", {"request_id": ids.pop()}).status_code == 200
+    assert [c["call"] for c in server.recorded()] == ["create_lora_training_client", "optim_step"]
+
+
+def test_the_installed_sdk_is_one_the_server_speaks() -> None:
+    # Fails when tinker drifts outside the range: re-check the wire protocol, then widen it.
+    assert compat.unsupported_sdk(tinker.__version__) is None, tinker.__version__
+
+
+@pytest.mark.parametrize("version", ["0.37.2", "0.39.0", "1.0.0"])
+def test_another_sdk_version_gets_a_clear_error(server: RunningServer, version: str) -> None:
+    reply = _post(server, "client/config", {"sdk_version": version})
+    assert reply.status_code == 400
+    detail = reply.json()["detail"]
+    assert f"this client is tinker {version}" in detail and compat.SUPPORTED_SDK_RANGE in detail
+    by_header = _post(
+        server, "get_info", {"model_id": "x"}, **{"X-Stainless-Package-Version": version}
+    )
+    assert by_header.status_code == 400 and by_header.json()["detail"] == detail
+
+
+def test_the_sdk_itself_reports_the_version_error(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tinker.lib import internal_client_holder
+
+    monkeypatch.setattr(internal_client_holder, "tinker_sdk_version", "0.37.0")
+    with pytest.raises(tinker.BadRequestError, match=r"this client is tinker 0\.37\.0"):
+        _sdk(server).create_lora_training_client(base_model=MODEL, rank=8).result()
+
+
+def test_keys_are_required_and_never_logged(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="cookbook.serve")
+    assert _post(server, "create_session", {}, **{"X-API-Key": "sk-wrong"}).status_code == 401
+    assert httpx.get(f"{server.url}/api/v1/healthz").json()["server"] == "cookbook-serve"
+    with _sdk(server) as sdk:
+        sdk.create_lora_training_client(base_model=MODEL, rank=8).result()
+    assert caplog.records  # the access log ran...
+    assert KEY not in caplog.text  # ...without the key
+
+
+def test_unknown_endpoints_and_bad_bodies_are_one_line_errors(server: RunningServer) -> None:
+    missing = _post(server, "unload_model", {"model_id": "m"})
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "cookbook-serve does not implement POST /api/v1/unload_model"
+    bad = httpx.post(
+        f"{server.url}/api/v1/forward_backward",
+        content=b"\xff\x00garbage",
+        headers={"X-API-Key": KEY},
+    )
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("forward_backward: ")
+    unknown = _post(server, "optim_step", {"model_id": "nope", "adam_params": {}})
+    assert unknown.json()["detail"] == "optim_step: unknown model_id 'nope'"
+
+
+def test_binding_beyond_loopback_needs_allow_remote() -> None:
+    check_bind("127.0.0.1", allow_remote=False)
+    check_bind("localhost", allow_remote=False)
+    with pytest.raises(ConfigurationError, match="--allow-remote"):
+        check_bind("0.0.0.0", allow_remote=False)
+    check_bind("0.0.0.0", allow_remote=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--faults", "boom@optim_step"], "--faults: rule 1 'boom@optim_step': unknown kind"),
+        (["--host", "0.0.0.0"], "--allow-remote"),
+        (["--model-map", "{map}"], "{map}:2: m.hidden_size: "),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model_map = tmp_path / "map.yaml"
+    model_map.write_text("m:\n  hidden_size: -1\n")
+    args = [a.format(map=model_map) for a in args]
+    assert serve_main(["--port", "0", "--state-dir", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message.format(map=model_map) in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_cookbook_run_through_the_server_equals_the_local_run(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's promise: `--set backend=tinker` against cookbook-serve trains through the
+    real SDK with the local profile, and its metrics are the in-process local run's."""
+    from test_recipe_cli import TINY
+
+    from cookbook.cli import main as run_main
+
+    spec = tmp_path / "tiny.yaml"
+    # TINY's stand-in is SMALL (the server's); the overlay must reach the served run too.
+    spec.write_text(TINY + "  overlay: {max_steps: 4, learning_rate: 1.0e-2}\n", "utf-8")
+    assert (
+        run_main([str(spec), "--set", "backend=local", "--log-dir", str(tmp_path / "local")]) == 0
+    )
+    monkeypatch.setenv("TINKER_BASE_URL", server.url)
+    monkeypatch.setenv("TINKER_API_KEY", KEY)
+    served_dir = tmp_path / "served"
+    assert run_main([str(spec), "--set", "backend=tinker", "--log-dir", str(served_dir)]) == 0
+    metrics = [
+        (tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("local", "served")
+    ]
+    assert len(metrics[0]) == 4 and metrics[0] == metrics[1]
+    config = json.loads((served_dir / "config.json").read_text())
+    assert config["served_by"]["url"] == server.url and config["spec"]["max_steps"] == 4
+    assert [c["call"] for c in server.recorded()].count("optim_step") == 4
+
+
+def test_the_cli_serves_until_terminated(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    command = [sys.executable, "-m", "cookbook.serve", "--port", "0", "--port-file", str(port_file)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        banner = proc.stdout.readline()  # printed once listening: no polling, no sleeps
+        url = banner.split()[-1]
+        assert banner.startswith("cookbook-serve listening on http://127.0.0.1:")
+        assert url.endswith(":" + port_file.read_text())
+        assert httpx.get(f"{url}/api/v1/healthz").json()["status"] == "ok"
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "stopped after 1 requests, 0 applied calls, 0 injected faults" in out
