@@ -246,11 +246,19 @@ def test_cli_errors_are_one_line_exit_2(
     assert not (tmp_path / "s").exists()
 
 
+RUN_FAULTS = (
+    "500@forward_backward#2,drop@optim_step#3,429@asample#2,slow:2@forward_backward#3,"
+    "drop@save_weights#1,500@retrieve_future~0.05,seed=3"
+)
+
+
+@pytest.mark.parametrize("faults", [None, RUN_FAULTS], ids=["clean", "faults"])
 def test_cookbook_run_through_the_server_equals_the_local_run(
-    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    faults: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's promise: `--set backend=tinker` against cookbook-serve trains through the
-    real SDK with the local profile, and its metrics are the in-process local run's."""
+    real SDK with the local profile, and its metrics are the in-process local run's - also
+    when the server refuses, drops and delays requests."""
     from test_recipe_cli import TINY
 
     from cookbook.cli import main as run_main
@@ -261,17 +269,27 @@ def test_cookbook_run_through_the_server_equals_the_local_run(
     assert (
         run_main([str(spec), "--set", "backend=local", "--log-dir", str(tmp_path / "local")]) == 0
     )
-    monkeypatch.setenv("TINKER_BASE_URL", server.url)
-    monkeypatch.setenv("TINKER_API_KEY", KEY)
     served_dir = tmp_path / "served"
-    assert run_main([str(spec), "--set", "backend=tinker", "--log-dir", str(served_dir)]) == 0
+    with serve(_config(tmp_path, faults)) as server:
+        monkeypatch.setenv("TINKER_BASE_URL", server.url)
+        monkeypatch.setenv("TINKER_API_KEY", KEY)
+        assert run_main([str(spec), "--set", "backend=tinker", "--log-dir", str(served_dir)]) == 0
     metrics = [
         (tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("local", "served")
     ]
     assert len(metrics[0]) == 4 and metrics[0] == metrics[1]
     config = json.loads((served_dir / "config.json").read_text())
     assert config["served_by"]["url"] == server.url and config["spec"]["max_steps"] == 4
-    assert [c["call"] for c in server.recorded()].count("optim_step") == 4
+    calls = [c["call"] for c in server.recorded()]
+    saves = (tmp_path / "local" / "checkpoints.jsonl").read_text().splitlines()
+    assert calls.count("optim_step") == 4 and calls.count("save_state") == len(saves) > 0
+    if faults:
+        assert {f["endpoint"] for f in server.injected()} >= {
+            "forward_backward",
+            "optim_step",
+            "asample",
+            "save_weights",
+        }
 
 
 def test_the_cli_serves_until_terminated(tmp_path: Path) -> None:
@@ -287,3 +305,21 @@ def test_the_cli_serves_until_terminated(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "stopped after 1 requests, 0 applied calls, 0 injected faults" in out
+
+
+def test_a_saved_state_resumes_exactly_and_names_its_run(server: RunningServer) -> None:
+    with _sdk(server) as sdk:
+        tc = sdk.create_lora_training_client(base_model=MODEL, rank=8).result()
+        tc.forward_backward(BATCHES[0], "cross_entropy").result()
+        tc.optim_step(ADAM[0]).result()
+        path = tc.save_state("mid").result().path
+        resumed = sdk.create_training_client_from_state_with_optimizer(path).result()
+        steps = []
+        for client in (tc, resumed):
+            client.forward_backward(BATCHES[1], "cross_entropy").result()
+            steps.append(client.optim_step(ADAM[1]).result().metrics)
+        run = tinker.RestClient(base_url=server.url, api_key=KEY)
+        owner = run.get_training_run_by_tinker_path(path).result()
+    assert path == f"tinker://{tc.model_id}/weights/mid"
+    assert steps[0] == steps[1]  # same adapter, same AdamW moments, same step count
+    assert (owner.training_run_id, owner.base_model) == (tc.model_id, MODEL)

@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as error:  # the port is taken, ...
             print(f"cookbook-serve: error: --port {args.port}: {error}", file=sys.stderr)
             return 2
-        _banner(console, server, config)
-        if args.port_file is not None:
+        if args.port_file is not None:  # before the banner: a reader of either finds both
             port = server.url.rsplit(":", 1)[1]
             tmp = args.port_file.with_name(args.port_file.name + ".tmp")
             tmp.write_text(port)
             os.replace(tmp, args.port_file)
+        _banner(console, server, config)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             server.serve_forever()
