@@ -293,6 +293,26 @@ def test_greedy_sampling_is_the_argmax_with_the_models_logprobs(tmp_path: Path) 
         assert sampler.sample(PROMPT, 1, params).result().sequences[0].tokens == sequence.tokens
 
 
+def test_one_token_sample_with_prompt_logprobs_runs_one_forward_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How the SDK sends compute_logprobs (so how cookbook-serve receives it): scored and
+    sampled from one pass, with the scores of compute_logprobs and the token of a plain
+    one-token sample."""
+    sampler, _ = _sampler(tmp_path)
+    one = types.SamplingParams(max_tokens=1, temperature=0.0)
+    alone = sampler.sample(PROMPT, 1, one).result().sequences[0]
+    scores = sampler.compute_logprobs(PROMPT).result()
+    passes: list[int] = []
+    counted = sampler._logits
+    monkeypatch.setattr(sampler, "_logits", lambda *a, **k: passes.append(1) or counted(*a, **k))
+    both = sampler.sample(PROMPT, 1, one, include_prompt_logprobs=True).result()
+    assert len(passes) == 1
+    assert both.prompt_logprobs == scores
+    assert both.sequences[0].tokens == alone.tokens
+    np.testing.assert_allclose(both.sequences[0].logprobs, alone.logprobs, atol=1e-5)
+
+
 def test_seeded_sampling_is_reproducible_and_stops_at_a_stop_token(tmp_path: Path) -> None:
     sampler, _ = _sampler(tmp_path)
     params = types.SamplingParams(max_tokens=12, temperature=1.0, seed=7)

@@ -17,9 +17,9 @@ with torch for the cores. Waiting puts all of it in series with the compute; pip
 overlap it where a core is free.
 
 Scoring is ``compute_logprobs`` of each prompt, all requests first (as the test-set NLL
-evaluator does). The SDK sends it as a one-token ``sample`` with prompt logprobs, which costs
-the server more than the in-process call; ``local_sample1`` runs that request in process,
-separating the wire from the extra compute.
+evaluator does). The SDK sends it as a one-token ``sample`` with prompt logprobs (the local
+backend scores and samples that in one forward pass, but still picks a token the call throws
+away); ``local_sample1`` runs that request in process, separating the wire from the compute.
 
     python tools/bench_serve.py --output reports/bench/serve.json
 """

@@ -128,8 +128,11 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             )
         return check_tokens(tokens, self._vocab_size, "prompt").tolist()
 
-    def _prompt_logprobs(self, tokens: list[int], last_n: int | None) -> list[float | None]:
-        logits = self._logits(torch.tensor([tokens]), use_cache=False)
+    def _prompt_logprobs(
+        self, tokens: list[int], last_n: int | None, logits: torch.Tensor | None = None
+    ) -> list[float | None]:
+        if logits is None:
+            logits = self._logits(torch.tensor([tokens]), use_cache=False)
         logprobs = torch.log_softmax(logits[:-1], dim=-1)
         scored = logprobs.gather(1, torch.tensor(tokens[1:])[:, None])[:, 0].tolist()
         values: list[float | None] = [None, *scored]
@@ -159,7 +162,10 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         stops: tuple[set[int], list[str]],
         index: int,
         seed: int,
+        first_logits: torch.Tensor | None = None,
     ) -> types.SampledSequence:
+        """``first_logits``: the prompt's last-position logits when already computed (a
+        one-token sample with prompt logprobs); then no forward pass is needed at all."""
         from transformers import DynamicCache
 
         limit = DEFAULT_MAX_TOKENS if params.max_tokens is None else params.max_tokens
@@ -171,9 +177,12 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         logprobs: list[float] = []
         reason = "length"
         while len(out) < limit:
-            logits = self._logits(
-                input_ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}
-            )[-1]
+            if first_logits is not None and limit == 1:
+                logits = first_logits
+            else:
+                logits = self._logits(
+                    input_ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}
+                )[-1]
             token, logprob = _pick(logits, params, generator)
             out.append(token)
             logprobs.append(logprob)
@@ -217,12 +226,26 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         tokens = self._prompt(prompt)
         self._calls += 1
         seed = params.seed if params.seed is not None else _derive_seed(self._seed, self._calls)
+        # A one-token sample with prompt logprobs (how the SDK sends compute_logprobs) takes
+        # its token from the same forward pass that scores the prompt.
+        full = (
+            self._logits(torch.tensor([tokens]), use_cache=False)
+            if include_prompt_logprobs and params.max_tokens == 1
+            else None
+        )
         sequences = [
-            self._one(tokens, params, stops, index, _derive_seed(seed, index))
+            self._one(
+                tokens,
+                params,
+                stops,
+                index,
+                _derive_seed(seed, index),
+                first_logits=None if full is None else full[-1],
+            )
             for index in range(num_samples)
         ]
         prompt_logprobs = (
-            self._prompt_logprobs(tokens, prompt_logprobs_last_n)
+            self._prompt_logprobs(tokens, prompt_logprobs_last_n, full)
             if include_prompt_logprobs
             else None
         )
