@@ -346,3 +346,25 @@ def test_an_unreachable_hf_dataset_uses_its_declared_fallback_loudly(
     capsys.readouterr()
     assert main([str(spec), "--log-dir", str(tmp_path / "none")]) == 2
     assert f"{spec}:9: source.path: openai/gsm8k cannot be loaded" in capsys.readouterr().err
+
+
+def test_tinker_evals_fail_fast_in_one_line_without_key_or_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The SDK alone would retry a missing service for five minutes; the eval checks first."""
+    import socket
+
+    spec = str(ROOT / "specs/evals/arithmetic.yaml")
+    monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    assert main([spec, "--set", "backend=tinker", "--log-dir", str(tmp_path / "a")]) == 2
+    assert "needs TINKER_API_KEY" in capsys.readouterr().err
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("TINKER_API_KEY", "tml-EVALkey0123456789")
+    monkeypatch.setenv("TINKER_BASE_URL", f"http://127.0.0.1:{port}")
+    assert main([spec, "--set", "backend=tinker", "--log-dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot reach the Tinker service" in err
+    assert "tml-EVALkey" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -323,3 +323,37 @@ def test_a_saved_state_resumes_exactly_and_names_its_run(server: RunningServer) 
     assert path == f"tinker://{tc.model_id}/weights/mid"
     assert steps[0] == steps[1]  # same adapter, same AdamW moments, same step count
     assert (owner.training_run_id, owner.base_model) == (tc.model_id, MODEL)
+
+
+def test_an_eval_through_the_server_scores_like_the_local_backend(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A served run's checkpoint, evaluated through the server (sampling and scoring via the
+    SDK), gets the in-process local eval's samples and score."""
+    from test_recipe_cli import TINY
+
+    from cookbook.cli import main as run_main
+    from cookbook.specs.recipe import FinalSample
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY + "  overlay: {max_steps: 2, learning_rate: 1.0e-2}\n", "utf-8")
+    small = [f"--set=local.model.{k}={v}" for k, v in SMALL.model_dump(exclude_unset=True).items()]
+    arithmetic = ["specs/evals/arithmetic.yaml", "--set=source.count=4", *small]
+    results = {}
+    for backend in ("local", "tinker"):
+        if backend == "tinker":
+            monkeypatch.setenv("TINKER_BASE_URL", server.url)
+            monkeypatch.setenv("TINKER_API_KEY", KEY)
+        run, out = tmp_path / f"run-{backend}", tmp_path / f"eval-{backend}"
+        assert run_main([str(spec), f"--set=backend={backend}", f"--log-dir={run}"]) == 0
+        argv = [*arithmetic, f"--set=backend={backend}", f"--checkpoint={run}", f"--log-dir={out}"]
+        assert run_main(argv) == 0
+        results[backend] = (
+            (out / "samples.jsonl").read_text(),
+            json.loads((out / "results.json").read_text())["score"],
+        )
+    assert results["tinker"] == results["local"]
+    # Through the server: the served run's final sample, then the eval's 4 questions, each
+    # one greedy sample of at most 8 tokens (the eval spec's).
+    asked = [c["sampling_params"] for c in server.recorded() if c["call"] == "sample"]
+    assert [p["max_tokens"] for p in asked] == [FinalSample().max_tokens, 8, 8, 8, 8]

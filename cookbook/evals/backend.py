@@ -11,7 +11,6 @@ or chat format they were not trained for.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,14 +123,18 @@ def sampling_client(
                 f"layers, seed {seed}) with the real tokenizer"
             )
         case Backend.TINKER:
-            if not os.environ.get("TINKER_API_KEY"):
-                raise ConfigurationError(
-                    "backend 'tinker' needs TINKER_API_KEY: export TINKER_API_KEY=tml-... "
-                    "(from the Tinker console), or run offline with --set backend=local"
-                )
-            import tinker
+            # Key check, bounded reachability probe, and the recipes' retries.
+            from cookbook.backends.tinker.service import connect
+            from cookbook.specs.recipe import TinkerOptions
 
-            service = tinker.ServiceClient(base_url=spec.base_url)
+            options = TinkerOptions()
+            service = connect(
+                spec.base_url,
+                seed=spec.seed,
+                connect_timeout_s=options.connect_timeout_s,
+                max_attempts=options.max_attempts,
+                user_metadata={"eval": spec.name},
+            )
     if checkpoint is None:
         client = service.create_sampling_client(base_model=spec.model_name)
     else:

@@ -97,17 +97,38 @@ def open_sdk_client(base_url: str | None, user_metadata: dict[str, str]) -> Any:
     return tinker.ServiceClient(base_url=base_url, user_metadata=user_metadata)
 
 
-def make_tinker_service_client(spec: RecipeSpec) -> TinkerServiceClient:
-    """The ``backend: tinker`` client for a recipe: replaying, recording or plain."""
-    options = spec.tinker
-    policy = RetryPolicy(max_attempts=options.max_attempts, seed=spec.seed)
-    if options.replay is not None:
-        return TinkerServiceClient(replay_client(Path(options.replay)), policy=policy)
+def connect(
+    base_url: str | None,
+    *,
+    seed: int,
+    connect_timeout_s: float,
+    max_attempts: int,
+    user_metadata: dict[str, str],
+    record: Path | None = None,
+) -> TinkerServiceClient:
+    """The retrying SDK client, once the key is there and the service answers (one line if
+    not); recording to the cassette ``record`` when given."""
     key = os.environ.get(API_KEY_ENV)
     if not key:
         raise ConfigurationError(MISSING_KEY)
-    scrub = Scrubber([key])
-    check_connectivity(resolve_base_url(spec.base_url), options.connect_timeout_s, scrub)
-    sdk = open_sdk_client(spec.base_url, {"recipe": spec.recipe_name})
-    tape = CassetteWriter(Path(options.record)) if options.record is not None else None
+    check_connectivity(resolve_base_url(base_url), connect_timeout_s, Scrubber([key]))
+    sdk = open_sdk_client(base_url, user_metadata)
+    tape = CassetteWriter(record) if record is not None else None
+    policy = RetryPolicy(max_attempts=max_attempts, seed=seed)
     return TinkerServiceClient(sdk, policy=policy, secrets=[key], tape=tape)
+
+
+def make_tinker_service_client(spec: RecipeSpec) -> TinkerServiceClient:
+    """The ``backend: tinker`` client for a recipe: replaying, recording or plain."""
+    options = spec.tinker
+    if options.replay is not None:
+        policy = RetryPolicy(max_attempts=options.max_attempts, seed=spec.seed)
+        return TinkerServiceClient(replay_client(Path(options.replay)), policy=policy)
+    return connect(
+        spec.base_url,
+        seed=spec.seed,
+        connect_timeout_s=options.connect_timeout_s,
+        max_attempts=options.max_attempts,
+        user_metadata={"recipe": spec.recipe_name},
+        record=Path(options.record) if options.record is not None else None,
+    )
