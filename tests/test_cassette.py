@@ -190,3 +190,17 @@ def test_record_and_replay_together_are_rejected_by_the_spec(
     assert main([str(spec_file), "--set", "backend=tinker", *both]) == 2
     err = capsys.readouterr().err
     assert "tinker" in err and "at most one of 'record' and 'replay'" in err
+
+
+def test_a_run_that_stops_short_of_the_recording_says_so(
+    spec_file: Path, recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A replay that leaves recorded calls unmade (here: the final sample) did less than the
+    recorded run, so it is not a reproduction of it."""
+    calls = [call for _on, call in Cassette(recorded).calls]
+    assert calls[-1]["call"] == "sample"
+    capsys.readouterr()
+    rc = _replay(spec_file, recorded, tmp_path / "fewer", "--set", "final_sample=null")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"of the {len(calls)} recorded calls" in err and "was never made" in err, err

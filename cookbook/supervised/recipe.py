@@ -338,6 +338,8 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
         result = trainer.run(resume_point)
     if result.steps_run and spec.final_sample is not None:
         _final_sample(spec, renderer_name, tokenizer, trainer, log_dir, console)
+    if spec.backend == Backend.TINKER:
+        service_client.finish()
     rows = run_log.read_metrics()
     png = plot_loss_curve(rows, log_dir / "loss_curve.png")
     display.summary(console, progress.history, str(log_dir))

@@ -129,6 +129,18 @@ class Player:
         self.cursor += 1
         return ReplayFuture(self, index, method)
 
+    def finish(self) -> None:
+        """The run is over: it must have made every recorded call (fewer calls than recorded
+        means it did less than the recorded run did - fewer steps, no save, no sample)."""
+        calls = self.cassette.calls
+        if self.cursor < len(calls):
+            on, first = calls[self.cursor]
+            raise ConfigurationError(
+                f"replay {self.cassette.path}: the run ended after {self.cursor} of the "
+                f"{len(calls)} recorded calls; call {self.cursor} ({first['call']} on the {on} "
+                "client) was never made"
+            )
+
 
 class ReplayFuture:
     """A recorded result, handed out by ``result()`` like the SDK's future."""
@@ -165,6 +177,9 @@ class ReplayClient:
 
     def create_rest_client(self) -> ReplayClient:
         return ReplayClient(self._player, "rest")
+
+    def finish_replay(self) -> None:
+        self._player.finish()
 
     def __getattr__(self, method: str) -> Any:
         if method.startswith("_"):

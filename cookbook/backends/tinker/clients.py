@@ -21,7 +21,7 @@ from typing import Any
 
 from tinker import types
 
-from cookbook.backends.tinker.cassette import CassetteWriter
+from cookbook.backends.tinker.cassette import CassetteWriter, ReplayClient
 from cookbook.backends.tinker.retry import (
     Request,
     Retrier,
@@ -200,6 +200,11 @@ class TinkerServiceClient:
             policy or RetryPolicy(), sleep=sleep, clock=clock, scrub=Scrubber(secrets)
         )
         self._session = _Session(retrier, tape)
+
+    def finish(self) -> None:
+        """The run is over. A replayed run must have used the whole recording."""
+        if isinstance(self._sdk, ReplayClient):
+            self._sdk.finish_replay()
 
     def _training(self, raw: Any) -> TinkerTrainingClient:
         return TinkerTrainingClient(self._session, raw)
