@@ -357,3 +357,28 @@ def test_an_eval_through_the_server_scores_like_the_local_backend(
     # one greedy sample of at most 8 tokens (the eval spec's).
     asked = [c["sampling_params"] for c in server.recorded() if c["call"] == "sample"]
     assert [p["max_tokens"] for p in asked] == [FinalSample().max_tokens, 8, 8, 8, 8]
+
+
+def test_a_served_run_replays_from_its_cassette_without_the_server(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cassette notes that cookbook-serve answered, so the replay (no server, no key)
+    takes the same local profile and reproduces the run's files."""
+    from test_recipe_cli import TINY
+
+    from cookbook.cli import main as run_main
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY + "  overlay: {max_steps: 3, learning_rate: 1.0e-2}\n", "utf-8")
+    tape = tmp_path / "tape.jsonl"
+    monkeypatch.setenv("TINKER_BASE_URL", server.url)
+    monkeypatch.setenv("TINKER_API_KEY", KEY)
+    served = [str(spec), "--set=backend=tinker", f"--log-dir={tmp_path / 'served'}"]
+    assert run_main([*served, f"--set=tinker.record={tape}"]) == 0
+    monkeypatch.delenv("TINKER_API_KEY")
+    monkeypatch.setenv("TINKER_BASE_URL", "http://127.0.0.1:9")  # nothing answers there
+    replayed = [str(spec), "--set=backend=tinker", f"--log-dir={tmp_path / 'replayed'}"]
+    assert run_main([*replayed, f"--set=tinker.replay={tape}"]) == 0
+    for name in ("metrics.jsonl", "checkpoints.jsonl", "samples.jsonl"):
+        original = (tmp_path / "served" / name).read_text()
+        assert original and (tmp_path / "replayed" / name).read_text() == original, name

@@ -73,8 +73,14 @@ class Renderer(ABC):
         return False
 
     def _encode(self, text: str) -> list[int]:
-        """Encode message text; the one place renderers call the tokenizer (batching hooks in)."""
+        """Encode message text; with ``_encode_split``, the only tokenizer calls renderers make,
+        so the batch path (``renderers/batch.py``) can serve both from one batched encode."""
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _encode_split(self, text: str) -> list[int]:
+        """Encode text whose special-token strings must stay text (a user typing ``<|im_end|>``
+        must not close the turn): special-token parsing off for this call only."""
+        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
     @property
     def _bos_tokens(self) -> list[int]:

@@ -91,13 +91,10 @@ class Qwen3Renderer(QwenRendererBase):
                 for call in message["tool_calls"]
             )
             text += ("\n" if has_text else "") + calls
-        content_ids = self.tokenizer.encode(
-            text, add_special_tokens=False, split_special_tokens=True
-        )
         return RenderedMessage(
             header=tinker.EncodedTextChunk(tokens=self._encode(header)),
             output=[
-                tinker.EncodedTextChunk(tokens=content_ids),
+                tinker.EncodedTextChunk(tokens=self._encode_split(text)),
                 tinker.EncodedTextChunk(tokens=[self._end_message_token]),
             ],
         )

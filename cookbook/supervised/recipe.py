@@ -133,7 +133,9 @@ def resolve_data(spec_path: Path, spec: RecipeSpec, renderer_name: str) -> Resol
     return ResolvedData(train, test, builder.describe(), stand_ins)
 
 
-def make_service_client(spec: RecipeSpec, log_dir: Path, tokenizer: Any) -> Any:
+def make_service_client(
+    spec: RecipeSpec, log_dir: Path, tokenizer: Any, served_by: dict[str, Any] | None = None
+) -> Any:
     """The client factory for the spec's backend; fails before anything is written."""
     match spec.backend:
         case Backend.FAKE:
@@ -144,7 +146,7 @@ def make_service_client(spec: RecipeSpec, log_dir: Path, tokenizer: Any) -> Any:
             # Key check, bounded connectivity probe, retries, record/replay (spec.tinker).
             from cookbook.backends.tinker import make_tinker_service_client
 
-            return make_tinker_service_client(spec)
+            return make_tinker_service_client(spec, served_by)
         case Backend.LOCAL:
             from cookbook.backends.local.service import LocalServiceClient
 
@@ -268,7 +270,7 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
     data = resolve_data(spec_path, spec, renderer_name)
     evaluators = attached_evaluators(spec_path, spec, renderer_name, tokenizer)
     log_dir = Path(options.log_dir or spec.log_path or Path("runs") / spec.name)
-    service_client = make_service_client(spec, log_dir, tokenizer)
+    service_client = make_service_client(spec, log_dir, tokenizer, options.served_by)
     resume = prepare_log_dir(log_dir, options, console)
     log_dir.mkdir(parents=True, exist_ok=True)
 

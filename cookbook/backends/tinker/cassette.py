@@ -15,7 +15,10 @@ Replay (:func:`replay_client`) stands in for ``tinker.ServiceClient``: every cal
 against the next recorded one and answered with its recorded result. The first call that
 differs - another method, another client, other fields (a learning rate, a datum's digest) -
 fails the run with ``replay <file>: call <n> (<method>) ...: <field>: expected X, got Y``.
-A replayed run that stops early is not an error: the cassette cannot know the run is over.
+When the run is over it says so (:meth:`Player.finish`): a replay that leaves recorded calls
+unmade did less than the recorded run and fails too. A run recorded against ``cookbook-serve``
+keeps the server's identity in the header (``served_by``), so its replay trains with the same
+local profile without the server.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ CASSETTE_FORMAT = 1
 class CassetteWriter:
     """The tape a live run records on; the file is created (or replaced) at the first call."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, served_by: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
+        self._served_by = dict(served_by) if served_by is not None else None
         self._file: IO[str] | None = None
         self._count = 0
 
@@ -51,6 +55,8 @@ class CassetteWriter:
                 "format": CASSETTE_FORMAT,
                 "versions": package_versions(("cookbook", "tinker")),
             }
+            if self._served_by is not None:
+                header["served_by"] = self._served_by
             self._file.write(json.dumps(header) + "\n")
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -77,6 +83,7 @@ class Cassette:
         self.path = Path(path)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.results: dict[int, dict[str, Any]] = {}
+        self.header: dict[str, Any] = {}
         try:
             lines = self.path.read_text("utf-8").splitlines()
         except OSError as exc:
@@ -95,6 +102,7 @@ class Cassette:
                 raise ConfigurationError(
                     f"{self.path}:1: not a format-{CASSETTE_FORMAT} tinker cassette"
                 )
+            self.header = record
             return
         index = record["i"]
         if "call" in record:

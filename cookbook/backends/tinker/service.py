@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from tinker.lib.base_url import resolve_base_url
 
-from cookbook.backends.tinker.cassette import CassetteWriter, replay_client
+from cookbook.backends.tinker.cassette import Cassette, CassetteWriter, replay_client
 from cookbook.backends.tinker.clients import TinkerServiceClient
 from cookbook.backends.tinker.retry import RetryPolicy, Scrubber
 from cookbook.exceptions import ConfigurationError
@@ -71,13 +71,18 @@ def check_connectivity(base_url: str, timeout_s: float, scrub: Scrubber) -> http
 
 def cookbook_serve_identity(spec: RecipeSpec) -> dict[str, Any] | None:
     """What a ``cookbook-serve`` answering for this spec says of itself, or None when the
-    service is another (or the run replays a cassette, or has no key: nothing to ask).
+    service is another (or the run has no key: nothing to ask). A replayed run answers with
+    what its recording noted, so the replay of a served run takes the same profile.
 
     A run served by cookbook-serve trains the local stand-in, so it takes the spec's local
     profile exactly as ``backend: local`` does; the caller decides that from this answer.
     """
+    if spec.backend != "tinker":
+        return None
+    if spec.tinker.replay is not None:  # the recording says who answered it
+        return Cassette(Path(spec.tinker.replay)).header.get("served_by")
     key = os.environ.get(API_KEY_ENV)
-    if spec.backend != "tinker" or spec.tinker.replay is not None or not key:
+    if not key:
         return None
     base_url = resolve_base_url(spec.base_url)
     response = check_connectivity(base_url, spec.tinker.connect_timeout_s, Scrubber([key]))
@@ -105,20 +110,23 @@ def connect(
     max_attempts: int,
     user_metadata: dict[str, str],
     record: Path | None = None,
+    served_by: dict[str, Any] | None = None,
 ) -> TinkerServiceClient:
     """The retrying SDK client, once the key is there and the service answers (one line if
-    not); recording to the cassette ``record`` when given."""
+    not); recording to the cassette ``record`` (which notes ``served_by``) when given."""
     key = os.environ.get(API_KEY_ENV)
     if not key:
         raise ConfigurationError(MISSING_KEY)
     check_connectivity(resolve_base_url(base_url), connect_timeout_s, Scrubber([key]))
     sdk = open_sdk_client(base_url, user_metadata)
-    tape = CassetteWriter(record) if record is not None else None
+    tape = CassetteWriter(record, served_by) if record is not None else None
     policy = RetryPolicy(max_attempts=max_attempts, seed=seed)
     return TinkerServiceClient(sdk, policy=policy, secrets=[key], tape=tape)
 
 
-def make_tinker_service_client(spec: RecipeSpec) -> TinkerServiceClient:
+def make_tinker_service_client(
+    spec: RecipeSpec, served_by: dict[str, Any] | None = None
+) -> TinkerServiceClient:
     """The ``backend: tinker`` client for a recipe: replaying, recording or plain."""
     options = spec.tinker
     if options.replay is not None:
@@ -131,4 +139,5 @@ def make_tinker_service_client(spec: RecipeSpec) -> TinkerServiceClient:
         max_attempts=options.max_attempts,
         user_metadata={"recipe": spec.recipe_name},
         record=Path(options.record) if options.record is not None else None,
+        served_by=served_by,
     )
