@@ -382,3 +382,30 @@ def test_a_served_run_replays_from_its_cassette_without_the_server(
     for name in ("metrics.jsonl", "checkpoints.jsonl", "samples.jsonl"):
         original = (tmp_path / "served" / name).read_text()
         assert original and (tmp_path / "replayed" / name).read_text() == original, name
+
+
+def test_checkpoints_outlive_the_server_that_saved_them(tmp_path: Path) -> None:
+    """A restarted server (same state dir) resumes and samples what its predecessor saved,
+    even when that one was killed in the middle of writing its path index."""
+    prompt = types.ModelInput.from_ints(list(range(1000, 1012)))
+    with serve(_config(tmp_path)) as first, _sdk(first) as sdk:
+        tc = sdk.create_lora_training_client(base_model=MODEL, rank=8).result()
+        tc.forward_backward(BATCHES[0], "cross_entropy").result()
+        tc.optim_step(ADAM[0]).result()
+        state = tc.save_state("mid").result().path
+        weights = tc.save_weights_for_sampler("mid").result().path
+        scores = sdk.create_sampling_client(model_path=weights).result()
+        want = scores.compute_logprobs(prompt).result()
+        tc.forward_backward(BATCHES[1], "cross_entropy").result()
+        next_step = tc.optim_step(ADAM[1]).result().metrics
+    index = tmp_path / "serve" / "paths.jsonl"
+    index.write_text(index.read_text() + '{"tinker": "tinker://torn', "utf-8")
+    with serve(_config(tmp_path)) as second, _sdk(second) as sdk:
+        sampler = sdk.create_sampling_client(model_path=weights).result()
+        assert sampler.compute_logprobs(prompt).result() == want
+        run = tinker.RestClient(base_url=second.url, api_key=KEY)
+        assert run.get_training_run_by_tinker_path(state).result().lora_rank == 8
+        resumed = sdk.create_training_client_from_state_with_optimizer(state).result()
+        assert resumed.model_id != tc.model_id  # a new session on the new server
+        resumed.forward_backward(BATCHES[1], "cross_entropy").result()
+        assert resumed.optim_step(ADAM[1]).result().metrics == next_step

@@ -29,7 +29,6 @@ from cookbook.exceptions import ConfigurationError
 from cookbook.serve.codec import ForwardBackwardCall
 from cookbook.serve.futures import FutureTable, Pending
 
-KIND_DIRS = {"weights": "state", "sampler_weights": "sampler"}
 INDEX_FILE = "paths.jsonl"
 
 
@@ -65,7 +64,8 @@ class ModelMap:
 
 
 class Engine:
-    """The server's state; every method is called from HTTP handler threads."""
+    """The server's state. Its methods are called from HTTP handler threads; what they queue
+    runs on the futures' single worker."""
 
     def __init__(
         self,
@@ -100,31 +100,40 @@ class Engine:
             self._sessions.add(session_id)
         return session_id
 
-    def has_session(self, session_id: str) -> bool:
-        return session_id in self._sessions
-
     # -- checkpoint paths ----------------------------------------------------------------------
 
-    def _read_index(self) -> dict[str, str]:
+    def _read_index(self) -> dict[str, dict[str, str]]:
         index = self.state_dir / INDEX_FILE
         if not index.exists():
             return {}
-        entries = (json.loads(line) for line in index.read_text().splitlines() if line)
-        return {entry["tinker"]: entry["local"] for entry in entries}
+        paths = {}
+        lines = index.read_text().splitlines()
+        for number, line in enumerate(lines, start=1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    break  # torn by a server killed mid-write; that save never answered
+                raise ConfigurationError(f"{index}:{number}: corrupted path index line") from None
+            paths[entry["tinker"]] = entry
+        return paths
 
     def _publish(self, model_id: str, kind_dir: str, name: str, local_path: str) -> str:
         path = f"tinker://{model_id}/{kind_dir}/{name}"
+        _, base_model, rank = self.model(model_id)
+        entry = {"tinker": path, "local": local_path, "base_model": base_model, "lora_rank": rank}
         with self._lock:
-            self._paths[path] = local_path
+            self._paths[path] = entry
             with (self.state_dir / INDEX_FILE).open("a") as index:
-                index.write(json.dumps({"tinker": path, "local": local_path}) + "\n")
+                index.write(json.dumps(entry) + "\n")
         return path
 
-    def local_path(self, path: str) -> str:
-        local = self._paths.get(path)
-        if local is None:
+    def checkpoint(self, path: str) -> tuple[str, str]:
+        """The local file behind a ``tinker://`` path of this server, and its base model."""
+        entry = self._paths.get(path)
+        if entry is None:
             raise ConfigurationError(f"{path!r}: no checkpoint of this server has that path")
-        return local
+        return entry["local"], entry["base_model"]
 
     # -- models --------------------------------------------------------------------------------
 
@@ -197,8 +206,8 @@ class Engine:
         method = "create_training_client_from_state" + ("_with_optimizer" * request.optimizer)
 
         def load() -> types.LoadWeightsResponse:
-            local = self.local_path(request.path)
-            base_model = request.base_model or self._base_model_of(request.path)
+            local, saved_on = self.checkpoint(request.path)
+            base_model = request.base_model or saved_on
             service = self._service(base_model)
             client = getattr(service, method)(local, user_metadata=request.user_metadata).result()
             self._models[model_id] = (client, base_model, client._lora.rank)
@@ -206,12 +215,6 @@ class Engine:
             return types.LoadWeightsResponse(path=request.path, model_id=model_id)
 
         return self.futures.submit(("model", model_id), load)[0]
-
-    def _base_model_of(self, path: str) -> str:
-        owner = path.removeprefix("tinker://").split("/", 1)[0]
-        if owner in self._models:
-            return self._models[owner][1]
-        raise ConfigurationError(f"{path!r}: pass base_model (its run is not on this server)")
 
     def get_info(self, model_id: str) -> types.GetInfoResponse:
         _, base_model, rank = self.model(model_id)
@@ -291,9 +294,9 @@ class Engine:
 
         def create() -> str:
             if request.model_path is not None:
-                base_model = request.base_model or self._base_model_of(request.model_path)
+                local, saved_on = self.checkpoint(request.model_path)
+                base_model = request.base_model or saved_on
                 service = self._service(base_model)
-                local = self.local_path(request.model_path)
                 sampler = service.create_sampling_client(model_path=local).result()
             elif request.base_model is not None:
                 service = self._service(request.base_model)
@@ -361,9 +364,17 @@ class Engine:
         return pending
 
     def training_run(self, model_id: str) -> types.TrainingRun:
+        """A run of this server, live or (after a restart) known from its saved checkpoints."""
         from datetime import UTC, datetime
 
-        _, base_model, rank = self.model(model_id)
+        if model_id in self._models:
+            _, base_model, rank = self._models[model_id]
+        else:
+            prefix = f"tinker://{model_id}/"
+            saved = [e for path, e in self._paths.items() if path.startswith(prefix)]
+            if not saved:
+                raise ConfigurationError(f"unknown model_id {model_id!r}")
+            base_model, rank = saved[-1]["base_model"], saved[-1]["lora_rank"]
         return types.TrainingRun(
             training_run_id=model_id,
             base_model=base_model,
