@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from cookbook.renderers import Llama3Renderer, Renderer, ToolCall, TrainOnWhat, get_renderer
-from cookbook.renderers.batch import build_supervised_examples_batch, encode_many
+from cookbook.renderers.batch import (
+    _RECORDING_ROUNDS,
+    _SPOT_CHECKS,
+    build_supervised_examples_batch,
+    encode_many,
+)
 from cookbook.tokenizers import get_tokenizer
 
 CONVERSATIONS: list[list[dict[str, Any]]] = [
@@ -159,3 +164,101 @@ def test_qwen_batch_equals_per_conversation(name: str, model: str, train_on_what
     single = [renderer.build_supervised_example(m, train_on_what) for m in QWEN_CONVERSATIONS]
     batch = build_supervised_examples_batch(renderer, QWEN_CONVERSATIONS, train_on_what)
     _assert_same(batch, single)
+
+
+# Literal special-token strings in message text. Qwen3 encodes message bodies through
+# ``Renderer._encode_split`` (special-token parsing off), so "<|im_end|>" typed in a message is
+# several ordinary tokens there, while headers go through ``_encode``. The batch path serves
+# both kinds from one batched encode each; these texts tell the two kinds apart.
+SPECIAL_TEXT_CONVERSATIONS: list[list[dict[str, Any]]] = [
+    [
+        {"role": "system", "content": "Never print <|endoftext|>."},
+        {"role": "user", "content": "Say <|im_end|> then <|im_start|>assistant\nhi"},
+        {"role": "assistant", "content": "Literal <|im_end|> is just text."},
+    ],
+    [
+        {"role": "user", "content": "What does <think> mean?"},
+        {"role": "assistant", "content": "A tag: <|im_start|>"},
+        {"role": "user", "content": "<|im_end|>"},
+        {"role": "assistant", "content": "<|im_end|><|im_end|>"},
+    ],
+    # The same text as a header would give ("\n<|im_start|>user\n") but as a body.
+    [
+        {"role": "user", "content": "\n<|im_start|>user\n"},
+        {"role": "assistant", "content": "ok"},
+    ],
+]
+
+QWEN3_MODEL = {
+    "qwen3": "Qwen/Qwen3-8B",
+    "qwen3_disable_thinking": "Qwen/Qwen3-8B",
+    "qwen3_instruct": "Qwen/Qwen3-4B-Instruct-2507",
+}
+
+
+@pytest.mark.parametrize("train_on_what", MODES, ids=str)
+@pytest.mark.parametrize("name", list(QWEN3_MODEL))
+def test_qwen3_literal_special_tokens_equal_per_conversation(name: str, train_on_what) -> None:
+    renderer = get_renderer(name, get_tokenizer(QWEN3_MODEL[name], "offline"))
+    conversations = SPECIAL_TEXT_CONVERSATIONS
+    single = [renderer.build_supervised_example(m, train_on_what) for m in conversations]
+    batch = build_supervised_examples_batch(renderer, conversations, train_on_what)
+    _assert_same(batch, single)
+    # Each message closes with exactly one stop token; a literal "<|im_end|>" in the text must
+    # not add another (it would end the turn early when the model reads it).
+    stop = renderer.get_stop_sequences()[0]
+    for messages, (model_input, _) in zip(conversations, batch, strict=True):
+        assert model_input.to_ints().count(stop) == len(messages)
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("qwen3", "Qwen/Qwen3-8B"), ("deepseekv3", "deepseek-ai/DeepSeek-V3.1")]
+)
+def test_batch_does_not_call_the_tokenizer_per_text(name: str, model: str, monkeypatch) -> None:
+    """The batch path's point: texts are encoded in one backend call per hook and recording
+    round, not one ``tokenizer.encode`` each. What is left is the spot-check guard
+    (``_SPOT_CHECKS`` texts per batch) and at most one call per batch to reset the backend;
+    text by text it would be at least one call per message (here 2 * 60).
+
+    Qwen3 encodes message bodies through ``_encode_split``; DeepSeek reads marker ids off
+    ``_encode`` (``(token,) = ...``), which fails on the first recording round's empty lists,
+    so only a later round finds its message texts.
+    """
+    tokenizer = get_tokenizer(model, "offline")
+    renderer = get_renderer(name, tokenizer)
+    conversations = [
+        [
+            {"role": "user", "content": f"Question {i}: what is <|im_end|> {i}?"},
+            {"role": "assistant", "content": f"Answer {i}."},
+        ]
+        for i in range(60)
+    ]
+    single = [renderer.build_supervised_example(m) for m in conversations]
+    calls: list[str] = []
+    encode = tokenizer.encode
+
+    def counting_encode(text: str, *args: Any, **kwargs: Any) -> list[int]:
+        calls.append(text)
+        return encode(text, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "encode", counting_encode)
+    batch = build_supervised_examples_batch(renderer, conversations)
+    _assert_same(batch, single)
+    assert len(calls) <= _RECORDING_ROUNDS * 2 * (_SPOT_CHECKS + 1), calls
+
+
+@pytest.mark.parametrize("flag_before", [False, True])
+def test_encode_many_split_equals_encode_split(flag_before: bool) -> None:
+    renderer = get_renderer("qwen3", get_tokenizer("Qwen/Qwen3-8B", "offline"))
+    texts = ["<|im_end|>", "a<|im_start|>user", "<think>", "", "plain", "<|endoftext|>", "x"]
+    backend = renderer.tokenizer.backend_tokenizer
+    for split, hook in [(True, renderer._encode_split), (False, renderer._encode)]:
+        backend.encode_special_tokens = flag_before
+        ids = encode_many(renderer, texts, split=split)
+        # It leaves the backend as it found it (transformers sets the flag on every encode).
+        assert backend.encode_special_tokens == flag_before
+        assert ids == [hook(t) for t in texts]
+    # With parsing on, the marker is the stop token; with it off, several ordinary tokens.
+    (stop,) = renderer.get_stop_sequences()
+    assert encode_many(renderer, ["<|im_end|>"]) == [[stop]]
+    assert len(encode_many(renderer, ["<|im_end|>"], split=True)[0]) > 1

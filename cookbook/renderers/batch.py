@@ -16,11 +16,12 @@ Two routes get there:
   only: a subclass may override anything). It builds the texts directly, reuses one chunk object
   per distinct text and computes weights with ``numpy``. ``tests/test_batch.py`` pins it to the
   per-conversation output for every ``TrainOnWhat``.
-* a generic path for every other renderer, through the ``Renderer._encode`` hook: a first pass
-  runs ``render_message`` on a throwaway copy of the renderer that only records the texts it
-  asks to encode, then those are batch-encoded, then a second copy whose ``_encode`` looks them
-  up runs the renderer's own ``build_supervised_example``. The first pass is only a prefetch
-  hint: any text it missed is encoded on demand, so correctness never depends on it.
+* a generic path for every other renderer, through the ``Renderer._encode`` and
+  ``Renderer._encode_split`` hooks: a recording pass (or a few) runs ``render_message`` on a
+  throwaway copy of the renderer that only records the texts it asks to encode, then those are
+  batch-encoded, then a second copy whose hooks look them up runs the renderer's own
+  ``build_supervised_example``. Recording is only a prefetch hint: any text it missed is
+  encoded on demand, so correctness never depends on it.
 
 Chunks are frozen pydantic models; the fast path shares one chunk (and its token list) between
 all examples that contain the same text, so treat ``chunk.tokens`` as read-only.
@@ -31,19 +32,23 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import tinker
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
-from cookbook.renderers.types import Message, TrainOnWhat, ensure_text
+from cookbook.renderers.types import Message, RenderContext, TrainOnWhat, ensure_text
 
 Example = tuple[tinker.ModelInput, np.ndarray]
 
 # Texts checked against ``tokenizer.encode`` after every batch encode: a cheap guard that the
 # backend is configured the way ``encode`` configures it (no truncation, same special tokens).
 _SPOT_CHECKS = 4
+
+# Recording passes of the generic path at most (see _prefetch_rendered_texts).
+_RECORDING_ROUNDS = 3
 
 
 def build_supervised_examples_batch(
@@ -68,22 +73,24 @@ def build_supervised_examples_batch(
 
 
 class TokenMemo:
-    """Text -> token ids as ``renderer._encode`` returns them, filled in batches.
+    """Text -> token ids as ``renderer._encode`` / ``renderer._encode_split`` return them,
+    filled in batches; one table per hook, since the same text encodes differently in each.
 
-    ``encode`` is a drop-in for ``Renderer._encode``: it returns a fresh list each call, so a
-    renderer that appends to what it got cannot corrupt the memo.
+    ``encode`` and ``encode_split`` are drop-ins for the two hooks: they return a fresh list
+    each call, so a renderer that appends to what it got cannot corrupt the memo.
     """
 
     def __init__(self, renderer: Renderer):
         self._renderer = renderer
         self.ids: dict[str, list[int]] = {}
+        self.split_ids: dict[str, list[int]] = {}
 
-    def prefetch(self, texts: Iterable[str]) -> None:
+    def prefetch(self, texts: Iterable[str], *, split: bool = False) -> None:
         """Encode every text not yet known, all in one batch."""
-        ids = self.ids
+        ids = self.split_ids if split else self.ids
         new = [text for text in dict.fromkeys(texts) if text not in ids]
         if new:
-            ids.update(zip(new, encode_many(self._renderer, new), strict=True))
+            ids.update(zip(new, encode_many(self._renderer, new, split=split), strict=True))
 
     def encode(self, text: str) -> list[int]:
         ids = self.ids.get(text)
@@ -91,42 +98,63 @@ class TokenMemo:
             ids = self.ids[text] = self._renderer._encode(text)
         return list(ids)
 
+    def encode_split(self, text: str) -> list[int]:
+        ids = self.split_ids.get(text)
+        if ids is None:
+            ids = self.split_ids[text] = self._renderer._encode_split(text)
+        return list(ids)
 
-def encode_many(renderer: Renderer, texts: list[str]) -> list[list[int]]:
-    """``[renderer._encode(t) for t in texts]``, in one Rust batch call when that is equivalent.
 
-    ``Renderer._encode`` is ``tokenizer.encode(text, add_special_tokens=False)``, which in
-    ``transformers`` switches truncation and padding off, sets special-token splitting from
-    ``tokenizer.split_special_tokens`` and calls ``backend_tokenizer.encode_batch``. The batch
-    call is used only when the backend is in that state; a renderer with its own ``_encode``
-    or a tokenizer without a Rust backend is encoded text by text. A few texts are re-encoded
-    with ``tokenizer.encode`` as a guard; a mismatch falls back to text by text too.
+def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) -> list[list[int]]:
+    """``[renderer._encode(t) for t in texts]`` (``_encode_split`` if ``split``), in one Rust
+    batch call when that is equivalent.
+
+    The base hooks are ``tokenizer.encode(text, add_special_tokens=False)``, the second with
+    ``split_special_tokens=True``. In ``transformers`` that call switches truncation and padding
+    off, sets the backend's ``encode_special_tokens`` to the call's ``split_special_tokens``
+    (default: ``tokenizer.split_special_tokens``) and calls ``backend_tokenizer.encode_batch``;
+    the batch call here sets the flag the same way. A renderer that overrides the hook, or a
+    tokenizer without a Rust backend, is encoded text by text. A few texts are re-encoded
+    through the hook as a guard; any mismatch falls back to text by text too.
     """
-    tokenizer = renderer.tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or type(renderer)._encode is not Renderer._encode or not texts:
-        return [renderer._encode(text) for text in texts]
-    if not _backend_matches_encode(tokenizer, backend):
+    one = renderer._encode_split if split else renderer._encode
+    hook = "_encode_split" if split else "_encode"
+    backend = getattr(renderer.tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(type(renderer), hook) is not getattr(Renderer, hook) or not texts:
+        return [one(text) for text in texts]
+    flag = backend.encode_special_tokens
+    try:
+        ids = _backend_ids(renderer.tokenizer, backend, texts, split, one)
+        return [one(text) for text in texts] if ids is None else ids
+    finally:
+        # transformers sets the flag before every encode; code that calls the backend directly
+        # may not, so leave it as it was found.
+        backend.encode_special_tokens = flag
+
+
+def _backend_ids(
+    tokenizer: Any, backend: Any, texts: list[str], split: bool, one: Callable[[str], list[int]]
+) -> list[list[int]] | None:
+    """The backend's ids for ``texts``, or None where they might differ from ``one``'s."""
+    if not _backend_untruncated(backend):
         # encode() puts the backend into the state it needs; the per-conversation path would
         # have done the same on its first call.
         tokenizer.encode("", add_special_tokens=False)
-        if not _backend_matches_encode(tokenizer, backend):
-            return [renderer._encode(text) for text in texts]
+        if not _backend_untruncated(backend):
+            return None
+    backend.encode_special_tokens = split or bool(getattr(tokenizer, "split_special_tokens", False))
     batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
     ids = [encoding.ids for encoding in batch(texts, add_special_tokens=False)]
     step = max(1, len(texts) // _SPOT_CHECKS)
     for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
-        if renderer._encode(texts[i]) != ids[i]:
-            return [renderer._encode(text) for text in texts]
+        if one(texts[i]) != ids[i]:
+            return None
     return ids
 
 
-def _backend_matches_encode(tokenizer: object, backend: object) -> bool:
-    split = bool(getattr(tokenizer, "split_special_tokens", False))
+def _backend_untruncated(backend: Any) -> bool:
     return (
-        getattr(backend, "truncation", None) is None
-        and getattr(backend, "padding", None) is None
-        and bool(getattr(backend, "encode_special_tokens", split)) == split
+        getattr(backend, "truncation", None) is None and getattr(backend, "padding", None) is None
     )
 
 
@@ -143,41 +171,76 @@ def _generic_examples(
     renderer: Renderer, conversations: Sequence[list[Message]], train_on_what: TrainOnWhat
 ) -> list[Example]:
     memo = TokenMemo(renderer)
-    memo.prefetch(_recorded_texts(renderer, conversations, memo))
-    view = copy.copy(renderer)
-    view._encode = memo.encode  # type: ignore[method-assign]
+    _prefetch_rendered_texts(renderer, conversations, memo)
+    view = _memo_view(renderer, memo)
     return [view.build_supervised_example(messages, train_on_what) for messages in conversations]
 
 
-def _recorded_texts(
-    renderer: Renderer, conversations: Sequence[list[Message]], memo: TokenMemo
-) -> list[str]:
-    """Texts ``render_message`` asks to encode, found by running it on a recording copy.
+def _memo_view(renderer: Renderer, memo: TokenMemo) -> Renderer:
+    """A copy of ``renderer`` whose tokenizer calls go through ``memo``."""
+    view = copy.copy(renderer)
+    view._encode = memo.encode  # type: ignore[method-assign]
+    view._encode_split = memo.encode_split  # type: ignore[method-assign]
+    return view
 
-    The copy gets empty token lists for texts it has not seen, so a renderer that looks at the
-    tokens may fail or ask for other texts; such failures are skipped, the copy (and anything
-    it cached) is thrown away, and the real pass encodes whatever was missed.
+
+def _prefetch_rendered_texts(
+    renderer: Renderer, conversations: Sequence[list[Message]], memo: TokenMemo
+) -> None:
+    """Batch-encode the texts ``render_message`` asks ``_encode`` and ``_encode_split`` for,
+    found by running it on recording copies.
+
+    A recording copy gets the memo's ids for texts already encoded and empty lists for the
+    rest, so a renderer that looks at the tokens may fail or ask for other texts; such failures
+    are skipped, the copy (and anything it cached) is thrown away, and the real pass encodes
+    whatever was missed. One that unpacks a marker's id (``(token,) = self._encode(marker)``,
+    DeepSeek) fails on every message at first; the next round reruns only the failed messages,
+    now with those ids known, for as long as a round finds new texts.
     """
-    texts: dict[str, None] = {}
+    pending: list[tuple[Message, RenderContext]] | None = None
+    for _ in range(_RECORDING_ROUNDS):
+        texts: dict[str, None] = {}
+        split_texts: dict[str, None] = {}
+        recorder = _recording_copy(renderer, memo, texts, split_texts)
+        with contextlib.suppress(Exception):
+            recorder._bos_tokens  # noqa: B018 - evaluated for the texts it encodes
+        if pending is None:
+            pending = []
+            for messages in conversations:
+                with contextlib.suppress(Exception):
+                    turn_start = recorder._last_assistant_turn_start_index(messages[:-1])
+                    pending += zip(messages, recorder._contexts(messages, turn_start), strict=False)
+        failed = []
+        for message, ctx in pending:
+            try:
+                recorder.render_message(message, ctx)
+            except Exception:
+                failed.append((message, ctx))
+        known = len(memo.ids) + len(memo.split_ids)
+        memo.prefetch(texts)
+        memo.prefetch(split_texts, split=True)
+        if not failed or len(memo.ids) + len(memo.split_ids) == known:
+            return
+        pending = failed
+
+
+def _recording_copy(
+    renderer: Renderer, memo: TokenMemo, texts: dict[str, None], split_texts: dict[str, None]
+) -> Renderer:
+    """A copy of ``renderer`` whose hooks note each text in ``texts`` / ``split_texts``."""
 
     def record(text: str) -> list[int]:
         texts[text] = None
         return list(memo.ids.get(text, ()))
 
+    def record_split(text: str) -> list[int]:
+        split_texts[text] = None
+        return list(memo.split_ids.get(text, ()))
+
     recorder = copy.copy(renderer)
     recorder._encode = record  # type: ignore[method-assign]
-    with contextlib.suppress(Exception):
-        recorder._bos_tokens  # noqa: B018 - evaluated for the texts it encodes
-    for messages in conversations:
-        try:
-            turn_start = recorder._last_assistant_turn_start_index(messages[:-1])
-            contexts = recorder._contexts(messages, turn_start)
-        except Exception:
-            continue
-        for message, ctx in zip(messages, contexts, strict=False):
-            with contextlib.suppress(Exception):
-                recorder.render_message(message, ctx)
-    return list(texts)
+    recorder._encode_split = record_split  # type: ignore[method-assign]
+    return recorder
 
 
 # -- Llama 3 fast path --------------------------------------------------------------------
@@ -278,8 +341,7 @@ def _llama3_examples(
         weight_array = np.repeat(np.array(weights, dtype=np.float32), lengths)
         if check_prompt:
             if view is None:
-                view = copy.copy(renderer)
-                view._encode = memo.encode  # type: ignore[method-assign]
+                view = _memo_view(renderer, memo)
             weight_array = view._train_after_the_generation_prompt(
                 messages, train_on_what, model_input, weight_array
             )
