@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ def _is_compute_logprobs(request: types.SampleRequest) -> bool:
         and request.sampling_params == types.SamplingParams(max_tokens=1)
         and not (request.topk_prompt_logprobs or request.topk_sample_logprobs)
     )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A training run of this server: its local client and what get_info reports."""
+
+    client: Any
+    base_model: str
+    rank: int
 
 
 class ModelMap:
@@ -80,7 +90,7 @@ class Engine:
         self._record = record
         self._lock = threading.Lock()
         self._services: dict[str, Any] = {}
-        self._models: dict[str, Any] = {}
+        self._models: dict[str, _Run] = {}
         self._samplers: dict[str, tuple[Any, str | None]] = {}
         self._sessions: set[str] = set()
         self.futures = FutureTable()
@@ -120,20 +130,26 @@ class Engine:
 
     def _publish(self, model_id: str, kind_dir: str, name: str, local_path: str) -> str:
         path = f"tinker://{model_id}/{kind_dir}/{name}"
-        _, base_model, rank = self.model(model_id)
-        entry = {"tinker": path, "local": local_path, "base_model": base_model, "lora_rank": rank}
+        run = self.model(model_id)
+        entry = {
+            "tinker": path,
+            "local": local_path,
+            "base_model": run.base_model,
+            "lora_rank": run.rank,
+        }
         with self._lock:
             self._paths[path] = entry
             with (self.state_dir / INDEX_FILE).open("a") as index:
                 index.write(json.dumps(entry) + "\n")
         return path
 
-    def checkpoint(self, path: str) -> tuple[str, str]:
-        """The local file behind a ``tinker://`` path of this server, and its base model."""
+    def checkpoint(self, path: str) -> dict[str, Any]:
+        """The index entry of a ``tinker://`` path of this server: its local file
+        (``local``), ``base_model`` and ``lora_rank``."""
         entry = self._paths.get(path)
         if entry is None:
             raise ConfigurationError(f"{path!r}: no checkpoint of this server has that path")
-        return entry["local"], entry["base_model"]
+        return entry
 
     # -- models --------------------------------------------------------------------------------
 
@@ -155,15 +171,11 @@ class Engine:
                 service = self._services.setdefault(base_model, service)
         return service
 
-    def describe(self, base_model: str) -> dict[str, Any]:
-        """The stand-in serving ``base_model`` (what a client records as its engine)."""
-        return self._service(base_model).describe()
-
-    def model(self, model_id: str) -> Any:
-        client = self._models.get(model_id)
-        if client is None:
+    def model(self, model_id: str) -> _Run:
+        run = self._models.get(model_id)
+        if run is None:
             raise ConfigurationError(f"unknown model_id {model_id!r}")
-        return client
+        return run
 
     def _apply(self, method: str, model_id: str | None, **kwargs: Any) -> None:
         self._record({**describe_call(method, kwargs), "model_id": model_id})
@@ -184,7 +196,7 @@ class Engine:
                 user_metadata=request.user_metadata,
                 optimizer=request.optimizer_config,
             ).result()
-            self._models[model_id] = (client, request.base_model, lora.rank)
+            self._models[model_id] = _Run(client, request.base_model, lora.rank)
             self._apply(
                 "create_lora_training_client",
                 model_id,
@@ -194,7 +206,7 @@ class Engine:
             )
             return types.CreateModelResponse(model_id=model_id)
 
-        return self.futures.submit(("model", model_id), create)[0]
+        return self.futures.submit(("model", model_id), create)
 
     def create_from_state(self, request: types.LoadWeightsRequest) -> Pending:
         """``create_training_client_from_state[_with_optimizer]``: a new model from a save."""
@@ -206,34 +218,34 @@ class Engine:
         method = "create_training_client_from_state" + ("_with_optimizer" * request.optimizer)
 
         def load() -> types.LoadWeightsResponse:
-            local, saved_on = self.checkpoint(request.path)
-            base_model = request.base_model or saved_on
+            saved = self.checkpoint(request.path)
+            base_model = request.base_model or saved["base_model"]
             service = self._service(base_model)
-            client = getattr(service, method)(local, user_metadata=request.user_metadata).result()
-            self._models[model_id] = (client, base_model, client._lora.rank)
+            client = getattr(service, method)(saved["local"], user_metadata=request.user_metadata)
+            self._models[model_id] = _Run(client.result(), base_model, saved["lora_rank"])
             self._apply(method, model_id, path=request.path, user_metadata=request.user_metadata)
             return types.LoadWeightsResponse(path=request.path, model_id=model_id)
 
-        return self.futures.submit(("model", model_id), load)[0]
+        return self.futures.submit(("model", model_id), load)
 
     def get_info(self, model_id: str) -> types.GetInfoResponse:
-        _, base_model, rank = self.model(model_id)
+        run = self.model(model_id)
         return types.GetInfoResponse(
             model_id=model_id,
-            model_data=types.ModelData(arch="llama", model_name=base_model),
+            model_data=types.ModelData(arch="llama", model_name=run.base_model),
             is_lora=True,
-            lora_rank=rank,
-            model_name=base_model,
+            lora_rank=run.rank,
+            model_name=run.base_model,
         )
 
     # -- training ------------------------------------------------------------------------------
 
     def _training_op(
-        self, model_id: str, seq_id: int | None, operation: Callable[[Any], Any], **extra: Any
+        self, model_id: str, seq_id: int | None, operation: Callable[[Any], Any]
     ) -> Pending:
         identity = None if seq_id is None else ("op", model_id, seq_id)
         self.model(model_id)  # an unknown model is the caller's error now, not the future's
-        return self.futures.submit(identity, lambda: operation(self.model(model_id)[0]), **extra)[0]
+        return self.futures.submit(identity, lambda: operation(self.model(model_id).client))
 
     def forward_backward(self, call: ForwardBackwardCall) -> Pending:
         method = "forward" if call.forward_only else "forward_backward"
@@ -294,10 +306,9 @@ class Engine:
 
         def create() -> str:
             if request.model_path is not None:
-                local, saved_on = self.checkpoint(request.model_path)
-                base_model = request.base_model or saved_on
-                service = self._service(base_model)
-                sampler = service.create_sampling_client(model_path=local).result()
+                saved = self.checkpoint(request.model_path)
+                service = self._service(request.base_model or saved["base_model"])
+                sampler = service.create_sampling_client(model_path=saved["local"]).result()
             elif request.base_model is not None:
                 service = self._service(request.base_model)
                 sampler = service.create_sampling_client(base_model=request.base_model).result()
@@ -306,7 +317,7 @@ class Engine:
             self._samplers[sampler_id] = (sampler, request.model_path)
             return sampler_id
 
-        pending = self.futures.submit(("sampler", sampler_id), create)[0]
+        pending = self.futures.submit(("sampler", sampler_id), create)
         pending.done.wait()
         if pending.error is not None:
             raise ConfigurationError(pending.error)
@@ -356,7 +367,7 @@ class Engine:
                 )
             return response
 
-        pending, _ = self.futures.submit(identity, run)
+        pending = self.futures.submit(identity, run)
         pending.extra.setdefault(
             "sample_sequence_ids",
             [f"{pending.request_id}:{index}" for index in range(request.num_samples)],
@@ -367,8 +378,8 @@ class Engine:
         """A run of this server, live or (after a restart) known from its saved checkpoints."""
         from datetime import UTC, datetime
 
-        if model_id in self._models:
-            _, base_model, rank = self._models[model_id]
+        if (run := self._models.get(model_id)) is not None:
+            base_model, rank = run.base_model, run.rank
         else:
             prefix = f"tinker://{model_id}/"
             saved = [e for path, e in self._paths.items() if path.startswith(prefix)]

@@ -49,21 +49,19 @@ class FutureTable:
         self._worker.daemon = True
         self._worker.start()
 
-    def submit(
-        self, identity: Hashable | None, operation: Callable[[], Any], **extra: Any
-    ) -> tuple[Pending, bool]:
-        """Queue ``operation`` unless ``identity`` was seen; returns the request and whether it
-        is new. ``identity`` None (a client that sends no sequence number) never dedupes."""
+    def submit(self, identity: Hashable | None, operation: Callable[[], Any]) -> Pending:
+        """Queue ``operation`` unless ``identity`` was seen, then return the first request.
+        ``identity`` None (a client that sends no sequence number) never dedupes."""
         with self._lock:
             if identity is not None and identity in self._by_identity:
-                return self._by_id[self._by_identity[identity]], False
+                return self._by_id[self._by_identity[identity]]
             self._count += 1
-            pending = Pending(f"req-{self._count:06d}", extra=extra)
+            pending = Pending(f"req-{self._count:06d}")
             self._by_id[pending.request_id] = pending
             if identity is not None:
                 self._by_identity[identity] = pending.request_id
         self._queue.put((pending, operation))
-        return pending, True
+        return pending
 
     def get(self, request_id: str) -> Pending | None:
         with self._lock:
