@@ -169,9 +169,52 @@ class RendererExclusionsSpec(_Strict):
         return self
 
 
+class ReferenceTestEntry(_Strict):
+    """Reference tests (pytest node ids, or fnmatch patterns over them) and why they are
+    sorted apart."""
+
+    tests: Annotated[list[str], Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=1)]
+
+
+class NotImplementedRenderers(_Strict):
+    """Reference tests of renderers cookbook does not implement yet: counted apart from gaps
+    when they pass on the reference and fail on ours."""
+
+    issue: int = Field(description="The issue that ports them.")
+    files: Annotated[
+        list[str], Field(min_length=1, description="Test files of unported renderers.")
+    ]
+    names: list[str] = Field(
+        default_factory=list,
+        description="Modules and classes of the unported renderers (cookbook.renderers.kimi_k25, "
+        "Qwen3VLRenderer); a test failing on ours because one is missing belongs here too.",
+    )
+    message: Annotated[
+        str, Field(min_length=1, description="Text of our error for an unported renderer name.")
+    ]
+
+
+class ReferenceTestsSpec(_Strict):
+    """``kind: reference_tests`` - how the reference's own test suite, run against both
+    packages (``nox -s reference-tests``), is sorted beyond pass/fail: tests that cannot apply
+    to another package, and the declared category of unported renderers."""
+
+    kind: Literal["reference_tests"]
+    version: Literal[1]
+    not_applicable: list[ReferenceTestEntry] = Field(default_factory=list)
+    not_implemented_renderers: NotImplementedRenderers
+    known_gaps: list[ReferenceTestEntry] = Field(
+        default_factory=list,
+        description="Tests that pass only on the reference, declared until fixed; the gating "
+        "test fails when one is missing here or a listed one passes.",
+    )
+
+
 SPEC_KINDS: dict[str, type[BaseModel]] = {
     "eval": EvalSpec,
     "recipe": RecipeSpec,
+    "reference_tests": ReferenceTestsSpec,
     "renderer_cases": RendererCasesSpec,
     "renderer_exclusions": RendererExclusionsSpec,
 }
