@@ -7,7 +7,7 @@ Calling a builder returns ``(train_dataset, test_dataset | None)`` as in tinker-
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import tinker
 from pydantic import BaseModel, ConfigDict, Field
 
-from cookbook.data.dataset import ConversationDataset, MapFn, Row
+from cookbook.data.dataset import ConversationDataset, MapFn, Row, SupervisedDatasetBuilder
 from cookbook.data.shuffle import hf_shuffle_indices
 from cookbook.data.sources import (
     NO_ROBOTS,
@@ -52,7 +52,7 @@ class ChatDatasetCommonConfig(BaseModel):
         return self.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES
 
 
-class ChatDatasetBuilder(ABC):
+class ChatDatasetBuilder(SupervisedDatasetBuilder):
     """Renders rows with the configured tokenizer and renderer, as ``ChatDatasetBuilder``."""
 
     def __init__(self, common_config: ChatDatasetCommonConfig):

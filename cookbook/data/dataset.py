@@ -42,6 +42,13 @@ class SupervisedDataset(ABC):
         )
 
 
+class SupervisedDatasetBuilder(ABC):
+    """Builds (train, optional test) datasets, as ``tinker_cookbook.supervised.types``'s."""
+
+    @abstractmethod
+    def __call__(self) -> tuple[SupervisedDataset, SupervisedDataset | None]: ...
+
+
 class ConversationDataset(SupervisedDataset):
     """Rows rendered lazily by ``map_fn``, ``batch_size`` rows a batch, in the current order."""
 

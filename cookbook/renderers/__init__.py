@@ -16,6 +16,12 @@ from cookbook.renderers.base import (
     SegmentKind,
     parse_response_for_stop_token,
 )
+from cookbook.renderers.content import (
+    ParseFailureKind,
+    classify_parse_failure,
+    format_content_as_string,
+    get_text_content,
+)
 from cookbook.renderers.deepseek_v3 import (
     DeepSeekV3DisableThinkingRenderer,
     DeepSeekV3ThinkingRenderer,
@@ -23,6 +29,7 @@ from cookbook.renderers.deepseek_v3 import (
 from cookbook.renderers.gpt_oss import GptOssRenderer
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
+from cookbook.renderers.parsing import parse_content_blocks
 from cookbook.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
     Qwen3InstructRenderer,
@@ -30,6 +37,13 @@ from cookbook.renderers.qwen3 import (
 )
 from cookbook.renderers.qwen3_5 import Qwen3_5DisableThinkingRenderer, Qwen3_5Renderer
 from cookbook.renderers.role_colon import RoleColonRenderer
+from cookbook.renderers.streaming import (
+    MessageDelta,
+    StreamingMessageHeader,
+    StreamingTextDelta,
+    StreamingThinkingDelta,
+    Utf8TokenDecoder,
+)
 from cookbook.renderers.types import (
     Content,
     ContentPart,
@@ -164,6 +178,7 @@ def get_renderer(
     renderer = factory(tokenizer, image_processor)
     renderer._renderer_name = name
     renderer._model_name = model_name or getattr(tokenizer, "name_or_path", None)
+    renderer._has_image_processor = image_processor is not None
     return renderer
 
 
@@ -177,6 +192,8 @@ __all__ = [
     "KimiK2Renderer",
     "Llama3Renderer",
     "Message",
+    "MessageDelta",
+    "ParseFailureKind",
     "ParseTermination",
     "Qwen3DisableThinkingRenderer",
     "Qwen3InstructRenderer",
@@ -190,17 +207,25 @@ __all__ = [
     "RoleColonRenderer",
     "Segment",
     "SegmentKind",
+    "StreamingMessageHeader",
+    "StreamingTextDelta",
+    "StreamingThinkingDelta",
     "TextPart",
     "ThinkingPart",
     "ToolCall",
     "ToolSpec",
     "TrainOnWhat",
     "UnparsedToolCall",
+    "Utf8TokenDecoder",
     "builtin_renderer_names",
+    "classify_parse_failure",
     "ensure_text",
+    "format_content_as_string",
     "get_registered_renderer_names",
     "get_renderer",
+    "get_text_content",
     "is_renderer_registered",
+    "parse_content_blocks",
     "parse_response_for_stop_token",
     "register_renderer",
     "unregister_renderer",

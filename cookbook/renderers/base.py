@@ -12,8 +12,9 @@ message and part (bos/header/output/stop_overlap) a diverging token belongs to.
 from __future__ import annotations
 
 import logging
+import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -64,8 +65,28 @@ class Renderer(ABC):
     disables_thinking: bool = False
     supports_streaming: bool = False
 
+    # Pickle metadata, stamped by get_renderer(); class-level so subclasses that skip
+    # super().__init__() still have them.
+    _renderer_name: str | None = None
+    _model_name: str | None = None
+    _has_image_processor: bool = False
+
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
+
+    def __reduce__(self) -> tuple:
+        """Pickle as (renderer name, model name): unpickling rebuilds the renderer through
+        get_renderer() over the (cached) tokenizer, as the reference does."""
+        if self._renderer_name is None or self._model_name is None:
+            raise pickle.PicklingError(
+                f"Cannot pickle {type(self).__name__}: _renderer_name or _model_name not set. "
+                "Renderers must be created via get_renderer() to be pickleable, "
+                "or set _renderer_name and _model_name manually."
+            )
+        return (
+            _unpickle_renderer,
+            (self._renderer_name, self._model_name, self._has_image_processor),
+        )
 
     @property
     def has_extension_property(self) -> bool:
@@ -94,6 +115,30 @@ class Renderer(ABC):
 
     @abstractmethod
     def parse_response(self, response: list[int]) -> tuple[Message, ParseTermination]: ...
+
+    # -- streaming parse (cookbook/renderers/streaming.py) -----------------------------------
+
+    def _normalize_response_tokens(self, response: list[int]) -> list[int]:
+        """Restore what the generation prompt prefilled, so parsing sees the whole turn."""
+        return response
+
+    @property
+    def _end_message_token(self) -> int:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define _end_message_token to support streaming"
+        )
+
+    def _parse_response_for_streaming(
+        self, response: list[int]
+    ) -> tuple[Message, ParseTermination]:
+        """The Message a streaming parse ends with; renderers whose parse_response stops at a
+        missing stop token override this to parse the content anyway."""
+        return self.parse_response(response)
+
+    def parse_response_streaming(self, response: list[int]) -> Iterator[MessageDelta]:
+        """A header, text/thinking deltas as the tokens arrive, then the complete Message;
+        NotImplementedError unless the renderer sets ``supports_streaming``."""
+        return streaming.parse_response_streaming(self, response)
 
     def create_conversation_prefix_with_tools(
         self, tools: list[ToolSpec], system_prompt: str = ""
@@ -386,3 +431,104 @@ def parse_response_for_stop_token(
         f"When parsing response, expected to split into 1 or 2 pieces using stop tokens, but got "
         f"{count}. You probably are using the wrong stop tokens when sampling"
     )
+
+
+def _unpickle_renderer(renderer_name: str, model_name: str, has_image_processor: bool) -> Renderer:
+    """Rebuild a pickled renderer from its name and model name (tokenizers are cached)."""
+    from cookbook.image_processing_utils import get_image_processor
+    from cookbook.renderers import get_renderer
+    from cookbook.tokenizer_utils import get_tokenizer
+
+    image_processor = get_image_processor(model_name) if has_image_processor else None
+    return get_renderer(
+        renderer_name, get_tokenizer(model_name), image_processor, model_name=model_name
+    )
+
+
+# The reference's base module holds all of these; code importing them from here keeps working.
+from cookbook.renderers import streaming  # noqa: E402
+from cookbook.renderers.content import (  # noqa: E402
+    ParseFailureKind,
+    classify_parse_failure,
+    content_to_jsonable,
+    ensure_list,
+    format_content_as_string,
+    get_text_content,
+    message_to_jsonable,
+)
+from cookbook.renderers.images import ImageProcessorProtocol, image_to_chunk  # noqa: E402
+from cookbook.renderers.parsing import (  # noqa: E402
+    PARSE_FAILURE_DETAIL_MAX_CHARS,
+    UNTERMINATED_TOOL_BLOCK_ERROR,
+    detect_unterminated_tool_block,
+    has_thinking,
+    parse_content_blocks,
+    parse_think_blocks,
+    remove_thinking,
+)
+from cookbook.renderers.streaming import (  # noqa: E402
+    MessageDelta,
+    ReasoningStreamingParser,
+    StreamingMessageHeader,
+    StreamingParser,
+    StreamingTextDelta,
+    StreamingThinkingDelta,
+    Utf8TokenDecoder,
+    _longest_matching_suffix_prefix,
+)
+from cookbook.renderers.types import (  # noqa: E402
+    Content,
+    ContentPart,
+    ImagePart,
+    TextPart,
+    ThinkingPart,
+    ToolCall,
+    UnparsedToolCall,
+    ensure_text,
+)
+
+__all__ = [
+    "PARSE_FAILURE_DETAIL_MAX_CHARS",
+    "UNTERMINATED_TOOL_BLOCK_ERROR",
+    "Content",
+    "ContentPart",
+    "ImagePart",
+    "ImageProcessorProtocol",
+    "Message",
+    "MessageDelta",
+    "ParseFailureKind",
+    "ParseTermination",
+    "ReasoningStreamingParser",
+    "RenderContext",
+    "RenderedMessage",
+    "Renderer",
+    "Role",
+    "Segment",
+    "SegmentKind",
+    "StreamingMessageHeader",
+    "StreamingParser",
+    "StreamingTextDelta",
+    "StreamingThinkingDelta",
+    "TextPart",
+    "ThinkingPart",
+    "ToolCall",
+    "ToolSpec",
+    "TrainOnWhat",
+    "UnparsedToolCall",
+    "Utf8TokenDecoder",
+    "_longest_matching_suffix_prefix",
+    "classify_parse_failure",
+    "content_to_jsonable",
+    "detect_unterminated_tool_block",
+    "ensure_list",
+    "ensure_text",
+    "format_content_as_string",
+    "get_text_content",
+    "has_thinking",
+    "image_to_chunk",
+    "message_to_jsonable",
+    "parse_content_blocks",
+    "parse_response_for_stop_token",
+    "parse_think_blocks",
+    "remove_thinking",
+]

@@ -39,6 +39,7 @@ from cookbook.renderers.parsing import (
     has_thinking,
     parse_think_blocks,
 )
+from cookbook.renderers.streaming import parse_even_if_truncated
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -87,6 +88,10 @@ def _follows_tool(ctx: RenderContext) -> bool:
 
 
 class _DeepSeekV3BaseRenderer(Renderer):
+    # Streaming parse: a truncated reply still ends in a Message parsed into parts.
+    supports_streaming = True
+    _parse_response_for_streaming = parse_even_if_truncated
+
     def __init__(
         self,
         tokenizer: Tokenizer,

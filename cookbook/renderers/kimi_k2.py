@@ -34,6 +34,7 @@ from cookbook.renderers.base import (
     parse_response_for_stop_token,
 )
 from cookbook.renderers.parsing import detect_unterminated_tool_block, parse_think_blocks
+from cookbook.renderers.streaming import parse_even_if_truncated
 from cookbook.renderers.types import (
     ContentPart,
     Message,
@@ -95,6 +96,10 @@ class KimiK2Renderer(Renderer):
     """Kimi K2 renderer; ``strip_thinking_from_history=False`` keeps every turn's reasoning."""
 
     DEFAULT_SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
+
+    # Streaming parse: a truncated reply still ends in a Message parsed into parts.
+    supports_streaming = True
+    _parse_response_for_streaming = parse_even_if_truncated
 
     def __init__(self, tokenizer: Tokenizer, strip_thinking_from_history: bool = True):
         super().__init__(tokenizer)

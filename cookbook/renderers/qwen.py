@@ -20,6 +20,7 @@ from cookbook.renderers.base import (
     parse_response_for_stop_token,
 )
 from cookbook.renderers.parsing import detect_unterminated_tool_block, parse_content_blocks
+from cookbook.renderers.streaming import parse_even_if_truncated
 from cookbook.renderers.types import (
     ContentPart,
     Message,
@@ -69,6 +70,10 @@ class QwenRendererBase(Renderer):
     frames_thinking = True
     """Whether the produced turn carries a (possibly empty) ``<think>`` block; the 2507
     Instruct models never use the tag."""
+
+    # Streaming parse: a truncated reply still ends in a Message parsed into parts.
+    supports_streaming = True
+    _parse_response_for_streaming = parse_even_if_truncated
 
     def __init__(self, tokenizer: Tokenizer, strip_thinking_from_history: bool = True):
         """``strip_thinking_from_history``: drop reasoning from assistant turns before the last

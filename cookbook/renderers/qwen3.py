@@ -22,6 +22,7 @@ import json
 import tinker
 
 from cookbook.exceptions import RendererError
+from cookbook.renderers.not_ported import not_ported
 from cookbook.renderers.parsing import has_thinking, remove_thinking, tool_call_payload
 from cookbook.renderers.qwen import QwenRendererBase, frame_thinking
 from cookbook.renderers.types import (
@@ -161,3 +162,7 @@ class Qwen3InstructRenderer(Qwen3Renderer):
         # Nothing is framed, so a turn renders alike wherever it sits - unless a conversation
         # from another model brings reasoning that history then strips (the reference's note).
         return True
+
+
+# The reference's Qwen3-VL renderer (image input) is not implemented in cookbook yet.
+Qwen3VLRenderer = not_ported("Qwen3VLRenderer", __name__)

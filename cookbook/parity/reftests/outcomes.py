@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +65,15 @@ class Sorted:
     ours: dict[str, str]
 
 
+def matches(test: str, pattern: str) -> bool:
+    """A node id, or a pattern whose only wildcard is ``*`` (``[`` in parametrised ids is
+    literal)."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), test) is not None
+
+
 def _entry_for(test: str, entries: list[ReferenceTestEntry]) -> ReferenceTestEntry | None:
     for entry in entries:
-        if any(test == pattern or fnmatch(test, pattern) for pattern in entry.tests):
+        if any(matches(test, pattern) for pattern in entry.tests):
             return entry
     return None
 
@@ -134,14 +139,14 @@ def gate(rows: list[Sorted], spec: ReferenceTestsSpec) -> list[str]:
     by_test = {r.test: r for r in rows}
     for entry in spec.known_gaps:
         for pattern in entry.tests:
-            matched = [r for t, r in by_test.items() if t == pattern or fnmatch(t, pattern)]
+            matched = [r for t, r in by_test.items() if matches(t, pattern)]
             if not any(r.category is Category.KNOWN_GAP for r in matched):
                 problems.append(
                     f"{CATALOGUE}: known_gaps: {pattern}: no longer a gap; remove the entry"
                 )
     for entry in spec.not_applicable:
         for pattern in entry.tests:
-            if not any(t == pattern or fnmatch(t, pattern) for t in by_test):
+            if not any(matches(t, pattern) for t in by_test):
                 problems.append(f"{CATALOGUE}: not_applicable: {pattern}: matches no test")
     return problems
 
