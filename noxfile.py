@@ -7,6 +7,7 @@
 - golden: regenerate golden/ from the pinned reference in its own virtualenv (never in CI).
 - bench:  renderer, local-backend and cookbook-serve throughput side by side, reports/bench/.
 - report: the renderer parity matrix (our adapter through the conformance runner) in reports/.
+- reference-tests: the reference's own test suite against both packages, reports/.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def _reference_requirements() -> list[list[str]]:
         ["--no-deps", "-e", "."],
         ["--no-deps", "-r", ASSETS],
         ["pyyaml", "jsonschema", "rich", "matplotlib>=3.8", "openai-harmony==0.0.8"],
+        # The reference's own test suite runs in it (`nox -s reference-tests`, golden).
+        ["pytest>=8"],
     ]
 
 
@@ -85,7 +88,10 @@ def tests(session: nox.Session) -> None:
     _install_chromium(session)
     # The reference-through-server test needs the reference's virtualenv, which only
     # `nox -s parity` builds: "none" skips it here on purpose (unset, it fails and says so).
-    env = {**OFFLINE_ENV, REFERENCE_PYTHON_ENV: "none"}
+    # The reference's own tests, from its sdist (registry access, like the installs above);
+    # tests/test_reference_tests.py runs them offline against ours.
+    session.run("python", "tools/reference_tests.py", "fetch")
+    env = {**OFFLINE_ENV, REFERENCE_PYTHON_ENV: "none", "COOKBOOK_REFERENCE_TESTS": "required"}
     session.run("pytest", *session.posargs, env=env, success_codes=[0])
 
 
@@ -125,6 +131,27 @@ def golden(session: nox.Session) -> None:
     _install_reference(session)
     session.run("python", "tools/generate_goldens.py", *session.posargs, env=OFFLINE_ENV)
     session.run("python", "tools/generate_recipe_goldens.py", env=OFFLINE_ENV)
+    session.run("python", "tools/reference_tests.py", "fetch")
+    session.run("python", "tools/reference_tests.py", "golden", env=OFFLINE_ENV)
+
+
+@nox.session(name="reference-tests", python=PYTHON)
+def reference_tests(session: nox.Session) -> None:
+    """tinker-cookbook 0.5.8's own renderer, model_info and downstream_compat tests (from its
+    sdist, imports switched to cookbook) run against the reference in its virtualenv and
+    against ours: reports/reference_tests.json and a table per category; fails on a test that
+    passes only on the reference outside specs/reference_tests.yaml."""
+    _install_project(session)
+    reference_python = _reference_virtualenv(session)
+    session.run("python", "tools/reference_tests.py", "fetch")
+    session.run(
+        "python",
+        "tools/reference_tests.py",
+        "run",
+        "--reference-python",
+        reference_python,
+        env=OFFLINE_ENV,
+    )
 
 
 @nox.session(python=PYTHON)

@@ -22,20 +22,18 @@ from rich.console import Console
 from rich.table import Table
 
 from cookbook.exceptions import CookbookError
-from cookbook.parity.golden import REFERENCE_VERSION
-from cookbook.parity.reftests import outcomes, sdist
+from cookbook.parity.golden import REFERENCE_VERSION, write_atomic
+from cookbook.parity.html import page
+from cookbook.parity.reftests import outcomes, sdist, summary
 from cookbook.parity.reftests.run import run_side
 from cookbook.specs import load_spec
 
 GOLDEN = Path("golden") / "reference_tests.json"
-REPORT = Path("reports") / "reference_tests.json"
+REPORTS = Path("reports")
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def golden(extracted: sdist.Extracted) -> int:
@@ -73,12 +71,15 @@ def run(extracted: sdist.Extracted, reference_python: str | None) -> int:
     rows = outcomes.sort_tests(reference, ours, spec)
     manifest = json.loads((extracted.root / sdist.MANIFEST).read_text(encoding="utf-8"))
     data = outcomes.report(rows, reference, ours, manifest)
-    _write(REPORT, data)
+    _write(REPORTS / summary.REPORT_FILE, data)
+    write_atomic(summary.DOC, summary.markdown(data))
+    title = "tinker-cookbook's own tests against cookbook"
+    write_atomic(REPORTS / "reference_tests.html", page(title, summary.html_section(data)))
     Console().print(_table(data["counts"]))
     problems = outcomes.gate(rows, spec)
     for problem in problems:
         print(f"GAP {problem}")
-    print(f"{REPORT}: {data['counts'][outcomes.Category.PASSES_BOTH]} pass on both")
+    print(f"{summary.headline(data)}: {REPORTS / summary.REPORT_FILE}, {summary.DOC}")
     return 1 if problems else 0
 
 

@@ -13,6 +13,8 @@ from rich.text import Text
 from cookbook.parity.conformance import ConformanceRun, ItemResult
 from cookbook.parity.golden import write_atomic
 from cookbook.parity.html import esc, facts, page
+from cookbook.parity.reftests.summary import html_section as reference_tests_section
+from cookbook.parity.reftests.summary import load as load_reference_tests
 
 MARKDOWN_FILE = "conformance.md"
 HTML_FILE = "conformance.html"
@@ -129,7 +131,9 @@ def markdown(run: ConformanceRun) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def html(run: ConformanceRun) -> str:
+def html(run: ConformanceRun, reference_tests: dict | None = None) -> str:
+    """The matrix page; ``reference_tests`` (reports/reference_tests.json, when
+    `nox -s reference-tests` has written it) adds the reference's own tests below it."""
     rows, columns, cells = _grid(run)
     notes = declared_exclusions(run.golden_dir)
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
@@ -168,7 +172,8 @@ def html(run: ConformanceRun) -> str:
         "Conformance: parity matrix",
         facts(summary)
         + f'<p id="verdict" data-ok="{str(run.ok).lower()}"><b>{verdict}</b></p>'
-        + table,
+        + table
+        + (reference_tests_section(reference_tests) if reference_tests else ""),
     )
 
 
@@ -198,5 +203,5 @@ def console_table(run: ConformanceRun) -> Table:
 def write_reports(run: ConformanceRun, out_dir: Path) -> tuple[Path, Path]:
     md, page_path = out_dir / MARKDOWN_FILE, out_dir / HTML_FILE
     write_atomic(md, markdown(run))
-    write_atomic(page_path, html(run))
+    write_atomic(page_path, html(run, load_reference_tests(out_dir)))
     return md, page_path
