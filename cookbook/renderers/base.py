@@ -88,6 +88,14 @@ class Renderer(ABC):
             (self._renderer_name, self._model_name, self._has_image_processor),
         )
 
+    def __copy__(self) -> Renderer:
+        """An attribute-for-attribute copy (the batch renderer copies renderers to hook their
+        encoders), not a rebuild through ``__reduce__``: the reference's copy.copy goes through
+        pickling's rebuild and so fails on a renderer that get_renderer did not make."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
     @property
     def has_extension_property(self) -> bool:
         """True if each successive generation prompt is a token prefix of the next."""
