@@ -62,6 +62,12 @@ def test_every_reference_test_passing_offline_passes_on_ours(capsys) -> None:
     report = outcomes.report(rows, reference, ours, manifest)
     doc = (ROOT / summary.DOC).read_text(encoding="utf-8")
     assert doc == summary.markdown(report), f"{summary.DOC} is stale: run `nox -s reference-tests`"
+    claim = (
+        f"Of its {len(rows)} tests, **{counts[outcomes.Category.PASSES_BOTH]} pass on both and "
+        f"{counts[outcomes.Category.REFERENCE_ONLY]} pass only on the reference**"
+    )
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert claim in readme, "README's counts of the reference's tests are stale"
 
 
 def _record(tests: dict[str, tuple[str, str]], errors: dict[str, str] | None = None) -> dict:

@@ -28,6 +28,7 @@ from cookbook.tokenizers.offline import cache_root
 SELECTION: tuple[str, ...] = (
     "tinker_cookbook/renderers/*_test.py",
     "tinker_cookbook/model_info_test.py",
+    "tinker_cookbook/supervised/common_test.py",
     "tests/downstream_compat/__init__.py",
     "tests/downstream_compat/conftest.py",
     "tests/downstream_compat/sig_helpers.py",
@@ -37,7 +38,8 @@ SELECTION: tuple[str, ...] = (
     "tests/downstream_compat/test_supervised.py",
 )
 """sdist paths run against both packages: the renderer and model_info unit
-tests and the downstream_compat API tests of the slices cookbook implements."""
+tests, the supervised common (datum, NLL, bits-per-byte) tests and the downstream_compat API
+tests of the slices cookbook implements."""
 
 SIDES = ("reference", "cookbook")
 MANIFEST = "manifest.json"
