@@ -17,7 +17,7 @@ from typing import Any
 import tinker
 
 from cookbook.exceptions import RendererError
-from cookbook.renderers import Renderer
+from cookbook.renderers import Renderer, get_text_content
 from cookbook.renderers.types import Message, TrainOnWhat
 from cookbook.specs.evals import ChoiceScore, SamplingSpec
 
@@ -44,14 +44,6 @@ def in_flight(
     while pending:
         collect()
     return results
-
-
-def text_of(message: Message) -> str:
-    """A parsed reply's text (text parts joined; thinking and tool calls are not the answer)."""
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(part["text"] for part in content if part["type"] == "text")
 
 
 @dataclass
@@ -116,7 +108,7 @@ class GenerateAdapter:
             message, termination = self.renderer.parse_response(tokens)
         except RendererError as exc:
             return Generation(prompt, tokens, sequence.stop_reason, None, None, str(exc))
-        reply = prefill + text_of(message)
+        reply = prefill + get_text_content(message)
         return Generation(prompt, tokens, sequence.stop_reason, reply, str(termination))
 
 
