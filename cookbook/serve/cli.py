@@ -185,6 +185,7 @@ def _banner(console: Console, server: RunningServer, config: ServeConfig) -> Non
         f"header/body timeouts {limits.header_timeout_s:g}/{limits.body_timeout_s:g} s, "
         f"results kept {limits.result_grace_s:g} s after retrieval (at most {limits.max_results})",
         markup=False,
+        soft_wrap=True,
     )
     console.print(
         f"  tinker SDK {SUPPORTED_SDK_RANGE}; seed {config.seed}; state in {config.state_dir}",
