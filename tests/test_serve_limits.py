@@ -301,3 +301,17 @@ def test_a_lost_retrieve_answer_is_answered_again_within_the_grace(tmp_path: Pat
     with serve(_config(tmp_path / "lossy", faults)) as server, _sdk(server) as sdk:
         assert _train(sdk) == expected
         assert len(server.injected()) == 3
+
+
+def test_a_zstd_bomb_is_refused_before_it_is_all_in_memory(tmp_path: Path) -> None:
+    import zstandard
+
+    bomb = zstandard.ZstdCompressor(level=19).compress(b"\0" * (64 * 1024 * 1024))
+    limits = Limits(max_body_bytes=1024 * 1024)
+    with serve(_config(tmp_path, limits=limits)) as server:
+        headers = {"X-API-Key": KEY, "Content-Encoding": "zstd", "Content-Length": str(len(bomb))}
+        status, _, body = _exchange(server, _request("POST", "forward_backward", headers, bomb))
+    assert (status, body["detail"]) == (
+        400,
+        "forward_backward: body: zstd data decompresses to over 1048576 bytes",
+    )

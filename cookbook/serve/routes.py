@@ -104,7 +104,9 @@ class Routes:
                 e.get_info(_parse(types.GetInfoRequest, body).model_id)
             ),
             "forward_backward": lambda body, h: e.forward_backward(
-                decode_forward_backward_request(body, h.get("Content-Encoding"))
+                decode_forward_backward_request(
+                    body, h.get("Content-Encoding"), limits.max_body_bytes
+                )
             ),
             "optim_step": lambda body, h: e.optim_step(_parse(types.OptimStepRequest, body)),
             "save_weights": lambda body, h: e.save_weights(_parse(types.SaveWeightsRequest, body)),
