@@ -21,7 +21,7 @@ from test_serve import KEY, MODEL, _config, _sdk, _train
 
 from cookbook.serve.cli import main as serve_main
 from cookbook.serve.futures import FutureTable
-from cookbook.serve.limits import Limits
+from cookbook.serve.limits import DeadlineReader, Limits
 from cookbook.serve.server import API_KEY_ENV, RunningServer, serve
 
 # The server's timeouts in these tests: long enough for loopback, short enough to wait out.
@@ -315,3 +315,25 @@ def test_a_zstd_bomb_is_refused_before_it_is_all_in_memory(tmp_path: Path) -> No
         400,
         "forward_backward: body: zstd data decompresses to over 1048576 bytes",
     )
+
+
+def test_a_trickling_client_cannot_stretch_the_header_deadline() -> None:
+    """The deadline runs from the request's first byte; later bytes do not move it (a fake
+    clock stands in for time passing)."""
+    now = [0.0]
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        reader = DeadlineReader(server_side, clock=lambda: now[0])
+        reader.expect_request(keep_alive_s=30, header_timeout_s=1)
+        buffer = bytearray(10)
+        now[0] = 20.0  # idle for 20 s: within the keep-alive
+        client_side.sendall(b"P")
+        assert reader.readinto(memoryview(buffer)) == 1  # first byte: header deadline 21 s
+        now[0] = 20.9
+        client_side.sendall(b"O")
+        assert reader.readinto(memoryview(buffer)) == 1
+        now[0] = 21.0
+        client_side.sendall(b"S")  # a byte is there, but the deadline has passed
+        with pytest.raises(TimeoutError):
+            reader.readinto(memoryview(buffer))
+        assert reader.timed_out and reader.received == 2

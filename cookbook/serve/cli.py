@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 faults=FaultPlan.parse(args.faults) if args.faults else None,
                 record=args.record,
                 allow_remote=args.allow_remote,
+                keep_calls=False,  # a long-running server: --record FILE has them
                 api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                 limits=Limits(
                     max_body_bytes=args.max_body_bytes,
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             injected = server.injected()
             console.print(
                 f"cookbook-serve: stopped after {server.httpd.routes.served} requests, "
-                f"{len(server.recorded())} applied calls, {len(injected)} injected faults"
+                f"{server.recorder.count} applied calls, {len(injected)} injected faults"
             )
     return 0
 

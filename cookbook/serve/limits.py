@@ -13,6 +13,7 @@ import io
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
@@ -58,10 +59,11 @@ class DeadlineReader(io.RawIOBase):
     arrives, then the header deadline from that byte; :meth:`expect_body` starts the body.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._sock = sock
-        self._deadline = time.monotonic()
+        self._clock = clock
+        self._deadline = clock()
         self._header_s: float | None = None
         self.received = 0  # bytes of the current request seen so far
         self.timed_out = False
@@ -70,17 +72,17 @@ class DeadlineReader(io.RawIOBase):
         return True
 
     def expect_request(self, keep_alive_s: float, header_timeout_s: float) -> None:
-        self._deadline = time.monotonic() + keep_alive_s
+        self._deadline = self._clock() + keep_alive_s
         self._header_s = header_timeout_s
         self.received = 0
         self.timed_out = False
 
     def expect_body(self, body_timeout_s: float) -> None:
-        self._deadline = time.monotonic() + body_timeout_s
+        self._deadline = self._clock() + body_timeout_s
         self._header_s = None
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        remaining = self._deadline - time.monotonic()
+        remaining = self._deadline - self._clock()
         if remaining <= 0:
             self.timed_out = True
             raise TimeoutError("deadline passed")
@@ -91,7 +93,7 @@ class DeadlineReader(io.RawIOBase):
             self.timed_out = True
             raise
         if count and self.received == 0 and self._header_s is not None:
-            self._deadline = time.monotonic() + self._header_s
+            self._deadline = self._clock() + self._header_s
         self.received += count
         return count
 

@@ -50,6 +50,7 @@ class ServeConfig:
     allow_remote: bool = False
     api_key: str | None = None  # None: any tml- key (loopback only)
     limits: Limits = field(default_factory=Limits)
+    keep_calls: bool = True  # RunningServer.recorded() for in-process callers; the CLI counts
 
 
 class _ModelMapFile(RootModel[dict[str, LocalModelConfig]]):
@@ -88,11 +89,14 @@ def check_bind(host: str, allow_remote: bool, api_key: str | None = None) -> Non
 
 
 class Recorder:
-    """Applied calls, in apply order; appended to ``path`` a whole line at a time."""
+    """Applied calls, in apply order; appended to ``path`` a whole line at a time, and kept in
+    memory (``calls``) only when ``keep``: a long-running server counts them instead."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, keep: bool = True) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.count = 0
         self._path = path
+        self._keep = keep
         self._lock = threading.Lock()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +104,9 @@ class Recorder:
 
     def __call__(self, call: dict[str, Any]) -> None:
         with self._lock:
-            self.calls.append(call)
+            self.count += 1
+            if self._keep:
+                self.calls.append(call)
             if self._path is not None:
                 with self._path.open("a") as out:
                     out.write(json.dumps(call, sort_keys=True) + "\n")
@@ -223,7 +229,7 @@ class RunningServer:
         # Bind first: a taken port must fail before anything is written to the state dir.
         self.httpd = (_HTTPServer6 if ipv6 else _HTTPServer)((config.host, config.port), Handler)
         self.httpd.slots = ConnectionSlots(limits.max_connections)
-        self.recorder = Recorder(config.record)
+        self.recorder = Recorder(config.record, config.keep_calls)
         futures = FutureTable(limits.result_grace_s, limits.max_results)
         self.engine = Engine(
             config.state_dir, config.seed, config.model_map, self.recorder, futures
