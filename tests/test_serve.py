@@ -223,7 +223,7 @@ def test_binding_beyond_loopback_needs_allow_remote() -> None:
     check_bind("localhost", allow_remote=False)
     with pytest.raises(ConfigurationError, match="--allow-remote"):
         check_bind("0.0.0.0", allow_remote=False)
-    check_bind("0.0.0.0", allow_remote=True)
+    check_bind("0.0.0.0", allow_remote=True, api_key=KEY)
 
 
 @pytest.mark.parametrize(

@@ -47,13 +47,14 @@ class ForwardBackwardCall:
 
 
 def decode_forward_backward_request(
-    body: bytes, content_encoding: str | None = None
+    body: bytes, content_encoding: str | None = None, max_size: int | None = None
 ) -> ForwardBackwardCall:
     """Inverse of ``forward_backward_request_to_proto`` plus the ``forward_only`` flag and the
-    optional zstd compression that ``AsyncTrainingResource.forward_backward`` add."""
+    optional zstd compression that ``AsyncTrainingResource.forward_backward`` add; a body that
+    decompresses to over ``max_size`` bytes is refused before it is all in memory."""
     msg = pb.ForwardBackwardRequest()
     try:
-        msg.ParseFromString(_decompress(body, content_encoding))
+        msg.ParseFromString(_decompress(body, content_encoding, max_size))
     except DecodeError as exc:
         raise ProtocolError(f"body: not a ForwardBackwardRequest protobuf ({exc})") from exc
     return ForwardBackwardCall(
@@ -66,7 +67,11 @@ def decode_forward_backward_request(
     )
 
 
-def _decompress(body: bytes, content_encoding: str | None) -> bytes:
+# zstd turns 256 compressed bytes into at most ~8 MiB: the overshoot past max_size per step.
+_ZSTD_STEP = 256
+
+
+def _decompress(body: bytes, content_encoding: str | None, max_size: int | None) -> bytes:
     encoding = (content_encoding or "").strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -74,14 +79,21 @@ def _decompress(body: bytes, content_encoding: str | None) -> bytes:
         raise ProtocolError(f"Content-Encoding: {content_encoding!r} is not supported (zstd)")
     # Streaming also accepts frames whose header omits the content size (decompress() refuses
     # them); eof and unused_data still reject a truncated or padded body.
+    # Fed in steps, so a small bomb cannot expand to gigabytes before the size check.
     stream = zstandard.ZstdDecompressor().decompressobj()
+    raw = bytearray()
+    fed = 0
     try:
-        raw = stream.decompress(body)
+        while fed < len(body) and not stream.eof:
+            raw += stream.decompress(body[fed : fed + _ZSTD_STEP])
+            fed += _ZSTD_STEP
+            if max_size is not None and len(raw) > max_size:
+                raise ProtocolError(f"body: zstd data decompresses to over {max_size} bytes")
     except zstandard.ZstdError as exc:
         raise ProtocolError(f"body: invalid zstd data ({exc})") from exc
-    if not stream.eof or stream.unused_data:
+    if not stream.eof or stream.unused_data or fed < len(body):
         raise ProtocolError("body: zstd data is truncated or followed by extra bytes")
-    return raw
+    return bytes(raw)
 
 
 def _loss_fn_config(msg: pb.ForwardBackwardRequest) -> dict[str, float | str] | None:

@@ -83,6 +83,7 @@ class Engine:
         seed: int,
         model_map: ModelMap,
         record: Callable[[dict[str, Any]], None],
+        futures: FutureTable | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.seed = seed
@@ -93,7 +94,7 @@ class Engine:
         self._models: dict[str, _Run] = {}
         self._samplers: dict[str, tuple[Any, str | None]] = {}
         self._sessions: set[str] = set()
-        self.futures = FutureTable()
+        self.futures = futures or FutureTable()
         state_dir.mkdir(parents=True, exist_ok=True)
         # Session ids are numbered per server start in this state dir: deterministic for a
         # fresh directory (recordings compare), unique across restarts (paths stay apart).
@@ -319,6 +320,7 @@ class Engine:
 
         pending = self.futures.submit(("sampler", sampler_id), create)
         pending.done.wait()
+        self.futures.retrieved(pending)
         if pending.error is not None:
             raise ConfigurationError(pending.error)
         return sampler_id
