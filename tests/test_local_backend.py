@@ -378,7 +378,10 @@ def test_bad_calls_raise_configuration_errors(tmp_path: Path) -> None:
     state = client.save_state("s").result().path
     sampler = client.save_weights_for_sampler("s").result().path
     bad = [
-        (lambda: client.forward_backward(BATCH, "ppo"), "'cross_entropy', not 'ppo'"),
+        (
+            lambda: client.forward_backward(BATCH, "ppo"),
+            r"datum 0: loss_fn 'ppo' needs loss_fn_inputs \['logprobs', 'advantages'\]",
+        ),
         (
             lambda: client.forward([_bad_datum([1, 2], [1, 2, 3])], "cross_entropy"),
             "datum 0: target_tokens has 3 entries, model_input has 2 tokens",
