@@ -107,6 +107,9 @@ def test_each_loss_through_the_server_equals_the_local_backend(
     assert served == local
     assert all(norm > 0 for norm in served["grad_norms"])
     assert served["loss"][0] != served["loss"][2]  # the steps changed the model
+    last = server.recorded()[-1]
+    assert (last["call"], last["loss_fn"]) == ("forward", loss_fn)
+    assert last.get("loss_fn_config") == config  # recorded only when given
 
 
 @pytest.mark.parametrize(
