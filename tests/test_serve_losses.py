@@ -12,24 +12,14 @@ import numpy as np
 import pytest
 import tinker
 import torch
+from test_serve import MODEL, SMALL, _no_telemetry, _sdk  # noqa: F401 (an autouse fixture)
 from tinker import types
 
-from cookbook.backends.local.config import LocalModelConfig
 from cookbook.backends.local.service import LocalServiceClient
 from cookbook.serve.engine import ModelMap
 from cookbook.serve.server import RunningServer, ServeConfig, serve
 from cookbook.tokenizers import get_tokenizer
 
-MODEL = "meta-llama/Llama-3.1-8B"
-KEY = "tml-SERVEkey0123456789abcdef"
-SMALL = LocalModelConfig(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    threads=1,
-)
 ADAM = types.AdamParams(learning_rate=1e-2, beta1=0.9, beta2=0.95, eps=1e-8)
 LOSSES = [
     ("importance_sampling", None),
@@ -39,11 +29,6 @@ LOSSES = [
     ("dro", {"beta": 0.05}),
     ("gspo", {"clip_low_threshold": 0.95, "clip_high_threshold": 1.05}),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +74,6 @@ def _train(service: object, loss_fn: str, config: dict | None) -> dict[str, list
     forward = tc.forward(BATCHES[0], loss_fn, config).result()
     out["loss"].append(forward.metrics["loss:sum"])
     return out
-
-
-def _sdk(server: RunningServer) -> tinker.ServiceClient:
-    return tinker.ServiceClient(base_url=server.url, api_key=KEY)
 
 
 @pytest.mark.parametrize(("loss_fn", "config"), LOSSES)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +40,7 @@ from cookbook.tokenizers import get_tokenizer
 from cookbook.versions import package_versions
 
 MODEL_NAME = bench.MODEL_NAME
-TARGET_SPEEDUP = 2.0
+TARGET_SPEEDUP = bench.TARGET_SPEEDUP
 PROMPTS = [
     "What is 17 + 25? Answer with a number.",
     "Write a haiku about the sea.",
@@ -118,17 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             {name: (lambda v=v: v.run(prompts)) for name, v in variants.items()}, args.rounds
         )
     tokens = len(prompts) * args.samples * args.max_tokens
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    throughput = {name: tokens / m for name, m in medians.items()}
-    speedup = throughput["local"] / throughput["naive"]
+    summary = bench.throughput_summary(times, tokens)
+    throughput, speedup = summary["tokens_per_s"], summary["speedup_tokens_per_s"]
     result = {
         "benchmark": "local_backend_sampling_throughput",
-        "target_speedup": TARGET_SPEEDUP,
-        "speedup_tokens_per_s": speedup,
-        "meets_target": speedup >= TARGET_SPEEDUP,
-        "tokens_per_s": throughput,
-        "median_round_s": medians,
-        "round_times_s": times,
+        **summary,
         "workload": {
             "prompts": PROMPTS,
             "prompt_tokens": [len(p) for p in prompts],
