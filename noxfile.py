@@ -182,6 +182,13 @@ def bench(session: nox.Session) -> None:
     session.run(
         "python", "tools/bench_serve.py", "--output", "reports/bench/serve.json", env=OFFLINE_ENV
     )
+    session.run(
+        "python",
+        "tools/bench_local_sampling.py",
+        "--output",
+        "reports/bench/local_sampling.json",
+        env=OFFLINE_ENV,
+    )
     session.install("matplotlib>=3.8")
     session.run(
         "python",

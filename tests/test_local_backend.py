@@ -313,6 +313,40 @@ def test_one_token_sample_with_prompt_logprobs_runs_one_forward_pass(
     np.testing.assert_allclose(both.sequences[0].logprobs, alone.logprobs, atol=1e-5)
 
 
+def test_samples_share_one_prompt_pass_and_equal_per_sample_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt's KV cache is computed once per request and copied for each sample; the
+    samples are exactly those of the plain per-sample loop (its own cache, prompt pass and
+    seeded generator, one new token a step), written out here with transformers."""
+    from transformers import DynamicCache
+
+    from cookbook.backends.local import sampling
+
+    sampler, path = _sampler(tmp_path)
+    params = types.SamplingParams(max_tokens=10, temperature=0.9, top_k=50, seed=11)
+    passes: list[int] = []
+    counted = sampler._logits
+    monkeypatch.setattr(
+        sampler, "_logits", lambda ids, **k: passes.append(ids.shape[1]) or counted(ids, **k)
+    )
+    got = sampler.sample(PROMPT, 3, params).result().sequences
+    assert passes.count(PROMPT.length) == 1 and len(passes) == 1 + 3 * 9
+    model, keyword = _naive_model(_adapter(path)), sampling._cache_keyword()
+    for index, sequence in enumerate(got):
+        generator = torch.Generator().manual_seed(sampling._derive_seed(11, index))
+        cache, ids, tokens, logprobs = DynamicCache(), torch.tensor([PROMPT.to_ints()]), [], []
+        while len(tokens) < 10:
+            with torch.no_grad():
+                logits = model(input_ids=ids, use_cache=True, **{keyword: cache}).logits
+            token, logprob = sampling._pick(logits[0, -1], params, generator)
+            tokens.append(token)
+            logprobs.append(logprob)
+            ids = torch.tensor([[token]])
+        assert sequence.tokens == tokens
+        np.testing.assert_allclose(sequence.logprobs, logprobs, rtol=1e-5, atol=1e-6)
+
+
 def test_seeded_sampling_is_reproducible_and_stops_at_a_stop_token(tmp_path: Path) -> None:
     sampler, _ = _sampler(tmp_path)
     params = types.SamplingParams(max_tokens=12, temperature=1.0, seed=7)
@@ -378,7 +412,10 @@ def test_bad_calls_raise_configuration_errors(tmp_path: Path) -> None:
     state = client.save_state("s").result().path
     sampler = client.save_weights_for_sampler("s").result().path
     bad = [
-        (lambda: client.forward_backward(BATCH, "ppo"), "'cross_entropy', not 'ppo'"),
+        (
+            lambda: client.forward_backward(BATCH, "ppo"),
+            r"datum 0: loss_fn 'ppo' needs loss_fn_inputs \['logprobs', 'advantages'\]",
+        ),
         (
             lambda: client.forward([_bad_datum([1, 2], [1, 2, 3])], "cross_entropy"),
             "datum 0: target_tokens has 3 entries, model_input has 2 tokens",

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import typing
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,6 +30,10 @@ from tinker.proto.response_conv import (
 from tinker.resources.training import AsyncTrainingResource
 from tinker.types.topk_logprobs import TopkLogprobs
 
+from cookbook.backends.local.config import LocalModelConfig
+from cookbook.backends.local.losses import run_loss
+from cookbook.backends.local.model import LoraSettings, attach_lora
+from cookbook.backends.local.runtime import build_base_model
 from cookbook.serve.codec import (
     ProtocolError,
     decode_forward_backward_request,
@@ -111,7 +117,9 @@ spans = st.lists(
 
 @st.composite
 def datums(draw) -> types.Datum:
-    names = st.sampled_from(["target_tokens", "weights", "advantages", "logprobs", "mask"])
+    names = st.sampled_from(
+        ["target_tokens", "weights", "advantages", "logprobs", "mask", "sequence_ratio_mask"]
+    )
     inputs = draw(st.dictionaries(names, dense_tensors() | csr_tensors(), max_size=3))
     with_spans = draw(st.booleans())
     return types.Datum(
@@ -133,7 +141,7 @@ def requests(draw) -> types.ForwardBackwardRequest:
     return types.ForwardBackwardRequest(
         forward_backward_input=types.ForwardBackwardInput(
             data=draw(st.lists(datums(), max_size=3)),
-            loss_fn=draw(st.sampled_from(["cross_entropy", "importance_sampling", "ppo"])),
+            loss_fn=draw(st.sampled_from(typing.get_args(types.LossFnType))),
             loss_fn_config=draw(st.none() | config),
         ),
         model_id=draw(st.text(max_size=12)),
@@ -355,6 +363,55 @@ def assert_outputs_match(got: types.ForwardBackwardOutput, want: types.ForwardBa
             assert got_datum[name].dtype == want_tensor.dtype
             assert got_datum[name].shape == want_tensor.shape
             np.testing.assert_array_equal(got_datum[name].to_numpy(), want_tensor.to_numpy())
+
+
+def test_an_rl_request_and_its_local_result_round_trip():
+    """What the cookbook's RL loop sends (torch tensors, a clip config) and what the local
+    backend answers for it, through the SDK's own encoder and decoder."""
+    datums = [
+        types.Datum(
+            model_input=types.ModelInput.from_ints(list(range(3, 3 + n))),
+            loss_fn_inputs={
+                "target_tokens": types.TensorData.from_torch(torch.arange(4, 4 + n)),
+                "logprobs": types.TensorData.from_torch(-torch.rand(n)),
+                "advantages": types.TensorData.from_torch(torch.linspace(-1, 1, n)),
+            },
+        )
+        for n in (5, 9)
+    ]
+    config = {"clip_low_threshold": 0.9, "clip_high_threshold": 1.1}
+    request = types.ForwardBackwardRequest(
+        forward_backward_input=types.ForwardBackwardInput(
+            data=datums, loss_fn="ppo", loss_fn_config=config
+        ),
+        model_id="m",
+        seq_id=3,
+    )
+    call = decode_forward_backward_request(*sdk_wire(request, False, True))
+    assert (call.loss_fn, call.loss_fn_config) == ("ppo", config)
+    for got, want in zip(call.data, datums, strict=True):
+        for name, tensor in want.loss_fn_inputs.items():
+            assert_tensor_matches(got.loss_fn_inputs[name], tensor)
+    small = LocalModelConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=16,
+    )
+    model = attach_lora(build_base_model(small, 32, 0), LoraSettings(2, 4.0, 0))
+    output = run_loss(
+        model,
+        call.data,
+        call.loss_fn,
+        call.loss_fn_config,
+        vocab_size=32,
+        full_logprobs=False,
+        backward=False,
+    )
+    assert_outputs_match(
+        deserialize_forward_backward_output(encode_forward_backward_output(output)), output
+    )
 
 
 @given(output=outputs())

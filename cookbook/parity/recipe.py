@@ -63,7 +63,8 @@ _REQUIRED = ("schema_version", "name", "provenance", "config", "layers")
 
 
 def datum_to_json(datum: Any) -> dict[str, Any]:
-    """A ``tinker.Datum`` as plain JSON: chunk token lists, target tokens, float32 weights.
+    """A ``tinker.Datum`` as plain JSON: chunk token lists, target tokens, and every other
+    loss input (weights, RL logprobs/advantages, ...) as float32 values.
 
     Weights go through float32 (what ``TensorData`` stores) and come out as Python floats, so a
     weight computed in float64 by one side and float32 by the other still compares equal when
@@ -75,11 +76,15 @@ def datum_to_json(datum: Any) -> dict[str, Any]:
             raise ConfigurationError(f"datum_to_json: unsupported chunk type {chunk.type!r}")
         chunks.append([int(t) for t in chunk.tokens])
     inputs = datum.loss_fn_inputs
-    return {
+    out = {
         "model_input": chunks,
         "target_tokens": np.asarray(inputs["target_tokens"].data, dtype=np.int64).tolist(),
-        "weights": np.asarray(inputs["weights"].data, dtype=np.float32).tolist(),
     }
+    # Every other input (weights; an RL datum's logprobs, advantages, ...) under its own name,
+    # so a supervised datum keeps exactly the three keys its digest has always had.
+    for name in sorted(set(inputs) - {"target_tokens"}):
+        out[name] = np.asarray(inputs[name].data, dtype=np.float32).tolist()
+    return out
 
 
 def _sha256(value: Any) -> str:
@@ -91,7 +96,8 @@ def datum_digest(datum: Any) -> str:
 
     Canonical form, for ports: ``{"model_input":[[ids..],..],"target_tokens":[..],
     "weights":[..]}`` with weights written as Python's shortest round-trip float repr
-    (``0.25``, ``1.0``, ``0.3333333432674408``).
+    (``0.25``, ``1.0``, ``0.3333333432674408``); an RL datum has its ``logprobs`` and
+    ``advantages`` (any other input likewise) in place of or beside ``weights``.
     """
     return _sha256(datum_to_json(datum))
 

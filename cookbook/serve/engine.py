@@ -253,7 +253,8 @@ class Engine:
 
         def run(client: Any) -> types.ForwardBackwardOutput:
             output = getattr(client, method)(call.data, call.loss_fn, call.loss_fn_config)
-            self._apply(method, call.model_id, data=call.data, loss_fn=call.loss_fn)
+            config = {} if call.loss_fn_config is None else {"loss_fn_config": call.loss_fn_config}
+            self._apply(method, call.model_id, data=call.data, loss_fn=call.loss_fn, **config)
             return output.result()
 
         return self._training_op(call.model_id, call.seq_id, run)

@@ -6,8 +6,9 @@ What differs from the Tinker service, on purpose:
 
 - the model is a stand-in (:mod:`.config`, :mod:`.runtime`), named by
   :meth:`LocalServiceClient.describe`;
-- ``cross_entropy`` logprobs are exact where the weight is non-zero and 0.0 elsewhere, unless
-  ``full_logprobs`` (:mod:`.model`);
+- the built-in losses are :mod:`.losses` (``cross_entropy`` and the RL losses; not
+  ``stable_reinforce``); ``cross_entropy`` logprobs are exact where the weight is non-zero and
+  0.0 elsewhere, unless ``full_logprobs``;
 - calls run synchronously, when made; checkpoints are ``local://`` files (:mod:`.checkpoints`);
 - sampling details (seeds, stop strings, reported logprobs) in :mod:`.sampling`.
 

@@ -1,15 +1,15 @@
-"""LoRA on the stand-in, and Tinker's ``cross_entropy`` computed the cheap way.
+"""LoRA on the stand-in, and target-token logprobs scored the cheap way (for every loss).
 
 LoRA follows Tinker's defaults: adapters on the attention projections (``train_attn``), the MLP
 projections (``train_mlp``) and the unembedding (``train_unembed``, the LM head), with peft's
 initialisation (A random from the seed, B zero, so a new adapter leaves the model unchanged)
 and scaling ``lora_alpha / rank``. The embedding and all base weights stay frozen.
 
-``cross_entropy`` (Tinker's definition): for datum ``d`` and position ``i``, the logprob of
-``target_tokens[i]`` given ``model_input[: i + 1]``; loss = ``-sum(weights * logprobs)`` over
-the batch, gradients summed into the adapter. On CPU the vocabulary projection dominates
-(hidden x 128k per position), so it runs only at positions whose weight is non-zero: their
-logprobs are exact, the others are returned as 0.0 (``full_logprobs`` scores every position).
+:func:`score` computes, for datum ``d`` and each scored position ``i``, the logprob of
+``target_tokens[i]`` given ``model_input[: i + 1]`` and, when training, backpropagates a loss
+given as per-position coefficients (:mod:`cookbook.backends.local.losses` defines the losses
+and which positions they score). On CPU the vocabulary projection dominates (hidden x 128k per
+position), which is why a loss may score only some positions.
 The transformer trunk runs on length buckets (datums sorted by length, right-padded to the
 bucket's longest, at most ``PAD_SLACK`` padded/real tokens), so small sequences share matrix
 products without padding waste; the scored hidden states of the whole batch then go through
@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tinker import types
 
 from cookbook.exceptions import ConfigurationError
 
@@ -91,10 +90,12 @@ def adapter_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Scored:
+    """One datum as the model scores it: its input, and the positions whose target logprob
+    the loss needs (``targets`` holds the target token at each of them)."""
+
     tokens: torch.Tensor  # [T] int64, the model input
     targets: torch.Tensor  # [k] int64 at the scored positions
-    weights: torch.Tensor  # [k] float32 at the scored positions
     positions: torch.Tensor  # [k] int64, the scored positions
     length: int
 
@@ -109,36 +110,7 @@ def check_tokens(tokens: Sequence[int] | np.ndarray, vocab_size: int, what: str)
     return array
 
 
-def _prepare(index: int, datum: types.Datum, vocab_size: int, full: bool) -> _Prepared:
-    where = f"datum {index}"
-    missing = {"target_tokens", "weights"} - set(datum.loss_fn_inputs)
-    if missing:
-        raise ConfigurationError(f"{where}: loss_fn_inputs lacks {sorted(missing)}")
-    try:
-        ints = datum.model_input.to_ints()
-    except ValueError:
-        raise ConfigurationError(f"{where}: the local backend takes text-only inputs") from None
-    tokens = check_tokens(ints, vocab_size, f"{where} model_input")
-    targets = check_tokens(
-        datum.loss_fn_inputs["target_tokens"].data, vocab_size, f"{where} target_tokens"
-    )
-    weights = np.asarray(datum.loss_fn_inputs["weights"].data, dtype=np.float32)
-    for key, values in (("target_tokens", targets), ("weights", weights)):
-        if values.shape != tokens.shape:
-            raise ConfigurationError(
-                f"{where}: {key} has {values.size} entries, model_input has {tokens.size} tokens"
-            )
-    positions = np.arange(tokens.size) if full else np.flatnonzero(weights)
-    return _Prepared(
-        tokens=torch.from_numpy(tokens),
-        targets=torch.from_numpy(targets[positions]),
-        weights=torch.from_numpy(weights[positions]),
-        positions=torch.from_numpy(positions),
-        length=int(tokens.size),
-    )
-
-
-def _groups(prepared: list[_Prepared]) -> Iterator[list[int]]:
+def _groups(prepared: list[Scored]) -> Iterator[list[int]]:
     """Indices of consecutive datums with scored positions, <= GROUP_TOKENS tokens a group."""
     group: list[int] = []
     size = 0
@@ -154,7 +126,7 @@ def _groups(prepared: list[_Prepared]) -> Iterator[list[int]]:
         yield group
 
 
-def _buckets(group: list[_Prepared]) -> list[list[int]]:
+def _buckets(group: list[Scored]) -> list[list[int]]:
     """Datums of similar length, so a bucket right-padded to its longest wastes <= PAD_SLACK."""
     order = sorted(range(len(group)), key=lambda i: group[i].length)
     buckets: list[list[int]] = []
@@ -170,7 +142,7 @@ def _buckets(group: list[_Prepared]) -> list[list[int]]:
     return buckets
 
 
-def _trunk(model: torch.nn.Module, group: list[_Prepared]) -> torch.Tensor:
+def _trunk(model: torch.nn.Module, group: list[Scored]) -> torch.Tensor:
     """Final hidden states at the scored positions of the group, in datum order.
 
     Right padding needs no attention mask: attention is causal, so a real position never sees
@@ -188,49 +160,75 @@ def _trunk(model: torch.nn.Module, group: list[_Prepared]) -> torch.Tensor:
     return torch.cat(selected)
 
 
-def _scored_nll(model: torch.nn.Module, group: list[_Prepared], backward: bool) -> torch.Tensor:
-    """-logprob at every scored position of the group, in order; backpropagates if asked."""
-    with torch.set_grad_enabled(backward):
-        hidden = _trunk(model, group)
-        targets = torch.cat([item.targets for item in group])
-        weights = torch.cat([item.weights for item in group])
-        leaf = hidden.detach().requires_grad_(backward)
-        parts = []
-        for start in range(0, len(leaf), LM_HEAD_CHUNK):
-            chunk = slice(start, start + LM_HEAD_CHUNK)
-            nll = F.cross_entropy(model.lm_head(leaf[chunk]), targets[chunk], reduction="none")
-            if backward:
-                (nll * weights[chunk]).sum().backward()
-            parts.append(nll.detach())
-        if backward and hidden.requires_grad:  # False when only the LM head is adapted
-            hidden.backward(leaf.grad)
+def _head_nll(
+    model: torch.nn.Module,
+    leaf: torch.Tensor,
+    targets: torch.Tensor,
+    coefficients: torch.Tensor | None,
+) -> torch.Tensor:
+    """-logprob of each target from the hidden states ``leaf``, LM_HEAD_CHUNK rows at a time;
+    with ``coefficients``, backpropagates ``sum(coefficients * nll)`` into the head and
+    ``leaf.grad`` chunk by chunk, so only one chunk's logits are alive at once."""
+    parts = []
+    for start in range(0, len(leaf), LM_HEAD_CHUNK):
+        chunk = slice(start, start + LM_HEAD_CHUNK)
+        nll = F.cross_entropy(model.lm_head(leaf[chunk]), targets[chunk], reduction="none")
+        if coefficients is not None:
+            (nll * coefficients[chunk].to(nll.dtype)).sum().backward()
+        parts.append(nll.detach())
     return torch.cat(parts)
 
 
-def cross_entropy(
+Coefficients = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+"""Per scored position of a group, the ``c`` whose ``sum(c * nll)`` has the loss's gradient:
+a tensor when the loss is linear in the logprobs (known before scoring), else a function of
+the group's detached -logprobs."""
+
+
+def _scored_nll(
+    model: torch.nn.Module, group: list[Scored], backward: bool, coefficients: Coefficients
+) -> torch.Tensor:
+    """-logprob at every scored position of the group, in order; backpropagates if asked.
+
+    A loss that is not linear in the logprobs needs their values before its gradient is
+    known: the LM head then runs twice (once without graph to get them, once to
+    backpropagate), the trunk once.
+    """
+    with torch.set_grad_enabled(backward):
+        hidden = _trunk(model, group)
+        targets = torch.cat([item.targets for item in group])
+        leaf = hidden.detach().requires_grad_(backward)
+        if not backward:
+            return _head_nll(model, leaf, targets, None)
+        if callable(coefficients):
+            with torch.no_grad():
+                coefficients = coefficients(_head_nll(model, leaf, targets, None))
+        nll = _head_nll(model, leaf, targets, coefficients)
+        if hidden.requires_grad:  # False when only the LM head is adapted
+            hidden.backward(leaf.grad)
+    return nll
+
+
+def score(
     model: torch.nn.Module,
-    data: Sequence[types.Datum],
+    items: Sequence[Scored],
     *,
-    vocab_size: int,
-    full_logprobs: bool,
     backward: bool,
-) -> types.ForwardBackwardOutput:
-    """Tinker's ``cross_entropy`` output for ``data``; with ``backward``, grads accumulate."""
-    prepared = [_prepare(i, d, vocab_size, full_logprobs) for i, d in enumerate(data)]
-    scored: list[torch.Tensor | None] = [None] * len(prepared)
-    for group in _groups(prepared):
-        nll = _scored_nll(model, [prepared[i] for i in group], backward)
+    coefficients: Callable[[list[int]], Coefficients],
+) -> list[torch.Tensor | None]:
+    """-logprob at the scored positions of each item (None where it has none); with
+    ``backward``, the gradient of the loss (through ``coefficients(indices of a group)``)
+    accumulates into the adapter.
+
+    The trunk runs on length buckets of at most GROUP_TOKENS tokens at a time; a loss must
+    therefore be a sum of per-datum terms, which every built-in Tinker loss is.
+    """
+    items = list(items)
+    scored: list[torch.Tensor | None] = [None] * len(items)
+    for group in _groups(items):
+        nll = _scored_nll(model, [items[i] for i in group], backward, coefficients(group))
         for index, part in zip(
-            group, nll.split([len(prepared[i].positions) for i in group]), strict=True
+            group, nll.split([len(items[i].positions) for i in group]), strict=True
         ):
             scored[index] = part
-    outputs, loss = [], 0.0
-    for item, nll in zip(prepared, scored, strict=True):
-        logprobs = np.zeros(item.length, dtype=np.float32)
-        if nll is not None:
-            logprobs[item.positions.numpy()] = -nll.numpy()
-            loss += float(torch.dot(nll.double(), item.weights.double()))
-        outputs.append({"logprobs": types.TensorData.from_numpy(logprobs)})
-    return types.ForwardBackwardOutput(
-        loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics={"loss:sum": loss}
-    )
+    return scored

@@ -7,6 +7,8 @@ size, not a copy of the (vocabulary-sized) base model.
 
 Sampling semantics
 ------------------
+- Each request runs its prompt once (KV cache); every sample continues from a copy of that
+  cache, feeding one new token per step and computing the last position's logits only.
 - ``temperature == 0``: greedy (ties go to the lowest token id). Otherwise logits are divided
   by the temperature, then ``top_k`` (if > 0) and ``top_p`` (if < 1) filter them, and a token
   is drawn with a ``torch.Generator`` seeded from ``(seed, sample index)``. ``seed=None`` takes
@@ -22,6 +24,7 @@ Sampling semantics
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -155,33 +158,45 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         text = self._tokenizer.decode(out)
         return any(s in text for s in stop_strings)
 
+    def _prefill(self, tokens: list[int]) -> tuple[torch.Tensor, Any]:
+        """The prompt's last-position logits and its KV cache, computed once per request."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        logits = self._logits(
+            torch.tensor([tokens]), use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}
+        )[-1]
+        return logits, cache
+
     def _one(
         self,
-        tokens: list[int],
+        limit: int,
         params: types.SamplingParams,
         stops: tuple[set[int], list[str]],
         index: int,
         seed: int,
-        first_logits: torch.Tensor | None = None,
+        first_logits: torch.Tensor | None,
+        prompt_cache: Any,
     ) -> types.SampledSequence:
-        """``first_logits``: the prompt's last-position logits when already computed (a
-        one-token sample with prompt logprobs); then no forward pass is needed at all."""
-        from transformers import DynamicCache
-
-        limit = DEFAULT_MAX_TOKENS if params.max_tokens is None else params.max_tokens
-        limit = min(limit, self._max_positions - len(tokens))
+        """One sample of at most ``limit`` tokens. Its first token comes from the prompt's
+        logits (shared by every sample of the request); a second token starts from a copy of
+        the prompt's KV cache, so each sample then feeds only its own new token per step."""
         generator = torch.Generator().manual_seed(seed)
-        cache = DynamicCache()
-        input_ids = torch.tensor([tokens])
+        cache = None
         out: list[int] = []
         logprobs: list[float] = []
         reason = "length"
         while len(out) < limit:
-            if first_logits is not None and limit == 1:
+            if not out:
                 logits = first_logits
             else:
+                if cache is None:
+                    cache = copy.deepcopy(prompt_cache)
                 logits = self._logits(
-                    input_ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}
+                    torch.tensor([[out[-1]]]),
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **{self._cache_keyword: cache},
                 )[-1]
             token, logprob = _pick(logits, params, generator)
             out.append(token)
@@ -189,7 +204,6 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             if self._stopped(out, *stops):
                 reason = "stop"
                 break
-            input_ids = torch.tensor([[token]])
         return types.SampledSequence(
             stop_reason=reason,
             sequence_id=f"local-{index}",
@@ -233,15 +247,13 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             if include_prompt_logprobs and params.max_tokens == 1
             else None
         )
+        limit = DEFAULT_MAX_TOKENS if params.max_tokens is None else params.max_tokens
+        limit = min(limit, self._max_positions - len(tokens))
+        first, prompt_cache = None if full is None else full[-1], None
+        if first is None and limit > 0:
+            first, prompt_cache = self._prefill(tokens)
         sequences = [
-            self._one(
-                tokens,
-                params,
-                stops,
-                index,
-                _derive_seed(seed, index),
-                first_logits=None if full is None else full[-1],
-            )
+            self._one(limit, params, stops, index, _derive_seed(seed, index), first, prompt_cache)
             for index in range(num_samples)
         ]
         prompt_logprobs = (

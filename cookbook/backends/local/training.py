@@ -5,7 +5,8 @@ in), and returns an already-resolved future. ``forward_backward`` adds this batc
 to the adapter's; ``optim_step`` applies AdamW (``torch.optim.AdamW``, which Tinker's
 AdamParams documents itself as identical to) with the step's learning rate, betas, eps and
 weight decay, after clipping the global gradient norm to ``grad_clip_norm`` when it is > 0,
-then clears the gradients. Its metrics report that (pre-clip) norm as ``local/grad_norm``.
+then clears the gradients. The losses are those of :mod:`.losses`. Its metrics report that
+(pre-clip) norm as ``local/grad_norm``.
 ``save_state`` stores adapter + optimizer state + step count, so a new process resumes with
 exactly the next step the uninterrupted run would have taken.
 """
@@ -25,12 +26,8 @@ from cookbook.backends.fake_core import (
     adam_params_of,
 )
 from cookbook.backends.local import checkpoints
-from cookbook.backends.local.model import (
-    LoraSettings,
-    adapter_parameters,
-    attach_lora,
-    cross_entropy,
-)
+from cookbook.backends.local.losses import run_loss
+from cookbook.backends.local.model import LoraSettings, adapter_parameters, attach_lora
 from cookbook.backends.local.runtime import Runtime
 from cookbook.backends.local.sampling import LocalSamplingClient, sampling_client_from_path
 from cookbook.exceptions import ConfigurationError
@@ -76,15 +73,17 @@ class LocalTrainingClient(TrainingClientAsyncTwins):
     # -- training ------------------------------------------------------------------------------
 
     def _run(
-        self, data: list[types.Datum], loss_fn: str, backward: bool
+        self,
+        data: list[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping | None,
+        backward: bool,
     ) -> FakeFuture[types.ForwardBackwardOutput]:
-        if loss_fn != "cross_entropy":
-            raise ConfigurationError(
-                f"the local backend supports loss_fn 'cross_entropy', not {loss_fn!r}"
-            )
-        output = cross_entropy(
+        output = run_loss(
             self._model,
             data,
+            loss_fn,
+            loss_fn_config,
             vocab_size=self._runtime.vocab_size,
             full_logprobs=self._runtime.config.full_logprobs,
             backward=backward,
@@ -94,12 +93,19 @@ class LocalTrainingClient(TrainingClientAsyncTwins):
     def forward(
         self, data: list[types.Datum], loss_fn: str, loss_fn_config: Mapping | None = None
     ) -> FakeFuture[types.ForwardBackwardOutput]:
-        return self._run(data, loss_fn, backward=False)
+        return self._run(data, loss_fn, loss_fn_config, backward=False)
 
     def forward_backward(
         self, data: list[types.Datum], loss_fn: str, loss_fn_config: Mapping | None = None
     ) -> FakeFuture[types.ForwardBackwardOutput]:
-        return self._run(data, loss_fn, backward=True)
+        return self._run(data, loss_fn, loss_fn_config, backward=True)
+
+    def forward_backward_custom(self, data: list[types.Datum], loss_fn: Any, **kwargs: Any) -> Any:
+        raise ConfigurationError(
+            "forward_backward_custom is not implemented by the local backend in-process; "
+            "through cookbook-serve the tinker SDK runs it as forward + forward_backward "
+            "with cross_entropy, which the server serves"
+        )
 
     def optim_step(
         self,
