@@ -56,6 +56,10 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
     "qwen3_5": "Qwen/Qwen3.5-9B",
     "qwen3_5_disable_thinking": "Qwen/Qwen3.5-9B",
     "qwen3_5_preserve_thinking": "Qwen/Qwen3.5-9B",
+    **{
+        f"qwen3_8_{mode}": "Qwen/Qwen3.8-27B"
+        for mode in ("xhigh_reasoning", "medium_reasoning", "low_reasoning", "disable_thinking")
+    },
     "deepseekv3": "deepseek-ai/DeepSeek-V3.1",
     "deepseekv3_disable_thinking": "deepseek-ai/DeepSeek-V3.1",
     "deepseekv3_thinking": "deepseek-ai/DeepSeek-V3.1",
@@ -160,6 +164,11 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
     "qwen3_5": ToolProfile(reasoning=True),
     "qwen3_5_disable_thinking": ToolProfile(reasoning=False),
     "qwen3_5_preserve_thinking": ToolProfile(reasoning=True),
+    **{
+        f"qwen3_8_{effort}_reasoning": ToolProfile(reasoning=True)
+        for effort in ("xhigh", "medium", "low")
+    },
+    "qwen3_8_disable_thinking": ToolProfile(reasoning=False),
     # Non-thinking DeepSeek drops reasoning alike from history and from the produced turn.
     "deepseekv3": ToolProfile(reasoning=True, empty_turns=False),
     "deepseekv3_disable_thinking": ToolProfile(reasoning=True, empty_turns=False),

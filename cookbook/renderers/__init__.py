@@ -29,6 +29,7 @@ from cookbook.renderers.qwen3 import (
     Qwen3Renderer,
 )
 from cookbook.renderers.qwen3_5 import Qwen3_5DisableThinkingRenderer, Qwen3_5Renderer
+from cookbook.renderers.qwen3_8 import Qwen3_8DisableThinkingRenderer, Qwen3_8Renderer
 from cookbook.renderers.role_colon import RoleColonRenderer
 from cookbook.renderers.types import (
     Content,
@@ -68,6 +69,15 @@ _BUILTIN: dict[str, RendererFactory] = {
     "qwen3_5_preserve_thinking": lambda tokenizer, image_processor: Qwen3_5Renderer(
         tokenizer, image_processor=image_processor, strip_thinking_from_history=False
     ),
+    **{
+        f"qwen3_8_{effort}_reasoning": lambda tokenizer, image_processor, effort=effort: (
+            Qwen3_8Renderer(tokenizer, image_processor=image_processor, reasoning_effort=effort)
+        )
+        for effort in ("xhigh", "medium", "low")
+    },
+    "qwen3_8_disable_thinking": lambda tokenizer, image_processor: Qwen3_8DisableThinkingRenderer(
+        tokenizer, image_processor=image_processor
+    ),
     # The reference's default DeepSeek V3 mode is non-thinking; the second name is an alias.
     "deepseekv3": lambda tokenizer, _image_processor: DeepSeekV3DisableThinkingRenderer(tokenizer),
     "deepseekv3_disable_thinking": lambda tokenizer, _image_processor: (
@@ -88,14 +98,12 @@ _BUILTIN: dict[str, RendererFactory] = {
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, Qwen3.8, DeepSeek V4.1, GLM 5.3, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# scope: vision, DeepSeek V4.1, GLM 5.3, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
         "qwen3_vl",
         "qwen3_vl_instruct",
-        *(f"qwen3_8_{mode}" for mode in ("xhigh_reasoning", "medium_reasoning", "low_reasoning")),
-        "qwen3_8_disable_thinking",
         "deepseekv4_1",
         *(f"deepseekv4_1_{mode}" for mode in ("low_reasoning", "max_reasoning")),
         *(f"deepseekv4_1_{mode}" for mode in ("disable_thinking", "preserve_thinking")),
@@ -183,6 +191,8 @@ __all__ = [
     "Qwen3Renderer",
     "Qwen3_5DisableThinkingRenderer",
     "Qwen3_5Renderer",
+    "Qwen3_8DisableThinkingRenderer",
+    "Qwen3_8Renderer",
     "RenderContext",
     "RenderedMessage",
     "Renderer",

