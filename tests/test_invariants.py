@@ -69,6 +69,11 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
     "gpt_oss_high_reasoning": "openai/gpt-oss-20b",
     # No registry package ships Kimi K2's tokenizer: a declared stand-in (exclusions.yaml).
     "kimi_k2": "cookbook-standin/kimi-k2",
+    # Nor GLM-5.x's: GLM-4.7-Flash's tokenizer as a declared stand-in (exclusions.yaml).
+    **{
+        f"glm5_3_{effort}_reasoning": "cookbook-standin/glm-5.3"
+        for effort in ("max", "high", "low")
+    },
 }
 
 
@@ -180,6 +185,10 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
     "gpt_oss_medium_reasoning": ToolProfile(reasoning=True),
     "gpt_oss_high_reasoning": ToolProfile(reasoning=True),
     "kimi_k2": ToolProfile(reasoning=True, call_ids="functions.{name}:{index}"),
+    **{
+        f"glm5_3_{effort}_reasoning": ToolProfile(reasoning=True)
+        for effort in ("max", "high", "low")
+    },
 }
 
 

@@ -54,8 +54,9 @@ def reference_segments(renderer: Any):
     """Segments as the reference's base assembly lays them out (checked against its output).
 
     Uses the reference's own ``render_message`` with contexts built the way its base
-    ``build_supervised_example`` builds them; a renderer that overrides the assembly gets no
-    segments (null) rather than wrong ones.
+    ``build_supervised_example`` builds them; a renderer that overrides the assembly (its
+    lengths or, for text, its tokens differ from the example's) gets no segments (null) rather
+    than wrong ones.
     """
 
     def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
@@ -64,8 +65,10 @@ def reference_segments(renderer: Any):
             max((i for i, m in enumerate(messages[:-1]) if m["role"] == "user"), default=-1) + 1
         )
         parts: list[tuple[int, str, int]] = []
+        tokens: list[int] = []  # what the parts hold, where every chunk is text
         if renderer._bos_tokens:
             parts.append((-1, "bos", len(renderer._bos_tokens)))
+            tokens += renderer._bos_tokens
         for idx, message in enumerate(messages):
             ctx = RefRenderContext(
                 idx=idx,
@@ -76,14 +79,18 @@ def reference_segments(renderer: Any):
                 in_last_assistant_turn=idx >= turn_start,
             )
             rendered = renderer.render_message(message, ctx)
-            if rendered.header:
-                parts.append((idx, "header", rendered.header.length))
-            parts.extend((idx, "output", chunk.length) for chunk in rendered.output)
+            chunks = [("header", rendered.header)] if rendered.header else []
+            chunks += [("output", chunk) for chunk in rendered.output]
             if ctx.is_last and rendered.stop_overlap:
-                parts.append((idx, "stop_overlap", rendered.stop_overlap.length))
+                chunks.append(("stop_overlap", rendered.stop_overlap))
+            for kind, chunk in chunks:
+                parts.append((idx, kind, chunk.length))
+                tokens += getattr(chunk, "tokens", [])
         model_input, _ = renderer.build_supervised_example(messages, tow)
         if sum(length for *_, length in parts) != model_input.length:
             return None
+        if len(tokens) == model_input.length and tokens != model_input.to_ints():
+            return None  # same length, other order (e.g. GLM-5.3 sorts tool results)
         out, start = [], 0
         for message, kind, length in parts:
             out.append({"message": message, "kind": kind, "start": start, "end": start + length})

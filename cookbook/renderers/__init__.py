@@ -20,6 +20,11 @@ from cookbook.renderers.deepseek_v3 import (
     DeepSeekV3DisableThinkingRenderer,
     DeepSeekV3ThinkingRenderer,
 )
+from cookbook.renderers.glm5_3 import (
+    Glm5_3HighReasoningRenderer,
+    Glm5_3LowReasoningRenderer,
+    Glm5_3Renderer,
+)
 from cookbook.renderers.gpt_oss import GptOssRenderer
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
@@ -95,10 +100,17 @@ _BUILTIN: dict[str, RendererFactory] = {
         for effort in ("low", "medium", "high")
     },
     "kimi_k2": lambda tokenizer, _image_processor: KimiK2Renderer(tokenizer),
+    "glm5_3_max_reasoning": lambda tokenizer, _image_processor: Glm5_3Renderer(tokenizer),
+    "glm5_3_high_reasoning": lambda tokenizer, _image_processor: Glm5_3HighReasoningRenderer(
+        tokenizer
+    ),
+    "glm5_3_low_reasoning": lambda tokenizer, _image_processor: Glm5_3LowReasoningRenderer(
+        tokenizer
+    ),
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, DeepSeek V4.1, GLM 5.3, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# scope: vision, DeepSeek V4.1, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
@@ -107,7 +119,6 @@ _NOT_YET_PORTED = frozenset(
         "deepseekv4_1",
         *(f"deepseekv4_1_{mode}" for mode in ("low_reasoning", "max_reasoning")),
         *(f"deepseekv4_1_{mode}" for mode in ("disable_thinking", "preserve_thinking")),
-        *(f"glm5_3_{effort}_reasoning" for effort in ("max", "low", "high")),
         "kimi_k25",
         "kimi_k25_disable_thinking",
         "kimi_k26",
@@ -180,6 +191,9 @@ __all__ = [
     "ContentPart",
     "DeepSeekV3DisableThinkingRenderer",
     "DeepSeekV3ThinkingRenderer",
+    "Glm5_3HighReasoningRenderer",
+    "Glm5_3LowReasoningRenderer",
+    "Glm5_3Renderer",
     "GptOssRenderer",
     "ImagePart",
     "KimiK2Renderer",

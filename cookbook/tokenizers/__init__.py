@@ -46,6 +46,7 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     # Not a hub model: the name says the tokenizer is a stand-in (see offline.RECIPES), so no
     # Kimi K2 model name ever resolves to it silently.
     ("cookbook-standin/kimi-k2", "kimi_k2_standin"),
+    ("cookbook-standin/glm-5.3", "glm5_standin"),
 )
 # The reference loads every Llama 3 tokenizer from this ungated mirror.
 _HUB_ALIASES: tuple[tuple[str, str], ...] = (
