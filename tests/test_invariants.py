@@ -56,6 +56,10 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
     "qwen3_5": "Qwen/Qwen3.5-9B",
     "qwen3_5_disable_thinking": "Qwen/Qwen3.5-9B",
     "qwen3_5_preserve_thinking": "Qwen/Qwen3.5-9B",
+    **{
+        f"qwen3_8_{mode}": "Qwen/Qwen3.8-27B"
+        for mode in ("xhigh_reasoning", "medium_reasoning", "low_reasoning", "disable_thinking")
+    },
     "deepseekv3": "deepseek-ai/DeepSeek-V3.1",
     "deepseekv3_disable_thinking": "deepseek-ai/DeepSeek-V3.1",
     "deepseekv3_thinking": "deepseek-ai/DeepSeek-V3.1",
@@ -65,6 +69,11 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
     "gpt_oss_high_reasoning": "openai/gpt-oss-20b",
     # No registry package ships Kimi K2's tokenizer: a declared stand-in (exclusions.yaml).
     "kimi_k2": "cookbook-standin/kimi-k2",
+    # Nor GLM-5.x's: GLM-4.7-Flash's tokenizer as a declared stand-in (exclusions.yaml).
+    **{
+        f"glm5_3_{effort}_reasoning": "cookbook-standin/glm-5.3"
+        for effort in ("max", "high", "low")
+    },
 }
 
 
@@ -160,6 +169,11 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
     "qwen3_5": ToolProfile(reasoning=True),
     "qwen3_5_disable_thinking": ToolProfile(reasoning=False),
     "qwen3_5_preserve_thinking": ToolProfile(reasoning=True),
+    **{
+        f"qwen3_8_{effort}_reasoning": ToolProfile(reasoning=True)
+        for effort in ("xhigh", "medium", "low")
+    },
+    "qwen3_8_disable_thinking": ToolProfile(reasoning=False),
     # Non-thinking DeepSeek drops reasoning alike from history and from the produced turn.
     "deepseekv3": ToolProfile(reasoning=True, empty_turns=False),
     "deepseekv3_disable_thinking": ToolProfile(reasoning=True, empty_turns=False),
@@ -171,6 +185,10 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
     "gpt_oss_medium_reasoning": ToolProfile(reasoning=True),
     "gpt_oss_high_reasoning": ToolProfile(reasoning=True),
     "kimi_k2": ToolProfile(reasoning=True, call_ids="functions.{name}:{index}"),
+    **{
+        f"glm5_3_{effort}_reasoning": ToolProfile(reasoning=True)
+        for effort in ("max", "high", "low")
+    },
 }
 
 

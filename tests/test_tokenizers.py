@@ -93,8 +93,27 @@ def test_qwen35_and_36_map_to_the_qwen35_family() -> None:
     for model in ("Qwen/Qwen3.5-9B-Base", "Qwen/Qwen3.5-397B-A17B:ckpt", "Qwen/Qwen3.6-27B"):
         assert family_for(model) == "qwen3_5"
     # Same ids but another chat template: not silently served the Qwen3.5 one.
-    with pytest.raises(TokenizerError, match="no offline tokenizer"):
-        family_for("Qwen/Qwen3.8-27B")
+    assert family_for("Qwen/Qwen3.8-27B") == "qwen3_8"
+
+
+def test_qwen38_has_qwen35_ids_and_no_chat_template(qwen35_tokenizer) -> None:
+    """Qwen3.8's template ships nowhere: its tokenizer is Qwen3.5's tokenizer.json and a config
+    without the Qwen3.5/3.6 template, so apply_chat_template cannot pass that one off as 3.8's."""
+    qwen38 = get_tokenizer("Qwen/Qwen3.8-27B", TokenizerSource.OFFLINE)
+    prov = provenance(qwen38)
+    assert set(prov.files) == {"tokenizer.json", "tokenizer_config.json"}
+    assert prov.files["tokenizer.json"] == provenance(qwen35_tokenizer).files["tokenizer.json"]
+    assert not qwen38.chat_template
+    text = "<|im_start|>user\n<think>\nHi, 世界</think><|im_end|>"
+    assert qwen38.encode(text, add_special_tokens=False) == qwen35_tokenizer.encode(
+        text, add_special_tokens=False
+    )
+    specials = list(qwen35_tokenizer.added_tokens_encoder)
+    assert len(specials) >= 30
+    assert qwen38.convert_tokens_to_ids(specials) == qwen35_tokenizer.convert_tokens_to_ids(
+        specials
+    )
+    assert qwen38.eos_token_id == qwen35_tokenizer.eos_token_id
 
 
 def test_qwen35_files_are_the_packaged_ones_byte_for_byte(qwen35_tokenizer) -> None:

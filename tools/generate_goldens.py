@@ -54,8 +54,9 @@ def reference_segments(renderer: Any):
     """Segments as the reference's base assembly lays them out (checked against its output).
 
     Uses the reference's own ``render_message`` with contexts built the way its base
-    ``build_supervised_example`` builds them; a renderer that overrides the assembly gets no
-    segments (null) rather than wrong ones.
+    ``build_supervised_example`` builds them; a renderer that overrides the assembly (its
+    lengths or, for text, its tokens differ from the example's) gets no segments (null) rather
+    than wrong ones.
     """
 
     def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
@@ -64,8 +65,10 @@ def reference_segments(renderer: Any):
             max((i for i, m in enumerate(messages[:-1]) if m["role"] == "user"), default=-1) + 1
         )
         parts: list[tuple[int, str, int]] = []
+        tokens: list[int] = []  # what the parts hold, where every chunk is text
         if renderer._bos_tokens:
             parts.append((-1, "bos", len(renderer._bos_tokens)))
+            tokens += renderer._bos_tokens
         for idx, message in enumerate(messages):
             ctx = RefRenderContext(
                 idx=idx,
@@ -76,14 +79,18 @@ def reference_segments(renderer: Any):
                 in_last_assistant_turn=idx >= turn_start,
             )
             rendered = renderer.render_message(message, ctx)
-            if rendered.header:
-                parts.append((idx, "header", rendered.header.length))
-            parts.extend((idx, "output", chunk.length) for chunk in rendered.output)
+            chunks = [("header", rendered.header)] if rendered.header else []
+            chunks += [("output", chunk) for chunk in rendered.output]
             if ctx.is_last and rendered.stop_overlap:
-                parts.append((idx, "stop_overlap", rendered.stop_overlap.length))
+                chunks.append(("stop_overlap", rendered.stop_overlap))
+            for kind, chunk in chunks:
+                parts.append((idx, kind, chunk.length))
+                tokens += getattr(chunk, "tokens", [])
         model_input, _ = renderer.build_supervised_example(messages, tow)
         if sum(length for *_, length in parts) != model_input.length:
             return None
+        if len(tokens) == model_input.length and tokens != model_input.to_ints():
+            return None  # same length, other order (e.g. GLM-5.3 sorts tool results)
         out, start = [], 0
         for message, kind, length in parts:
             out.append({"message": message, "kind": kind, "start": start, "end": start + length})
@@ -224,21 +231,57 @@ def model_info_golden(versions: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def write_subset(root: Path, goldens: dict[Path, dict], renderers: set[str]) -> int:
+    """Write the goldens of ``renderers`` and update their entries in the existing manifest."""
+    manifest = g.load_manifest(root)
+    for stale in g.golden_files(root):
+        relative = stale.relative_to(root)
+        if relative.parts[1] in renderers and relative not in goldens:
+            stale.unlink()
+            manifest["files"].pop(relative.as_posix(), None)
+            print(f"removed unused golden {stale}")
+    for relative, record in sorted(goldens.items()):
+        g.write_atomic(root / relative, g.dump(record))
+        manifest["files"][relative.as_posix()] = g.file_sha256(root / relative)
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    g.write_atomic(g.manifest_path(root), g.dump(manifest))
+    print(f"wrote {len(goldens)} goldens of {', '.join(sorted(renderers))} and the manifest")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", type=Path, default=Path("specs/renderers"))
     parser.add_argument("--golden", type=Path, default=Path("golden"))
+    parser.add_argument(
+        "--renderers",
+        nargs="+",
+        metavar="NAME",
+        help="regenerate only these renderers' goldens and their manifest entries; every other "
+        "file (model_info, tool prefixes, other renderers) stays byte for byte",
+    )
     args = parser.parse_args(argv)
     versions = reference_versions()
     if versions[g.REFERENCE_PACKAGE] != g.REFERENCE_VERSION:
         print(f"error: need {g.REFERENCE_PACKAGE}=={g.REFERENCE_VERSION}, found {versions}")
         return 2
+    specs = [
+        (path, spec)
+        for path in sorted(args.specs.glob("*.yaml"))
+        if isinstance(spec := load_spec(path), RendererCasesSpec)
+    ]
+    if args.renderers:
+        unknown = sorted(set(args.renderers) - {spec.renderer for _, spec in specs})
+        if unknown:
+            print(f"error: --renderers: no spec in {args.specs} for {', '.join(unknown)}")
+            return 2
+        specs = [(path, spec) for path, spec in specs if spec.renderer in args.renderers]
     goldens: dict[Path, dict] = {}
-    for spec_path in sorted(args.specs.glob("*.yaml")):
-        spec = load_spec(spec_path)
-        if isinstance(spec, RendererCasesSpec):
-            goldens.update(render_spec(spec_path, spec, versions))
-            print(f"{spec_path}: {len(spec.cases)} cases rendered by the reference")
+    for spec_path, spec in specs:
+        goldens.update(render_spec(spec_path, spec, versions))
+        print(f"{spec_path}: {len(spec.cases)} cases rendered by the reference")
+    if args.renderers:
+        return write_subset(args.golden, goldens, set(args.renderers))
     model_info_record = model_info_golden(versions)
     gpt_oss = ref_get_renderer(
         "gpt_oss_no_sysprompt", ref_get_tokenizer(str(offline_directory("openai/gpt-oss-20b")))

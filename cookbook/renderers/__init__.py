@@ -26,6 +26,11 @@ from cookbook.renderers.deepseek_v3 import (
     DeepSeekV3DisableThinkingRenderer,
     DeepSeekV3ThinkingRenderer,
 )
+from cookbook.renderers.glm5_3 import (
+    Glm5_3HighReasoningRenderer,
+    Glm5_3LowReasoningRenderer,
+    Glm5_3Renderer,
+)
 from cookbook.renderers.gpt_oss import GptOssRenderer
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
@@ -36,6 +41,7 @@ from cookbook.renderers.qwen3 import (
     Qwen3Renderer,
 )
 from cookbook.renderers.qwen3_5 import Qwen3_5DisableThinkingRenderer, Qwen3_5Renderer
+from cookbook.renderers.qwen3_8 import Qwen3_8DisableThinkingRenderer, Qwen3_8Renderer
 from cookbook.renderers.role_colon import RoleColonRenderer
 from cookbook.renderers.streaming import (
     MessageDelta,
@@ -82,6 +88,15 @@ _BUILTIN: dict[str, RendererFactory] = {
     "qwen3_5_preserve_thinking": lambda tokenizer, image_processor: Qwen3_5Renderer(
         tokenizer, image_processor=image_processor, strip_thinking_from_history=False
     ),
+    **{
+        f"qwen3_8_{effort}_reasoning": lambda tokenizer, image_processor, effort=effort: (
+            Qwen3_8Renderer(tokenizer, image_processor=image_processor, reasoning_effort=effort)
+        )
+        for effort in ("xhigh", "medium", "low")
+    },
+    "qwen3_8_disable_thinking": lambda tokenizer, image_processor: Qwen3_8DisableThinkingRenderer(
+        tokenizer, image_processor=image_processor
+    ),
     # The reference's default DeepSeek V3 mode is non-thinking; the second name is an alias.
     "deepseekv3": lambda tokenizer, _image_processor: DeepSeekV3DisableThinkingRenderer(tokenizer),
     "deepseekv3_disable_thinking": lambda tokenizer, _image_processor: (
@@ -99,21 +114,25 @@ _BUILTIN: dict[str, RendererFactory] = {
         for effort in ("low", "medium", "high")
     },
     "kimi_k2": lambda tokenizer, _image_processor: KimiK2Renderer(tokenizer),
+    "glm5_3_max_reasoning": lambda tokenizer, _image_processor: Glm5_3Renderer(tokenizer),
+    "glm5_3_high_reasoning": lambda tokenizer, _image_processor: Glm5_3HighReasoningRenderer(
+        tokenizer
+    ),
+    "glm5_3_low_reasoning": lambda tokenizer, _image_processor: Glm5_3LowReasoningRenderer(
+        tokenizer
+    ),
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, Qwen3.8, DeepSeek V4.1, GLM 5.3, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# scope: vision, DeepSeek V4.1, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
         "qwen3_vl",
         "qwen3_vl_instruct",
-        *(f"qwen3_8_{mode}" for mode in ("xhigh_reasoning", "medium_reasoning", "low_reasoning")),
-        "qwen3_8_disable_thinking",
         "deepseekv4_1",
         *(f"deepseekv4_1_{mode}" for mode in ("low_reasoning", "max_reasoning")),
         *(f"deepseekv4_1_{mode}" for mode in ("disable_thinking", "preserve_thinking")),
-        *(f"glm5_3_{effort}_reasoning" for effort in ("max", "low", "high")),
         "kimi_k25",
         "kimi_k25_disable_thinking",
         "kimi_k26",
@@ -187,6 +206,9 @@ __all__ = [
     "ContentPart",
     "DeepSeekV3DisableThinkingRenderer",
     "DeepSeekV3ThinkingRenderer",
+    "Glm5_3HighReasoningRenderer",
+    "Glm5_3LowReasoningRenderer",
+    "Glm5_3Renderer",
     "GptOssRenderer",
     "ImagePart",
     "KimiK2Renderer",
@@ -200,6 +222,8 @@ __all__ = [
     "Qwen3Renderer",
     "Qwen3_5DisableThinkingRenderer",
     "Qwen3_5Renderer",
+    "Qwen3_8DisableThinkingRenderer",
+    "Qwen3_8Renderer",
     "RenderContext",
     "RenderedMessage",
     "Renderer",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import tinker
@@ -93,11 +94,11 @@ def _format_argument(value: object) -> str:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
-def _format_tool_call(call: ToolCall) -> str:
+def _format_tool_call(call: ToolCall, format_argument: Callable[[object], str]) -> str:
     arguments = json.loads(call.function.arguments) if call.function.arguments else {}
     lines = [f"<tool_call>\n<function={call.function.name}>"]
     lines += [
-        f"<parameter={name}>\n{_format_argument(value)}\n</parameter>"
+        f"<parameter={name}>\n{format_argument(value)}\n</parameter>"
         for name, value in arguments.items()
     ]
     lines.append("</function>\n</tool_call>")
@@ -160,14 +161,25 @@ class Qwen3_5Renderer(QwenRendererBase):
         if is_tool and ctx.prev_message is not None and ctx.prev_message["role"] == "tool":
             return "\n"  # the run's user turn is still open; the next response follows
         header = f"{self._newline_before(ctx.idx)}<|im_start|>{self._qwen_role(message)}\n"
-        if message["role"] == "assistant" and ctx.idx > ctx.last_user_index:
-            header += "" if has_thinking(content) else _EMPTY_THINK_BLOCK
+        if message["role"] == "assistant":
+            header += self._assistant_header_suffix(content, ctx)
         return header
 
-    def _body(self, message: Message, content: Content, ctx: RenderContext) -> str:
-        strip = (
+    def _assistant_header_suffix(self, content: Content, ctx: RenderContext) -> str:
+        """The empty block of a turn after the last user message that did not reason."""
+        if ctx.idx <= ctx.last_user_index:
+            return ""
+        return "" if has_thinking(content) else _EMPTY_THINK_BLOCK
+
+    def _strips_thinking_for(self, message: Message, ctx: RenderContext) -> bool:
+        """Every assistant turn but the last loses its reasoning (the reference keeps this
+        over-stripping of turns after the last user message for its trained checkpoints)."""
+        return (
             self.strip_thinking_from_history and message["role"] == "assistant" and not ctx.is_last
         )
+
+    def _body(self, message: Message, content: Content, ctx: RenderContext) -> str:
+        strip = self._strips_thinking_for(message, ctx)
         if isinstance(content, str):
             text = content
         else:
@@ -190,14 +202,17 @@ class Qwen3_5Renderer(QwenRendererBase):
             text += "<|im_end|>"  # a tool response followed by another leaves the turn open
         return text
 
-    @staticmethod
-    def _tool_calls_text(content: Content, calls: list[ToolCall]) -> str:
+    _format_tool_call_argument = staticmethod(_format_argument)
+
+    def _tool_calls_text(self, content: Content, calls: list[ToolCall]) -> str:
         # A blank line separates the calls from visible text only (``if content|trim``).
         if isinstance(content, str):
             visible = bool(content.strip())
         else:
             visible = any(p["type"] == "text" and p["text"].strip() for p in content)
-        return ("\n\n" if visible else "") + "\n".join(_format_tool_call(c) for c in calls)
+        return ("\n\n" if visible else "") + "\n".join(
+            _format_tool_call(c, self._format_tool_call_argument) for c in calls
+        )
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         content = _trim(message["content"])

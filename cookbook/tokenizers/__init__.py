@@ -27,13 +27,15 @@ Tokenizer = Any
 
 # Model-name prefixes -> offline family. Order matters: first match wins. Qwen3.6 uses the
 # Qwen3.5 tokenizer unchanged (the reference's model_info says so, and the asset package ships
-# the same files for both); Qwen3.8 shares the ids but not the chat template, so it is left out.
+# the same files for both); Qwen3.8 shares the ids but not the chat template, so it has a family
+# of its own without one (offline._build_qwen3_8 records the evidence).
 # Qwen3 lists the text models of the reference's model_info (their -Base and -Instruct-2507
 # variants share the ids); Qwen3-VL has its own template and processor, so it is left out too.
 _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("meta-llama/Llama-3", "llama3"),
     ("Qwen/Qwen3.5", "qwen3_5"),
     ("Qwen/Qwen3.6", "qwen3_5"),
+    ("Qwen/Qwen3.8", "qwen3_8"),
     ("Qwen/Qwen3-8B", "qwen3"),
     ("Qwen/Qwen3-32B", "qwen3"),
     ("Qwen/Qwen3-30B-A3B", "qwen3"),
@@ -44,6 +46,7 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     # Not a hub model: the name says the tokenizer is a stand-in (see offline.RECIPES), so no
     # Kimi K2 model name ever resolves to it silently.
     ("cookbook-standin/kimi-k2", "kimi_k2_standin"),
+    ("cookbook-standin/glm-5.3", "glm5_standin"),
 )
 # The reference loads every Llama 3 tokenizer from this ungated mirror.
 _HUB_ALIASES: tuple[tuple[str, str], ...] = (

