@@ -4,8 +4,10 @@ Two more commands share the entry point: `cookbook-run compare RUN_A RUN_B` (whe
 directories first differ) and `cookbook-run --conformance CMD` (a port, behind the JSON-lines
 adapter protocol, against every renderer golden).
 
-Exit codes: 0 success, 1 the run found parity failures (or differences), 2 bad input (one line
-on stderr naming the file, line and field; no traceback, nothing written).
+Exit codes: 0 success; 1 the run found parity failures (or differences), or failed on the way
+(a service or backend error: one line with the cause, the run directory kept for --resume);
+2 bad input (one line on stderr naming the file, line and field; no traceback, nothing
+written); 130 interrupted (Ctrl-C: one line naming the last checkpoint and how to resume).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cookbook.exceptions import ConfigurationError, CookbookError
+from cookbook.exceptions import BackendError, ConfigurationError, CookbookError, RunInterrupted
 from cookbook.specs.models import SPEC_KINDS
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ examples:
   cookbook-run compare runs/try1 runs/try2
   cookbook-run --conformance "python -m cookbook.parity.adapter"
 
-exit codes: 0 ok, 1 parity failures or differences, 2 invalid spec or arguments
+exit codes: 0 ok, 1 parity failures or differences, or a run failed (service or backend
+error; rerun with --resume), 2 invalid spec or arguments, 130 interrupted (Ctrl-C)
 """
 
 
@@ -341,11 +344,15 @@ def main(argv: list[str] | None = None) -> int:
             "eval": _run_eval,
         }
         return runners[spec.kind](args, spec)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except CookbookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        note = f": {exc}" if isinstance(exc, RunInterrupted) else ""
+        print(f"interrupted{note}", file=sys.stderr)
         return 130
 
 
