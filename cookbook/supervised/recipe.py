@@ -275,13 +275,13 @@ def _resume_point(log_dir: Path) -> ResumePoint | None:
 
 def resume_note(log_dir: Path, n_batches: int) -> str:
     """Where a stopped run can go on from, and the command that does it."""
-    point = _resume_point(log_dir)
-    if point is None:
+    record = last_checkpoint(log_dir)
+    if record is None:
         return f"no checkpoint in {log_dir} yet: --log-dir {log_dir} --resume starts it over"
-    step = point.epoch * n_batches + point.batch
+    step = int(record.get("epoch") or 0) * n_batches + int(record["batch"])
     return (
-        f"last checkpoint: step {step} in {log_dir}; rerun with --log-dir {log_dir} --resume "
-        "to continue from it"
+        f"last checkpoint {record['name']} in {log_dir}: rerun with --log-dir {log_dir} "
+        f"--resume to continue at step {step}"
     )
 
 
