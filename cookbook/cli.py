@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--golden-dir",
         type=Path,
-        help="golden directory (default: the golden/ beside the spec's specs/ tree; "
-        "--conformance: ./golden)",
+        help="golden directory (default: $COOKBOOK_GOLDEN_DIR, else the golden/ beside the "
+        "spec's specs/ tree; --conformance: the goldens installed with the package)",
     )
     port = parser.add_argument_group("conformance of another port")
     port.add_argument("--conformance", metavar="CMD", help="adapter command line to check")
@@ -174,10 +174,13 @@ def build_compare_parser() -> argparse.ArgumentParser:
 
 
 def _default_golden_dir(spec: Path) -> Path:
-    for parent in spec.resolve().parents:
-        if (parent / "golden").is_dir():
-            return parent / "golden"
-    return Path("golden")
+    from cookbook.parity.golden import GOLDEN_DIR_ENV, default_golden_dir
+
+    if not os.environ.get(GOLDEN_DIR_ENV):
+        for parent in spec.resolve().parents:
+            if (parent / "golden").is_dir():
+                return parent / "golden"
+    return default_golden_dir()
 
 
 def _console() -> Console:
@@ -279,11 +282,11 @@ def _conformance(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from cookbook.parity.conformance import run_conformance
-    from cookbook.parity.golden import golden_files
+    from cookbook.parity.golden import default_golden_dir, golden_files
     from cookbook.parity.matrix import console_table, write_reports
 
     console = _console()
-    golden_dir = args.golden_dir or Path("golden")
+    golden_dir = args.golden_dir or default_golden_dir()
     renderers = set(args.renderer) if args.renderer else None
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("goldens", total=len(golden_files(golden_dir)))
