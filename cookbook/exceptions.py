@@ -38,6 +38,8 @@ class SpecError(ConfigurationError):
     """A spec file is unreadable or invalid; ``str()`` is ``file:line: field: message``."""
 
     def __init__(self, path: str, line: int | None, field: str, message: str):
+        # One line whatever the input: a YAML problem or a key may hold line breaks.
+        path, field, message = (" ".join(str(part).splitlines()) for part in (path, field, message))
         self.path = path
         self.line = line
         self.field = field
