@@ -129,7 +129,7 @@ def _answer(value: object) -> dict:
 @example(plan={"hello": HELLO, "answers": [_answer({"tokens": [1], "weights": [1], "text": 5})]})
 @example(plan={"hello": HELLO, "answers": [_answer({"message": [], "termination": {}})]})
 @settings(
-    max_examples=max(4, settings.default.max_examples // 4),
+    max_examples=max(4, settings.default.max_examples // 10),  # each starts adapter processes
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 def test_a_garbage_adapter_fails_cleanly_per_item(
