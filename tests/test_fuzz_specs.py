@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -27,6 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = [ROOT / "specs" / "sl_basic.yaml", ROOT / "specs" / "evals" / "arithmetic.yaml"]
 SPECS += sorted((ROOT / "tests" / "malformed_specs").glob("*.yaml"))[:8]
 ONE_LINE = re.compile(r"^[^\n]+$")
+# A billion laughs: 8^9 leaves if the aliases were expanded.
+BILLION_LAUGHS = (
+    "a: &a [x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + "evals: [*i, *i]\nlocal: {overlay: {a: *i}}"
+)
 # YAML that has broken loaders: complex keys, tags, aliases, bad scalars, deep nesting, BOM.
 NASTY = [
     "? [a, b]\n: 1",
@@ -55,6 +64,7 @@ NASTY = [
     "kind: eval\n1: 2",
     "kind: recipe\nnull: 1",
     "kind: recipe\n? !!binary aGk=\n: 1",
+    BILLION_LAUGHS,
     "a: 1e400",
     "a: .nan",
     "a: 0x_",
@@ -124,6 +134,7 @@ def test_any_bytes_load_or_fail_in_one_line(data: bytes) -> None:
 
 
 @given(st.text(max_size=400) | st.lists(st.sampled_from(NASTY), max_size=4).map("\n".join))
+@example(BILLION_LAUGHS)
 def test_any_text_loads_or_fails_in_one_line(text: str) -> None:
     _loads(text.encode("utf-8", "surrogatepass"))
 

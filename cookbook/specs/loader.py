@@ -52,7 +52,15 @@ def _parse(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
     return root, _yaml(path, lambda: yaml.safe_load(text))
 
 
-def _check_duplicate_keys(path: Path, node: yaml.Node, loc: Loc = ()) -> None:
+def _check_duplicate_keys(
+    path: Path, node: yaml.Node, loc: Loc = (), checked: set[int] | None = None
+) -> None:
+    """Reject a key given twice in one mapping. Each node is checked once: an alias shares its
+    anchor's node, so nested aliases (a "billion laughs" file) cost no more than the file."""
+    checked = set() if checked is None else checked
+    if id(node) in checked:
+        return
+    checked.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
@@ -62,10 +70,10 @@ def _check_duplicate_keys(path: Path, node: yaml.Node, loc: Loc = ()) -> None:
                 field = ".".join(map(str, (*loc, key.value)))
                 raise SpecError(str(path), key.start_mark.line + 1, field, "duplicate key")
             seen.add(key.value)
-            _check_duplicate_keys(path, value, (*loc, key.value))
+            _check_duplicate_keys(path, value, (*loc, key.value), checked)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _check_duplicate_keys(path, item, (*loc, index))
+            _check_duplicate_keys(path, item, (*loc, index), checked)
 
 
 def line_of(node: yaml.Node | None, loc: Loc) -> int | None:
