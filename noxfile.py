@@ -8,6 +8,8 @@
 - bench:  renderer, local-backend and cookbook-serve throughput side by side, reports/bench/.
 - report: the renderer parity matrix (our adapter through the conformance runner) in reports/.
 - reference-tests: the reference's own test suite against both packages, reports/.
+- fuzz:   only the @pytest.mark.fuzz tests (spec loader, --set, conformance runner, cookbook-serve),
+          with the `fuzz` hypothesis profile: 2000 fresh random examples per test.
 """
 
 from __future__ import annotations
@@ -113,6 +115,14 @@ def parity(session: nox.Session) -> None:
         },
         success_codes=[0],
     )
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """The fuzz tests, long: `nox -s tests` runs the same tests with the quick profile."""
+    _install_project(session)
+    env = {**OFFLINE_ENV, "HYPOTHESIS_PROFILE": "fuzz"}
+    session.run("pytest", "-m", "fuzz", *session.posargs, env=env, success_codes=[0])
 
 
 @nox.session(python=PYTHON)

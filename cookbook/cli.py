@@ -4,8 +4,10 @@ Two more commands share the entry point: `cookbook-run compare RUN_A RUN_B` (whe
 directories first differ) and `cookbook-run --conformance CMD` (a port, behind the JSON-lines
 adapter protocol, against every renderer golden).
 
-Exit codes: 0 success, 1 the run found parity failures (or differences), 2 bad input (one line
-on stderr naming the file, line and field; no traceback, nothing written).
+Exit codes: 0 success; 1 the run found parity failures (or differences), or failed on the way
+(a service or backend error: one line with the cause, the run directory kept for --resume);
+2 bad input (one line on stderr naming the file, line and field; no traceback, nothing
+written); 130 interrupted (Ctrl-C: one line naming the last checkpoint and how to resume).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cookbook.exceptions import ConfigurationError, CookbookError
+from cookbook.exceptions import BackendError, ConfigurationError, CookbookError, RunInterrupted
 from cookbook.specs.models import SPEC_KINDS
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ examples:
   cookbook-run compare runs/try1 runs/try2
   cookbook-run --conformance "python -m cookbook.parity.adapter"
 
-exit codes: 0 ok, 1 parity failures or differences, 2 invalid spec or arguments
+exit codes: 0 ok, 1 parity failures or differences, or a run failed (service or backend
+error; rerun with --resume), 2 invalid spec or arguments, 130 interrupted (Ctrl-C)
 """
 
 
@@ -119,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--golden-dir",
         type=Path,
-        help="golden directory (default: the golden/ beside the spec's specs/ tree; "
-        "--conformance: ./golden)",
+        help="golden directory (default: $COOKBOOK_GOLDEN_DIR, else the golden/ beside the "
+        "spec's specs/ tree; --conformance: the goldens installed with the package)",
     )
     port = parser.add_argument_group("conformance of another port")
     port.add_argument("--conformance", metavar="CMD", help="adapter command line to check")
@@ -171,10 +174,13 @@ def build_compare_parser() -> argparse.ArgumentParser:
 
 
 def _default_golden_dir(spec: Path) -> Path:
-    for parent in spec.resolve().parents:
-        if (parent / "golden").is_dir():
-            return parent / "golden"
-    return Path("golden")
+    from cookbook.parity.golden import GOLDEN_DIR_ENV, default_golden_dir
+
+    if not os.environ.get(GOLDEN_DIR_ENV):
+        for parent in spec.resolve().parents:
+            if (parent / "golden").is_dir():
+                return parent / "golden"
+    return default_golden_dir()
 
 
 def _console() -> Console:
@@ -276,11 +282,11 @@ def _conformance(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from cookbook.parity.conformance import run_conformance
-    from cookbook.parity.golden import golden_files
+    from cookbook.parity.golden import default_golden_dir, golden_files
     from cookbook.parity.matrix import console_table, write_reports
 
     console = _console()
-    golden_dir = args.golden_dir or Path("golden")
+    golden_dir = args.golden_dir or default_golden_dir()
     renderers = set(args.renderer) if args.renderer else None
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("goldens", total=len(golden_files(golden_dir)))
@@ -341,11 +347,15 @@ def main(argv: list[str] | None = None) -> int:
             "eval": _run_eval,
         }
         return runners[spec.kind](args, spec)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except CookbookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        note = f": {exc}" if isinstance(exc, RunInterrupted) else ""
+        print(f"interrupted{note}", file=sys.stderr)
         return 130
 
 

@@ -2,7 +2,9 @@
 
 Mirrors ``tinker_cookbook.exceptions``: each class also inherits the stdlib error it replaces,
 so code written against the reference (``except ValueError``) keeps working after switching the
-import. The CLI turns any :class:`CookbookError` into a one-line message and exit code 2.
+import. The CLI turns any :class:`CookbookError` into a one-line message: exit code 1 for a
+:class:`BackendError` (the run started and failed; it can be resumed), 2 for everything else
+(bad input; nothing was written). :class:`RunInterrupted` is Ctrl-C with a note: exit 130.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class SpecError(ConfigurationError):
     """A spec file is unreadable or invalid; ``str()`` is ``file:line: field: message``."""
 
     def __init__(self, path: str, line: int | None, field: str, message: str):
+        # One line whatever the input: a YAML problem or a key may hold line breaks.
+        path, field, message = (" ".join(str(part).splitlines()) for part in (path, field, message))
         self.path = path
         self.line = line
         self.field = field
@@ -55,3 +59,12 @@ class DataFormatError(ConfigurationError):
 class DatasetUnavailableError(ConfigurationError):
     """A dataset cannot be loaded (no hub, no cache, asset package missing); the message names
     the offline fallback."""
+
+
+class BackendError(CookbookError, RuntimeError):
+    """The service or backend failed while a run was under way (a request failed for good, a
+    replay diverged from its recording): not the input's fault, so exit code 1, not 2."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``str()`` says where the last checkpoint is and how to resume."""

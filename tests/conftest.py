@@ -21,6 +21,15 @@ for _name, _examples in (("quick", 30), ("thorough", 200)):
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow],
     )
+# `nox -s fuzz`: the @pytest.mark.fuzz tests, long and freshly random each run (not derandomized,
+# so every session explores new inputs; a failure is saved in .hypothesis/ and replayed first).
+settings.register_profile(
+    "fuzz",
+    max_examples=2000,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 

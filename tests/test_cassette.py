@@ -1,5 +1,6 @@
 """Record/replay of the tinker backend: a recorded run replays exactly with no service and no
-key, a changed recipe fails on its first divergent call, cassettes are exact and key-free.
+key, a cassette of another spec is refused before the run, an older cassette (no spec digest)
+fails on its first divergent call, cassettes are exact and key-free.
 
 Recording runs the real CLI path (``--set backend=tinker``) with the SDK played by the fake
 backend; replay then runs the same CLI with the SDK and the network made unusable.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import httpx
@@ -85,15 +87,49 @@ def test_a_replayed_run_reproduces_the_recording_with_no_service_and_no_key(
         ).read_bytes()
 
 
-def test_a_changed_recipe_fails_replay_on_its_first_divergent_call(
+def _older(cassette: Path) -> Path:
+    """The same recording as a cassette written before headers kept the spec and its digest."""
+    header, *events = cassette.read_text("utf-8").splitlines()
+    fields = json.loads(header)
+    assert fields.pop("spec") and fields.pop("spec_digest")
+    older = cassette.with_name("older.jsonl")
+    older.write_text("\n".join([json.dumps(fields), *events]) + "\n", "utf-8")
+    return older
+
+
+def test_a_cassette_from_another_spec_fails_before_the_run_naming_both(
     spec_file: Path, recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    calls = [call for _on, call in Cassette(recorded).calls]
-    first_step = next(i for i, c in enumerate(calls) if c["call"] == "optim_step")
+    header = Cassette(recorded).header
+    assert header["spec"]["learning_rate"] == 2e-4 and len(header["spec_digest"]) == 64
+    assert "tinker" not in header["spec"] and "log_path" not in header["spec"]
     capsys.readouterr()
     rc = _replay(spec_file, recorded, tmp_path / "changed", "--set", "learning_rate=3e-4")
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    # tinker.replay comes from --set: the line is the nearest one of the file (the loader's rule)
+    head = rf"error: {re.escape(str(spec_file))}:\d+: tinker.replay: {re.escape(str(recorded))} "
+    assert re.match(head + "was recorded from another spec", err), err
+    assert "another spec (learning_rate: expected 0.0002, got 0.0003; spec digest " in err
+    assert not (tmp_path / "changed").exists()
+
+
+def test_an_older_cassette_replays_with_a_warning_and_fails_on_its_first_divergent_call(
+    spec_file: Path,
+    recorded: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    older = _older(recorded)
+    assert _replay(spec_file, older, tmp_path / "same") == 0
+    assert "recorded without a spec digest" in caplog.text
+    calls = [call for _on, call in Cassette(older).calls]
+    first_step = next(i for i, c in enumerate(calls) if c["call"] == "optim_step")
+    capsys.readouterr()
+    rc = _replay(spec_file, older, tmp_path / "changed", "--set", "learning_rate=3e-4")
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert f"call {first_step} (optim_step) differs from the recording" in err
     assert "adam.learning_rate: expected 0.0002, got 0.0003" in err
 
@@ -108,7 +144,7 @@ def test_a_run_that_goes_past_the_recording_says_so(
     # ...as a recording killed mid-write leaves it: a torn last line.
     short.write_text("\n".join([header, *kept]) + '\n{"i": 9, "res', "utf-8")
     capsys.readouterr()
-    assert _replay(spec_file, short, tmp_path / "short") == 2
+    assert _replay(spec_file, short, tmp_path / "short") == 1  # the replay failed mid-run
     err = capsys.readouterr().err
     assert f"call {half} (" in err and f"the recording ends after {half} calls" in err, err
 
@@ -197,10 +233,11 @@ def test_a_run_that_stops_short_of_the_recording_says_so(
 ) -> None:
     """A replay that leaves recorded calls unmade (here: the final sample) did less than the
     recorded run, so it is not a reproduction of it."""
-    calls = [call for _on, call in Cassette(recorded).calls]
+    older = _older(recorded)  # another spec: a cassette with a digest stops it before the run
+    calls = [call for _on, call in Cassette(older).calls]
     assert calls[-1]["call"] == "sample"
     capsys.readouterr()
-    rc = _replay(spec_file, recorded, tmp_path / "fewer", "--set", "final_sample=null")
+    rc = _replay(spec_file, older, tmp_path / "fewer", "--set", "final_sample=null")
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert f"of the {len(calls)} recorded calls" in err and "was never made" in err, err

@@ -35,7 +35,7 @@ from tinker.lib.retryable_exception import RetryableException
 from cookbook.backends.fake import FakeFuture, FakeServiceClient
 from cookbook.backends.tinker import RetryPolicy, TinkerServiceClient, clients, service
 from cookbook.cli import main
-from cookbook.exceptions import ConfigurationError
+from cookbook.exceptions import BackendError
 from cookbook.parity import recipe as r
 from cookbook.specs.recipe import CheckpointSemantics
 from cookbook.supervised.checkpoints import last_checkpoint, read_checkpoints
@@ -100,7 +100,7 @@ def run_wrapped(
     error = None
     try:
         trainer.run(point)
-    except ConfigurationError as exc:
+    except BackendError as exc:
         error = str(exc)
     return {
         "calls": applied(fake.recorder.calls),
@@ -245,7 +245,7 @@ def test_a_settled_failure_of_an_accepted_optim_step_is_never_resent(
     sleeps: list[float] = []
     client = TinkerServiceClient(sdk, policy=POLICY, sleep=sleeps.append)
     training = client.create_lora_training_client("m/m").result()
-    with pytest.raises(ConfigurationError) as info:
+    with pytest.raises(BackendError) as info:
         training.optim_step(types.AdamParams(learning_rate=1e-3)).result()
     message = str(info.value)
     assert "\n" not in message and "optim_step was submitted" in message
@@ -288,7 +288,7 @@ def test_a_non_retryable_error_fails_at_once_in_one_line_without_the_key(
     sleeps: list[float] = []
     client = TinkerServiceClient(fake, policy=POLICY, sleep=sleeps.append, secrets=[KEY])
     training = client.create_lora_training_client("m/m", rank=4).result()
-    with pytest.raises(ConfigurationError) as info:
+    with pytest.raises(BackendError) as info:
         training.forward_backward([DATUM], "cross_entropy").result()
     message = str(info.value)
     assert message.startswith("tinker: forward_backward failed: ") and "\n" not in message
@@ -302,7 +302,7 @@ def _rate_limited_optim_step(state_dir: Path) -> tuple[list[float], str, list[di
     sleeps: list[float] = []
     client = TinkerServiceClient(fake, policy=POLICY, sleep=sleeps.append)
     training = client.create_lora_training_client("m/m", rank=4).result()
-    with pytest.raises(ConfigurationError) as info:
+    with pytest.raises(BackendError) as info:
         training.optim_step(types.AdamParams(learning_rate=1e-3))
     return sleeps, str(info.value), fake.recorder.calls
 
@@ -336,7 +336,7 @@ def test_rate_limit_retry_after_and_the_elapsed_budget_are_honoured(tmp_path: Pa
     waits = {0: [TRANSIENT["server_error"]() for _ in range(50)]}
     slow = FakeServiceClient(tmp_path / "b", result_faults=waits)
     client = TinkerServiceClient(slow, policy=policy, sleep=sleep, clock=lambda: now[0])
-    with pytest.raises(ConfigurationError, match="no result came after 5 tries"):
+    with pytest.raises(BackendError, match="no result came after 5 tries"):
         client.create_lora_training_client("m/m", rank=4).result()
     assert now[0] == 15.0
 

@@ -31,6 +31,10 @@ from cookbook.tokenizers import TokenizerSource, get_tokenizer
 
 PROTOCOL_VERSION = 1
 MAX_RESTARTS = 5
+MAX_TOKEN_ID = 2**31
+"""Token ids at or past this are not ids of any vocabulary (and overflow the tokenizers)."""
+MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError)
+"""What checking an answer of the wrong shape raises: that item fails, the run goes on."""
 
 
 class AdapterFailure(Exception):
@@ -67,6 +71,7 @@ class AdapterProcess:
                 stderr=self._stderr,
                 text=True,
                 encoding="utf-8",
+                errors="replace",  # bytes that are not UTF-8 fail the item, not the reader
                 bufsize=1,
             )
         except OSError as exc:
@@ -179,11 +184,20 @@ class ConformanceRun:
 def _error(raw: Any) -> dict[str, Any]:
     error = raw if isinstance(raw, dict) else {"message": str(raw)}
     kind = str(error.get("type", "Error"))
+    bases = error.get("bases")
     return {
         "type": kind,
         "message": str(error.get("message", "")),
-        "bases": list(error.get("bases") or [kind]),
+        "bases": [str(b) for b in bases] if isinstance(bases, list) and bases else [kind],
     }
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_TOKEN_ID
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _tokens(response: dict[str, Any], expected: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
@@ -193,13 +207,13 @@ def _tokens(response: dict[str, Any], expected: dict[str, Any], tokenizer: Any) 
     if "error" in response:
         return {"error": _error(response["error"])}
     tokens = response.get("tokens")
-    if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
-        raise AdapterFailure(f"'tokens' is not a list of integers: {str(tokens)[:120]}")
+    if not isinstance(tokens, list) or not all(_is_token(t) for t in tokens):
+        raise AdapterFailure(f"'tokens' is not a list of token ids: {str(tokens)[:120]}")
     record = {**token_view(tokenizer, tokens), "text": response.get("text", expected.get("text"))}
     if "weights" in expected:
         weights = response.get("weights")
-        if not isinstance(weights, list):
-            raise AdapterFailure("'weights' is missing or not a list")
+        if not isinstance(weights, list) or not all(_is_number(w) for w in weights):
+            raise AdapterFailure("'weights' is missing or not a list of numbers")
         record["weights"] = rle([float(w) for w in weights])
         record["weights_dtype"] = response.get("weights_dtype", expected.get("weights_dtype"))
         record["segments"] = response.get("segments", expected.get("segments"))
@@ -356,6 +370,9 @@ def run_conformance(
                     problem = check()
                 except AdapterFailure as exc:
                     problem = f"{item}: adapter failure: {exc}"
+                except MALFORMED as exc:
+                    reason = " ".join(f"{type(exc).__name__}: {exc}".splitlines())[:200]
+                    problem = f"{item}: adapter failure: an answer of the wrong shape ({reason})"
                 run.items.append(
                     ItemResult(name, case.model_name, golden["case_id"], category, item, problem)
                 )

@@ -15,13 +15,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cookbook.exceptions import GoldenError
+from cookbook.exceptions import ConfigurationError, GoldenError
 from cookbook.specs.models import RendererCase, RendererCasesSpec, RendererExclusionsSpec
 
 SCHEMA_VERSION = 1
 REGENERATE = "nox -s golden"
 REFERENCE_PACKAGE = "tinker-cookbook"
 REFERENCE_VERSION = "0.5.8"
+GOLDEN_DIR_ENV = "COOKBOOK_GOLDEN_DIR"
+"""Where the goldens are when ``--golden-dir`` is not given (docs/conformance.md)."""
 _REQUIRED = ("schema_version", "case_id", "renderer", "input", "tokenizer", "reference", "outputs")
 
 
@@ -114,6 +116,23 @@ def load_manifest(root: Path) -> dict[str, Any]:
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def default_golden_dir() -> Path:
+    """The goldens to check against without ``--golden-dir``: ``$COOKBOOK_GOLDEN_DIR``, else
+    the renderer goldens a wheel carries (``cookbook/_golden``, see setup.py), else the
+    repository's golden/ beside an editable or source checkout. Never the working directory:
+    a port author runs the checker from their own repository."""
+    if os.environ.get(GOLDEN_DIR_ENV):
+        return Path(os.environ[GOLDEN_DIR_ENV])
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "_golden", package.parent / "golden"):
+        if golden_files(candidate):
+            return candidate
+    raise ConfigurationError(
+        f"no renderer goldens found (not in {package / '_golden'} nor {package.parent / 'golden'})"
+        f": pass --golden-dir DIR or set {GOLDEN_DIR_ENV}"
+    )
 
 
 def golden_files(root: Path) -> list[Path]:

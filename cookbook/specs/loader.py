@@ -6,6 +6,7 @@ that tree to the deepest node that exists, so even a missing key points at its p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,31 +18,62 @@ from cookbook.specs.models import SPEC_KINDS
 
 Loc = tuple[str | int, ...]
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 
-def _compose(path: Path, text: str) -> yaml.Node | None:
+def _yaml(path: Path, parse: Callable[[], T]) -> T:
+    """Run a PyYAML parse; anything it rejects - syntax, a tag it cannot construct, a value
+    its constructor refuses, nesting deeper than the parser recurses - is one SpecError."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return parse()
+    except SpecError:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise SpecError(str(path), line, "", f"invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(str(path), None, "", f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise SpecError(str(path), None, "", "invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a constructor refused a scalar
+        raise SpecError(str(path), None, "", f"invalid YAML value: {exc}") from None
 
 
-def _check_duplicate_keys(path: Path, node: yaml.Node, loc: Loc = ()) -> None:
+def _compose(path: Path, text: str) -> yaml.Node | None:
+    return _yaml(path, lambda: yaml.compose(text, Loader=yaml.SafeLoader))
+
+
+def _parse(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the data of a YAML document."""
+    root = _compose(path, text)
+    if root is not None:
+        _yaml(path, lambda: _check_duplicate_keys(path, root))
+    return root, _yaml(path, lambda: yaml.safe_load(text))
+
+
+def _check_duplicate_keys(
+    path: Path, node: yaml.Node, loc: Loc = (), checked: set[int] | None = None
+) -> None:
+    """Reject a key given twice in one mapping. Each node is checked once: an alias shares its
+    anchor's node, so nested aliases (a "billion laughs" file) cost no more than the file."""
+    checked = set() if checked is None else checked
+    if id(node) in checked:
+        return
+    checked.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # a complex key: loading refuses it (unhashable) with its line
             if key.value in seen:
                 field = ".".join(map(str, (*loc, key.value)))
                 raise SpecError(str(path), key.start_mark.line + 1, field, "duplicate key")
             seen.add(key.value)
-            _check_duplicate_keys(path, value, (*loc, key.value))
+            _check_duplicate_keys(path, value, (*loc, key.value), checked)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _check_duplicate_keys(path, item, (*loc, index))
+            _check_duplicate_keys(path, item, (*loc, index), checked)
 
 
 def line_of(node: yaml.Node | None, loc: Loc) -> int | None:
@@ -84,8 +116,8 @@ def parse_override(item: str) -> tuple[tuple[str, ...], Any]:
         raise SpecError("--set", None, "", f"expected KEY=VALUE, got {item!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
+        value = raw  # not YAML: the text itself, which validation then judges
     return tuple(part.strip() for part in key.split(".")), value
 
 
@@ -188,11 +220,7 @@ def load_spec(
     ``local_engine``: the recipe will train the local stand-in whatever its backend (a
     ``backend: tinker`` run served by cookbook-serve), so its local profile overlay applies."""
     path = Path(path)
-    text = _read(path)
-    root = _compose(path, text)
-    if root is not None:
-        _check_duplicate_keys(path, root)
-    data = yaml.safe_load(text)
+    root, data = _parse(path, _read(path))
     return validate_document(path, root, data, tuple(overrides), local_engine)
 
 
@@ -200,12 +228,9 @@ def load_model_file(path: str | Path, model: type[ModelT]) -> ModelT:
     """A YAML file that is one pydantic ``model`` (no ``kind:``), e.g. ``cookbook-serve``'s
     model map; errors are one-line :class:`SpecError` s like a spec's."""
     path = Path(path)
-    text = _read(path)
-    root = _compose(path, text)
-    if root is not None:
-        _check_duplicate_keys(path, root)
+    root, data = _parse(path, _read(path))
     try:
-        return model.model_validate(yaml.safe_load(text))
+        return model.model_validate(data)
     except ValidationError as exc:
         loc, message = _first_error(exc)
         raise SpecError(str(path), line_of(root, loc), ".".join(map(str, loc)), message) from None

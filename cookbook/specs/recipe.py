@@ -163,7 +163,8 @@ class TinkerOptions(_Strict):
     replay: str | None = Field(
         default=None,
         description="Answer every call from this cassette instead of the service: no network, "
-        "no TINKER_API_KEY; the first call that differs from the recording fails the run.",
+        "no TINKER_API_KEY; a cassette recorded from another spec is refused before the run, "
+        "and the first call that differs from the recording fails the run.",
     )
     connect_timeout_s: Annotated[float, Field(gt=0)] = Field(
         default=10.0,

@@ -22,7 +22,12 @@ from cookbook.data.builders import ChatDatasetCommonConfig, ConversationFileBuil
 from cookbook.data.dataset import SupervisedDataset
 from cookbook.data.sources import load_no_robots, packaged_file
 from cookbook.evals.attach import attached_evaluators
-from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
+from cookbook.exceptions import (
+    BackendError,
+    ConfigurationError,
+    DatasetUnavailableError,
+    RunInterrupted,
+)
 from cookbook.logging import display
 from cookbook.logging.ml_log import RunLog
 from cookbook.logging.plots import plot_loss_curve
@@ -134,7 +139,11 @@ def resolve_data(spec_path: Path, spec: RecipeSpec, renderer_name: str) -> Resol
 
 
 def make_service_client(
-    spec: RecipeSpec, log_dir: Path, tokenizer: Any, served_by: dict[str, Any] | None = None
+    spec_path: Path,
+    spec: RecipeSpec,
+    log_dir: Path,
+    tokenizer: Any,
+    served_by: dict[str, Any] | None = None,
 ) -> Any:
     """The client factory for the spec's backend; fails before anything is written."""
     match spec.backend:
@@ -146,7 +155,7 @@ def make_service_client(
             # Key check, bounded connectivity probe, retries, record/replay (spec.tinker).
             from cookbook.backends.tinker import make_tinker_service_client
 
-            return make_tinker_service_client(spec, served_by)
+            return make_tinker_service_client(spec_path, spec, served_by)
         case Backend.LOCAL:
             from cookbook.backends.local.service import LocalServiceClient
 
@@ -264,13 +273,25 @@ def _resume_point(log_dir: Path) -> ResumePoint | None:
     )
 
 
+def resume_note(log_dir: Path, n_batches: int) -> str:
+    """Where a stopped run can go on from, and the command that does it."""
+    record = last_checkpoint(log_dir)
+    if record is None:
+        return f"no checkpoint in {log_dir} yet: --log-dir {log_dir} --resume starts it over"
+    step = int(record.get("epoch") or 0) * n_batches + int(record["batch"])
+    return (
+        f"last checkpoint {record['name']} in {log_dir}: rerun with --log-dir {log_dir} "
+        f"--resume to continue at step {step}"
+    )
+
+
 def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: Console) -> int:
     renderer_name, renderer_source = resolve_renderer_name(spec)
     tokenizer = get_tokenizer(spec.model_name)
     data = resolve_data(spec_path, spec, renderer_name)
     evaluators = attached_evaluators(spec_path, spec, renderer_name, tokenizer)
     log_dir = Path(options.log_dir or spec.log_path or Path("runs") / spec.name)
-    service_client = make_service_client(spec, log_dir, tokenizer, options.served_by)
+    service_client = make_service_client(spec_path, spec, log_dir, tokenizer, options.served_by)
     resume = prepare_log_dir(log_dir, options, console)
     log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -335,13 +356,20 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
     }
     display.banner(console, f"cookbook-run {spec.name}", facts, stand_ins)
     shown_first = min(first_step, trainer.total_steps)
-    with display.TrainingProgress(console, trainer.total_steps, shown_first) as progress:
-        trainer.on_step = progress.on_step
-        result = trainer.run(resume_point)
-    if result.steps_run and spec.final_sample is not None:
-        _final_sample(spec, renderer_name, tokenizer, trainer, log_dir, console)
-    if spec.backend == Backend.TINKER:
-        service_client.finish()
+    try:
+        with display.TrainingProgress(console, trainer.total_steps, shown_first) as progress:
+            trainer.on_step = progress.on_step
+            result = trainer.run(resume_point)
+        if result.steps_run and spec.final_sample is not None:
+            _final_sample(spec, renderer_name, tokenizer, trainer, log_dir, console)
+        if spec.backend == Backend.TINKER:
+            service_client.finish()
+    except BackendError as exc:
+        if spec.tinker.replay is not None:  # a replay starts from its first call: no resume
+            raise
+        raise BackendError(f"{exc} ({resume_note(log_dir, trainer.n_batches)})") from None
+    except KeyboardInterrupt:
+        raise RunInterrupted(resume_note(log_dir, trainer.n_batches)) from None
     rows = run_log.read_metrics()
     png = plot_loss_curve(rows, log_dir / "loss_curve.png")
     display.summary(console, progress.history, str(log_dir))

@@ -26,6 +26,7 @@ from typing import Any
 import tinker
 
 from cookbook.data.dataset import SupervisedDataset
+from cookbook.exceptions import BackendError
 from cookbook.logging.ml_log import RunLog
 from cookbook.specs.recipe import CheckpointSemantics, RecipeSpec
 from cookbook.supervised.checkpoints import append_checkpoint
@@ -138,7 +139,7 @@ class SupervisedTrainer:
         try:
             rest = self.service_client.create_rest_client()
             run = rest.get_training_run_by_tinker_path(checkpoint_path).result()
-        except (tinker.TinkerError, ValueError) as exc:
+        except (tinker.TinkerError, BackendError, ValueError) as exc:
             logger.warning("Could not fetch renderer metadata for %s: %s", checkpoint_path, exc)
             return
         saved = (getattr(run, "user_metadata", None) or {}).get("renderer_name")

@@ -19,30 +19,52 @@ When the run is over it says so (:meth:`Player.finish`): a replay that leaves re
 unmade did less than the recorded run and fails too. A run recorded against ``cookbook-serve``
 keeps the server's identity in the header (``served_by``), so its replay trains with the same
 local profile without the server.
+
+The header also keeps the resolved spec the run was recorded from (less where it logs and how
+it reached the service: ``tinker``, ``log_path``, ``base_url``) and its sha256,
+``spec_digest``. A replay checks its own resolved spec against it before anything is written,
+and a cassette from another spec fails in one line naming the spec, the cassette and the first
+field that differs. A cassette recorded before headers had a digest is replayed with a warning:
+the call-by-call check still stops it at the first call that differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from cookbook.backends.tinker.codec import decode_result, describe_call, encode_result
-from cookbook.exceptions import ConfigurationError
+from cookbook.exceptions import BackendError, ConfigurationError
 from cookbook.parity.recipe import first_diff
 from cookbook.versions import package_versions
 
 CASSETTE_KIND = "cookbook-tinker-cassette"
 CASSETTE_FORMAT = 1
+logger = logging.getLogger(__name__)
+
+
+def spec_digest(spec: Mapping[str, Any]) -> str:
+    """sha256 of a resolved spec's canonical JSON."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class CassetteWriter:
     """The tape a live run records on; the file is created (or replaced) at the first call."""
 
-    def __init__(self, path: Path, served_by: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        served_by: Mapping[str, Any] | None = None,
+        spec: Mapping[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self._served_by = dict(served_by) if served_by is not None else None
+        self._spec = dict(spec) if spec is not None else None
         self._file: IO[str] | None = None
         self._count = 0
 
@@ -57,6 +79,9 @@ class CassetteWriter:
             }
             if self._served_by is not None:
                 header["served_by"] = self._served_by
+            if self._spec is not None:
+                header["spec"] = self._spec
+                header["spec_digest"] = spec_digest(self._spec)
             self._file.write(json.dumps(header) + "\n")
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -96,6 +121,26 @@ class Cassette:
                     break  # a torn last line from a recording that was killed
                 raise ConfigurationError(f"{path}:{number}: corrupted cassette line") from None
 
+    def mismatch(self, spec: Mapping[str, Any]) -> str | None:
+        """Why this recording is not of ``spec`` (a resolved spec, as recorded), or None. A
+        recording with no digest in its header cannot tell: it is accepted with a warning."""
+        recorded = self.header.get("spec_digest")
+        if recorded is None:
+            logger.warning(
+                "%s: recorded without a spec digest (an older cassette): not checked against "
+                "this run's spec; the first call that differs still fails the replay",
+                self.path,
+            )
+            return None
+        ours = spec_digest(spec)
+        if recorded == ours:
+            return None
+        found = first_diff(self.header.get("spec", {}), dict(spec)) or "the digests differ"
+        return (
+            f"{self.path} was recorded from another spec ({found}; spec digest "
+            f"{recorded[:12]}, this run's {ours[:12]})"
+        )
+
     def _add(self, number: int, record: dict[str, Any]) -> None:
         if number == 1:
             if record.get("kind") != CASSETTE_KIND or record.get("format") != CASSETTE_FORMAT:
@@ -124,16 +169,16 @@ class Player:
         index, calls = self.cursor, self.cassette.calls
         where = f"replay {self.cassette.path}: call {index} ({method})"
         if index >= len(calls):
-            raise ConfigurationError(f"{where}: the recording ends after {len(calls)} calls")
+            raise BackendError(f"{where}: the recording ends after {len(calls)} calls")
         recorded_on, expected = calls[index]
         if expected["call"] != method or recorded_on != on:
-            raise ConfigurationError(
+            raise BackendError(
                 f"{where}: the recording has {expected['call']} on the {recorded_on} client "
                 f"here, the run called {method} on the {on} client"
             )
         found = first_diff(expected, describe_call(method, kwargs))
         if found:
-            raise ConfigurationError(f"{where} differs from the recording: {found}")
+            raise BackendError(f"{where} differs from the recording: {found}")
         self.cursor += 1
         return ReplayFuture(self, index, method)
 
@@ -143,7 +188,7 @@ class Player:
         calls = self.cassette.calls
         if self.cursor < len(calls):
             on, first = calls[self.cursor]
-            raise ConfigurationError(
+            raise BackendError(
                 f"replay {self.cassette.path}: the run ended after {self.cursor} of the "
                 f"{len(calls)} recorded calls; call {self.cursor} ({first['call']} on the {on} "
                 "client) was never made"
@@ -162,7 +207,7 @@ class ReplayFuture:
         cassette = self._player.cassette
         encoded = cassette.results.get(self._index)
         if encoded is None:
-            raise ConfigurationError(
+            raise BackendError(
                 f"replay {cassette.path}: call {self._index} ({self._method}) has no recorded "
                 "result (the recording stopped before it arrived)"
             )
@@ -200,6 +245,8 @@ class ReplayClient:
         return call
 
 
-def replay_client(path: Path) -> ReplayClient:
+def replay_client(cassette: Cassette | Path) -> ReplayClient:
     """The service client of a replayed run."""
-    return ReplayClient(Player(Cassette(path)), "service")
+    if not isinstance(cassette, Cassette):
+        cassette = Cassette(cassette)
+    return ReplayClient(Player(cassette), "service")

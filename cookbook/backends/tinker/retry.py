@@ -21,7 +21,7 @@ service may have accepted it, and it is never sent again unless repeating it is 
    the last checkpoint. A forward_backward or optim_step is therefore applied at most once.
 3. **Non-retryable errors** (authentication, permission, billing, bad request, not found, a
    request the server reports failed, an SDK ``ValueError``/``RuntimeError``) fail at once with
-   a one-line :class:`~cookbook.exceptions.ConfigurationError`. Every message we raise or log
+   a one-line :class:`~cookbook.exceptions.BackendError`. Every message we raise or log
    goes through :class:`Scrubber` first, so the API key never appears in one.
 
 Where the SDK raises what (tinker 0.38, read from its source)
@@ -64,7 +64,7 @@ from typing import Any, Generic, TypeVar
 import tinker
 from tinker.lib.retryable_exception import RetryableException
 
-from cookbook.exceptions import ConfigurationError, CookbookError
+from cookbook.exceptions import BackendError, CookbookError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,12 +168,12 @@ class Retrier:
             text = text[: _MAX_MESSAGE - 3] + "..."
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
-    def fatal(self, name: str, exc: BaseException) -> ConfigurationError:
+    def fatal(self, name: str, exc: BaseException) -> BackendError:
         hint = " - check TINKER_API_KEY" if isinstance(exc, _AUTH_ERRORS) else ""
-        return ConfigurationError(f"tinker: {name} failed: {self.describe(exc)}{hint}")
+        return BackendError(f"tinker: {name} failed: {self.describe(exc)}{hint}")
 
-    def lost(self, name: str, exc: BaseException) -> ConfigurationError:
-        return ConfigurationError(
+    def lost(self, name: str, exc: BaseException) -> BackendError:
+        return BackendError(
             f"tinker: {name} was submitted but failed while waiting for its result "
             f"({self.describe(exc)}); it may have been applied, so it is not sent again - "
             "rerun with --resume to continue from the last checkpoint"
@@ -192,12 +192,12 @@ class Retrier:
         if spent:
             tries = f"{attempt + 1} tries"
             if submitted:
-                raise ConfigurationError(
+                raise BackendError(
                     f"tinker: {name} was submitted but no result came after {tries} "
                     f"({self.describe(exc)}); it may still be applied, so it is not sent again "
                     "- rerun with --resume to continue from the last checkpoint"
                 )
-            raise ConfigurationError(
+            raise BackendError(
                 f"tinker: {name} could not be submitted after {tries} ({self.describe(exc)}); "
                 "nothing was applied - check the service, then rerun with --resume"
             )

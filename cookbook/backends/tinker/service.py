@@ -24,6 +24,7 @@ from cookbook.backends.tinker.cassette import Cassette, CassetteWriter, replay_c
 from cookbook.backends.tinker.clients import TinkerServiceClient
 from cookbook.backends.tinker.retry import RetryPolicy, Scrubber
 from cookbook.exceptions import ConfigurationError
+from cookbook.specs.loader import field_error
 from cookbook.specs.recipe import RecipeSpec
 
 API_KEY_ENV = "TINKER_API_KEY"
@@ -95,6 +96,15 @@ def cookbook_serve_identity(spec: RecipeSpec) -> dict[str, Any] | None:
     return {**body, "url": base_url}
 
 
+CALL_INDEPENDENT = frozenset({"tinker", "log_path", "base_url"})
+"""Spec fields that change where a run logs or how it reaches the service, not its calls."""
+
+
+def recorded_spec(spec: RecipeSpec) -> dict[str, Any]:
+    """What a cassette's header keeps of the resolved spec, and a replay must match."""
+    return spec.model_dump(mode="json", exclude=set(CALL_INDEPENDENT))
+
+
 def open_sdk_client(base_url: str | None, user_metadata: dict[str, str]) -> Any:
     """The real SDK client (lazy: no I/O until the first request)."""
     import tinker
@@ -111,27 +121,34 @@ def connect(
     user_metadata: dict[str, str],
     record: Path | None = None,
     served_by: dict[str, Any] | None = None,
+    spec: dict[str, Any] | None = None,
 ) -> TinkerServiceClient:
     """The retrying SDK client, once the key is there and the service answers (one line if
-    not); recording to the cassette ``record`` (which notes ``served_by``) when given."""
+    not); recording to the cassette ``record`` (which notes ``served_by`` and the resolved
+    ``spec``) when given."""
     key = os.environ.get(API_KEY_ENV)
     if not key:
         raise ConfigurationError(MISSING_KEY)
     check_connectivity(resolve_base_url(base_url), connect_timeout_s, Scrubber([key]))
     sdk = open_sdk_client(base_url, user_metadata)
-    tape = CassetteWriter(record, served_by) if record is not None else None
+    tape = CassetteWriter(record, served_by, spec) if record is not None else None
     policy = RetryPolicy(max_attempts=max_attempts, seed=seed)
     return TinkerServiceClient(sdk, policy=policy, secrets=[key], tape=tape)
 
 
 def make_tinker_service_client(
-    spec: RecipeSpec, served_by: dict[str, Any] | None = None
+    spec_path: Path, spec: RecipeSpec, served_by: dict[str, Any] | None = None
 ) -> TinkerServiceClient:
-    """The ``backend: tinker`` client for a recipe: replaying, recording or plain."""
+    """The ``backend: tinker`` client for a recipe: replaying (a recording of this very spec,
+    or a one-line error naming both), recording or plain."""
     options = spec.tinker
     if options.replay is not None:
+        cassette = Cassette(Path(options.replay))
+        mismatch = cassette.mismatch(recorded_spec(spec))
+        if mismatch is not None:
+            raise field_error(spec_path, ("tinker", "replay"), mismatch)
         policy = RetryPolicy(max_attempts=options.max_attempts, seed=spec.seed)
-        return TinkerServiceClient(replay_client(Path(options.replay)), policy=policy)
+        return TinkerServiceClient(replay_client(cassette), policy=policy)
     return connect(
         spec.base_url,
         seed=spec.seed,
@@ -140,4 +157,5 @@ def make_tinker_service_client(
         user_metadata={"recipe": spec.recipe_name},
         record=Path(options.record) if options.record is not None else None,
         served_by=served_by,
+        spec=recorded_spec(spec),
     )
