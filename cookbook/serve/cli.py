@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--result-grace", float, defaults.result_grace_s, "s a result outlives its retrieval"),
         ("--max-results", int, defaults.max_results, "finished results held"),
     ):
-        shown = f"{default:g}" if text is None else f"{default:g}: {text}"
+        # {:g} would print 33554432 as 3.35544e+07; integers are shown whole.
+        value = f"{default}" if kind is int else f"{default:g}"
+        shown = value if text is None else f"{value}: {text}"
         limits.add_argument(
             flag,
             type=_positive(kind),
