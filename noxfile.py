@@ -45,6 +45,8 @@ def _reference_requirements() -> list[list[str]]:
         ["--no-deps", "-e", "."],
         ["--no-deps", "-r", ASSETS],
         ["pyyaml", "jsonschema", "rich", "matplotlib>=3.8", "openai-harmony==0.0.8"],
+        # The reference's math-rl extra, at the versions golden/rl/grading.json was made with.
+        ["sympy==1.14.0", "pylatexenc==2.11", "math-verify==0.9.0"],
     ]
 
 
@@ -125,6 +127,7 @@ def golden(session: nox.Session) -> None:
     _install_reference(session)
     session.run("python", "tools/generate_goldens.py", *session.posargs, env=OFFLINE_ENV)
     session.run("python", "tools/generate_recipe_goldens.py", env=OFFLINE_ENV)
+    session.run("python", "tools/generate_grading_goldens.py", env=OFFLINE_ENV)
 
 
 @nox.session(python=PYTHON)
