@@ -1,11 +1,13 @@
-"""Regenerate golden/rl/grading.json from the reference's math grading (never in CI).
+"""Regenerate golden/rl/ (grading.json, envs.json) from the reference's math RL (never in CI).
 
 Runs in the reference's virtualenv (``tinker-cookbook[math-rl]==0.5.8``: sympy, pylatexenc,
 math-verify). Every input of tools/grading_corpus.py (hand-picked odd answers and responses,
 plus seeded random surface forms of one value) goes through the reference's own functions; each
 output is stored as ``{"value": ...}`` or, when the function raises, ``{"raises": type,
 "message": str}``. A pair whose grading comes near the reference's one-second timeout stops the
-run: its safe_grade verdict would depend on the machine.
+run: its safe_grade verdict would depend on the machine. envs.json (prompts and rewards of the
+math environments) comes from tools/math_env_goldens.py. golden/rl/manifest.json, written last,
+holds every file's sha256.
 
 Usage: python tools/generate_grading_goldens.py [--golden golden] [--seed 0]
 """
@@ -31,6 +33,7 @@ from cookbook.parity import golden as g
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grading_corpus as corpus
+import math_env_goldens
 
 SCHEMA_VERSION = 1
 SEED = 0
@@ -139,10 +142,22 @@ def main(argv: list[str] | None = None) -> int:
         "strings": strings,
         "pairs": pairs,
     }
-    path = args.golden / "rl" / "grading.json"
-    g.write_atomic(path, g.dump(record))
+    out = args.golden / "rl"
+    g.write_atomic(out / "grading.json", g.dump(record))
     correct = sum(bool(p["outputs"]["grade_answer"].get("value")) for p in pairs)
-    print(f"wrote {path}: {len(strings)} strings, {len(pairs)} pairs ({correct} graded correct)")
+    print(f"wrote grading.json: {len(strings)} strings, {len(pairs)} pairs ({correct} correct)")
+    envs = {
+        "schema_version": SCHEMA_VERSION,
+        "reference": record["reference"],
+        "versions": record["versions"],
+        "generator": {"tool": "tools/math_env_goldens.py"},
+        **math_env_goldens.generate(),
+    }
+    g.write_atomic(out / "envs.json", g.dump(envs))
+    print(f"wrote envs.json: {len(envs['cases'])} cases")
+    files = {name: g.file_sha256(out / name) for name in ("envs.json", "grading.json")}
+    manifest = {"schema_version": SCHEMA_VERSION, "regenerate": g.REGENERATE, "files": files}
+    g.write_atomic(out / "manifest.json", g.dump(manifest))
     return 0
 
 
