@@ -46,7 +46,7 @@ class TokenCompleter:
 class TinkerTokenCompleter(TokenCompleter):
     """One sample per call from a sampling client, as the reference's RL rollouts issue them.
 
-    The call is ``sample_async(prompt=..., num_samples=1, sampling_params=SamplingParams(
+    The call is ``sample(prompt=..., num_samples=1, sampling_params=SamplingParams(
     stop=stop, max_tokens=..., temperature=self.temperature))`` with ``max_tokens`` the least of
     the completer's, the call's and (with ``context_window``) the room left after the prompt;
     parity of the call sequence depends on these exact arguments.
@@ -72,7 +72,7 @@ class TinkerTokenCompleter(TokenCompleter):
                     f"Prompt length ({model_input.length}) exceeds context window "
                     f"({self.context_window}). No room for generation."
                 )
-        response = await self.sampling_client.sample_async(
+        response = await self.sampling_client.sample(
             prompt=model_input,
             num_samples=1,
             sampling_params=tinker.SamplingParams(
