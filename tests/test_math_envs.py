@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
-from cookbook.recipes.math_rl.arithmetic_env import ArithmeticDataset
+from cookbook.recipes.math_rl.arithmetic_env import ArithmeticDataset, ArithmeticEnv
 from cookbook.recipes.math_rl.gsm8k_data import (
     GSM8K_ROWS,
     STAND_IN,
@@ -97,7 +97,7 @@ def _env_record(env: Any, expected: dict[str, Any]) -> dict[str, Any]:
 
 def _first_difference(expected: Any, got: Any, where: str) -> str | None:
     if isinstance(expected, dict) and isinstance(got, dict):
-        for key in expected.keys() | got.keys():
+        for key in [*expected, *(k for k in got if k not in expected)]:
             found = _first_difference(expected.get(key), got.get(key), f"{where}.{key}")
             if found:
                 return found
@@ -125,11 +125,7 @@ def test_the_golden_covers_both_datasets_and_renderers(golden: dict[str, Any]) -
     assert {1.0, 0.9, 0.0, -0.1} <= rewards
 
 
-@pytest.mark.parametrize("index", range(8))
-def test_prompts_and_rewards_match_the_reference(
-    golden: dict[str, Any], stand_in, index: int
-) -> None:
-    case = golden["cases"][index]
+def _check_case(case: dict[str, Any], golden: dict[str, Any], stand_in) -> None:
     dataset = _dataset(case, golden, stand_in)
     if "len" in case:
         assert len(dataset) == case["len"], case["id"]
@@ -148,6 +144,25 @@ def test_prompts_and_rewards_match_the_reference(
             }
             where = f"{case['id']} batch {batch} group {g_index}"
             assert got == expected, _first_difference(expected, got, where)
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_prompts_and_rewards_match_the_reference(
+    golden: dict[str, Any], stand_in, index: int
+) -> None:
+    _check_case(golden["cases"][index], golden, stand_in)
+
+
+def test_a_planted_change_in_the_reward_fails_naming_the_env_and_step(
+    golden: dict[str, Any], stand_in, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Negative control: a format check that also demanded a box on arithmetic answers."""
+    monkeypatch.setattr(ArithmeticEnv, "check_format", lambda self, s: "\\boxed" in s)
+    with pytest.raises(AssertionError) as failure:
+        _check_case(golden["cases"][0], golden, stand_in)
+    assert (
+        "arithmetic-llama3-fewshot1 batch 0 group 0.envs[0].steps[0].reward: expected 1.0, got 0.9"
+    ) in str(failure.value)
 
 
 def test_the_stand_in_is_gsm8k_shaped_deterministic_and_self_consistent(stand_in) -> None:
