@@ -188,6 +188,8 @@ class Backend:
         self.recorder = recorder
         self.faults = faults
         self.result_faults = result_faults or {}
+        self.tokenizer: Any = None
+        """Decodes samples for string stop sequences (``FakeServiceClient(tokenizer=...)``)."""
 
     def call(self, call: str, /, **fields: Any) -> int:
         """Record a call and return its index; raise the call fault set for that index."""

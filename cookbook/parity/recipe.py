@@ -63,23 +63,24 @@ _REQUIRED = ("schema_version", "name", "provenance", "config", "layers")
 
 
 def datum_to_json(datum: Any) -> dict[str, Any]:
-    """A ``tinker.Datum`` as plain JSON: chunk token lists, target tokens, float32 weights.
+    """A ``tinker.Datum`` as plain JSON: chunk token lists, then each loss input by name.
 
-    Weights go through float32 (what ``TensorData`` stores) and come out as Python floats, so a
-    weight computed in float64 by one side and float32 by the other still compares equal when
-    the stored tensors are equal. Only text chunks are supported: recipes here are text-only.
+    ``target_tokens`` as ints; every other input (``weights``, and for RL ``logprobs``,
+    ``advantages``, ``mask``) through float32 (what ``TensorData`` stores) as Python floats,
+    so a value computed in float64 by one side and float32 by the other still compares equal
+    when the stored tensors are equal. A supervised datum gives exactly ``model_input``,
+    ``target_tokens``, ``weights``. Only text chunks are supported: recipes here are text-only.
     """
     chunks = []
     for chunk in datum.model_input.chunks:
         if getattr(chunk, "type", None) != "encoded_text":
             raise ConfigurationError(f"datum_to_json: unsupported chunk type {chunk.type!r}")
         chunks.append([int(t) for t in chunk.tokens])
-    inputs = datum.loss_fn_inputs
-    return {
-        "model_input": chunks,
-        "target_tokens": np.asarray(inputs["target_tokens"].data, dtype=np.int64).tolist(),
-        "weights": np.asarray(inputs["weights"].data, dtype=np.float32).tolist(),
-    }
+    out: dict[str, Any] = {"model_input": chunks}
+    for key, value in datum.loss_fn_inputs.items():
+        dtype = np.int64 if key == "target_tokens" else np.float32
+        out[key] = np.asarray(value.data, dtype=dtype).tolist()
+    return out
 
 
 def _sha256(value: Any) -> str:
