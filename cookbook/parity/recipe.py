@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import numpy as np
 
 from cookbook.exceptions import ConfigurationError, GoldenError
 from cookbook.parity.golden import canonical_json
+from cookbook.parity.layers import EXACT, at, diff_items
 
 RECIPE_SCHEMA_VERSION = 1
 RECIPE_REGENERATE = "nox -s golden (tools/generate_recipe_goldens.py)"
@@ -56,7 +56,6 @@ LAYERS: dict[str, str] = {
 }
 # Exact for everything discrete; metrics come from float32 reductions whose summation order
 # is an implementation detail, so they only have to agree to float32 precision.
-EXACT = 0.0
 LR_REL_TOL = 1e-12
 METRIC_REL_TOL = 1e-5
 _REQUIRED = ("schema_version", "name", "provenance", "config", "layers")
@@ -149,94 +148,16 @@ def load_recipe_golden(path: Path) -> dict[str, Any]:
     return data
 
 
-# -- generic first-difference walk -------------------------------------------------------------
-
-
-def _numbers_differ(expected: float, actual: float, rel_tol: float) -> bool:
-    nans = [isinstance(x, float) and math.isnan(x) for x in (expected, actual)]
-    if any(nans):
-        return not all(nans)
-    if rel_tol == EXACT:
-        return expected != actual
-    return not math.isclose(expected, actual, rel_tol=rel_tol, abs_tol=1e-12)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def first_diff(expected: Any, actual: Any, rel_tol: float = EXACT, path: str = "") -> str | None:
-    """Where two JSON values first differ, as ``path: expected X, got Y``; None if equal.
-
-    At the top level (empty path) the message is just ``expected X, got Y``.
-    """
-    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
-        for key in expected:
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in actual:
-                return f"{sub}: missing (expected {_short(expected[key])})"
-            found = first_diff(expected[key], actual[key], rel_tol, sub)
-            if found:
-                return found
-        extra = [k for k in actual if k not in expected]
-        if extra:
-            sub = f"{path}.{extra[0]}" if path else str(extra[0])
-            return f"{sub}: unexpected (got {_short(actual[extra[0]])})"
-        return None
-    if isinstance(expected, list) and isinstance(actual, list):
-        for index, (exp, act) in enumerate(zip(expected, actual, strict=False)):
-            found = first_diff(exp, act, rel_tol, f"{path}[{index}]")
-            if found:
-                return found
-        if len(expected) != len(actual):
-            return _at(path, f"expected {len(expected)} items, got {len(actual)}")
-        return None
-    if _is_number(expected) and _is_number(actual):
-        differ = _numbers_differ(expected, actual, rel_tol)
-    else:
-        differ = type(expected) is not type(actual) or expected != actual
-    return _at(path, f"expected {_short(expected)}, got {_short(actual)}") if differ else None
-
-
-def _at(where: str, message: str) -> str:
-    """``where: message``, or ``where message`` when ``message`` starts with a path."""
-    if not where:
-        return message
-    return f"{where}: {message}" if message.startswith("expected") else f"{where} {message}"
-
-
-def _diff_items(
-    expected: Sequence[Any],
-    actual: Sequence[Any],
-    label: Callable[[int, Any], str],
-    noun: str,
-    rel_tol: float,
-) -> str | None:
-    """First differing item of two sequences, labelled for humans (``batch 0 datum 2 ...``)."""
-    for index, (exp, act) in enumerate(zip(expected, actual, strict=False)):
-        found = first_diff(exp, act, rel_tol)
-        if found:
-            return _at(label(index, exp), found)
-    if len(expected) != len(actual):
-        return f"expected {len(expected)} {noun}, got {len(actual)}"
-    return None
-
-
 # -- per-layer comparison -----------------------------------------------------------------------
 
 
 def _compare_batches(expected: Sequence, actual: Sequence, where: str, noun: str) -> str | None:
     if len(expected) != len(actual):
-        return _at(where, f"expected {len(expected)} batches, got {len(actual)}")
+        return at(where, f"expected {len(expected)} batches, got {len(actual)}")
     for b, (exp, act) in enumerate(zip(expected, actual, strict=True)):
-        found = _diff_items(exp, act, lambda i, _x: f"{noun} {i}", f"{noun}s", EXACT)
+        found = diff_items(exp, act, lambda i, _x: f"{noun} {i}", f"{noun}s", EXACT)
         if found:
-            return _at(f"{where} batch {b}".strip(), found)
+            return at(f"{where} batch {b}".strip(), found)
     return None
 
 
@@ -256,11 +177,11 @@ def _compare_datums(expected: Mapping, actual: Mapping) -> str | None:
 
 
 def _compare_lr(expected: Sequence, actual: Sequence) -> str | None:
-    return _diff_items(expected, actual, lambda _i, row: f"step {row['step']}", "steps", LR_REL_TOL)
+    return diff_items(expected, actual, lambda _i, row: f"step {row['step']}", "steps", LR_REL_TOL)
 
 
 def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
-    found = _diff_items(
+    found = diff_items(
         expected["calls"],
         actual.get("calls", []),
         lambda i, call: f"call {i} ({call.get('call')})",
@@ -269,7 +190,7 @@ def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
     )
     if found:
         return found
-    found = _diff_items(
+    found = diff_items(
         expected["metrics"],
         [without_wall_clock(row) for row in actual.get("metrics", [])],
         lambda _i, row: f"metrics step {row.get('step')}",
@@ -278,7 +199,7 @@ def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
     )
     if found:
         return found
-    return _diff_items(
+    return diff_items(
         expected["checkpoints"],
         actual.get("checkpoints", []),
         lambda i, row: f"checkpoint {i} ({row.get('name')})",

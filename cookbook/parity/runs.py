@@ -23,10 +23,10 @@ from cookbook.exceptions import ConfigurationError
 from cookbook.parity.diff import first_divergence
 from cookbook.parity.golden import write_atomic
 from cookbook.parity.html import esc, facts, page
+from cookbook.parity.layers import first_diff
 from cookbook.parity.recipe import (
     METRIC_REL_TOL,
     datum_to_json,
-    first_diff,
     read_jsonl,
     without_wall_clock,
 )
