@@ -127,6 +127,7 @@ def golden(session: nox.Session) -> None:
     _install_reference(session)
     session.run("python", "tools/generate_goldens.py", *session.posargs, env=OFFLINE_ENV)
     session.run("python", "tools/generate_recipe_goldens.py", env=OFFLINE_ENV)
+    session.run("python", "tools/generate_rl_goldens.py", env=OFFLINE_ENV)
     session.run("python", "tools/generate_grading_goldens.py", env=OFFLINE_ENV)
 
 

@@ -55,6 +55,7 @@ from cookbook.data.sources import (
 )
 from cookbook.parity import golden as g
 from cookbook.parity import recipe as r
+from cookbook.parity.rl_golden import RL_MANIFEST_REGENERATE, RL_PREFIX
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -441,19 +442,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, record in goldens.items():
         g.write_atomic(out / f"{name}.json", g.dump(record))
     wanted = {f"{c.name}.json" for c in CASES}
+
+    def ours(name: str) -> bool:
+        return not name.startswith(RL_PREFIX)  # rl_* are tools/generate_rl_goldens.py's
+
     for stale in sorted(out.glob("*.json")):
-        if stale.name not in wanted and stale.name != "manifest.json":
+        if ours(stale.name) and stale.name not in wanted and stale.name != "manifest.json":
             stale.unlink()
             print(f"removed unused recipe golden {stale}")
-    manifest = {
-        "schema_version": r.RECIPE_SCHEMA_VERSION,
-        "regenerate": r.RECIPE_REGENERATE,
-        "reference": reference,
-        "files": {
-            name: g.file_sha256(out / name) for name in sorted(wanted) if (out / name).exists()
-        },
-    }
-    g.write_atomic(out / "manifest.json", g.dump(manifest))
+    header = {"schema_version": r.RECIPE_SCHEMA_VERSION, "regenerate": RL_MANIFEST_REGENERATE}
+    g.update_manifest(out, ours, header, reference)
     print(f"wrote {len(goldens)} recipe goldens and {out / 'manifest.json'}")
     return 0
 

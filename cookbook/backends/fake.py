@@ -252,15 +252,16 @@ class FakeTrainingClient(TrainingClientAsyncTwins):
         kind: str = "snapshot",
     ) -> FakeFuture[FakeSamplingClient]:
         call_index = self._backend.call("save_weights_and_get_sampling_client")
-        return self._backend.future(call_index, FakeSamplingClient(self._backend, self._state))
+        return self._backend.future(
+            call_index, FakeSamplingClient(self._backend, self._state), client=True
+        )
 
     def create_sampling_client(
         self, model_path: str, retry_config: Any = None, record_stability_info: bool = False
     ) -> FakeFuture[FakeSamplingClient]:
         call_index = self._backend.call("create_sampling_client", model_path=model_path)
-        return self._backend.future(
-            call_index, FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
-        )
+        sampler = FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
+        return self._backend.future(call_index, sampler, client=True)
 
 
 class FakeRestClient:
@@ -342,7 +343,9 @@ class FakeServiceClient(ServiceClientAsyncTwins):
         state = ModelState(
             base_model=base_model, rank=rank, user_metadata=dict(user_metadata or {})
         )
-        return self._backend.future(call_index, FakeTrainingClient(self._backend, state))
+        return self._backend.future(
+            call_index, FakeTrainingClient(self._backend, state), client=True
+        )
 
     def _from_state(
         self, call: str, path: str, user_metadata: dict[str, str] | None, with_optimizer: bool
@@ -354,7 +357,9 @@ class FakeServiceClient(ServiceClientAsyncTwins):
             state.optim_steps = 0
         if user_metadata is not None:
             state.user_metadata = dict(user_metadata)
-        return self._backend.future(call_index, FakeTrainingClient(self._backend, state))
+        return self._backend.future(
+            call_index, FakeTrainingClient(self._backend, state), client=True
+        )
 
     def create_training_client_from_state(
         self,
@@ -394,7 +399,9 @@ class FakeServiceClient(ServiceClientAsyncTwins):
             state = ModelState(base_model=base_model, rank=0)
         else:
             raise ConfigurationError("create_sampling_client needs model_path or base_model")
-        return self._backend.future(call_index, FakeSamplingClient(self._backend, state))
+        return self._backend.future(
+            call_index, FakeSamplingClient(self._backend, state), client=True
+        )
 
     def create_rest_client(self) -> FakeRestClient:
         return FakeRestClient(self._backend)

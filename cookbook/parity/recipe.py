@@ -180,7 +180,8 @@ def _compare_lr(expected: Sequence, actual: Sequence) -> str | None:
     return diff_items(expected, actual, lambda _i, row: f"step {row['step']}", "steps", LR_REL_TOL)
 
 
-def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
+def compare_run(expected: Mapping, actual: Mapping) -> str | None:
+    """A run's client calls, then metrics rows (timings dropped), then checkpoint rows."""
     found = diff_items(
         expected["calls"],
         actual.get("calls", []),
@@ -208,12 +209,13 @@ def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
     )
 
 
-def _compare_resume(expected: Mapping, actual: Mapping) -> str | None:
+def compare_resume(expected: Mapping, actual: Mapping) -> str | None:
+    """The crashed run, then its resume, each as :func:`compare_run`."""
     exp_runs, act_runs = expected["runs"], actual.get("runs", [])
     if len(exp_runs) != len(act_runs):
         return f"expected {len(exp_runs)} runs, got {len(act_runs)}"
     for index, (exp, act) in enumerate(zip(exp_runs, act_runs, strict=True)):
-        found = _compare_run(exp, act)
+        found = compare_run(exp, act)
         if found:
             return f"run {index + 1} ({exp.get('label', '')}): {found}"
     return None
@@ -223,8 +225,8 @@ _COMPARERS: dict[str, Callable[[Any, Any], str | None]] = {
     "dataset_order": _compare_dataset_order,
     "datums": _compare_datums,
     "lr_schedule": _compare_lr,
-    "run": _compare_run,
-    "resume": _compare_resume,
+    "run": compare_run,
+    "resume": compare_resume,
 }
 
 
