@@ -29,7 +29,7 @@ from cookbook.rl.types import (
 logger = logging.getLogger(__name__)
 
 
-def _text_content(message: renderers.Message) -> str:
+def get_text_content(message: renderers.Message) -> str:
     """The message's text without thinking parts (the reference's ``get_text_content``)."""
     content = message["content"]
     if isinstance(content, str):
@@ -76,7 +76,7 @@ class ProblemEnv(Env):
 
     async def step(self, action: Action, *, extra: ActionExtra | None = None) -> StepResult:
         message, termination = self.renderer.parse_response(action)
-        content = _text_content(message)
+        content = get_text_content(message)
         well_formed = (
             termination.is_stop_sequence
             if self.require_stop_sequence_for_format

@@ -220,6 +220,10 @@ def open_run(
     log_dir.mkdir(parents=True, exist_ok=True)
     tok = provenance(tokenizer)
     stand_ins = [*data_stand_ins, *local_engine_notes(spec, options.served_by)]
+    fake_overlay = getattr(getattr(spec, "fake", None), "overlay", None)
+    if spec.backend == Backend.FAKE and fake_overlay:
+        shown = ", ".join(f"{k}={v}" for k, v in fake_overlay.items())
+        stand_ins.append(f"fake profile overlay: {shown} (--set overrides it)")
     if not tok.source.startswith("hub:"):
         stand_ins.append(f"tokenizer: {tok.source} ({tok.note or 'offline build'})")
     return RecipeRun(
