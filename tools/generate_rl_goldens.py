@@ -124,13 +124,15 @@ def config_record(case: Case, config: Any) -> dict[str, Any]:
 def run_reference(
     case: Case, config: Any, state_dir: Path, faults: dict | None = None
 ) -> dict[str, Any]:
-    """One run on the fake backend: new calls, metrics rows and checkpoint rows."""
+    """One run on the fake backend: new calls, metrics rows and checkpoint rows. The fake gets
+    our offline tokenizer to see string stop sequences (rl_loop's role_colon renderer)."""
     recorder = CallRecorder()
+    tokenizer = get_tokenizer(MODEL, TokenizerSource.OFFLINE)
     log = Path(config.log_path)
     before = {name: r.read_jsonl(log / name) for name in ("metrics.jsonl", "checkpoints.jsonl")}
 
     def service_client(**_kwargs: Any) -> FakeServiceClient:
-        return FakeServiceClient(state_dir, recorder, faults)
+        return FakeServiceClient(state_dir, recorder, faults, tokenizer=tokenizer)
 
     crashed = None
     logging.disable(logging.WARNING)

@@ -1,0 +1,206 @@
+"""Layered RL parity: our RL loops against what the reference's did on the same fake backend.
+
+Each golden (golden/recipes/rl_*.json, tools/generate_rl_goldens.py) records one small run of
+the reference's ``rl.train.main`` on the arithmetic env (or ``recipes/rl_loop.main`` on the GSM8K
+stand-in). Here ours runs from the same case settings (its own defaults for the rest) on a fresh
+:class:`~cookbook.backends.fake.FakeServiceClient`, observed the same way
+(:mod:`cookbook.parity.rl_observe`), and every layer is compared in data order; a failure names
+the first divergent layer and item. Negative controls plant a change in our advantages and in
+our grading and check that the diff names those layers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cookbook.rl.train as our_train
+from cookbook.backends.fake import CallRecorder, FakeServiceClient
+from cookbook.logging.ml_log import RunLog
+from cookbook.model_info import get_recommended_renderer_name
+from cookbook.parity import recipe as r
+from cookbook.parity import rl_golden as rg
+from cookbook.parity.rl_observe import observing_rl, rl_step_layers
+from cookbook.recipes import rl_loop as our_rl_loop
+from cookbook.recipes.math_rl import arithmetic_env
+from cookbook.recipes.math_rl.gsm8k_data import stand_in_rows
+from cookbook.renderers import get_renderer
+from cookbook.rl.problem_env import get_text_content
+from cookbook.tokenizers import get_tokenizer
+
+pytestmark = pytest.mark.parity
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDENS = {p.stem: p for p in sorted((ROOT / "golden" / "recipes").glob(f"{rg.RL_PREFIX}*.json"))}
+TRAIN_CASES = [name for name in GOLDENS if not name.startswith("rl_loop")]
+SCALARS = (str, int, float, bool, type(None))
+MODEL = "meta-llama/Llama-3.1-8B"
+"""Every golden's model; the fake decodes samples with its tokenizer, as the generator's did."""
+
+
+def golden(name: str) -> dict[str, Any]:
+    return rg.load_rl_golden(GOLDENS[name])
+
+
+def _renderer(case_golden: dict) -> Any:
+    config = case_golden["config"]
+    name = config.get("renderer_name") or config["dataset"]["renderer_name"]
+    return get_renderer(name, get_tokenizer(config["model_name"], "offline"))
+
+
+def _parse(renderer: Any):
+    def parse(tokens: list[int]) -> str:
+        message, _ = renderer.parse_response(tokens)
+        return get_text_content(message)
+
+    return parse
+
+
+def _config_record(config: Any) -> dict[str, Any]:
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    record = {k: v for k, v in values.items() if k != "log_path" and isinstance(v, SCALARS)}
+    builder = values.get("dataset_builder")
+    if builder is not None:
+        record["dataset"] = dataclasses.asdict(builder)
+    return record
+
+
+def train_config(case_golden: dict, log_dir: Path) -> our_train.Config:
+    """Ours, from the case's settings only: everything else is our own default."""
+    case, ref = case_golden["provenance"]["case"], case_golden["config"]
+    builder = arithmetic_env.ArithmeticDatasetBuilder(
+        batch_size=case["batch_size"],
+        model_name_for_tokenizer=ref["model_name"],
+        renderer_name=ref["renderer_name"],
+        n_batches=case["n_batches"],
+        group_size=case["group_size"],
+    )
+    return our_train.Config(
+        learning_rate=case["learning_rate"],
+        dataset_builder=builder,
+        model_name=ref["model_name"],
+        max_tokens=case["max_tokens"],
+        log_path=str(log_dir),
+        renderer_name=ref["renderer_name"],
+        recipe_name="rl_arithmetic",
+        eval_every=case["eval_every"],
+        save_every=case["save_every"],
+        loss_fn=case["loss_fn"],
+        remove_constant_reward_groups=case["remove_constant_reward_groups"],
+    )
+
+
+def _run(log_dir: Path, run: Any, state_dir: Path, faults: dict | None) -> dict[str, Any]:
+    """One run of ours on a fresh fake client: its new calls, metrics and checkpoint rows."""
+    recorder = CallRecorder()
+    tokenizer = get_tokenizer(MODEL, "offline")
+    service = FakeServiceClient(state_dir, recorder, faults, tokenizer=tokenizer)
+    names = ("metrics.jsonl", "checkpoints.jsonl")
+    before = {name: len(r.read_jsonl(log_dir / name)) for name in names}
+    crashed = None
+    try:
+        run(service)
+    except RuntimeError as exc:
+        if faults is None:
+            raise
+        crashed = repr(exc)
+    rows = {name: r.read_jsonl(log_dir / name)[before[name] :] for name in names}
+    return {
+        "calls": recorder.calls,
+        "metrics": [r.without_wall_clock(row) for row in rows["metrics.jsonl"]],
+        "checkpoints": rows["checkpoints.jsonl"],
+        **({"crashed_with": crashed} if faults is not None else {}),
+    }
+
+
+def run_train(case_golden: dict, tmp: Path, faults: dict | None = None, state: str = "state"):
+    log_dir = tmp / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config = train_config(case_golden, log_dir)
+
+    def run(service: FakeServiceClient) -> None:
+        asyncio.run(our_train.main(config, service, RunLog(log_dir)))
+
+    with observing_rl(our_train) as seen:
+        run_layers = _run(log_dir, run, tmp / state, faults)
+    layers = rl_step_layers(seen, _parse(_renderer(case_golden)))
+    return {"config": _config_record(config), **layers, "run": run_layers}
+
+
+@pytest.mark.parametrize("name", TRAIN_CASES)
+def test_every_layer_of_rl_train_matches_the_reference(tmp_path: Path, name: str) -> None:
+    expected = golden(name)
+    actual = run_train(expected, tmp_path)
+    assert rg.first_difference(expected, actual) is None, rg.first_difference(expected, actual)
+
+
+@pytest.mark.parametrize("name", [n for n in TRAIN_CASES if "resume" in golden(n)["layers"]])
+def test_a_crashed_rl_run_resumes_like_the_reference(tmp_path: Path, name: str) -> None:
+    expected = golden(name)
+    faults = r.resume_faults(expected)
+    first = run_train(expected, tmp_path, faults, state="resume_state")["run"]
+    second = run_train(expected, tmp_path, state="resume_state")["run"]
+    actual = {"runs": [{"label": "crashes", **first}, {"label": "resumes", **second}]}
+    found = rg.compare_layer(expected, "resume", actual)
+    assert found is None, found
+
+
+def test_a_planted_advantage_change_is_named_in_the_advantages_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = our_train.compute_advantages
+
+    def flipped(groups: Any) -> Any:
+        return [-a for a in original(groups)]
+
+    monkeypatch.setattr(our_train, "compute_advantages", flipped)
+    expected = golden("rl_arithmetic_is")
+    found = rg.first_difference(expected, run_train(expected, tmp_path))
+    assert found is not None and found.startswith("layer advantages: step 0 kept group 0 traj 0: ")
+    assert "expected -0.05" in found and "got 0.05" in found
+
+
+def test_a_planted_grading_change_is_named_in_the_rewards_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = arithmetic_env.ArithmeticEnv.check_answer
+    monkeypatch.setattr(
+        arithmetic_env.ArithmeticEnv, "check_answer", lambda self, s: not original(self, s)
+    )
+    expected = golden("rl_arithmetic_is")
+    found = rg.first_difference(expected, run_train(expected, tmp_path))
+    assert found is not None and found.startswith("layer rewards: step 0 group 0 total[0]: ")
+
+
+def run_rl_loop(case_golden: dict, tmp: Path, faults: dict | None = None) -> dict[str, Any]:
+    case, ref = case_golden["provenance"]["case"], case_golden["config"]
+    log_dir = tmp / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config = our_rl_loop.Config(
+        log_path=str(log_dir),
+        model_name=ref["model_name"],
+        batch_size=case["batch_size"],
+        group_size=case["group_size"],
+        learning_rate=case["learning_rate"],
+        save_every=case["save_every"],
+        max_tokens=case["max_tokens"],
+        max_steps=case["n_batches"],
+    )
+    renderer_name = get_recommended_renderer_name(ref["model_name"])
+    renderer = get_renderer(renderer_name, get_tokenizer(ref["model_name"], "offline"))
+
+    def run(service: FakeServiceClient) -> None:
+        our_rl_loop.main(config, service, renderer, stand_in_rows(), RunLog(log_dir))
+
+    return {"config": _config_record(config), "run": _run(log_dir, run, tmp / "state", faults)}
+
+
+@pytest.mark.parametrize("name", [n for n in GOLDENS if n.startswith("rl_loop")])
+def test_rl_loop_matches_the_reference(tmp_path: Path, name: str) -> None:
+    expected = golden(name)
+    found = rg.first_difference(expected, run_rl_loop(expected, tmp_path))
+    assert found is None, found
