@@ -20,11 +20,14 @@ import pytest
 
 import cookbook.rl.train as our_train
 from cookbook.backends.fake import CallRecorder, FakeServiceClient
+from cookbook.cli import main as cli_main
 from cookbook.logging.ml_log import RunLog
 from cookbook.model_info import get_recommended_renderer_name
 from cookbook.parity import recipe as r
 from cookbook.parity import rl_golden as rg
 from cookbook.parity.rl_observe import observing_rl, rl_step_layers
+from cookbook.parity.rl_runs import recording_rl_steps, write_rl_steps
+from cookbook.parity.runs import compare_runs
 from cookbook.recipes import rl_loop as our_rl_loop
 from cookbook.recipes.math_rl import arithmetic_env
 from cookbook.recipes.math_rl.gsm8k_data import stand_in_rows
@@ -204,3 +207,50 @@ def test_rl_loop_matches_the_reference(tmp_path: Path, name: str) -> None:
     expected = golden(name)
     found = rg.first_difference(expected, run_rl_loop(expected, tmp_path))
     assert found is None, found
+
+
+# -- cookbook-run compare on RL runs -----------------------------------------------------------
+
+
+def rl_run_dir(run_dir: Path) -> Path:
+    """An RL run directory as the recipe runner leaves it: config.json, metrics.jsonl and the
+    step layers (rl_steps.jsonl)."""
+    expected = golden("rl_arithmetic_is")
+    run_dir.mkdir(parents=True)
+    config = train_config(expected, run_dir)
+    RunLog(run_dir).write_config(_config_record(config))
+    service = FakeServiceClient(run_dir / "fake_state", tokenizer=get_tokenizer(MODEL, "offline"))
+    with recording_rl_steps(run_dir, first_step=0, parse=_parse(_renderer(expected))):
+        asyncio.run(our_train.main(config, service, RunLog(run_dir)))
+    return run_dir
+
+
+def test_compare_finds_two_rl_runs_equal_in_every_layer(tmp_path: Path) -> None:
+    comparison = compare_runs(rl_run_dir(tmp_path / "a"), rl_run_dir(tmp_path / "b"))
+    assert [layer.status for layer in comparison.layers] == ["match"] * 10
+    assert [layer.name for layer in comparison.layers][1:-1] == list(rg.LAYERS[1:9])
+
+
+def test_compare_names_the_first_layer_where_two_rl_runs_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    run_a = rl_run_dir(tmp_path / "a")
+    original = our_train.compute_advantages
+    monkeypatch.setattr(our_train, "compute_advantages", lambda g: [-a for a in original(g)])
+    run_b = rl_run_dir(tmp_path / "b")
+    html = tmp_path / "compare.html"
+    assert cli_main(["compare", str(run_a), str(run_b), "--html", str(html)]) == 1
+    out = capsys.readouterr().out
+    assert "first difference: layer (8) advantages: step 0 kept group 0 traj 0: expected" in out
+    statuses = {layer.name: layer.status for layer in compare_runs(run_a, run_b).layers}
+    assert statuses["rewards"] == "match" and statuses["datums"] == "differs"
+
+
+def test_a_resumed_rl_run_rewrites_its_steps_from_where_it_resumed(tmp_path: Path) -> None:
+    rows = [{"step": s, "env_groups": [s]} for s in range(3)]
+    write_rl_steps(tmp_path, rows, first_step=0)
+    write_rl_steps(tmp_path, [{"step": 1, "env_groups": ["again"]}], first_step=1)
+    assert r.read_jsonl(tmp_path / "rl_steps.jsonl") == [
+        rows[0],
+        {"step": 1, "env_groups": ["again"]},
+    ]
