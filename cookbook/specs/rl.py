@@ -14,16 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cookbook.specs.recipe import (
-    Backend,
-    LocalProfile,
-    NonNegativeInt,
-    OverlayValue,
-    PositiveInt,
-    RendererName,
-    TinkerOptions,
-    _Strict,
-)
+from cookbook.specs.recipe import NonNegativeInt, OverlayValue, PositiveInt, RunSpec, _Strict
 
 
 class RLLoop(StrEnum):
@@ -107,23 +98,12 @@ class FakeProfile(_Strict):
     )
 
 
-class RLRecipeSpec(_Strict):
+class RLRecipeSpec(RunSpec):
     """``kind: rl_recipe`` - rl_basic, rl_loop and their variants."""
 
     kind: Literal["rl_recipe"]
-    version: Literal[1]
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
     loop: RLLoop = RLLoop.TRAIN
     recipe_name: str = "recipe_rl_basic"
-    model_name: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
-    renderer_name: RendererName | None = Field(
-        default=None, description="None means get_recommended_renderer_name(model_name)."
-    )
-    backend: Backend = Backend.LOCAL
-    base_url: str | None = None
-    seed: int = 0
-    log_path: str | None = Field(default=None, description="Default: runs/<name>.")
-    load_checkpoint_path: str | None = None
     dataset: RLDatasetSpec
     learning_rate: Annotated[float, Field(gt=0)] = 4e-5
     max_tokens: PositiveInt = 256
@@ -143,9 +123,7 @@ class RLRecipeSpec(_Strict):
     num_substeps: PositiveInt = 1
     compute_post_kl: bool = False
     rolling_save_every: NonNegativeInt = 0
-    local: LocalProfile = LocalProfile()
     fake: FakeProfile = FakeProfile()
-    tinker: TinkerOptions = TinkerOptions()
 
     @field_validator(*NOT_IMPLEMENTED)
     @classmethod
@@ -160,8 +138,6 @@ class RLRecipeSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> RLRecipeSpec:
-        if self.backend != Backend.TINKER and (self.tinker.record or self.tinker.replay):
-            raise ValueError("tinker.record and tinker.replay need backend: tinker")
         if self.loop == RLLoop.RL_LOOP:
             if self.dataset.builder != RLDatasetKind.GSM8K:
                 raise ValueError("loop rl_loop trains on gsm8k only (the reference's rl_loop.py)")
