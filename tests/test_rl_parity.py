@@ -26,13 +26,12 @@ from cookbook.model_info import get_recommended_renderer_name
 from cookbook.parity import recipe as r
 from cookbook.parity import rl_golden as rg
 from cookbook.parity.rl_observe import observing_rl, rl_step_layers
-from cookbook.parity.rl_runs import recording_rl_steps, write_rl_steps
+from cookbook.parity.rl_runs import recording_rl_steps, response_parser, write_rl_steps
 from cookbook.parity.runs import compare_runs
 from cookbook.recipes import rl_loop as our_rl_loop
 from cookbook.recipes.math_rl import arithmetic_env
 from cookbook.recipes.math_rl.gsm8k_data import stand_in_rows
 from cookbook.renderers import get_renderer
-from cookbook.rl.problem_env import get_text_content
 from cookbook.tokenizers import get_tokenizer
 
 pytestmark = pytest.mark.parity
@@ -53,14 +52,6 @@ def _renderer(case_golden: dict) -> Any:
     config = case_golden["config"]
     name = config.get("renderer_name") or config["dataset"]["renderer_name"]
     return get_renderer(name, get_tokenizer(config["model_name"], "offline"))
-
-
-def _parse(renderer: Any):
-    def parse(tokens: list[int]) -> str:
-        message, _ = renderer.parse_response(tokens)
-        return get_text_content(message)
-
-    return parse
 
 
 def _config_record(config: Any) -> dict[str, Any]:
@@ -130,7 +121,7 @@ def run_train(case_golden: dict, tmp: Path, faults: dict | None = None, state: s
 
     with observing_rl(our_train) as seen:
         run_layers = _run(log_dir, run, tmp / state, faults)
-    layers = rl_step_layers(seen, _parse(_renderer(case_golden)))
+    layers = rl_step_layers(seen, response_parser(_renderer(case_golden)))
     return {"config": _config_record(config), **layers, "run": run_layers}
 
 
@@ -220,7 +211,7 @@ def rl_run_dir(run_dir: Path) -> Path:
     config = train_config(expected, run_dir)
     RunLog(run_dir).write_config(_config_record(config))
     service = FakeServiceClient(run_dir / "fake_state", tokenizer=get_tokenizer(MODEL, "offline"))
-    with recording_rl_steps(run_dir, first_step=0, parse=_parse(_renderer(expected))):
+    with recording_rl_steps(run_dir, first_step=0, renderer=_renderer(expected)):
         asyncio.run(our_train.main(config, service, RunLog(run_dir)))
     return run_dir
 

@@ -10,7 +10,7 @@ run has the file.
 
 Recording (the RL recipe runner)::
 
-    with recording_rl_steps(run.log_dir, first_step=start_batch, parse=parse_text):
+    with recording_rl_steps(run.log_dir, first_step=start_batch, renderer=renderer):
         asyncio.run(cookbook.rl.train.main(config, service_client, run_log))
 
 A resumed run rewrites the rows from its first step on, as metrics.jsonl does.
@@ -81,10 +81,19 @@ def write_rl_steps(log_dir: Path, rows: list[dict[str, Any]], first_step: int) -
     write_atomic(log_dir / RL_STEPS_FILE, text)
 
 
+def response_parser(renderer: Any) -> Callable[[list[int]], str]:
+    """A response's text as our ProblemEnv reads it (the responses layer)."""
+    from cookbook.rl.problem_env import get_text_content
+
+    def parse(tokens: list[int]) -> str:
+        message, _ = renderer.parse_response(tokens)
+        return get_text_content(message)
+
+    return parse
+
+
 @contextlib.contextmanager
-def recording_rl_steps(
-    log_dir: Path, first_step: int, parse: Callable[[list[int]], str]
-) -> Iterator[None]:
+def recording_rl_steps(log_dir: Path, first_step: int, renderer: Any) -> Iterator[None]:
     """Observe ``cookbook.rl.train`` while the block runs; write its steps when it ends (also
     when it fails: a crashed run keeps the steps it finished)."""
     from cookbook.rl import train
@@ -93,7 +102,7 @@ def recording_rl_steps(
         try:
             yield
         finally:
-            layers = rl_step_layers(seen, parse)
+            layers = rl_step_layers(seen, response_parser(renderer))
             write_rl_steps(log_dir, step_rows(layers, first_step), first_step)
 
 
@@ -120,4 +129,12 @@ RL_RUN_LAYERS: list[tuple[str, str, str, Callable[[Any, Any, float], str | None]
 
 
 def is_rl_run(run: Path) -> bool:
-    return (run / RL_STEPS_FILE).is_file()
+    """Has step layers, or is an ``rl_recipe`` run (whose missing layers are then reported)."""
+    if (run / RL_STEPS_FILE).is_file():
+        return True
+    try:
+        config = json.loads((run / "config.json").read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    spec = config.get("spec") if isinstance(config, dict) else None
+    return isinstance(spec, dict) and spec.get("kind") == "rl_recipe"

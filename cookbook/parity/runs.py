@@ -255,7 +255,9 @@ def compare_runs(run_a: Path, run_b: Path, rtol: float = METRIC_REL_TOL) -> RunC
         if name == "metrics":
             a, b = read_jsonl(run_a / file), read_jsonl(run_b / file)
         elif file == RL_STEPS_FILE:
-            a, b = (read_jsonl(run / file) if is_rl_run(run) else None for run in (run_a, run_b))
+            a, b = (
+                read_jsonl(run / file) if (run / file).is_file() else None for run in (run_a, run_b)
+            )
         else:
             a, b = _load(run_a, file), _load(run_b, file)
             if name == "config":

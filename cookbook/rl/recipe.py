@@ -15,6 +15,7 @@ from rich.console import Console
 from cookbook.exceptions import DatasetUnavailableError
 from cookbook.logging import display
 from cookbook.logging.plots import plot_reward_curve
+from cookbook.parity.rl_runs import recording_rl_steps
 from cookbook.recipes import rl_loop
 from cookbook.recipes.math_rl.arithmetic_env import ArithmeticDatasetBuilder
 from cookbook.recipes.math_rl.gsm8k_data import OFFLINE_FALLBACK_HINT, STAND_IN_NOTE, Gsm8kRows
@@ -169,6 +170,9 @@ def run_rl_recipe(
             )
         else:
             config = _train_config(spec, renderer_name, data.builder, run.log_dir)
-            asyncio.run(train.main(config, run.service_client, run.run_log, progress.on_step))
+            # rl_steps.jsonl: the step layers `cookbook-run compare` reads (parity/rl_runs.py)
+            renderer = get_renderer(renderer_name, tokenizer)
+            with recording_rl_steps(run.log_dir, first_step, renderer):
+                asyncio.run(train.main(config, run.service_client, run.run_log, progress.on_step))
     run.finish(progress, [("reward_curve.png", plot_reward_curve)])
     return 0

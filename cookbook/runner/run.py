@@ -63,7 +63,8 @@ def make_service_client(
         case Backend.FAKE:
             from cookbook.backends.fake import FakeServiceClient
 
-            return FakeServiceClient(state_dir=log_dir / "fake_state")
+            # The tokenizer lets unseeded (RL) samples end at string stop sequences.
+            return FakeServiceClient(state_dir=log_dir / "fake_state", tokenizer=tokenizer)
         case Backend.TINKER:
             # Key check, bounded connectivity probe, retries, record/replay (spec.tinker).
             from cookbook.backends.tinker import make_tinker_service_client
