@@ -60,12 +60,20 @@ def _config_record(config: Any) -> dict[str, Any]:
     builder = values.get("dataset_builder")
     if builder is not None:
         record["dataset"] = dataclasses.asdict(builder)
+    if values.get("kl_reference_config") is not None:
+        record["kl_reference_config"] = dataclasses.asdict(values["kl_reference_config"])
     return record
 
 
 def train_config(case_golden: dict, log_dir: Path) -> our_train.Config:
     """Ours, from the case's settings only: everything else is our own default."""
     case, ref = case_golden["provenance"]["case"], case_golden["config"]
+    kl: dict[str, Any] = {}
+    if case["kl_penalty_coef"] > 0:
+        kl = {
+            "kl_penalty_coef": case["kl_penalty_coef"],
+            "kl_reference_config": our_train.KLReferenceConfig(**ref["kl_reference_config"]),
+        }
     builder = arithmetic_env.ArithmeticDatasetBuilder(
         batch_size=case["batch_size"],
         model_name_for_tokenizer=ref["model_name"],
@@ -85,6 +93,7 @@ def train_config(case_golden: dict, log_dir: Path) -> our_train.Config:
         save_every=case["save_every"],
         loss_fn=case["loss_fn"],
         remove_constant_reward_groups=case["remove_constant_reward_groups"],
+        **kl,
     )
 
 

@@ -64,6 +64,8 @@ class Case:
     learning_rate: float = 1e-4
     save_every: int = 0
     eval_every: int = 0
+    kl_penalty_coef: float = 0.0
+    """With a KL reference config on the base model (the fake's untrained logprobs)."""
     fault_step: int | None = None
     """Crash run 1 at this step's forward_backward, then resume from the last checkpoint."""
 
@@ -72,6 +74,7 @@ CASES = (
     Case("rl_arithmetic_is", "train"),
     Case("rl_arithmetic_ppo_filtered", "train", loss_fn="ppo", remove_constant_reward_groups=True),
     Case("rl_arithmetic_resume", "train", n_batches=5, save_every=2, fault_step=3),
+    Case("rl_arithmetic_kl", "train", kl_penalty_coef=0.5),
     Case("rl_loop_gsm8k", "rl_loop", batch_size=2, n_batches=3, save_every=2),
 )
 
@@ -107,6 +110,10 @@ def make_config(case: Case, log_path: Path) -> Any:
         save_every=case.save_every,
         loss_fn=case.loss_fn,
         remove_constant_reward_groups=case.remove_constant_reward_groups,
+        kl_penalty_coef=case.kl_penalty_coef,
+        kl_reference_config=(
+            ref_train.KLReferenceConfig(base_model=MODEL) if case.kl_penalty_coef > 0 else None
+        ),
     )
 
 
@@ -118,6 +125,9 @@ def config_record(case: Case, config: Any) -> dict[str, Any]:
     if case.entry == "train":
         builder = config.dataset_builder
         record["dataset"] = {name: getattr(builder, name) for name in chz.chz_fields(builder)}
+        kl = config.kl_reference_config
+        if kl is not None:
+            record["kl_reference_config"] = {n: getattr(kl, n) for n in chz.chz_fields(kl)}
     return record
 
 
