@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 import tinker
+import torch
 
 from cookbook.backends.fake import CallRecorder, FakeServiceClient
 from cookbook.completers import TokensWithLogprobs
@@ -20,6 +21,7 @@ from cookbook.rl.data_processing import (
     trajectory_to_data,
 )
 from cookbook.rl.metric_util import compute_trajectory_metrics
+from cookbook.rl.metrics import discounted_future_sum_vectorized, incorporate_kl_penalty
 from cookbook.rl.rollouts import do_group_rollout_and_filter_constant_reward
 from cookbook.rl.types import (
     PARSE_ERROR_MASKED_METRIC_KEY,
@@ -154,3 +156,31 @@ def test_samples_are_drawn_in_group_then_environment_order(tmp_path) -> None:
     expected = [tokens_digest(tinker.ModelInput.from_ints(p)) for p in prompts for _ in range(2)]
     assert sampled == expected
     assert all(len(g.trajectories_G) == 2 for g in groups)
+
+
+class _ScoresLikeTheSampler:
+    """A KL reference that gives every token the logprob the policy sampled it with."""
+
+    def __init__(self, data: list[tinker.Datum]):
+        self.by_sequence = {
+            tuple(d.model_input.to_ints()): d.loss_fn_inputs["logprobs"].tolist() for d in data
+        }
+
+    async def compute_logprobs(self, sequence: tinker.ModelInput) -> list[float | None]:
+        return [None, *self.by_sequence[tuple(sequence.to_ints()[:-1])]]
+
+
+def test_a_kl_reference_equal_to_the_policy_leaves_the_advantages_alone() -> None:
+    groups = [_group([1.0, 0.0])]
+    data, _ = assemble_training_data(groups, compute_advantages(groups))
+    before = [d.loss_fn_inputs["advantages"].tolist() for d in data]
+    metrics = asyncio.run(incorporate_kl_penalty(data, _ScoresLikeTheSampler(data), 0.5, 0.9))
+    assert metrics == {"kl_policy_base": 0.0}
+    assert [d.loss_fn_inputs["advantages"].tolist() for d in data] == before
+
+
+def test_discounted_future_sum_matches_its_definition() -> None:
+    x = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    gamma = 0.5
+    expected = [sum(gamma**k * float(x[i + k]) for k in range(len(x) - i)) for i in range(len(x))]
+    assert discounted_future_sum_vectorized(x, gamma).tolist() == pytest.approx(expected)

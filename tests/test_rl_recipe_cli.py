@@ -93,13 +93,29 @@ def test_interrupted_rl_run_resumes_from_its_last_checkpoint(
     assert [c["batch"] for c in _rows(split / "checkpoints.jsonl")] == [2, 4, 5]
 
 
+def test_a_kl_penalty_scores_every_datum_with_the_reference_model(tmp_path: Path) -> None:
+    spec = ROOT / "specs" / "rl_arithmetic.yaml"
+    sets = ["backend=fake", "max_steps=2", "kl_penalty_coef=0.05"]
+    sets += ["kl_reference_config.base_model=Qwen/Qwen3.5-9B", "kl_discount_factor=0.9"]
+    args = [a for s in sets for a in ("--set", s)]
+    assert run_cli(spec, *args, "--log-dir", tmp_path / "kl") == 0
+    assert run_cli(spec, *args[:4], "--log-dir", tmp_path / "plain") == 0
+    kl, plain = (
+        _rows(tmp_path / "kl" / "metrics.jsonl"),
+        _rows(tmp_path / "plain" / "metrics.jsonl"),
+    )
+    assert all("kl_policy_base" in r for r in kl) and not any("kl_policy_base" in r for r in plain)
+    # The fake's reference model (no updates) and policy score differently once it trained.
+    assert kl[0]["kl_policy_base"] == 0.0 and kl[1]["kl_policy_base"] != 0.0
+
+
 def test_an_unimplemented_option_set_on_the_command_line_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     spec = ROOT / "specs" / "rl_basic.yaml"
     run = tmp_path / "run"
-    rc = run_cli(spec, "--set", "backend=fake", "--set", "kl_penalty_coef=0.1", "--log-dir", run)
+    rc = run_cli(spec, "--set", "backend=fake", "--set", "num_substeps=2", "--log-dir", run)
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
-    assert "kl_penalty_coef" in err and "not implemented" in err
+    assert "num_substeps" in err and "not implemented" in err
     assert not run.exists()

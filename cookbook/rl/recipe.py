@@ -92,6 +92,13 @@ def _train_config(spec: RLRecipeSpec, renderer_name: str, builder: Any, log_dir:
         remove_constant_reward_groups=spec.remove_constant_reward_groups,
         ttl_seconds=spec.ttl_seconds,
         max_steps=spec.max_steps,
+        kl_penalty_coef=spec.kl_penalty_coef,
+        kl_discount_factor=spec.kl_discount_factor,
+        kl_reference_config=(
+            train.KLReferenceConfig(**spec.kl_reference_config.model_dump())
+            if spec.kl_reference_config is not None
+            else None
+        ),
     )
 
 

@@ -8,6 +8,8 @@ compares)::
     [eval_every > 0 and i % eval_every == 0] sample x (test groups x group size)
     sample x (groups x group size), in (group, env) order, SamplingParams(stop, max_tokens,
         temperature), one sample per call
+    [kl_penalty_coef > 0] compute_logprobs x datums (the KL reference client, created once
+        with create_sampling_client(base_model, model_path) right after the training client)
     forward_backward(datums without "mask", loss_fn, loss_fn_config)
     optim_step(AdamParams(lr, beta1=0.9, beta2=0.95, eps=1e-8))
     [save_every > 0 and (i+1) % save_every == 0] save_state(f"{i+1:06d}", ttl),
@@ -19,7 +21,8 @@ compares)::
 
 Each batch's metrics row (``metrics.jsonl``, step ``i``) has the reference's names:
 ``progress/batch``, ``optim/lr``, ``progress/done_frac``, the ``test/...`` eval metrics when due,
-``env/all/...`` (and ``env/<tag>/...``) trajectory metrics, the optimizer's metrics,
+``env/all/...`` (and ``env/<tag>/...``) trajectory metrics, ``kl_policy_base`` (with a KL
+penalty), the optimizer's metrics,
 ``optim/kl_sample_train_v1``/``_v2`` and ``optim/entropy``. Timings go to timing.jsonl so two
 runs' metrics.jsonl are byte-identical.
 
@@ -40,13 +43,14 @@ from typing import Any
 import tinker
 import torch
 
+from cookbook.exceptions import ConfigurationError
 from cookbook.rl.data_processing import (
     assemble_training_data,
     compute_advantages,
     remove_constant_reward_groups,
 )
 from cookbook.rl.metric_util import RLTestSetEvaluator, compute_trajectory_metrics
-from cookbook.rl.metrics import compute_kl_sample_train
+from cookbook.rl.metrics import compute_kl_sample_train, incorporate_kl_penalty
 from cookbook.rl.rollouts import do_group_rollout_and_filter_constant_reward
 from cookbook.rl.types import EnvGroupBuilder, RLDataset, RLDatasetBuilder, TrajectoryGroup
 from cookbook.runner.clients import create_training_client
@@ -62,8 +66,8 @@ RL_ADAM = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8}
 @dataclass
 class Config:
     """The fields of the reference's ``rl.train.Config`` that its default path reads; defaults
-    are the reference's. Options it has and we do not (async, stream minibatch, KL penalty
-    against a reference model, substeps, rolling saves, post-KL) are refused by the spec."""
+    are the reference's. Options it has and we do not (async, stream minibatch, substeps,
+    rolling saves, post-KL) are refused by the spec."""
 
     learning_rate: float
     dataset_builder: RLDatasetBuilder
@@ -82,6 +86,18 @@ class Config:
     remove_constant_reward_groups: bool = False
     ttl_seconds: int | None = 604800
     max_steps: int | None = None
+    kl_penalty_coef: float = 0.0
+    kl_discount_factor: float = 0.0
+    kl_reference_config: KLReferenceConfig | None = None
+
+
+@dataclass(frozen=True)
+class KLReferenceConfig:
+    """The model the KL penalty compares against; weights from ``load_checkpoint_path`` if set,
+    else the base model's."""
+
+    base_model: str
+    load_checkpoint_path: str | None = None
 
 
 @dataclass
@@ -125,6 +141,7 @@ class RLTrainer:
         n = len(dataset)
         self.total_steps = min(config.max_steps, n) if config.max_steps is not None else n
         self.client: Any = None
+        self.kl_reference_client: Any = None
         self.created = time.perf_counter()
 
     async def run(self) -> TrainingResult:
@@ -139,6 +156,7 @@ class RLTrainer:
             resume_state_path=resume["state_path"] if resume else None,
             load_checkpoint_path=cfg.load_checkpoint_path,
         )
+        self.kl_reference_client = self._kl_reference_client()
         sampling_client = await self.client.save_weights_and_get_sampling_client()
         for i_batch in range(start, self.total_steps):
             sampling_client = await self._step(i_batch, sampling_client)
@@ -146,6 +164,20 @@ class RLTrainer:
         if start < self.total_steps:
             final = await self._save("final", self.total_steps, ttl_seconds=None)
         return TrainingResult(max(self.total_steps - start, 0), self.total_steps, final)
+
+    def _kl_reference_client(self) -> Any:
+        """Created once, after the training client, as the reference does."""
+        cfg = self.config
+        if cfg.kl_penalty_coef <= 0:
+            return None
+        if cfg.kl_reference_config is None:
+            raise ConfigurationError(
+                "kl_reference_config must be specified when kl_penalty_coef > 0"
+            )
+        return self.service_client.create_sampling_client(
+            base_model=cfg.kl_reference_config.base_model,
+            model_path=cfg.kl_reference_config.load_checkpoint_path,
+        ).result()
 
     async def _step(self, i_batch: int, sampling_client: Any) -> Any:
         cfg = self.config
@@ -195,6 +227,12 @@ class RLTrainer:
         # be misaligned once constant groups were removed; zip stops at the shorter).
         metrics.update(compute_trajectory_metrics(groups_P, [b.logging_tags() for b in builders_P]))
         data_D, _ = assemble_training_data(groups_P, compute_advantages(groups_P))
+        if self.kl_reference_client is not None:
+            metrics.update(
+                await incorporate_kl_penalty(
+                    data_D, self.kl_reference_client, cfg.kl_penalty_coef, cfg.kl_discount_factor
+                )
+            )
         adam = tinker.AdamParams(learning_rate=cfg.learning_rate, **RL_ADAM)
         fwd_bwd = self.client.forward_backward(
             [_remove_mask(d) for d in data_D], cfg.loss_fn, cfg.loss_fn_config

@@ -76,13 +76,18 @@ class RLDatasetSpec(_Strict):
 NOT_IMPLEMENTED = {
     "async_config": "async/off-policy training",
     "stream_minibatch_config": "streaming minibatch training",
-    "kl_penalty_coef": "a KL penalty against a reference model",
-    "kl_reference_config": "a KL reference model",
     "num_substeps": "more than one optimizer substep per batch",
     "compute_post_kl": "post-update KL metrics",
     "rolling_save_every": "rolling checkpoints",
 }
 """``rl.train.Config`` options whose non-default values this port refuses, and what they are."""
+
+
+class KLReferenceSpec(_Strict):
+    """``rl.train.KLReferenceConfig``: the model the KL penalty compares the policy against."""
+
+    base_model: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
+    load_checkpoint_path: str | None = None
 
 
 class FakeProfile(_Strict):
@@ -119,7 +124,8 @@ class RLRecipeSpec(RunSpec):
     async_config: dict[str, Any] | None = None
     stream_minibatch_config: dict[str, Any] | None = None
     kl_penalty_coef: Annotated[float, Field(ge=0)] = 0.0
-    kl_reference_config: dict[str, Any] | None = None
+    kl_discount_factor: Annotated[float, Field(ge=0, le=1)] = 0.0
+    kl_reference_config: KLReferenceSpec | None = None
     num_substeps: PositiveInt = 1
     compute_post_kl: bool = False
     rolling_save_every: NonNegativeInt = 0
@@ -138,6 +144,8 @@ class RLRecipeSpec(RunSpec):
 
     @model_validator(mode="after")
     def _consistent(self) -> RLRecipeSpec:
+        if self.kl_penalty_coef > 0 and self.kl_reference_config is None:
+            raise ValueError("kl_penalty_coef > 0 needs kl_reference_config (its base_model)")
         if self.loop == RLLoop.RL_LOOP:
             if self.dataset.builder != RLDatasetKind.GSM8K:
                 raise ValueError("loop rl_loop trains on gsm8k only (the reference's rl_loop.py)")
@@ -149,6 +157,8 @@ class RLRecipeSpec(RunSpec):
                 "renderer_name": None,
                 "load_checkpoint_path": None,
                 "eval_every": 20,
+                "kl_penalty_coef": 0.0,
+                "kl_reference_config": None,
             }
             for key, value in fixed.items():
                 if getattr(self, key) != value:
