@@ -152,7 +152,7 @@ class RLTrainer:
             self.service_client,
             model_name=cfg.model_name,
             lora_rank=cfg.lora_rank,
-            renderer_name=cfg.renderer_name or "",
+            renderer_name=cfg.renderer_name,
             resume_state_path=resume["state_path"] if resume else None,
             load_checkpoint_path=cfg.load_checkpoint_path,
         )

@@ -40,13 +40,15 @@ def create_training_client(
     *,
     model_name: str,
     lora_rank: int,
-    renderer_name: str,
+    renderer_name: str | None,
     resume_state_path: str | None = None,
     load_checkpoint_path: str | None = None,
 ) -> Any:
-    metadata = {"renderer_name": renderer_name}
+    """No renderer (an RL config may leave it unset): no metadata and no check, as the
+    reference."""
+    metadata = {"renderer_name": renderer_name} if renderer_name else {}
     source = resume_state_path or load_checkpoint_path
-    if source:
+    if source and renderer_name:
         warn_if_renderer_differs(service_client, source, renderer_name)
     if resume_state_path:
         future = service_client.create_training_client_from_state_with_optimizer(
