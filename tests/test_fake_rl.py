@@ -142,10 +142,6 @@ def test_importance_sampling_and_ppo_follow_the_documented_formulas(tmp_path: Pa
     ("call", "message"),
     [
         (lambda c: c.forward_backward([_rl_datum([0.0] * 4)], "custom"), "not 'custom'"),
-        (
-            lambda c: c.forward_backward([_rl_datum([0.0] * 4)], "ppo", {"clip": 1}),
-            "unknown key",
-        ),
         (lambda c: c.forward_backward([_rl_datum([0.0] * 3)], "cispo"), "advantages has 3"),
     ],
 )

@@ -181,7 +181,7 @@ class FakeTrainingClient(TrainingClientAsyncTwins):
         call_index = self._backend.call(
             call, loss_fn=loss_fn, n=len(data), datums=[datum_digest(d) for d in data], **extra
         )
-        check_loss_fn(loss_fn, config)
+        check_loss_fn(loss_fn)
         for index, datum in enumerate(data):
             check_loss_inputs(index, datum, loss_fn)
         outputs, loss = [], 0.0

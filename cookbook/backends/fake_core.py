@@ -79,7 +79,9 @@ class ClientFuture(FakeFuture[T]):
     ``create_sampling_client`` / ``save_weights_and_get_sampling_client`` return."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        # Only the client's own names wait for it: probing the future (``getattr(f, "future",
+        # None)``) must neither block nor use up a result fault.
+        if name.startswith("_") or not hasattr(self.__dict__.get("_value"), name):
             raise AttributeError(name)
         return getattr(self.result(), name)
 
