@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cookbook.cli import main
+from cookbook.logging.display import TrainingProgress
 from cookbook.rl.train import RLTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,38 @@ def test_interrupted_rl_run_resumes_from_its_last_checkpoint(
     lr_sums = [[r["fake/applied_lr_sum"] for r in rows] for rows in (resumed, reference)]
     assert lr_sums[0] == lr_sums[1]
     assert [c["batch"] for c in _rows(split / "checkpoints.jsonl")] == [2, 4, 5]
+
+
+def test_interrupted_rl_loop_resumes_from_its_state_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rl_loop saves state only, at the start of every save_every-th batch; the resume reruns
+    from there, and its final row names all train batches (the reference's record)."""
+    spec = ROOT / "specs" / "rl_loop.yaml"
+    common = ("--set", "backend=fake", "--set", "save_every=2", "--set", "max_steps=5")
+    run = tmp_path / "run"
+    on_step = TrainingProgress.on_step
+
+    def killed_after_2(self: TrainingProgress, step: int, metrics: dict) -> None:
+        on_step(self, step, metrics)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingProgress, "on_step", killed_after_2)
+        assert run_cli(spec, *common, "--log-dir", run) == 130
+    assert [c["batch"] for c in _rows(run / "checkpoints.jsonl")] == [2]
+    assert run_cli(spec, *common, "--log-dir", run, "--resume") == 0
+    assert [r["step"] for r in _rows(run / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    rows = _rows(run / "checkpoints.jsonl")
+    assert [(c["name"], "sampler_path" in c) for c in rows] == [
+        ("000002", False),
+        ("000002", False),
+        ("000004", False),
+        ("final", True),
+    ]
+    train_rows = json.loads((run / "config.json").read_text("utf-8"))["dataset"]["train_rows"]
+    assert rows[-1]["batch"] == train_rows // 8  # the fake overlay's batch size
 
 
 def test_a_kl_penalty_scores_every_datum_with_the_reference_model(tmp_path: Path) -> None:
