@@ -25,7 +25,7 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -240,14 +240,22 @@ def observing_datasets() -> Iterator[Observed]:
         yield observed
 
 
-def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> dict[str, Any]:
-    """One ``train.main`` on the fake backend; calls, new metrics rows, new checkpoint rows."""
+def run_on_fake(
+    log_path: str,
+    state_dir: Path,
+    start: Callable[[], None],
+    faults: dict | None = None,
+    tokenizer: Any = None,
+) -> dict[str, Any]:
+    """Run ``start`` (a reference loop) with ``tinker.ServiceClient`` as our recording fake:
+    its calls, new metrics rows (timings dropped) and new checkpoint rows. With ``faults``, a
+    ``RuntimeError`` ends the run and is recorded (``crashed_with``)."""
     recorder = CallRecorder()
-    log = Path(config.log_path)
+    log = Path(log_path)
     before = {name: r.read_jsonl(log / name) for name in ("metrics.jsonl", "checkpoints.jsonl")}
 
     def service_client(**_kwargs: Any) -> FakeServiceClient:
-        return FakeServiceClient(state_dir, recorder, faults)
+        return FakeServiceClient(state_dir, recorder, faults, tokenizer=tokenizer)
 
     crashed = None
     logging.disable(logging.WARNING)
@@ -256,7 +264,7 @@ def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> d
             patched(tinker, "ServiceClient", service_client),
             contextlib.redirect_stdout(io.StringIO()),
         ):
-            asyncio.run(ref_train.main(config))
+            start()
     except RuntimeError as exc:
         if faults is None:
             raise
@@ -272,6 +280,13 @@ def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> d
         "checkpoints": after["checkpoints.jsonl"][len(before["checkpoints.jsonl"]) :],
         **({"crashed_with": crashed} if faults is not None else {}),
     }
+
+
+def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> dict[str, Any]:
+    """One ``train.main`` on the fake backend (:func:`run_on_fake`)."""
+    return run_on_fake(
+        config.log_path, state_dir, lambda: asyncio.run(ref_train.main(config)), faults
+    )
 
 
 def dataset_layers(source: Source, case: Case, observed: Observed) -> tuple[dict, dict]:

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import io
-import logging
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -29,13 +28,11 @@ from typing import Any
 
 import chz
 import datasets
-import tinker
 from tinker_cookbook import renderers, tokenizer_utils
 from tinker_cookbook.recipes import rl_loop as ref_rl_loop
 from tinker_cookbook.recipes.math_rl.arithmetic_env import ArithmeticDatasetBuilder
 from tinker_cookbook.rl import train as ref_train
 
-from cookbook.backends.fake import CallRecorder, FakeServiceClient
 from cookbook.parity import golden as g
 from cookbook.parity import recipe as r
 from cookbook.parity import rl_golden as rg
@@ -44,7 +41,7 @@ from cookbook.recipes.math_rl.gsm8k_data import stand_in_rows
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_recipe_goldens import patched, versions
+from generate_recipe_goldens import patched, run_on_fake, versions
 
 MODEL = "meta-llama/Llama-3.1-8B"
 RENDERER = "llama3"
@@ -134,43 +131,18 @@ def config_record(case: Case, config: Any) -> dict[str, Any]:
 def run_reference(
     case: Case, config: Any, state_dir: Path, faults: dict | None = None
 ) -> dict[str, Any]:
-    """One run on the fake backend: new calls, metrics rows and checkpoint rows. The fake gets
-    our offline tokenizer to see string stop sequences (rl_loop's role_colon renderer)."""
-    recorder = CallRecorder()
-    tokenizer = get_tokenizer(MODEL, TokenizerSource.OFFLINE)
-    log = Path(config.log_path)
-    before = {name: r.read_jsonl(log / name) for name in ("metrics.jsonl", "checkpoints.jsonl")}
+    """One run on the fake backend. The fake gets our offline tokenizer to see string stop
+    sequences (rl_loop's role_colon renderer)."""
 
-    def service_client(**_kwargs: Any) -> FakeServiceClient:
-        return FakeServiceClient(state_dir, recorder, faults, tokenizer=tokenizer)
-
-    crashed = None
-    logging.disable(logging.WARNING)
-    try:
-        with (
-            patched(tinker, "ServiceClient", service_client),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
+    def start() -> None:
+        with contextlib.redirect_stderr(io.StringIO()):  # rl_loop's tqdm bars
             if case.entry == "rl_loop":
                 ref_rl_loop.main(config)
             else:
                 asyncio.run(ref_train.main(config))
-    except RuntimeError as exc:
-        if faults is None:
-            raise
-        crashed = repr(exc)
-    finally:
-        logging.disable(logging.NOTSET)
-    after = {name: r.read_jsonl(log / name) for name in before}
-    return {
-        "calls": recorder.calls,
-        "metrics": [r.without_wall_clock(row) for row in after["metrics.jsonl"]][
-            len(before["metrics.jsonl"]) :
-        ],
-        "checkpoints": after["checkpoints.jsonl"][len(before["checkpoints.jsonl"]) :],
-        **({"crashed_with": crashed} if faults is not None else {}),
-    }
+
+    tokenizer = get_tokenizer(MODEL, TokenizerSource.OFFLINE)
+    return run_on_fake(config.log_path, state_dir, start, faults, tokenizer)
 
 
 def resume_layer(case: Case, full_calls: list[dict], scratch: Path) -> dict[str, Any]:

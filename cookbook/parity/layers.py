@@ -90,3 +90,18 @@ def diff_items(
     if len(expected) != len(actual):
         return f"expected {len(expected)} {noun}, got {len(actual)}"
     return None
+
+
+def first_layer_difference(
+    layers: Sequence[str],
+    compare_layer: Callable[[Mapping[str, Any], str, Any], str | None],
+    golden: Mapping[str, Any],
+    actual: Mapping[str, Any],
+) -> str | None:
+    """The first of ``layers`` (in data order) that ``actual`` provides and that differs."""
+    for layer in layers:
+        if layer in actual:
+            found = compare_layer(golden, layer, actual[layer])
+            if found:
+                return found
+    return None

@@ -38,7 +38,7 @@ import numpy as np
 
 from cookbook.exceptions import ConfigurationError, GoldenError
 from cookbook.parity.golden import canonical_json
-from cookbook.parity.layers import EXACT, at, diff_items
+from cookbook.parity.layers import EXACT, at, diff_items, first_layer_difference
 
 RECIPE_SCHEMA_VERSION = 1
 RECIPE_REGENERATE = "nox -s golden (tools/generate_recipe_goldens.py)"
@@ -76,9 +76,9 @@ def datum_to_json(datum: Any) -> dict[str, Any]:
             raise ConfigurationError(f"datum_to_json: unsupported chunk type {chunk.type!r}")
         chunks.append([int(t) for t in chunk.tokens])
     out: dict[str, Any] = {"model_input": chunks}
-    for key, value in datum.loss_fn_inputs.items():
+    for key in sorted(datum.loss_fn_inputs):  # supervised: target_tokens, weights
         dtype = np.int64 if key == "target_tokens" else np.float32
-        out[key] = np.asarray(value.data, dtype=dtype).tolist()
+        out[key] = np.asarray(datum.loss_fn_inputs[key].data, dtype=dtype).tolist()
     return out
 
 
@@ -246,9 +246,4 @@ def compare_layer(golden: Mapping[str, Any], layer: str, actual: Any) -> str | N
 
 def first_difference(golden: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
     """The first differing layer (in order a..e) among the layers ``actual`` provides."""
-    for layer in LAYERS:
-        if layer in actual:
-            found = compare_layer(golden, layer, actual[layer])
-            if found:
-                return found
-    return None
+    return first_layer_difference(LAYERS, compare_layer, golden, actual)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import ConfigurationError, GoldenError
-from cookbook.parity.layers import EXACT, at, first_diff
+from cookbook.parity.layers import EXACT, at, first_diff, first_layer_difference
 from cookbook.parity.recipe import compare_resume, compare_run
 
 RL_SCHEMA_VERSION = 1
@@ -118,9 +118,4 @@ def compare_layer(golden: Mapping[str, Any], layer: str, actual: Any) -> str | N
 
 def first_difference(golden: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
     """The first differing layer, in data order, among the layers ``actual`` provides."""
-    for layer in LAYERS:
-        if layer in actual:
-            found = compare_layer(golden, layer, actual[layer])
-            if found:
-                return found
-    return None
+    return first_layer_difference(LAYERS, compare_layer, golden, actual)
