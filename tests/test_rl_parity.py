@@ -21,6 +21,7 @@ import pytest
 import cookbook.rl.train as our_train
 from cookbook.backends.fake import CallRecorder, FakeServiceClient
 from cookbook.cli import main as cli_main
+from cookbook.exceptions import GoldenError
 from cookbook.logging.ml_log import RunLog
 from cookbook.model_info import get_recommended_renderer_name
 from cookbook.parity import recipe as r
@@ -254,3 +255,43 @@ def test_a_resumed_rl_run_rewrites_its_steps_from_where_it_resumed(tmp_path: Pat
         rows[0],
         {"step": 1, "env_groups": ["again"]},
     ]
+
+
+def test_the_rl_goldens_are_the_generators_cases() -> None:
+    assert sorted(GOLDENS) == [
+        "rl_arithmetic_is",
+        "rl_arithmetic_kl",
+        "rl_arithmetic_ppo_filtered",
+        "rl_arithmetic_resume",
+        "rl_loop_gsm8k",
+    ]
+    for name in GOLDENS:
+        data = golden(name)
+        assert data["provenance"]["reference"]["tinker-cookbook"] == "0.5.8"
+        steps = data["layers"].get("advantages")
+        # every arithmetic golden has a non-zero advantage: the parity is not vacuous
+        assert steps is None or any(a != 0 for step in steps for g in step for a in g)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "corrupted RL golden"),
+        ('{"name": "x"}', "not an RL golden"),
+        (
+            '{"schema_version": 9, "name": "x", "provenance": {}, "config": {}, "layers": {}}',
+            "schema_version: 9 is not 1",
+        ),
+        (
+            '{"schema_version": 1, "name": "x", "provenance": {}, "config": {}, '
+            '"layers": {"mystery": []}}',
+            "unknown layer(s) ['mystery']",
+        ),
+    ],
+)
+def test_a_broken_rl_golden_is_a_one_line_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rl_x.json"
+    path.write_text(text)
+    with pytest.raises(GoldenError) as info:
+        rg.load_rl_golden(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
