@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,26 @@ def test_a_broken_rl_golden_is_a_one_line_error(tmp_path: Path, text: str, messa
     with pytest.raises(GoldenError) as info:
         rg.load_rl_golden(path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cookbook_run_rl_runs_are_compared_layer_by_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The RL recipe runner records rl_steps.jsonl; compare names where two runs part."""
+    short = ["--set", "backend=fake", "--set", "max_steps=2", "--set", "dataset.batch_size=4"]
+    spec = str(ROOT / "specs" / "rl_arithmetic.yaml")
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    assert cli_main([spec, *short, "--log-dir", str(run_a)]) == 0
+    original = our_train.compute_advantages
+    monkeypatch.setattr(our_train, "compute_advantages", lambda g: [-a for a in original(g)])
+    assert cli_main([spec, *short, "--log-dir", str(run_b)]) == 0
+    capsys.readouterr()
+    html = tmp_path / "compare.html"
+    assert cli_main(["compare", str(run_a), str(run_a), "--html", str(html)]) == 0
+    assert cli_main(["compare", str(run_a), str(run_b), "--html", str(html)]) == 1
+    out = capsys.readouterr().out
+    assert "the runs match" in out
+    found = (
+        r"first difference: layer \(8\) advantages: step 0 kept group \d+ traj \d+: expected -?0"
+    )
+    assert re.search(found, out), out
