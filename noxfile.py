@@ -50,6 +50,8 @@ def _reference_requirements() -> list[list[str]]:
         ["pyyaml", "jsonschema", "rich", "matplotlib>=3.8", "openai-harmony==0.0.8"],
         # The reference's own test suite runs in it (`nox -s reference-tests`, golden).
         ["pytest>=8"],
+        # The reference's math-rl extra, at the versions golden/rl/grading.json was made with.
+        ["sympy==1.14.0", "pylatexenc==2.11", "math-verify==0.9.0"],
     ]
 
 
@@ -141,6 +143,8 @@ def golden(session: nox.Session) -> None:
     _install_reference(session)
     session.run("python", "tools/generate_goldens.py", *session.posargs, env=OFFLINE_ENV)
     session.run("python", "tools/generate_recipe_goldens.py", env=OFFLINE_ENV)
+    session.run("python", "tools/generate_rl_goldens.py", env=OFFLINE_ENV)
+    session.run("python", "tools/generate_grading_goldens.py", env=OFFLINE_ENV)
     session.run("python", "tools/reference_tests.py", "fetch")
     session.run("python", "tools/reference_tests.py", "golden", env=OFFLINE_ENV)
 

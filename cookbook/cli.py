@@ -35,6 +35,10 @@ spec kinds:
                    loop on the spec's backend (local, tinker, fake); writes a run directory
                    with config.json, metrics.jsonl, checkpoints.jsonl, loss_curve.png and the
                    files `compare` walks; `evals:` lists eval tasks run every eval_every steps
+  rl_recipe        an RL training run (specs/rl_basic.yaml, rl_loop.yaml, rl_arithmetic.yaml):
+                   the reference's rl.train loop (loop: train) or its minimal rl_loop.py
+                   (loop: rl_loop) on GSM8K or the arithmetic env; same run directory, with
+                   reward_curve.png and the reference's metric names (env/all/reward/total...)
   renderer_cases   parity cases for one renderer (specs/renderers/*.yaml): renders every case
                    with our renderer, compares it with the reference's golden, prints a table
   eval             an eval task (specs/evals/*.yaml): sampled and scored (exact, normalized,
@@ -57,6 +61,8 @@ examples:
       --set learning_rate=1e-4 --log-dir runs/try1
   cookbook-run specs/sl_basic.yaml --set backend=fake --log-dir runs/try1 --resume
   cookbook-run specs/sl_basic.yaml --set backend=fake --set 'evals=[specs/evals/arithmetic.yaml]'
+  cookbook-run specs/rl_arithmetic.yaml --set backend=fake
+  cookbook-run specs/rl_basic.yaml --set backend=fake --set max_steps=3
   cookbook-run specs/renderers/llama3.yaml
   cookbook-run specs/renderers/llama3.yaml --train-on-what all_messages
   cookbook-run specs/renderers/llama3.yaml --case special_token_literal_in_user
@@ -243,12 +249,17 @@ def _show_renderer_exclusions(args: argparse.Namespace, spec) -> int:
 
 
 def _run_recipe(args: argparse.Namespace, spec) -> int:
+    """A ``recipe`` (supervised) or ``rl_recipe`` spec: one runner, the spec's loop."""
     from rich.console import Console
 
     from cookbook.backends.tinker.service import cookbook_serve_identity
+    from cookbook.runner.run import RunOptions
     from cookbook.specs import load_spec
-    from cookbook.supervised.recipe import RunOptions, run_recipe
 
+    if spec.kind == "rl_recipe":
+        from cookbook.rl.recipe import run_rl_recipe as run
+    else:
+        from cookbook.supervised.recipe import run_recipe as run
     served_by = cookbook_serve_identity(spec)
     if served_by is not None:  # it trains the local stand-in: take the local profile
         spec = load_spec(args.spec, args.overrides, local_engine=True)
@@ -259,7 +270,7 @@ def _run_recipe(args: argparse.Namespace, spec) -> int:
         overrides=tuple(args.overrides),
         served_by=served_by,
     )
-    return run_recipe(args.spec, spec, options, Console())
+    return run(args.spec, spec, options, Console())
 
 
 def _run_eval(args: argparse.Namespace, spec) -> int:
@@ -344,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             "renderer_cases": _run_renderer_cases,
             "renderer_exclusions": _show_renderer_exclusions,
             "recipe": _run_recipe,
+            "rl_recipe": _run_recipe,
             "eval": _run_eval,
         }
         return runners[spec.kind](args, spec)

@@ -25,7 +25,7 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from cookbook.data.sources import (
 )
 from cookbook.parity import golden as g
 from cookbook.parity import recipe as r
+from cookbook.parity.rl_golden import RL_MANIFEST_REGENERATE, RL_PREFIX
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -239,14 +240,22 @@ def observing_datasets() -> Iterator[Observed]:
         yield observed
 
 
-def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> dict[str, Any]:
-    """One ``train.main`` on the fake backend; calls, new metrics rows, new checkpoint rows."""
+def run_on_fake(
+    log_path: str,
+    state_dir: Path,
+    start: Callable[[], None],
+    faults: dict | None = None,
+    tokenizer: Any = None,
+) -> dict[str, Any]:
+    """Run ``start`` (a reference loop) with ``tinker.ServiceClient`` as our recording fake:
+    its calls, new metrics rows (timings dropped) and new checkpoint rows. With ``faults``, a
+    ``RuntimeError`` ends the run and is recorded (``crashed_with``)."""
     recorder = CallRecorder()
-    log = Path(config.log_path)
+    log = Path(log_path)
     before = {name: r.read_jsonl(log / name) for name in ("metrics.jsonl", "checkpoints.jsonl")}
 
     def service_client(**_kwargs: Any) -> FakeServiceClient:
-        return FakeServiceClient(state_dir, recorder, faults)
+        return FakeServiceClient(state_dir, recorder, faults, tokenizer=tokenizer)
 
     crashed = None
     logging.disable(logging.WARNING)
@@ -255,7 +264,7 @@ def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> d
             patched(tinker, "ServiceClient", service_client),
             contextlib.redirect_stdout(io.StringIO()),
         ):
-            asyncio.run(ref_train.main(config))
+            start()
     except RuntimeError as exc:
         if faults is None:
             raise
@@ -271,6 +280,13 @@ def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> d
         "checkpoints": after["checkpoints.jsonl"][len(before["checkpoints.jsonl"]) :],
         **({"crashed_with": crashed} if faults is not None else {}),
     }
+
+
+def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> dict[str, Any]:
+    """One ``train.main`` on the fake backend (:func:`run_on_fake`)."""
+    return run_on_fake(
+        config.log_path, state_dir, lambda: asyncio.run(ref_train.main(config)), faults
+    )
 
 
 def dataset_layers(source: Source, case: Case, observed: Observed) -> tuple[dict, dict]:
@@ -441,19 +457,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, record in goldens.items():
         g.write_atomic(out / f"{name}.json", g.dump(record))
     wanted = {f"{c.name}.json" for c in CASES}
+
+    def ours(name: str) -> bool:
+        return not name.startswith(RL_PREFIX)  # rl_* are tools/generate_rl_goldens.py's
+
     for stale in sorted(out.glob("*.json")):
-        if stale.name not in wanted and stale.name != "manifest.json":
+        if ours(stale.name) and stale.name not in wanted and stale.name != "manifest.json":
             stale.unlink()
             print(f"removed unused recipe golden {stale}")
-    manifest = {
-        "schema_version": r.RECIPE_SCHEMA_VERSION,
-        "regenerate": r.RECIPE_REGENERATE,
-        "reference": reference,
-        "files": {
-            name: g.file_sha256(out / name) for name in sorted(wanted) if (out / name).exists()
-        },
-    }
-    g.write_atomic(out / "manifest.json", g.dump(manifest))
+    header = {"schema_version": r.RECIPE_SCHEMA_VERSION, "regenerate": RL_MANIFEST_REGENERATE}
+    g.update_manifest(out, ours, header, reference)
     print(f"wrote {len(goldens)} recipe goldens and {out / 'manifest.json'}")
     return 0
 

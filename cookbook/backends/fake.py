@@ -29,24 +29,31 @@ Each training client is a run ``run-NNNN`` (numbered in creation order per ``sta
 ``save_state(name)`` writes ``{state_dir}/{run}/weights/{name}.json`` and returns
 ``fake://{run}/weights/{name}``; ``save_weights_for_sampler`` the same under ``sampler_weights``.
 Files hold the whole model state, so a new process can resume from a path. Loading with the
-optimizer restores ``optim_steps``; loading weights only resets it to 0. ``sample`` returns
-tokens cycled from the prompt, starting at an offset derived from the prompt, seed and sample
-index, up to ``max_tokens`` (default :data:`DEFAULT_MAX_TOKENS`), stopping after a token listed
-in ``stop`` when ``stop`` is a list of ids; string stop sequences are ignored (the fake has no
-tokenizer).
+optimizer restores ``optim_steps``; loading weights only resets it to 0.
+
+Sampling
+--------
+With a ``SamplingParams.seed`` (evals), ``sample`` returns tokens cycled from the prompt,
+starting at an offset derived from the prompt, seed and sample index, up to ``max_tokens``
+(default :data:`DEFAULT_MAX_TOKENS`), stopping after a token listed in ``stop`` when ``stop`` is
+a list of ids; string stop sequences are ignored. Without a seed (the RL completers), each call
+draws afresh from the prompt's tokens with a mix of stopped and cut-off samples, honouring stop
+ids and - when the service client was given a ``tokenizer`` - stop strings: see
+:mod:`cookbook.backends.fake_rl`, which also defines the RL losses ``forward_backward`` takes.
+
+For RL loops (rl-core): ``FakeServiceClient(state_dir, tokenizer=tok)``, pass the renderer's
+tokenizer so string stop sequences (role_colon & co.) end samples; loops must leave the seed
+unset (the reference's ``TinkerTokenCompleter`` does) to get reward mixes.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tinker import types
 
 from cookbook.backends.fake_core import (
@@ -61,6 +68,14 @@ from cookbook.backends.fake_core import (
     adam_params_of,
     async_twin,
     fake_logprobs,
+)
+from cookbook.backends.fake_rl import (
+    check_loss_fn,
+    check_loss_inputs,
+    cycle_sequence,
+    datum_loss,
+    draw_key,
+    draw_sequence,
 )
 from cookbook.exceptions import ConfigurationError
 from cookbook.parity.recipe import datum_digest, tokens_digest
@@ -115,22 +130,17 @@ class FakeSamplingClient(SamplingClientAsyncTwins):
         tokens = prompt.to_ints()
         if not tokens:
             raise ConfigurationError("fake sample: the prompt is empty")
-        stop = sampling_params.stop
-        stop_ids = {s for s in stop if isinstance(s, int)} if isinstance(stop, list) else set()
         max_tokens = sampling_params.max_tokens
         limit = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        seed = sampling_params.seed or 0
         sequences = []
         for index in range(num_samples):
-            key = json.dumps([tokens, seed, index]).encode("utf-8")
-            offset = int(hashlib.sha256(key).hexdigest()[:8], 16) % len(tokens)
-            out: list[int] = []
-            reason = "length"
-            for k in range(limit):
-                out.append(tokens[(offset + k) % len(tokens)])
-                if out[-1] in stop_ids:
-                    reason = "stop"
-                    break
+            if sampling_params.seed is None:
+                key = [*draw_key(tokens, sampling_params, call_index), index]
+                out, reason = draw_sequence(
+                    tokens, key, limit, sampling_params.stop, self._backend.tokenizer
+                )
+            else:
+                out, reason = cycle_sequence(tokens, sampling_params, index, limit)
             logprobs = fake_logprobs(out, len(tokens) - 1, self._state.applied_lr_sum)
             sequences.append(
                 types.SampledSequence(
@@ -151,19 +161,6 @@ class FakeSamplingClient(SamplingClientAsyncTwins):
         )
 
 
-def _check_datum(index: int, datum: types.Datum) -> None:
-    missing = {"target_tokens", "weights"} - set(datum.loss_fn_inputs)
-    if missing:
-        raise ConfigurationError(f"datum {index}: loss_fn_inputs lacks {sorted(missing)}")
-    length = datum.model_input.length
-    for key in ("target_tokens", "weights"):
-        got = len(datum.loss_fn_inputs[key].data)
-        if got != length:
-            raise ConfigurationError(
-                f"datum {index}: {key} has {got} entries, model_input has {length} tokens"
-            )
-
-
 class FakeTrainingClient(TrainingClientAsyncTwins):
     """One LoRA training run of the fake model."""
 
@@ -178,22 +175,20 @@ class FakeTrainingClient(TrainingClientAsyncTwins):
         return self._state.applied_lr_sum
 
     def _forward(
-        self, call: str, data: list[types.Datum], loss_fn: str
+        self, call: str, data: list[types.Datum], loss_fn: str, config: Mapping | None
     ) -> FakeFuture[types.ForwardBackwardOutput]:
+        extra = {} if config is None else {"loss_fn_config": dict(config)}
         call_index = self._backend.call(
-            call, loss_fn=loss_fn, n=len(data), datums=[datum_digest(d) for d in data]
+            call, loss_fn=loss_fn, n=len(data), datums=[datum_digest(d) for d in data], **extra
         )
-        if loss_fn != "cross_entropy":
-            raise ConfigurationError(
-                f"fake backend supports loss_fn 'cross_entropy', not {loss_fn!r}"
-            )
-        outputs, loss = [], 0.0
+        check_loss_fn(loss_fn)
         for index, datum in enumerate(data):
-            _check_datum(index, datum)
+            check_loss_inputs(index, datum, loss_fn)
+        outputs, loss = [], 0.0
+        for datum in data:
             targets = datum.loss_fn_inputs["target_tokens"].data
             logprobs = fake_logprobs(targets, 0, self._state.applied_lr_sum)
-            weights = np.asarray(datum.loss_fn_inputs["weights"].data, dtype=np.float32)
-            loss -= float(np.dot(logprobs.astype(np.float64), weights.astype(np.float64)))
+            loss += datum_loss(loss_fn, datum, logprobs, config)
             outputs.append({"logprobs": types.TensorData.from_numpy(logprobs)})
         return self._backend.future(
             call_index,
@@ -207,12 +202,12 @@ class FakeTrainingClient(TrainingClientAsyncTwins):
     def forward(
         self, data: list[types.Datum], loss_fn: str, loss_fn_config: Mapping | None = None
     ) -> FakeFuture[types.ForwardBackwardOutput]:
-        return self._forward("forward", data, loss_fn)
+        return self._forward("forward", data, loss_fn, loss_fn_config)
 
     def forward_backward(
         self, data: list[types.Datum], loss_fn: str, loss_fn_config: Mapping | None = None
     ) -> FakeFuture[types.ForwardBackwardOutput]:
-        return self._forward("forward_backward", data, loss_fn)
+        return self._forward("forward_backward", data, loss_fn, loss_fn_config)
 
     def optim_step(
         self,
@@ -257,15 +252,16 @@ class FakeTrainingClient(TrainingClientAsyncTwins):
         kind: str = "snapshot",
     ) -> FakeFuture[FakeSamplingClient]:
         call_index = self._backend.call("save_weights_and_get_sampling_client")
-        return self._backend.future(call_index, FakeSamplingClient(self._backend, self._state))
+        return self._backend.future(
+            call_index, FakeSamplingClient(self._backend, self._state), client=True
+        )
 
     def create_sampling_client(
         self, model_path: str, retry_config: Any = None, record_stability_info: bool = False
     ) -> FakeFuture[FakeSamplingClient]:
         call_index = self._backend.call("create_sampling_client", model_path=model_path)
-        return self._backend.future(
-            call_index, FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
-        )
+        sampler = FakeSamplingClient(self._backend, self._backend.load(model_path, "sampler"))
+        return self._backend.future(call_index, sampler, client=True)
 
 
 class FakeRestClient:
@@ -310,6 +306,7 @@ class FakeServiceClient(ServiceClientAsyncTwins):
     call raises instead of running: the way to simulate a crash mid-run and test resume.
     ``result_faults`` maps a call index to exceptions its future raises, one per ``result()``,
     after the call ran (see :mod:`cookbook.backends.fake_core`): a late or lost result.
+    ``tokenizer`` (optional) lets unseeded samples honour string stop sequences.
     """
 
     def __init__(
@@ -318,11 +315,13 @@ class FakeServiceClient(ServiceClientAsyncTwins):
         recorder: CallRecorder | None = None,
         faults: Mapping[int, BaseException] | None = None,
         result_faults: Mapping[int, Sequence[BaseException]] | None = None,
+        tokenizer: Any = None,
     ) -> None:
         self.recorder = recorder if recorder is not None else CallRecorder()
         self._backend = Backend(
             Path(state_dir), self.recorder, dict(faults or {}), dict(result_faults or {})
         )
+        self._backend.tokenizer = tokenizer
 
     def create_lora_training_client(
         self,
@@ -344,7 +343,9 @@ class FakeServiceClient(ServiceClientAsyncTwins):
         state = ModelState(
             base_model=base_model, rank=rank, user_metadata=dict(user_metadata or {})
         )
-        return self._backend.future(call_index, FakeTrainingClient(self._backend, state))
+        return self._backend.future(
+            call_index, FakeTrainingClient(self._backend, state), client=True
+        )
 
     def _from_state(
         self, call: str, path: str, user_metadata: dict[str, str] | None, with_optimizer: bool
@@ -356,7 +357,9 @@ class FakeServiceClient(ServiceClientAsyncTwins):
             state.optim_steps = 0
         if user_metadata is not None:
             state.user_metadata = dict(user_metadata)
-        return self._backend.future(call_index, FakeTrainingClient(self._backend, state))
+        return self._backend.future(
+            call_index, FakeTrainingClient(self._backend, state), client=True
+        )
 
     def create_training_client_from_state(
         self,
@@ -396,7 +399,9 @@ class FakeServiceClient(ServiceClientAsyncTwins):
             state = ModelState(base_model=base_model, rank=0)
         else:
             raise ConfigurationError("create_sampling_client needs model_path or base_model")
-        return self._backend.future(call_index, FakeSamplingClient(self._backend, state))
+        return self._backend.future(
+            call_index, FakeSamplingClient(self._backend, state), client=True
+        )
 
     def create_rest_client(self) -> FakeRestClient:
         return FakeRestClient(self._backend)

@@ -73,6 +73,19 @@ class FakeFuture(Generic[T]):
         return self.result_async().__await__()
 
 
+class ClientFuture(FakeFuture[T]):
+    """A future of a client that also acts as the client, like the SDK 0.38's deprecated
+    ``Backcompat*ClientFuture``: the reference's RL loops call ``sample`` on the future that
+    ``create_sampling_client`` / ``save_weights_and_get_sampling_client`` return."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Only the client's own names wait for it: probing the future (``getattr(f, "future",
+        # None)``) must neither block nor use up a result fault.
+        if name.startswith("_") or not hasattr(self.__dict__.get("_value"), name):
+            raise AttributeError(name)
+        return getattr(self.result(), name)
+
+
 def async_twin(method: str, *, resolve: bool) -> Callable[..., Coroutine[Any, Any, Any]]:
     """The deprecated ``<method>_async`` form: returns the future, or its value if ``resolve``.
 
@@ -188,6 +201,8 @@ class Backend:
         self.recorder = recorder
         self.faults = faults
         self.result_faults = result_faults or {}
+        self.tokenizer: Any = None
+        """Decodes samples for string stop sequences (``FakeServiceClient(tokenizer=...)``)."""
 
     def call(self, call: str, /, **fields: Any) -> int:
         """Record a call and return its index; raise the call fault set for that index."""
@@ -199,11 +214,11 @@ class Backend:
         self.recorder.record(call, **fields)
         return index
 
-    def future(self, index: int, value: T) -> FakeFuture[T]:
-        """The future of call ``index``: raises its result faults, then yields ``value``."""
-        return FakeFuture(
-            value, self.result_faults.get(index, ()), lambda: self.recorder.resolved(index)
-        )
+    def future(self, index: int, value: T, client: bool = False) -> FakeFuture[T]:
+        """The future of call ``index``: raises its result faults, then yields ``value``;
+        ``client``: the value is a client the future also stands for (:class:`ClientFuture`)."""
+        kind = ClientFuture if client else FakeFuture
+        return kind(value, self.result_faults.get(index, ()), lambda: self.recorder.resolved(index))
 
     def new_run(self) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ from cookbook.evals.runner import EvalTask, TaskResult, prepare_task, run_task
 from cookbook.exceptions import ConfigurationError
 from cookbook.logging import display
 from cookbook.logging.ml_log import write_json_atomic
+from cookbook.runner.run import VERSIONED_PACKAGES, resolve_renderer_name
 from cookbook.specs.evals import EvalSpec, MetricKind
-from cookbook.supervised.recipe import VERSIONED_PACKAGES, resolve_renderer_name
 from cookbook.tokenizers import get_tokenizer, provenance
 from cookbook.versions import package_versions
 

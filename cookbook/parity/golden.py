@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,18 @@ def exclusion_problems(declared: set[OracleKey], observed: set[OracleKey]) -> li
         for key in sorted(declared - occurring)
     ]
     return problems
+
+
+def update_manifest(
+    directory: Path, owned: Callable[[str], bool], header: dict[str, Any], reference: Any
+) -> None:
+    """Rewrite ``directory/manifest.json``'s entries for the files ``owned`` selects (hashed from
+    disk) and keep the other entries: two generators share golden/recipes/ and its manifest."""
+    path = manifest_path(directory)
+    old = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    files = {name: digest for name, digest in old.get("files", {}).items() if not owned(name)}
+    for file in sorted(directory.glob("*.json")):
+        if file.name != path.name and owned(file.name):
+            files[file.name] = file_sha256(file)
+    manifest = {**header, "reference": reference, "files": dict(sorted(files.items()))}
+    write_atomic(path, dump(manifest))

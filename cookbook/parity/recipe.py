@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import numpy as np
 
 from cookbook.exceptions import ConfigurationError, GoldenError
 from cookbook.parity.golden import canonical_json
+from cookbook.parity.layers import EXACT, at, diff_items, first_layer_difference
 
 RECIPE_SCHEMA_VERSION = 1
 RECIPE_REGENERATE = "nox -s golden (tools/generate_recipe_goldens.py)"
@@ -56,34 +56,29 @@ LAYERS: dict[str, str] = {
 }
 # Exact for everything discrete; metrics come from float32 reductions whose summation order
 # is an implementation detail, so they only have to agree to float32 precision.
-EXACT = 0.0
 LR_REL_TOL = 1e-12
 METRIC_REL_TOL = 1e-5
 _REQUIRED = ("schema_version", "name", "provenance", "config", "layers")
 
 
 def datum_to_json(datum: Any) -> dict[str, Any]:
-    """A ``tinker.Datum`` as plain JSON: chunk token lists, target tokens, and every other
-    loss input (weights, RL logprobs/advantages, ...) as float32 values.
+    """A ``tinker.Datum`` as plain JSON: chunk token lists, then each loss input by name.
 
-    Weights go through float32 (what ``TensorData`` stores) and come out as Python floats, so a
-    weight computed in float64 by one side and float32 by the other still compares equal when
-    the stored tensors are equal. Only text chunks are supported: recipes here are text-only.
+    ``target_tokens`` as ints; every other input (``weights``, and for RL ``logprobs``,
+    ``advantages``, ``mask``) through float32 (what ``TensorData`` stores) as Python floats,
+    so a value computed in float64 by one side and float32 by the other still compares equal
+    when the stored tensors are equal. A supervised datum gives exactly ``model_input``,
+    ``target_tokens``, ``weights``. Only text chunks are supported: recipes here are text-only.
     """
     chunks = []
     for chunk in datum.model_input.chunks:
         if getattr(chunk, "type", None) != "encoded_text":
             raise ConfigurationError(f"datum_to_json: unsupported chunk type {chunk.type!r}")
         chunks.append([int(t) for t in chunk.tokens])
-    inputs = datum.loss_fn_inputs
-    out = {
-        "model_input": chunks,
-        "target_tokens": np.asarray(inputs["target_tokens"].data, dtype=np.int64).tolist(),
-    }
-    # Every other input (weights; an RL datum's logprobs, advantages, ...) under its own name,
-    # so a supervised datum keeps exactly the three keys its digest has always had.
-    for name in sorted(set(inputs) - {"target_tokens"}):
-        out[name] = np.asarray(inputs[name].data, dtype=np.float32).tolist()
+    out: dict[str, Any] = {"model_input": chunks}
+    for key in sorted(datum.loss_fn_inputs):  # supervised: target_tokens, weights
+        dtype = np.int64 if key == "target_tokens" else np.float32
+        out[key] = np.asarray(datum.loss_fn_inputs[key].data, dtype=dtype).tolist()
     return out
 
 
@@ -154,94 +149,16 @@ def load_recipe_golden(path: Path) -> dict[str, Any]:
     return data
 
 
-# -- generic first-difference walk -------------------------------------------------------------
-
-
-def _numbers_differ(expected: float, actual: float, rel_tol: float) -> bool:
-    nans = [isinstance(x, float) and math.isnan(x) for x in (expected, actual)]
-    if any(nans):
-        return not all(nans)
-    if rel_tol == EXACT:
-        return expected != actual
-    return not math.isclose(expected, actual, rel_tol=rel_tol, abs_tol=1e-12)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def first_diff(expected: Any, actual: Any, rel_tol: float = EXACT, path: str = "") -> str | None:
-    """Where two JSON values first differ, as ``path: expected X, got Y``; None if equal.
-
-    At the top level (empty path) the message is just ``expected X, got Y``.
-    """
-    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
-        for key in expected:
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in actual:
-                return f"{sub}: missing (expected {_short(expected[key])})"
-            found = first_diff(expected[key], actual[key], rel_tol, sub)
-            if found:
-                return found
-        extra = [k for k in actual if k not in expected]
-        if extra:
-            sub = f"{path}.{extra[0]}" if path else str(extra[0])
-            return f"{sub}: unexpected (got {_short(actual[extra[0]])})"
-        return None
-    if isinstance(expected, list) and isinstance(actual, list):
-        for index, (exp, act) in enumerate(zip(expected, actual, strict=False)):
-            found = first_diff(exp, act, rel_tol, f"{path}[{index}]")
-            if found:
-                return found
-        if len(expected) != len(actual):
-            return _at(path, f"expected {len(expected)} items, got {len(actual)}")
-        return None
-    if _is_number(expected) and _is_number(actual):
-        differ = _numbers_differ(expected, actual, rel_tol)
-    else:
-        differ = type(expected) is not type(actual) or expected != actual
-    return _at(path, f"expected {_short(expected)}, got {_short(actual)}") if differ else None
-
-
-def _at(where: str, message: str) -> str:
-    """``where: message``, or ``where message`` when ``message`` starts with a path."""
-    if not where:
-        return message
-    return f"{where}: {message}" if message.startswith("expected") else f"{where} {message}"
-
-
-def _diff_items(
-    expected: Sequence[Any],
-    actual: Sequence[Any],
-    label: Callable[[int, Any], str],
-    noun: str,
-    rel_tol: float,
-) -> str | None:
-    """First differing item of two sequences, labelled for humans (``batch 0 datum 2 ...``)."""
-    for index, (exp, act) in enumerate(zip(expected, actual, strict=False)):
-        found = first_diff(exp, act, rel_tol)
-        if found:
-            return _at(label(index, exp), found)
-    if len(expected) != len(actual):
-        return f"expected {len(expected)} {noun}, got {len(actual)}"
-    return None
-
-
 # -- per-layer comparison -----------------------------------------------------------------------
 
 
 def _compare_batches(expected: Sequence, actual: Sequence, where: str, noun: str) -> str | None:
     if len(expected) != len(actual):
-        return _at(where, f"expected {len(expected)} batches, got {len(actual)}")
+        return at(where, f"expected {len(expected)} batches, got {len(actual)}")
     for b, (exp, act) in enumerate(zip(expected, actual, strict=True)):
-        found = _diff_items(exp, act, lambda i, _x: f"{noun} {i}", f"{noun}s", EXACT)
+        found = diff_items(exp, act, lambda i, _x: f"{noun} {i}", f"{noun}s", EXACT)
         if found:
-            return _at(f"{where} batch {b}".strip(), found)
+            return at(f"{where} batch {b}".strip(), found)
     return None
 
 
@@ -261,11 +178,12 @@ def _compare_datums(expected: Mapping, actual: Mapping) -> str | None:
 
 
 def _compare_lr(expected: Sequence, actual: Sequence) -> str | None:
-    return _diff_items(expected, actual, lambda _i, row: f"step {row['step']}", "steps", LR_REL_TOL)
+    return diff_items(expected, actual, lambda _i, row: f"step {row['step']}", "steps", LR_REL_TOL)
 
 
-def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
-    found = _diff_items(
+def compare_run(expected: Mapping, actual: Mapping) -> str | None:
+    """A run's client calls, then metrics rows (timings dropped), then checkpoint rows."""
+    found = diff_items(
         expected["calls"],
         actual.get("calls", []),
         lambda i, call: f"call {i} ({call.get('call')})",
@@ -274,7 +192,7 @@ def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
     )
     if found:
         return found
-    found = _diff_items(
+    found = diff_items(
         expected["metrics"],
         [without_wall_clock(row) for row in actual.get("metrics", [])],
         lambda _i, row: f"metrics step {row.get('step')}",
@@ -283,7 +201,7 @@ def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
     )
     if found:
         return found
-    return _diff_items(
+    return diff_items(
         expected["checkpoints"],
         actual.get("checkpoints", []),
         lambda i, row: f"checkpoint {i} ({row.get('name')})",
@@ -292,12 +210,13 @@ def _compare_run(expected: Mapping, actual: Mapping) -> str | None:
     )
 
 
-def _compare_resume(expected: Mapping, actual: Mapping) -> str | None:
+def compare_resume(expected: Mapping, actual: Mapping) -> str | None:
+    """The crashed run, then its resume, each as :func:`compare_run`."""
     exp_runs, act_runs = expected["runs"], actual.get("runs", [])
     if len(exp_runs) != len(act_runs):
         return f"expected {len(exp_runs)} runs, got {len(act_runs)}"
     for index, (exp, act) in enumerate(zip(exp_runs, act_runs, strict=True)):
-        found = _compare_run(exp, act)
+        found = compare_run(exp, act)
         if found:
             return f"run {index + 1} ({exp.get('label', '')}): {found}"
     return None
@@ -307,8 +226,8 @@ _COMPARERS: dict[str, Callable[[Any, Any], str | None]] = {
     "dataset_order": _compare_dataset_order,
     "datums": _compare_datums,
     "lr_schedule": _compare_lr,
-    "run": _compare_run,
-    "resume": _compare_resume,
+    "run": compare_run,
+    "resume": compare_resume,
 }
 
 
@@ -328,9 +247,4 @@ def compare_layer(golden: Mapping[str, Any], layer: str, actual: Any) -> str | N
 
 def first_difference(golden: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
     """The first differing layer (in order a..e) among the layers ``actual`` provides."""
-    for layer in LAYERS:
-        if layer in actual:
-            found = compare_layer(golden, layer, actual[layer])
-            if found:
-                return found
-    return None
+    return first_layer_difference(LAYERS, compare_layer, golden, actual)

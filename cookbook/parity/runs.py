@@ -7,7 +7,8 @@ the renderer made them: ids, pieces, weights) and ``first_batch.json`` (the firs
 datums, :func:`~cookbook.parity.recipe.datum_to_json`). Two runs are compared in the order
 data flows - resolved config, dataset order, rendered samples, first-batch datums, per-step
 metrics - and the *first* differing layer is where to look: a different shuffle shows up as
-dataset order long before it shows up as a different loss.
+dataset order long before it shows up as a different loss. RL runs (with ``rl_steps.jsonl``)
+compare config, their step layers (:mod:`cookbook.parity.rl_runs`), then metrics.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from cookbook.exceptions import ConfigurationError
 from cookbook.parity.diff import first_divergence
 from cookbook.parity.golden import write_atomic
 from cookbook.parity.html import esc, facts, page
+from cookbook.parity.layers import first_diff
 from cookbook.parity.recipe import (
     METRIC_REL_TOL,
     datum_to_json,
-    first_diff,
     read_jsonl,
     without_wall_clock,
 )
 from cookbook.parity.record import rle, token_view, unrle
+from cookbook.parity.rl_runs import RL_RUN_LAYERS, RL_STEPS_FILE, is_rl_run
 
 DATASET_ORDER_FILE = "dataset_order.json"
 RENDERED_SAMPLES_FILE = "rendered_samples.json"
@@ -233,15 +235,29 @@ _LAYERS: list[tuple[str, str, str, Callable[[Any, Any, float], str | None]]] = [
 ]
 
 
+def _layer_table(run_a: Path, run_b: Path) -> list[tuple[str, str, str, Callable]]:
+    """Supervised runs' layers, or for RL runs (``rl_steps.jsonl``) the config, the RL step
+    layers of :mod:`cookbook.parity.rl_runs` and the metrics."""
+    if not (is_rl_run(run_a) or is_rl_run(run_b)):
+        return _LAYERS
+    config, metrics = _LAYERS[0], _LAYERS[-1]
+    last = f"({len(RL_RUN_LAYERS) + 2}) per-step metrics"
+    return [config, *RL_RUN_LAYERS, (metrics[0], last, metrics[2], metrics[3])]
+
+
 def compare_runs(run_a: Path, run_b: Path, rtol: float = METRIC_REL_TOL) -> RunComparison:
     """Every layer of two run directories; metrics agree within ``rtol`` (relative)."""
     for run in (run_a, run_b):
         if not (run / "config.json").is_file():
             raise ConfigurationError(f"{run}: not a run directory (no config.json)")
     layers = []
-    for name, title, file, compare in _LAYERS:
+    for name, title, file, compare in _layer_table(run_a, run_b):
         if name == "metrics":
             a, b = read_jsonl(run_a / file), read_jsonl(run_b / file)
+        elif file == RL_STEPS_FILE:
+            a, b = (
+                read_jsonl(run / file) if (run / file).is_file() else None for run in (run_a, run_b)
+            )
         else:
             a, b = _load(run_a, file), _load(run_b, file)
             if name == "config":

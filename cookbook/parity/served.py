@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cookbook.parity.recipe import LR_REL_TOL, WALL_CLOCK_PREFIX, first_diff, read_jsonl
+from cookbook.parity.layers import first_diff
+from cookbook.parity.recipe import LR_REL_TOL, WALL_CLOCK_PREFIX, read_jsonl
 
 REL_TOL = 1e-4
 ABS_TOL = 1e-5

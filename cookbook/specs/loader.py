@@ -134,28 +134,33 @@ def _apply_override(data: dict[str, Any], keys: tuple[str, ...], value: Any, ite
     target[keys[-1]] = value
 
 
-def _local_overlay(
+def _profile_overlay(
     data: dict[str, Any], parsed: list[tuple[tuple[str, ...], Any, str]], local_engine: bool
-) -> dict[tuple[str, ...], str]:
-    """Apply a recipe's ``local.overlay`` when it will train the local stand-in: on the local
-    backend, or (``local_engine``) through a cookbook-serve that serves it.
+) -> tuple[str, dict[tuple[str, ...], str]]:
+    """Apply a recipe's backend profile overlay: ``local.overlay`` when it will train the local
+    stand-in (on the local backend, or with ``local_engine`` through a cookbook-serve that
+    serves it); ``fake.overlay`` (RL recipes) on the fake backend.
 
     Applied before ``--set`` (so an explicit override wins) but decided after it (so
-    ``--set backend=fake`` turns the overlay off). Returns the applied keys, for error locations.
+    ``--set backend=fake`` turns the local overlay off). Returns the profile and the applied
+    keys, for error locations.
     """
-    if data.get("kind") != "recipe":
-        return {}
+    if data.get("kind") not in ("recipe", "rl_recipe"):
+        return "", {}
     backend = next((v for k, v, _ in parsed if k == ("backend",)), data.get("backend", "local"))
-    local = data.get("local")
-    overlay = local.get("overlay") if isinstance(local, dict) else None
-    if not (backend == "local" or local_engine) or not isinstance(overlay, dict):
-        return {}
+    profile = "local" if backend == "local" or local_engine else str(backend)
+    if profile not in ("local", "fake"):
+        return "", {}
+    section = data.get(profile)
+    overlay = section.get("overlay") if isinstance(section, dict) else None
+    if not isinstance(overlay, dict):
+        return "", {}
     applied: dict[tuple[str, ...], str] = {}
     for key, value in overlay.items():
         keys = tuple(str(key).split("."))
-        _apply_override(data, keys, value, f"local.overlay.{key}")
+        _apply_override(data, keys, value, f"{profile}.overlay.{key}")
         applied[keys] = str(key)
-    return applied
+    return profile, applied
 
 
 def validate_document(
@@ -174,7 +179,7 @@ def validate_document(
         raise SpecError(str(path), line_of(root, ()), "", "a spec must be a mapping with 'kind:'")
     parsed = [(*parse_override(item), item) for item in overrides]
     overridden: dict[tuple[str, ...], str] = {}
-    overlaid = _local_overlay(data, parsed, local_engine)
+    profile, overlaid = _profile_overlay(data, parsed, local_engine)
     for keys, value, item in parsed:
         _apply_override(data, keys, value, item)
         overridden[keys] = item
@@ -198,7 +203,7 @@ def validate_document(
                 raise SpecError(f"{path} (--set {item})", None, field, message) from None
         for keys, key in overlaid.items():
             if tuple(map(str, loc[: len(keys)])) == keys:
-                where = ("local", "overlay", key)
+                where = (profile, "overlay", key)
                 raise SpecError(str(path), line_of(root, where), ".".join(where), message) from None
         raise SpecError(str(path), line_of(root, loc), field, message) from None
 

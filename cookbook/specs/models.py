@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cookbook.renderers.types import TrainOnWhat
 from cookbook.specs.evals import EvalSpec
 from cookbook.specs.recipe import RecipeSpec, RendererName
+from cookbook.specs.rl import RLRecipeSpec
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
 
@@ -217,5 +218,6 @@ SPEC_KINDS: dict[str, type[BaseModel]] = {
     "reference_tests": ReferenceTestsSpec,
     "renderer_cases": RendererCasesSpec,
     "renderer_exclusions": RendererExclusionsSpec,
+    "rl_recipe": RLRecipeSpec,
 }
 """kind -> model; each gets specs/schema/<kind>.schema.json."""

@@ -193,13 +193,13 @@ class FinalSample(_Strict):
     temperature: Annotated[float, Field(ge=0)] = 0.0
 
 
-class RecipeSpec(_Strict):
-    """``kind: recipe`` - the sl_basic experiment and its variants."""
+class RunSpec(_Strict):
+    """What every training-run spec kind has: identity, model, backend and its profiles."""
 
-    kind: Literal["recipe"]
+    kind: str
     version: Literal[1]
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
-    recipe_name: str = "recipe_sl_basic"
+    recipe_name: str
     model_name: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
     renderer_name: RendererName | None = Field(
         default=None, description="None means get_recommended_renderer_name(model_name)."
@@ -209,6 +209,22 @@ class RecipeSpec(_Strict):
     seed: int = 0
     log_path: str | None = Field(default=None, description="Default: runs/<name>.")
     load_checkpoint_path: str | None = None
+    local: LocalProfile = LocalProfile()
+    tinker: TinkerOptions = TinkerOptions()
+
+    @model_validator(mode="after")
+    def _tinker_options_need_the_tinker_backend(self) -> RunSpec:
+        # A cassette option on another backend would be silently ignored; say so instead.
+        if self.backend != Backend.TINKER and (self.tinker.record or self.tinker.replay):
+            raise ValueError("tinker.record and tinker.replay need backend: tinker")
+        return self
+
+
+class RecipeSpec(RunSpec):
+    """``kind: recipe`` - the sl_basic experiment and its variants."""
+
+    kind: Literal["recipe"]
+    recipe_name: str = "recipe_sl_basic"
     dataset: DatasetSpec
     learning_rate: Annotated[float, Field(gt=0)] = 1e-4
     lr_schedule: LRSchedule = LRSchedule.LINEAR
@@ -223,18 +239,9 @@ class RecipeSpec(_Strict):
     max_steps: PositiveInt | None = None
     submit_ahead: NonNegativeInt = 1
     checkpoint_semantics: CheckpointSemantics = CheckpointSemantics.EXACT_RESUME
-    local: LocalProfile = LocalProfile()
-    tinker: TinkerOptions = TinkerOptions()
     final_sample: FinalSample | None = FinalSample()
     evals: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
         description="Eval task specs (kind: eval) run at every eval step on the pre-step "
         "weights, logged as eval/<task>/<metric>; paths relative to the working directory.",
     )
-
-    @model_validator(mode="after")
-    def _tinker_options_need_the_tinker_backend(self) -> RecipeSpec:
-        # A cassette option on another backend would be silently ignored; say so instead.
-        if self.backend != Backend.TINKER and (self.tinker.record or self.tinker.replay):
-            raise ValueError("tinker.record and tinker.replay need backend: tinker")
-        return self

@@ -1,55 +1,35 @@
 """Run a ``kind: recipe`` spec: resolve it, check everything, then train into a run directory.
 
-Order matters for the "bad input writes nothing" rule: the renderer, tokenizer, datasets and
-backend are all resolved (and any problem reported as one line) *before* the run directory is
-created or touched.
+The supervised loop's part of a run: its data (and the run artifacts `compare` walks), its
+trainer and its final sample. The run directory, backend, config.json, banner, progress and
+curves are :mod:`cookbook.runner.run`'s, shared with the RL loops.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.text import Text
 
-from cookbook.backends.local.config import LocalModelConfig
 from cookbook.data.builders import ChatDatasetCommonConfig, ConversationFileBuilder, NoRobotsBuilder
 from cookbook.data.dataset import SupervisedDataset
 from cookbook.data.sources import load_no_robots, packaged_file
 from cookbook.evals.attach import attached_evaluators
-from cookbook.exceptions import (
-    BackendError,
-    ConfigurationError,
-    DatasetUnavailableError,
-    RunInterrupted,
-)
+from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
 from cookbook.logging import display
-from cookbook.logging.ml_log import RunLog
 from cookbook.logging.plots import plot_loss_curve
 from cookbook.parity.runs import write_run_artifacts
+from cookbook.runner.run import RunOptions, open_run, resolve_renderer_name
 from cookbook.specs.loader import field_error
-from cookbook.specs.recipe import Backend, ConversationSource, DatasetBuilder, RecipeSpec
-from cookbook.supervised.checkpoints import CHECKPOINTS_FILE, last_checkpoint
+from cookbook.specs.recipe import ConversationSource, DatasetBuilder, RecipeSpec
+from cookbook.supervised.checkpoints import last_checkpoint
 from cookbook.supervised.train import ResumePoint, SupervisedTrainer
-from cookbook.tokenizers import get_tokenizer, provenance
-from cookbook.versions import package_versions
+from cookbook.tokenizers import get_tokenizer
 
-VERSIONED_PACKAGES = ("cookbook", "tinker", "transformers", "tokenizers", "numpy", "torch")
-
-
-@dataclass
-class RunOptions:
-    log_dir: Path | None = None
-    resume: bool = False
-    overwrite: bool = False
-    overrides: tuple[str, ...] = ()
-    served_by: dict[str, Any] | None = None
-    """What a cookbook-serve answering a ``backend: tinker`` run said of itself (healthz)."""
+__all__ = ["RunOptions", "resolve_data", "resolve_renderer_name", "run_recipe"]
 
 
 @dataclass
@@ -58,20 +38,6 @@ class ResolvedData:
     test: SupervisedDataset | None
     info: dict[str, Any]
     stand_ins: list[str] = field(default_factory=list)
-
-
-def resolve_renderer_name(spec: RecipeSpec) -> tuple[str, str]:
-    """The renderer and where it came from: the spec, or the reference's model table."""
-    if spec.renderer_name:
-        return spec.renderer_name, "spec"
-    from cookbook.model_info import get_recommended_renderer_name
-
-    try:
-        return get_recommended_renderer_name(spec.model_name), "model_info"
-    except (KeyError, ValueError) as exc:
-        raise ConfigurationError(
-            f"no recommended renderer for {spec.model_name!r} ({exc}); set renderer_name"
-        ) from None
 
 
 def _conversation_file(
@@ -138,90 +104,6 @@ def resolve_data(spec_path: Path, spec: RecipeSpec, renderer_name: str) -> Resol
     return ResolvedData(train, test, builder.describe(), stand_ins)
 
 
-def make_service_client(
-    spec_path: Path,
-    spec: RecipeSpec,
-    log_dir: Path,
-    tokenizer: Any,
-    served_by: dict[str, Any] | None = None,
-) -> Any:
-    """The client factory for the spec's backend; fails before anything is written."""
-    match spec.backend:
-        case Backend.FAKE:
-            from cookbook.backends.fake import FakeServiceClient
-
-            return FakeServiceClient(state_dir=log_dir / "fake_state")
-        case Backend.TINKER:
-            # Key check, bounded connectivity probe, retries, record/replay (spec.tinker).
-            from cookbook.backends.tinker import make_tinker_service_client
-
-            return make_tinker_service_client(spec_path, spec, served_by)
-        case Backend.LOCAL:
-            from cookbook.backends.local.service import LocalServiceClient
-
-            return LocalServiceClient(
-                state_dir=log_dir / "local_state",
-                model=spec.local.model,
-                seed=spec.seed,
-                tokenizer=tokenizer,
-            )
-
-
-def local_engine_notes(spec: RecipeSpec, served_by: dict[str, Any] | None) -> list[str]:
-    """What the banner and config.json say when the local stand-in, not the spec's model, is
-    trained: in process (``backend: local``) or by the cookbook-serve answering the run."""
-    if spec.backend != Backend.LOCAL and served_by is None:
-        return []
-    model, where = spec.local.model, "the local backend"
-    notes = []
-    if served_by is not None:
-        where = f"cookbook-serve at {served_by['url']}"
-        models = served_by.get("models") or {}
-        served = LocalModelConfig.model_validate(models.get(spec.model_name, models.get("*", {})))
-        if served != model or served_by.get("seed") != spec.seed:
-            notes.append(
-                f"cookbook-serve's stand-in (seed {served_by.get('seed')}) is not this spec's "
-                f"local.model with seed {spec.seed}: metrics will differ from a backend=local "
-                "run (start it with --seed / --model-map to match)"
-            )
-        model = served
-    notes.insert(
-        0,
-        f"model: {spec.model_name} is not trained here; {where} trains the stand-in "
-        f"{model.kind} ({model.hidden_size} hidden, {model.num_hidden_layers} layers, randomly "
-        "initialised) with the real tokenizer",
-    )
-    if spec.local.overlay:
-        shown = ", ".join(f"{k}={v}" for k, v in spec.local.overlay.items())
-        notes.append(f"local profile overlay: {shown} (--set overrides it)")
-    return notes
-
-
-def prepare_log_dir(log_dir: Path, options: RunOptions, console: Console) -> bool:
-    """Decide whether to resume; never clobber an existing run without being told to."""
-    if not log_dir.exists() or not any(log_dir.iterdir()):
-        return False
-    if options.resume:
-        return True
-    if options.overwrite:
-        shutil.rmtree(log_dir)
-        return False
-    if sys.stdin.isatty() and console.is_terminal:
-        answer = console.input(
-            Text(f"{log_dir} already holds a run. Resume, overwrite or abort? (r/o/a) ")
-        )
-        if answer.strip().lower().startswith("r"):
-            return True
-        if answer.strip().lower().startswith("o"):
-            shutil.rmtree(log_dir)
-            return False
-        raise ConfigurationError(f"{log_dir}: left untouched")
-    raise ConfigurationError(
-        f"log dir {log_dir} already holds a run; pass --resume to continue it or --overwrite "
-        "to delete it and start over"
-    )
-
-
 def _final_sample(
     spec: RecipeSpec,
     renderer_name: str,
@@ -273,70 +155,34 @@ def _resume_point(log_dir: Path) -> ResumePoint | None:
     )
 
 
-def resume_note(log_dir: Path, n_batches: int) -> str:
-    """Where a stopped run can go on from, and the command that does it."""
-    record = last_checkpoint(log_dir)
-    if record is None:
-        return f"no checkpoint in {log_dir} yet: --log-dir {log_dir} --resume starts it over"
-    step = int(record.get("epoch") or 0) * n_batches + int(record["batch"])
-    return (
-        f"last checkpoint {record['name']} in {log_dir}: rerun with --log-dir {log_dir} "
-        f"--resume to continue at step {step}"
-    )
-
-
 def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: Console) -> int:
     renderer_name, renderer_source = resolve_renderer_name(spec)
     tokenizer = get_tokenizer(spec.model_name)
     data = resolve_data(spec_path, spec, renderer_name)
     evaluators = attached_evaluators(spec_path, spec, renderer_name, tokenizer)
-    log_dir = Path(options.log_dir or spec.log_path or Path("runs") / spec.name)
-    service_client = make_service_client(spec_path, spec, log_dir, tokenizer, options.served_by)
-    resume = prepare_log_dir(log_dir, options, console)
-    log_dir.mkdir(parents=True, exist_ok=True)
-
-    tok = provenance(tokenizer)
-    stand_ins = list(data.stand_ins)
-    stand_ins += local_engine_notes(spec, options.served_by)
-    if not tok.source.startswith("hub:"):
-        stand_ins.append(f"tokenizer: {tok.source} ({tok.note or 'offline build'})")
-    config = {
-        "spec": spec.model_dump(mode="json"),
-        "spec_file": str(spec_path),
-        "overrides": list(options.overrides),
-        "renderer_name": renderer_name,
-        "renderer_source": renderer_source,
-        "dataset": data.info,
-        "tokenizer": tok.to_json(),
-        "stand_ins": stand_ins,
-        "versions": package_versions(VERSIONED_PACKAGES),
-    }
-    if spec.backend == Backend.LOCAL:
-        # Which stand-in exactly: parameter count, seed and a fingerprint of its base weights.
-        config["local_model"] = service_client.describe()
-    if options.served_by is not None:
-        config["served_by"] = options.served_by
-    run_log = RunLog(log_dir)
+    run = open_run(spec_path, spec, options, console, tokenizer, data.stand_ins)
+    log_dir = run.log_dir
     trainer = SupervisedTrainer(
         spec,
         renderer_name,
-        service_client,
+        run.service_client,
         data.train,
         data.test,
         tokenizer,
         log_dir,
         evaluators=evaluators,
     )
-    resume_point = _resume_point(log_dir) if resume else None
+    resume_point = _resume_point(log_dir) if run.resume else None
     first_step = resume_point.epoch * trainer.n_batches + resume_point.batch if resume_point else 0
-    if resume:
-        # Steps past the checkpoint are run (and logged) again; a run with no checkpoint
-        # yet starts over.
-        run_log.truncate_after(first_step - 1)
-        if resume_point is None:
-            (log_dir / CHECKPOINTS_FILE).unlink(missing_ok=True)
-    run_log.write_config(config)
-    if not resume:  # what `cookbook-run compare` walks: dataset order, renderings, datums
+    run.restart_from(first_step, resume_point is not None)
+    run.write_config(
+        {
+            "renderer_name": renderer_name,
+            "renderer_source": renderer_source,
+            "dataset": data.info,
+        }
+    )
+    if not run.resume:  # what `cookbook-run compare` walks: dataset order, renderings, datums
         from cookbook.renderers import TrainOnWhat, get_renderer
 
         train_on_what = spec.dataset.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES
@@ -345,34 +191,24 @@ def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: 
             log_dir, data.train, data.test, renderer, train_on_what, spec.num_epochs
         )
 
-    facts = {
-        "model": spec.model_name,
-        "renderer": f"{renderer_name} (from {renderer_source})",
-        "backend": spec.backend.value,
-        "dataset": f"{data.info.get('source')} - {len(data.train)} batches of "
-        f"{spec.dataset.batch_size}" + (f", {len(data.test)} test batches" if data.test else ""),
-        "steps": f"{trainer.total_steps} ({spec.num_epochs} epoch(s))",
-        "run dir": str(log_dir) + (f" (resuming at step {first_step})" if resume else ""),
-    }
-    display.banner(console, f"cookbook-run {spec.name}", facts, stand_ins)
+    resuming = f" (resuming at step {first_step})" if run.resume else ""
+    run.banner(
+        {
+            "model": spec.model_name,
+            "renderer": f"{renderer_name} (from {renderer_source})",
+            "backend": spec.backend.value,
+            "dataset": f"{data.info.get('source')} - {len(data.train)} batches of "
+            f"{spec.dataset.batch_size}"
+            + (f", {len(data.test)} test batches" if data.test else ""),
+            "steps": f"{trainer.total_steps} ({spec.num_epochs} epoch(s)){resuming}",
+        }
+    )
     shown_first = min(first_step, trainer.total_steps)
-    try:
-        with display.TrainingProgress(console, trainer.total_steps, shown_first) as progress:
+    with run.stopping_resumably(trainer.n_batches):
+        with run.progress(trainer.total_steps, shown_first, display.SUPERVISED) as progress:
             trainer.on_step = progress.on_step
             result = trainer.run(resume_point)
         if result.steps_run and spec.final_sample is not None:
             _final_sample(spec, renderer_name, tokenizer, trainer, log_dir, console)
-        if spec.backend == Backend.TINKER:
-            service_client.finish()
-    except BackendError as exc:
-        if spec.tinker.replay is not None:  # a replay starts from its first call: no resume
-            raise
-        raise BackendError(f"{exc} ({resume_note(log_dir, trainer.n_batches)})") from None
-    except KeyboardInterrupt:
-        raise RunInterrupted(resume_note(log_dir, trainer.n_batches)) from None
-    rows = run_log.read_metrics()
-    png = plot_loss_curve(rows, log_dir / "loss_curve.png")
-    display.summary(console, progress.history, str(log_dir))
-    if png is not None:
-        console.print(f"Loss curve: {png}")
+        run.finish(progress, [("loss_curve.png", plot_loss_curve)])
     return 0

@@ -15,7 +15,6 @@ One deliberate divergence, declared in ``golden/recipes/DIVERGENCES.md`` and swi
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,16 +25,14 @@ from typing import Any
 import tinker
 
 from cookbook.data.dataset import SupervisedDataset
-from cookbook.exceptions import BackendError
 from cookbook.logging.ml_log import RunLog
+from cookbook.runner.clients import create_training_client
 from cookbook.specs.recipe import CheckpointSemantics, RecipeSpec
 from cookbook.supervised.checkpoints import append_checkpoint
 from cookbook.supervised.common import compute_bpb, compute_mean_nll
 from cookbook.supervised.evaluators import SamplerNLLEvaluator
 from cookbook.supervised.schedule import lr_multiplier
 from cookbook.tokenizers import Tokenizer
-
-logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, dict[str, Any]], None]
 Evaluator = Callable[[Any], dict[str, float]]
@@ -111,53 +108,20 @@ class SupervisedTrainer:
         # More sampling-client evaluators (the recipe's eval tasks), run at the same points.
         self.evaluators.extend(evaluators)
 
-    # -- client -----------------------------------------------------------------------------
-
-    def _training_client(self, resume: ResumePoint | None) -> Any:
-        metadata = {"renderer_name": self.renderer_name}
-        sc = self.service_client
-        source = resume.state_path if resume is not None else self.spec.load_checkpoint_path
-        if source:
-            self._warn_if_renderer_differs(source)
-        if resume is not None:
-            future = sc.create_training_client_from_state_with_optimizer(
-                resume.state_path, user_metadata=metadata
-            )
-        elif self.spec.load_checkpoint_path:
-            future = sc.create_training_client_from_state(
-                self.spec.load_checkpoint_path, user_metadata=metadata
-            )
-        else:
-            future = sc.create_lora_training_client(
-                base_model=self.spec.model_name, rank=self.spec.lora_rank, user_metadata=metadata
-            )
-        return future.result()
-
-    def _warn_if_renderer_differs(self, checkpoint_path: str) -> None:
-        """Weights trained with one chat format and continued with another silently degrade;
-        the training run's metadata says which renderer made the checkpoint."""
-        try:
-            rest = self.service_client.create_rest_client()
-            run = rest.get_training_run_by_tinker_path(checkpoint_path).result()
-        except (tinker.TinkerError, BackendError, ValueError) as exc:
-            logger.warning("Could not fetch renderer metadata for %s: %s", checkpoint_path, exc)
-            return
-        saved = (getattr(run, "user_metadata", None) or {}).get("renderer_name")
-        if saved is not None and saved != self.renderer_name:
-            logger.warning(
-                "Checkpoint %s was trained with renderer %r, this run uses %r",
-                checkpoint_path,
-                saved,
-                self.renderer_name,
-            )
-
     # -- loop -------------------------------------------------------------------------------
 
     def run(self, resume: ResumePoint | None = None) -> TrainingResult:
         spec = self.spec
         start_epoch, start_batch = (resume.epoch, resume.batch) if resume else (0, 0)
         self.elapsed_tokens = resume.elapsed_tokens if resume else 0
-        self.client = self._training_client(resume)
+        self.client = create_training_client(
+            self.service_client,
+            model_name=spec.model_name,
+            lora_rank=spec.lora_rank,
+            renderer_name=self.renderer_name,
+            resume_state_path=resume.state_path if resume is not None else None,
+            load_checkpoint_path=spec.load_checkpoint_path,
+        )
         pending: deque[_InFlight] = deque()
         steps_run = 0
         for epoch in range(start_epoch, spec.num_epochs):

@@ -1,0 +1,1 @@
+"""Recipes mirroring the reference's tinker_cookbook.recipes (environments and rewards)."""
