@@ -235,8 +235,8 @@ class RecipeRun:
         pngs = [plot(rows, self.log_dir / name) for name, plot in plots]
         display.summary(self.console, progress.history, str(self.log_dir), progress.shown)
         for png in pngs:
-            if png is not None:
-                self.console.print(f"Curve: {png}")
+            if png is not None:  # loss_curve.png -> "Loss curve: ..."
+                self.console.print(f"{png.stem.replace('_', ' ').capitalize()}: {png}")
 
 
 def open_run(
