@@ -14,7 +14,9 @@ backend's truncation and padding off, sets its ``encode_special_tokens`` to the 
 ``backend.encode_batch([text], add_special_tokens=...)``. The direct route is taken only while
 that holds: the tokenizer's class does not override ``encode``, nothing replaced it on the
 instance, and the backend is untruncated and unpadded; otherwise ``tokenizer.encode`` runs.
-The memo is dropped whenever the vocabulary size changes (added tokens change how text splits).
+The memo of short fixed strings assumes the vocabulary is not changed after rendering starts
+(``add_tokens`` afterwards: call :func:`forget` for that tokenizer). It is not checked per call:
+``get_vocab_size`` rebuilds the vocabulary in some ``tokenizers`` versions (0.22), milliseconds.
 """
 
 from __future__ import annotations
@@ -85,7 +87,6 @@ class _Encoder:
         fast = getattr(backend, "encode_batch_fast", None)
         self.backend = backend if stock and fast is not None else None
         self.memo: dict[_Key, tuple[int, ...]] = {}
-        self.vocab_size = -1
 
     def usable(self, tokenizer: Any) -> bool:
         backend = self.backend
@@ -131,10 +132,6 @@ def encode_text(
         if split_special_tokens is None
         else split_special_tokens
     )
-    vocab_size = backend.get_vocab_size(True)
-    if vocab_size != encoder.vocab_size:
-        encoder.memo.clear()
-        encoder.vocab_size = vocab_size
     memo = encoder.memo if len(text) <= _MEMO_MAX_CHARS else _CALL_MEMO.get()
     key = (text, add_special_tokens, split, id(encoder))
     if memo is not None:
@@ -149,3 +146,8 @@ def encode_text(
             memo.clear()
         memo[key] = tuple(result)
     return result
+
+
+def forget(tokenizer: Any) -> None:
+    """Drop what is memoised for ``tokenizer`` (after changing its vocabulary)."""
+    _ENCODERS.pop(tokenizer, None)
