@@ -22,6 +22,7 @@ import numpy as np
 import tinker
 
 from cookbook.exceptions import RendererError, TrainableFlagError
+from cookbook.renderers.encoding import encode_text, rendering_call
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -63,6 +64,9 @@ class Renderer(ABC):
 
     tokenizer: Tokenizer
     disables_thinking: bool = False
+    # Whether ``_encode`` lets the tokenizer add its special tokens (BOS...): the reference's
+    # Kimi K2 renderer calls ``tokenizer.encode(text)`` with the defaults; the others do not.
+    _encode_adds_special_tokens: bool = False
     supports_streaming: bool = False
 
     # Pickle metadata, stamped by get_renderer(); class-level so subclasses that skip
@@ -103,13 +107,24 @@ class Renderer(ABC):
 
     def _encode(self, text: str) -> list[int]:
         """Encode message text; with ``_encode_split``, the only tokenizer calls renderers make,
-        so the batch path (``renderers/batch.py``) can serve both from one batched encode."""
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        so the batch path (``renderers/batch.py``) can serve both from one batched encode.
+
+        ``tokenizer.encode(text, add_special_tokens=self._encode_adds_special_tokens)`` through
+        the direct route of ``renderers/encoding.py``: same ids, without ``transformers``'
+        per-call overhead."""
+        return encode_text(
+            self.tokenizer,
+            text,
+            add_special_tokens=self._encode_adds_special_tokens,
+            split_special_tokens=None,
+        )
 
     def _encode_split(self, text: str) -> list[int]:
         """Encode text whose special-token strings must stay text (a user typing ``<|im_end|>``
         must not close the turn): special-token parsing off for this call only."""
-        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+        return encode_text(
+            self.tokenizer, text, add_special_tokens=False, split_special_tokens=True
+        )
 
     @property
     def _bos_tokens(self) -> list[int]:
@@ -275,16 +290,22 @@ class Renderer(ABC):
         train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     ) -> tuple[tinker.ModelInput, np.ndarray]:
         """Tokens and one loss weight per token for supervised fine-tuning."""
-        train_on_what = TrainOnWhat(train_on_what)
-        segments = self.supervised_segments(messages, train_on_what)
-        per_token = [s.weight for s in segments for _ in range(s.chunk.length)]
-        # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
-        is_float = not per_token or any(isinstance(w, float) for w in per_token)
-        weights = np.array(per_token, dtype=np.float32 if is_float else np.int64)
-        model_input = tinker.ModelInput(chunks=[s.chunk for s in segments])
-        return model_input, self._train_after_the_generation_prompt(
-            messages, train_on_what, model_input, weights
-        )
+        with rendering_call():
+            train_on_what = TrainOnWhat(train_on_what)
+            segments = self.supervised_segments(messages, train_on_what)
+            lengths = [s.chunk.length for s in segments]
+            # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
+            is_float = not any(lengths) or any(
+                isinstance(s.weight, float) for s, n in zip(segments, lengths, strict=True) if n
+            )
+            weights = np.repeat(
+                np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
+                lengths,
+            )
+            model_input = tinker.ModelInput(chunks=[s.chunk for s in segments])
+            return model_input, self._train_after_the_generation_prompt(
+                messages, train_on_what, model_input, weights
+            )
 
     def build_supervised_examples(
         self,

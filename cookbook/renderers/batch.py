@@ -109,8 +109,9 @@ def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) ->
     """``[renderer._encode(t) for t in texts]`` (``_encode_split`` if ``split``), in one Rust
     batch call when that is equivalent.
 
-    The base hooks are ``tokenizer.encode(text, add_special_tokens=False)``, the second with
-    ``split_special_tokens=True``. In ``transformers`` that call switches truncation and padding
+    The base hooks are ``tokenizer.encode(text, add_special_tokens=False)`` (``True`` where the
+    renderer sets ``_encode_adds_special_tokens``), the second with ``split_special_tokens=True``
+    and ``add_special_tokens=False``. In ``transformers`` that call switches truncation and padding
     off, sets the backend's ``encode_special_tokens`` to the call's ``split_special_tokens``
     (default: ``tokenizer.split_special_tokens``) and calls ``backend_tokenizer.encode_batch``;
     the batch call here sets the flag the same way. A renderer that overrides the hook, or a
@@ -124,7 +125,7 @@ def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) ->
         return [one(text) for text in texts]
     flag = backend.encode_special_tokens
     try:
-        ids = _backend_ids(renderer.tokenizer, backend, texts, split, one)
+        ids = _backend_ids(renderer, backend, texts, split, one)
         return [one(text) for text in texts] if ids is None else ids
     finally:
         # transformers sets the flag before every encode; code that calls the backend directly
@@ -133,9 +134,14 @@ def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) ->
 
 
 def _backend_ids(
-    tokenizer: Any, backend: Any, texts: list[str], split: bool, one: Callable[[str], list[int]]
+    renderer: Renderer,
+    backend: Any,
+    texts: list[str],
+    split: bool,
+    one: Callable[[str], list[int]],
 ) -> list[list[int]] | None:
     """The backend's ids for ``texts``, or None where they might differ from ``one``'s."""
+    tokenizer = renderer.tokenizer
     if not _backend_untruncated(backend):
         # encode() puts the backend into the state it needs; the per-conversation path would
         # have done the same on its first call.
@@ -144,7 +150,8 @@ def _backend_ids(
             return None
     backend.encode_special_tokens = split or bool(getattr(tokenizer, "split_special_tokens", False))
     batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    ids = [encoding.ids for encoding in batch(texts, add_special_tokens=False)]
+    add_special = bool(getattr(renderer, "_encode_adds_special_tokens", False)) and not split
+    ids = [encoding.ids for encoding in batch(texts, add_special_tokens=add_special)]
     step = max(1, len(texts) // _SPOT_CHECKS)
     for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
         if one(texts[i]) != ids[i]:

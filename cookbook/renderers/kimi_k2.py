@@ -96,6 +96,8 @@ class KimiK2Renderer(Renderer):
     """Kimi K2 renderer; ``strip_thinking_from_history=False`` keeps every turn's reasoning."""
 
     DEFAULT_SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
+    # The reference calls tokenizer.encode(text) with its defaults, not add_special_tokens=False.
+    _encode_adds_special_tokens = True
 
     # Streaming parse: a truncated reply still ends in a Message parsed into parts.
     supports_streaming = True
@@ -104,11 +106,6 @@ class KimiK2Renderer(Renderer):
     def __init__(self, tokenizer: Tokenizer, strip_thinking_from_history: bool = True):
         super().__init__(tokenizer)
         self.strip_thinking_from_history = strip_thinking_from_history
-
-    def _encode(self, text: str) -> list[int]:
-        # The reference calls tokenizer.encode(text) with its defaults here, not
-        # add_special_tokens=False; the same call gives the same ids with any tokenizer.
-        return self.tokenizer.encode(text)
 
     # -- the default system message ---------------------------------------------------------
 

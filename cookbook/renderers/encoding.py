@@ -1,0 +1,153 @@
+"""Text -> token ids for the renderers' hot path: ``tokenizer.encode`` without its overhead.
+
+Why: a renderer encodes a header and a body per message, and ``transformers``' ``encode``
+spends tens of microseconds of Python per call (argument checks, truncation and padding set-up,
+a ``BatchEncoding``) around a Rust call that, for a chat turn, often takes less. Rendering one
+conversation at a time was mostly that overhead. :func:`encode_text` makes the same Rust call
+directly and memoises what repeats (role headers, markers, system prompts, the texts a
+generation prompt re-renders), so per-conversation rendering costs little more than the encode.
+
+It returns exactly what ``tokenizer.encode(text, add_special_tokens=..., split_special_tokens=
+...)`` returns. In ``transformers`` (4.x and 5.x ``TokenizersBackend``) that call switches the
+backend's truncation and padding off, sets its ``encode_special_tokens`` to the call's
+``split_special_tokens`` (default: ``tokenizer.split_special_tokens``) and returns the ids of
+``backend.encode_batch([text], add_special_tokens=...)``. The direct route is taken only while
+that holds: the tokenizer's class does not override ``encode``, nothing replaced it on the
+instance, and the backend is untruncated and unpadded; otherwise ``tokenizer.encode`` runs.
+The memo of short fixed strings assumes the vocabulary is not changed after rendering starts
+(``add_tokens`` afterwards: call :func:`forget` for that tokenizer). It is not checked per call:
+``get_vocab_size`` rebuilds the vocabulary in some ``tokenizers`` versions (0.22), milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+# Memoised short texts per tokenizer at most; the memo is cleared when full. Short texts are
+# the fixed strings (role headers, markers, stop strings), which repeat in every conversation.
+_MEMO_ENTRIES = 4096
+# Longer texts are memoised only for the duration of one call (see rendering_call): message
+# bodies rarely repeat across conversations, but a supervised example re-renders its own
+# messages for the generation prompt.
+_MEMO_MAX_CHARS = 64
+
+_Key = tuple[str, bool, bool, int]
+_CALL_MEMO: ContextVar[dict[_Key, tuple[int, ...]] | None] = ContextVar(
+    "cookbook_renderer_call_memo", default=None
+)
+
+
+@contextlib.contextmanager
+def rendering_call() -> Iterator[None]:
+    """Within it, every text encoded is memoised until the outermost such block ends.
+
+    Why: ``build_supervised_example`` renders the conversation, then renders it again up to
+    the trained turn for the generation prompt; the second pass finds the ids. A context
+    variable, so renderers shared between threads or tasks do not share a call's memo.
+    """
+    if _CALL_MEMO.get() is not None:
+        yield
+        return
+    token = _CALL_MEMO.set({})
+    try:
+        yield
+    finally:
+        _CALL_MEMO.reset(token)
+
+
+def _stock_methods() -> tuple[tuple[str, Any], ...]:
+    """The ``transformers`` methods whose behaviour :func:`encode_text` reproduces."""
+    try:
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:  # transformers 4.x: every call goes through tokenizer.encode
+        return ()
+    return (
+        ("encode", PreTrainedTokenizerBase.encode),
+        ("_encode_plus", TokenizersBackend._encode_plus),
+        ("set_truncation_and_padding", TokenizersBackend.set_truncation_and_padding),
+    )
+
+
+_STOCK_METHODS = _stock_methods()
+
+
+class _Encoder:
+    """The direct route for one tokenizer, or ``backend is None`` where there is none."""
+
+    def __init__(self, tokenizer: Any):
+        backend = getattr(tokenizer, "_tokenizer", None)
+        stock = bool(_STOCK_METHODS) and all(
+            getattr(type(tokenizer), name, None) is method for name, method in _STOCK_METHODS
+        )
+        fast = getattr(backend, "encode_batch_fast", None)
+        self.backend = backend if stock and fast is not None else None
+        self.memo: dict[_Key, tuple[int, ...]] = {}
+
+    def usable(self, tokenizer: Any) -> bool:
+        backend = self.backend
+        return (
+            backend is not None
+            and "encode" not in vars(tokenizer)
+            and backend.truncation is None
+            and backend.padding is None
+        )
+
+
+_ENCODERS: weakref.WeakKeyDictionary[Any, _Encoder] = weakref.WeakKeyDictionary()
+
+
+def _encoder(tokenizer: Any) -> _Encoder:
+    try:
+        return _ENCODERS[tokenizer]
+    except KeyError:
+        encoder = _ENCODERS[tokenizer] = _Encoder(tokenizer)
+        return encoder
+    except TypeError:  # not weak-referenceable or unhashable: no direct route
+        return _Encoder(None)
+
+
+def encode_text(
+    tokenizer: Any, text: str, *, add_special_tokens: bool, split_special_tokens: bool | None
+) -> list[int]:
+    """``tokenizer.encode(text, add_special_tokens=..., split_special_tokens=...)``, fast.
+
+    ``split_special_tokens=None`` means the tokenizer's default, as in ``transformers``. Returns
+    a fresh list each call, so a caller may change it.
+    """
+    encoder = _encoder(tokenizer)
+    if not encoder.usable(tokenizer):
+        if split_special_tokens is None:
+            return tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        return tokenizer.encode(
+            text, add_special_tokens=add_special_tokens, split_special_tokens=split_special_tokens
+        )
+    backend = encoder.backend
+    split = (
+        bool(getattr(tokenizer, "split_special_tokens", False))
+        if split_special_tokens is None
+        else split_special_tokens
+    )
+    memo = encoder.memo if len(text) <= _MEMO_MAX_CHARS else _CALL_MEMO.get()
+    key = (text, add_special_tokens, split, id(encoder))
+    if memo is not None:
+        ids = memo.get(key)
+        if ids is not None:
+            return list(ids)
+    if backend.encode_special_tokens != split:
+        backend.encode_special_tokens = split
+    result = backend.encode_batch_fast([text], add_special_tokens=add_special_tokens)[0].ids
+    if memo is not None:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = tuple(result)
+    return result
+
+
+def forget(tokenizer: Any) -> None:
+    """Drop what is memoised for ``tokenizer`` (after changing its vocabulary)."""
+    _ENCODERS.pop(tokenizer, None)

@@ -1,0 +1,83 @@
+"""The renderers' direct encode route returns exactly what ``tokenizer.encode`` returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cookbook.renderers.encoding import encode_text, rendering_call
+from cookbook.tokenizers import get_tokenizer
+
+TEXTS = [
+    "",
+    "plain text",
+    "<|im_end|>",
+    "a<|im_start|>user\nhi<|eot_id|>",
+    "<|begin_of_text|>x",
+    " leading space and trailing \n\n",
+    "日本語 🙂 مرحبا e\u0301",
+    "x" * 200,
+]
+
+
+@pytest.mark.parametrize("model", ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B-Instruct"])
+@pytest.mark.parametrize("add_special_tokens", [False, True])
+@pytest.mark.parametrize("split", [None, False, True])
+def test_direct_route_equals_encode(
+    model: str, add_special_tokens: bool, split: bool | None
+) -> None:
+    tokenizer = get_tokenizer(model, "offline")
+    kwargs: dict[str, Any] = {"add_special_tokens": add_special_tokens}
+    if split is not None:
+        kwargs["split_special_tokens"] = split
+    for _ in range(2):  # the second round answers from the memo
+        with rendering_call():
+            for text in TEXTS:
+                expected = tokenizer.encode(text, **kwargs)
+                got = encode_text(
+                    tokenizer,
+                    text,
+                    add_special_tokens=add_special_tokens,
+                    split_special_tokens=split,
+                )
+                assert got == expected, text
+
+
+def test_returns_a_fresh_list() -> None:
+    tokenizer = get_tokenizer("Qwen/Qwen3-8B", "offline")
+    first = encode_text(
+        tokenizer, "<|im_end|>", add_special_tokens=False, split_special_tokens=None
+    )
+    first.append(-1)
+    again = encode_text(
+        tokenizer, "<|im_end|>", add_special_tokens=False, split_special_tokens=None
+    )
+    assert again == tokenizer.encode("<|im_end|>", add_special_tokens=False)
+
+
+def test_truncated_backend_goes_through_encode() -> None:
+    """A backend left truncated must not truncate: ``encode`` resets it, so must we."""
+    tokenizer = get_tokenizer("Qwen/Qwen3-8B", "offline")
+    text = "one two three four five six seven"
+    expected = tokenizer.encode(text, add_special_tokens=False)
+    tokenizer.backend_tokenizer.enable_truncation(max_length=2)
+    try:
+        got = encode_text(tokenizer, text, add_special_tokens=False, split_special_tokens=None)
+    finally:
+        tokenizer.backend_tokenizer.no_truncation()
+    assert got == expected
+
+
+def test_instance_encode_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer = get_tokenizer("Qwen/Qwen3-8B", "offline")
+    calls: list[str] = []
+    encode = tokenizer.encode
+
+    def counting(text: str, *args: Any, **kwargs: Any) -> list[int]:
+        calls.append(text)
+        return encode(text, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "encode", counting)
+    encode_text(tokenizer, "hello there", add_special_tokens=False, split_special_tokens=None)
+    assert calls == ["hello there"]
