@@ -12,7 +12,11 @@ Sampling semantics
 - ``temperature == 0``: greedy (ties go to the lowest token id). Otherwise logits are divided
   by the temperature, then ``top_k`` (if > 0) and ``top_p`` (if < 1) filter them, and a token
   is drawn with a ``torch.Generator`` seeded from ``(seed, sample index)``. ``seed=None`` takes
-  the service seed and a per-client call counter: runs are reproducible, calls still differ.
+  the service seed, a digest of the request (prompt, sampling params, num_samples) and how many
+  times this client was sent that same request: runs are reproducible and repeated calls still
+  differ, whatever order concurrent requests arrive in (the RL loop samples its groups
+  concurrently; through cookbook-serve their arrival order varies from run to run). Identical
+  requests are interchangeable, so only which of them gets which draw can vary.
 - The returned ``logprobs`` are those of the model's own distribution (temperature 1, no
   filtering) at each sampled token, as vLLM reports by default.
 - ``stop``: integer ids stop right after that token is sampled; strings stop once the decoded
@@ -24,6 +28,7 @@ Sampling semantics
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import inspect
@@ -103,7 +108,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         self._vocab_size = runtime.vocab_size
         self._tokenizer = runtime.tokenizer
         self._seed = runtime.seed
-        self._calls = 0
+        self._repeats: collections.Counter[str] = collections.Counter()
         self._cache_keyword = _cache_keyword()
         self._max_positions = model.config.max_position_embeddings
 
@@ -211,6 +216,12 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             _logprobs_list=logprobs,
         )
 
+    def _unseeded(self, tokens: list[int], num_samples: int, params: types.SamplingParams) -> int:
+        request = json.dumps([tokens, num_samples, params.model_dump(mode="json")])
+        key = hashlib.sha256(request.encode("utf-8")).hexdigest()
+        self._repeats[key] += 1
+        return _derive_seed(self._seed, int(key[:15], 16), self._repeats[key])
+
     def sample(
         self,
         prompt: types.ModelInput,
@@ -238,8 +249,9 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
                 "sample: string stop sequences need a tokenizer (LocalServiceClient(tokenizer=))"
             )
         tokens = self._prompt(prompt)
-        self._calls += 1
-        seed = params.seed if params.seed is not None else _derive_seed(self._seed, self._calls)
+        seed = (
+            params.seed if params.seed is not None else self._unseeded(tokens, num_samples, params)
+        )
         # A one-token sample with prompt logprobs (how the SDK sends compute_logprobs) takes
         # its token from the same forward pass that scores the prompt.
         full = (
