@@ -152,3 +152,15 @@ def test_an_unimplemented_option_set_on_the_command_line_is_refused(
     assert rc == 2 and err.count("\n") == 1
     assert "num_substeps" in err and "not implemented" in err
     assert not run.exists()
+
+
+def test_a_loss_the_local_backend_refuses_is_a_spec_error_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    spec = ROOT / "specs" / "rl_arithmetic.yaml"
+    run = tmp_path / "run"
+    rc = run_cli(spec, "--set", "loss_fn=stable_reinforce", "--log-dir", run)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert f"{spec}:" in err and "loss_fn" in err and "not implemented by the local backend" in err
+    assert not run.exists()

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cookbook.exceptions import DatasetUnavailableError
+from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
 from cookbook.logging import display
 from cookbook.logging.plots import plot_reward_curve
 from cookbook.parity.rl_runs import recording_rl_steps
@@ -24,6 +24,7 @@ from cookbook.renderers import get_renderer
 from cookbook.rl import train
 from cookbook.runner.run import RunOptions, open_run, resolve_renderer_name
 from cookbook.specs.loader import field_error
+from cookbook.specs.recipe import Backend
 from cookbook.specs.rl import RLDatasetKind, RLLoop, RLRecipeSpec
 from cookbook.supervised.checkpoints import last_checkpoint
 from cookbook.tokenizers import get_tokenizer
@@ -136,6 +137,15 @@ def run_rl_recipe(
     renderer_name, renderer_source = resolve_renderer_name(spec)
     tokenizer = get_tokenizer(spec.model_name)
     data = resolve_rl_data(spec_path, spec, renderer_name)
+    if spec.backend == Backend.LOCAL:
+        # A loss the local backend refuses (stable_reinforce) is a spec error, reported
+        # before the run directory exists rather than at the first forward_backward.
+        from cookbook.backends.local.losses import loss_fn
+
+        try:
+            loss_fn(spec.loss_fn.value)
+        except ConfigurationError as exc:
+            raise field_error(spec_path, ("loss_fn",), str(exc)) from None
     run = open_run(spec_path, spec, options, console, tokenizer, data.stand_ins)
     total = _total_steps(spec, data)
     checkpoint = last_checkpoint(run.log_dir) if run.resume else None
