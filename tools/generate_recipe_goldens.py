@@ -426,19 +426,32 @@ def generate(case: Case, source: Source, tokenizer_info: dict, reference: dict) 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def prepare_reference(
+    argv: list[str] | None, description: str
+) -> tuple[argparse.Namespace, dict[str, str], dict[str, Any], Any] | None:
+    """What every recipe-golden generator starts with: its arguments, the reference's versions
+    (None, after saying why, when it is not the pinned one), our offline tokenizer's provenance,
+    and that tokenizer as the reference loads it, registered under MODEL so the reference's
+    own code finds it offline."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--golden", type=Path, default=Path("golden"))
     parser.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
     args = parser.parse_args(argv)
     reference = versions()
     if reference[g.REFERENCE_PACKAGE] != g.REFERENCE_VERSION:
         print(f"error: need {g.REFERENCE_PACKAGE}=={g.REFERENCE_VERSION}, found {reference}")
-        return 2
-    directory = offline_directory(MODEL)
+        return None
     tokenizer_info = provenance(get_tokenizer(MODEL, TokenizerSource.OFFLINE)).to_json()
-    ref_tokenizer = tokenizer_utils.get_tokenizer(str(directory))
+    ref_tokenizer = tokenizer_utils.get_tokenizer(str(offline_directory(MODEL)))
     tokenizer_utils.register_tokenizer(MODEL, lambda: ref_tokenizer)
+    return args, reference, tokenizer_info, ref_tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    prepared = prepare_reference(argv, __doc__)
+    if prepared is None:
+        return 2
+    args, reference, tokenizer_info, _ = prepared
     out = args.golden / "recipes"
     cases = [c for c in CASES if args.only is None or c.name in args.only]
     with tempfile.TemporaryDirectory(prefix="recipe-goldens-") as tmp:

@@ -16,7 +16,6 @@ Usage: PYTHONPATH=$PWD python tools/generate_rl_goldens.py [--golden golden] [--
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import io
@@ -28,7 +27,7 @@ from typing import Any
 
 import chz
 import datasets
-from tinker_cookbook import renderers, tokenizer_utils
+from tinker_cookbook import renderers
 from tinker_cookbook.recipes import rl_loop as ref_rl_loop
 from tinker_cookbook.recipes.math_rl.arithmetic_env import ArithmeticDatasetBuilder
 from tinker_cookbook.rl import train as ref_train
@@ -38,10 +37,10 @@ from cookbook.parity import recipe as r
 from cookbook.parity import rl_golden as rg
 from cookbook.parity.rl_observe import observing_rl, rl_step_layers
 from cookbook.recipes.math_rl.gsm8k_data import stand_in_rows
-from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
+from cookbook.tokenizers import TokenizerSource, get_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_recipe_goldens import patched, run_on_fake, versions
+from generate_recipe_goldens import patched, prepare_reference, run_on_fake
 
 MODEL = "meta-llama/Llama-3.1-8B"
 RENDERER = "llama3"
@@ -208,18 +207,10 @@ def gsm8k_stand_in() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--golden", type=Path, default=Path("golden"))
-    parser.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
-    args = parser.parse_args(argv)
-    reference = versions()
-    if reference[g.REFERENCE_PACKAGE] != g.REFERENCE_VERSION:
-        print(f"error: need {g.REFERENCE_PACKAGE}=={g.REFERENCE_VERSION}, found {reference}")
+    prepared = prepare_reference(argv, __doc__)
+    if prepared is None:
         return 2
-    directory = offline_directory(MODEL)
-    tokenizer_info = provenance(get_tokenizer(MODEL, TokenizerSource.OFFLINE)).to_json()
-    ref_tokenizer = tokenizer_utils.get_tokenizer(str(directory))
-    tokenizer_utils.register_tokenizer(MODEL, lambda: ref_tokenizer)
+    args, reference, tokenizer_info, ref_tokenizer = prepared
     renderer = renderers.get_renderer(RENDERER, ref_tokenizer)
     out = args.golden / "recipes"
     cases = [c for c in CASES if args.only is None or c.name in args.only]
