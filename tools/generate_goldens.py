@@ -1,6 +1,8 @@
 """Regenerate golden/ from the pinned reference (run by `nox -s golden`, never by CI).
 
-Runs inside a virtualenv that has ``tinker-cookbook==0.5.8`` and our package (``--no-deps``):
+Runs inside a virtualenv that has ``tinker-cookbook==0.5.8`` and our package (``--no-deps``),
+or, with ``--reference VERSION``, another release, whose goldens go to golden/<VERSION>/ for the
+drift report (a spec whose renderer that release does not register is skipped, saying so):
 our package supplies the spec loader and the offline tokenizer *directory*; the reference loads
 that directory with its own ``get_tokenizer(path)`` and renders every case with its own
 renderers. Everything is rendered in memory first and written only at the end, each file
@@ -10,10 +12,13 @@ atomically, the manifest last.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib.metadata
+import inspect
 import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,8 @@ from cookbook.parity.record import (
     render_outputs,
     with_tool_call_objects,
 )
+from cookbook.parity.reftests import sdist
+from cookbook.parity.release_notes import RELEASE_NOTES_FILE, release_notes
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
 
@@ -48,6 +55,34 @@ from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_director
 def reference_versions() -> dict[str, str]:
     names = (g.REFERENCE_PACKAGE, "tinker", "transformers", "tokenizers")
     return {name: importlib.metadata.version(name) for name in names}
+
+
+def registered_renderer_names() -> list[str]:
+    """Every name the reference's ``get_renderer`` knows, read from its ``name == "..."``
+    branches (it is an if/elif chain, with no table to list), in its order."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(ref_get_renderer)))
+    names = [
+        node.comparators[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        and isinstance(node.left, ast.Name)
+        and node.left.id == "name"
+        and isinstance(node.ops[0], ast.Eq)
+        and isinstance(node.comparators[0], ast.Constant)
+        and isinstance(node.comparators[0].value, str)
+    ]
+    if not names:
+        raise SystemExit("error: found no renderer names in the reference's get_renderer")
+    return sorted(set(names), key=names.index)
+
+
+def registry_golden(versions: dict[str, str]) -> dict[str, Any]:
+    return {
+        "schema_version": g.SCHEMA_VERSION,
+        "source": f"{ref_get_renderer.__module__}.get_renderer",
+        "reference": versions,
+        "names": registered_renderer_names(),
+    }
 
 
 def reference_segments(renderer: Any):
@@ -231,9 +266,14 @@ def model_info_golden(versions: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def write_subset(root: Path, goldens: dict[Path, dict], renderers: set[str]) -> int:
-    """Write the goldens of ``renderers`` and update their entries in the existing manifest."""
+def write_subset(
+    root: Path, goldens: dict[Path, dict], renderers: set[str], registry: dict[str, Any]
+) -> int:
+    """Write the goldens of ``renderers`` and the registry, and update their entries in the
+    existing manifest."""
     manifest = g.load_manifest(root)
+    g.write_atomic(root / g.REGISTRY_FILE, g.dump(registry))
+    manifest["registry"] = {g.REGISTRY_FILE: g.file_sha256(root / g.REGISTRY_FILE)}
     for stale in g.golden_files(root):
         relative = stale.relative_to(root)
         if relative.parts[1] in renderers and relative not in goldens:
@@ -252,7 +292,14 @@ def write_subset(root: Path, goldens: dict[Path, dict], renderers: set[str]) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", type=Path, default=Path("specs/renderers"))
-    parser.add_argument("--golden", type=Path, default=Path("golden"))
+    parser.add_argument(
+        "--reference",
+        default=g.REFERENCE_VERSION,
+        metavar="VERSION",
+        help=f"the tinker-cookbook release installed here (default {g.REFERENCE_VERSION}, the "
+        "gate); another one writes golden/VERSION/ unless --golden says otherwise",
+    )
+    parser.add_argument("--golden", type=Path, help="default: golden/, or golden/VERSION/")
     parser.add_argument(
         "--renderers",
         nargs="+",
@@ -262,14 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     versions = reference_versions()
-    if versions[g.REFERENCE_PACKAGE] != g.REFERENCE_VERSION:
-        print(f"error: need {g.REFERENCE_PACKAGE}=={g.REFERENCE_VERSION}, found {versions}")
+    if versions[g.REFERENCE_PACKAGE] != args.reference:
+        print(f"error: need {g.REFERENCE_PACKAGE}=={args.reference}, found {versions}")
         return 2
+    args.golden = args.golden or g.reference_dir(Path("golden"), args.reference)
+    registry = registry_golden(versions)
     specs = [
         (path, spec)
         for path in sorted(args.specs.glob("*.yaml"))
         if isinstance(spec := load_spec(path), RendererCasesSpec)
     ]
+    for path, spec in specs:
+        if spec.renderer not in registry["names"]:
+            print(f"{path}: skipped: {spec.renderer} is not registered by {args.reference}")
+    specs = [(path, spec) for path, spec in specs if spec.renderer in registry["names"]]
     if args.renderers:
         unknown = sorted(set(args.renderers) - {spec.renderer for _, spec in specs})
         if unknown:
@@ -281,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         goldens.update(render_spec(spec_path, spec, versions))
         print(f"{spec_path}: {len(spec.cases)} cases rendered by the reference")
     if args.renderers:
-        return write_subset(args.golden, goldens, set(args.renderers))
+        return write_subset(args.golden, goldens, set(args.renderers), registry)
     model_info_record = model_info_golden(versions)
     gpt_oss = ref_get_renderer(
         "gpt_oss_no_sysprompt", ref_get_tokenizer(str(offline_directory("openai/gpt-oss-20b")))
@@ -302,14 +355,27 @@ def main(argv: list[str] | None = None) -> int:
     g.write_atomic(model_info, g.dump(model_info_record))
     print(f"wrote {model_info}")
     g.write_atomic(args.golden / TOOL_PREFIX_FILE, g.dump(tool_prefixes))
+    g.write_atomic(args.golden / g.REGISTRY_FILE, g.dump(registry))
+    extra = {}
+    if args.reference != g.REFERENCE_VERSION:
+        # The sdists (registry access, like the installs of this virtualenv) hold CHANGELOG.md.
+        notes = release_notes(sdist.fetch(), sdist.fetch(version=args.reference))
+        notes = {"schema_version": g.SCHEMA_VERSION, "reference": versions, **notes}
+        g.write_atomic(args.golden / RELEASE_NOTES_FILE, g.dump(notes))
+        extra["release_notes"] = {
+            RELEASE_NOTES_FILE: g.file_sha256(args.golden / RELEASE_NOTES_FILE)
+        }
     manifest = {
         "schema_version": g.SCHEMA_VERSION,
-        "regenerate": g.REGENERATE,
+        "regenerate": g.REGENERATE
+        + ("" if args.reference == g.REFERENCE_VERSION else f" -- --reference {args.reference}"),
         "reference": versions,
         "files": {rel.as_posix(): g.file_sha256(args.golden / rel) for rel in sorted(goldens)},
         # Not a renderer case, so not under "files" (whose keys must be renderer goldens).
         "model_info": {MODEL_INFO_FILE: g.file_sha256(model_info)},
         "tool_prefixes": {TOOL_PREFIX_FILE: g.file_sha256(args.golden / TOOL_PREFIX_FILE)},
+        "registry": {g.REGISTRY_FILE: g.file_sha256(args.golden / g.REGISTRY_FILE)},
+        **extra,
     }
     g.write_atomic(g.manifest_path(args.golden), g.dump(manifest))
     print(f"wrote {len(goldens)} goldens and {g.manifest_path(args.golden)}")

@@ -32,43 +32,61 @@ def _cell(ids: Sequence[int], pieces: Sequence[str], weights: Sequence[float], p
     return f"{ids[pos]:>8} {text[:22]:<22} {weight:>4}"
 
 
-def first_divergence(
-    expected: dict[str, Any],
-    actual: dict[str, Any],
+def divergence(
+    expected_ids: Sequence[int],
+    actual_ids: Sequence[int],
     expected_weights: Sequence[float],
     actual_weights: Sequence[float],
-) -> str | None:
-    """Aligned table around the first position where ids or weights differ; None if equal.
-
-    ``expected``/``actual`` are token views (``ids``, ``pieces``, ``segments``).
-    """
-    exp_ids, act_ids = expected["ids"], actual["ids"]
-    length = max(len(exp_ids), len(act_ids))
+) -> tuple[int, str] | None:
+    """The first position where ids or weights differ and which (``token`` or ``weight``);
+    None if equal. A position past one side's end is a token divergence."""
+    length = max(len(expected_ids), len(actual_ids))
     position = next(
         (
             i
             for i in range(length)
-            if i >= len(exp_ids)
-            or i >= len(act_ids)
-            or exp_ids[i] != act_ids[i]
+            if i >= len(expected_ids)
+            or i >= len(actual_ids)
+            or expected_ids[i] != actual_ids[i]
             or _at(expected_weights, i) != _at(actual_weights, i)
         ),
         None,
     )
     if position is None:
         return None
-    what = (
-        "weight"
-        if position < min(len(exp_ids), len(act_ids)) and exp_ids[position] == act_ids[position]
-        else "token"
+    same_id = (
+        position < min(len(expected_ids), len(actual_ids))
+        and expected_ids[position] == actual_ids[position]
     )
+    return position, "weight" if same_id else "token"
+
+
+def first_divergence(
+    expected: dict[str, Any],
+    actual: dict[str, Any],
+    expected_weights: Sequence[float],
+    actual_weights: Sequence[float],
+    labels: tuple[str, str] = ("expected", "actual"),
+) -> str | None:
+    """Aligned table around the first position where ids or weights differ; None if equal.
+
+    ``expected``/``actual`` are token views (``ids``, ``pieces``, ``segments``); ``labels``
+    name the two sides (the drift report compares two reference releases, not ours with one).
+    """
+    exp_ids, act_ids = expected["ids"], actual["ids"]
+    found = divergence(exp_ids, act_ids, expected_weights, actual_weights)
+    if found is None:
+        return None
+    position, what = found
+    length = max(len(exp_ids), len(act_ids))
+    left, right = labels
     lines = [
         f"first {what} divergence at position {position} "
-        f"(expected {len(exp_ids)} tokens, actual {len(act_ids)}); "
-        f"expected segment: {_segment_at(expected.get('segments', []), position)}, "
-        f"actual segment: {_segment_at(actual.get('segments', []), position)}",
-        f"  {'pos':>5} | {'expected id':>8} {'text':<22} {'w':>4} | "
-        f"{'actual id':>8} {'text':<22} {'w':>4}",
+        f"({left} {len(exp_ids)} tokens, {right} {len(act_ids)}); "
+        f"{left} segment: {_segment_at(expected.get('segments', []), position)}, "
+        f"{right} segment: {_segment_at(actual.get('segments', []), position)}",
+        f"  {'pos':>5} | {left + ' id':>8} {'text':<22} {'w':>4} | "
+        f"{right + ' id':>8} {'text':<22} {'w':>4}",
     ]
     for pos in range(max(0, position - CONTEXT), min(length, position + CONTEXT + 1)):
         marker = ">" if pos == position else " "

@@ -23,6 +23,8 @@ SCHEMA_VERSION = 1
 REGENERATE = "nox -s golden"
 REFERENCE_PACKAGE = "tinker-cookbook"
 REFERENCE_VERSION = "0.5.8"
+REGISTRY_FILE = "registry.json"
+"""Every renderer name the reference's ``get_renderer`` knows, beside its goldens."""
 GOLDEN_DIR_ENV = "COOKBOOK_GOLDEN_DIR"
 """Where the goldens are when ``--golden-dir`` is not given (docs/conformance.md)."""
 _REQUIRED = ("schema_version", "case_id", "renderer", "input", "tokenizer", "reference", "outputs")
@@ -41,6 +43,12 @@ def case_digest(spec: RendererCasesSpec, case: RendererCase) -> str:
         "train_on_what": [str(t) for t in case.resolved_train_on_what()],
     }
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def reference_dir(root: Path, version: str) -> Path:
+    """Where reference release ``version``'s goldens live: ``root`` itself for the pinned one
+    (the gate), ``root/<version>`` for another (compared by the drift report, never gated on)."""
+    return root if version == REFERENCE_VERSION else root / version
 
 
 def golden_path(root: Path, renderer: str, case_id: str) -> Path:

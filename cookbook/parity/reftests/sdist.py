@@ -60,14 +60,15 @@ class Extracted:
         return self.root / side
 
 
-def default_root() -> Path:
-    return cache_root() / "reference-tests" / f"{REFERENCE_PACKAGE}-{REFERENCE_VERSION}"
+def default_root(version: str = REFERENCE_VERSION) -> Path:
+    return cache_root() / "reference-tests" / f"{REFERENCE_PACKAGE}-{version}"
 
 
-def fetch(root: Path | None = None) -> Path:
-    """The pinned sdist, downloaded once with ``pip download`` into the cache."""
-    downloads = (root or default_root()) / "sdist"
-    name = f"{REFERENCE_PACKAGE.replace('-', '_')}-{REFERENCE_VERSION}.tar.gz"
+def fetch(root: Path | None = None, version: str = REFERENCE_VERSION) -> Path:
+    """The sdist of ``version`` (the pinned one unless told), downloaded once with
+    ``pip download`` into the cache."""
+    downloads = (root or default_root(version)) / "sdist"
+    name = f"{REFERENCE_PACKAGE.replace('-', '_')}-{version}.tar.gz"
     target = downloads / name
     if target.exists():
         return target
@@ -83,12 +84,12 @@ def fetch(root: Path | None = None) -> Path:
         ":all:",
         "--dest",
         str(downloads),
-        f"{REFERENCE_PACKAGE}=={REFERENCE_VERSION}",
+        f"{REFERENCE_PACKAGE}=={version}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not target.exists():
         raise ConfigurationError(
-            f"pip download of {REFERENCE_PACKAGE}=={REFERENCE_VERSION} failed "
+            f"pip download of {REFERENCE_PACKAGE}=={version} failed "
             f"(the package registry is needed once): {done.stderr.strip()[-400:]}"
         )
     return target
