@@ -217,7 +217,7 @@ def drift(session: nox.Session) -> None:
     `nox -s golden -- --reference 0.6.1`): reports/drift/index.html and drift.json, and the
     same files under docs/drift/ (the README links that copy). Offline; never gates."""
     session.install("-e", ".")
-    report = ["python", "-m", "cookbook.parity.drift", *session.posargs]
+    report = ["python", "-m", "cookbook.parity.drift_report", *session.posargs]
     session.run(*report, "--output", "reports/drift", env=OFFLINE_ENV)
     session.run(*report, "--output", "docs/drift", env=OFFLINE_ENV)
 

@@ -26,7 +26,8 @@ def _summary(report: DriftReport) -> str:
     items = [
         f"<b>{len(s.renderers_changed)}</b> of {s.renderers_compared} renderers compared and "
         f"<b>{s.cases_changed}</b> of {s.cases_compared} cases change output from {esc(old)} "
-        f"to {esc(new)}: {_names(s.renderers_changed)}.",
+        f"to {esc(new)}: {_names(s.renderers_changed)}. Compared are the renderers with goldens "
+        "on both sides: cookbook's spec cases, rendered by each release.",
         f"Changed cases by what changed: {aspects}.",
         f"Renderer names added in {esc(new)}: {_names(report.registry.added)}; removed: "
         f"{_names(report.registry.removed)}.",
