@@ -7,8 +7,10 @@ side edited by the tests; nothing here claims what a real release renders.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 import jsonschema
@@ -26,6 +28,7 @@ from cookbook.parity.drift_report import (
     newest_release,
     write_report,
 )
+from cookbook.parity.release_notes import release_notes
 from cookbook.renderers import builtin_renderer_names, get_renderer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,3 +209,41 @@ def test_cookbook_knows_every_name_the_gate_registers() -> None:
     for name in set(record["names"]) - set(builtin_renderer_names()):
         with pytest.raises(RendererError, match="exists in the reference but is not implemented"):
             get_renderer(name, tokenizer=None)
+
+
+def _sdist(path: Path, files: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"tinker_cookbook-x/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+ENTRY = (
+    "### {title}\n**Date:** 2026-01-0{day}\n**Type:** fix\n**Tags:** {tags}\n\n{body}\n\n---\n\n"
+)
+
+
+def test_release_notes_are_the_new_entries_and_changed_sources(tmp_path: Path) -> None:
+    old_log = "# Changelog\n\n---\n\n" + ENTRY.format(title="Old", day=1, tags="rl", body="a")
+    new_entry = ENTRY.format(title="New", day=2, tags="renderers, eval", body="b\n\nc")
+    renderer, test = "tinker_cookbook/renderers/qwen3.py", "tinker_cookbook/renderers/qwen3_test.py"
+    old = _sdist(tmp_path / "old.tar.gz", {"CHANGELOG.md": old_log, renderer: "1", test: "1"})
+    new_files = {"CHANGELOG.md": old_log.replace("---\n\n", "---\n\n" + new_entry, 1)}
+    new_files |= {renderer: "2", test: "2", "tinker_cookbook/renderers/k3.py": "3"}
+    notes = release_notes(old, _sdist(tmp_path / "new.tar.gz", new_files))
+    (entry,) = notes["changelog"]
+    assert entry == {
+        "title": "New",
+        "date": "2026-01-02",
+        "type": "fix",
+        "tags": ["renderers", "eval"],
+        "body": "b\n\nc",
+    }
+    assert notes["sources"] == {
+        "added": ["tinker_cookbook/renderers/k3.py"],
+        "removed": [],
+        "changed": [renderer],
+    }
