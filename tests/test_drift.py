@@ -28,6 +28,7 @@ from cookbook.parity.drift_report import (
     newest_release,
     write_report,
 )
+from cookbook.parity.harmony import TOOL_PREFIX_FILE
 from cookbook.parity.release_notes import release_notes
 from cookbook.renderers import builtin_renderer_names, get_renderer
 
@@ -247,3 +248,23 @@ def test_release_notes_are_the_new_entries_and_changed_sources(tmp_path: Path) -
         "removed": [],
         "changed": [renderer],
     }
+
+
+def test_oracle_and_probe_changes_are_reported(goldens: Path) -> None:
+    _edit(
+        goldens,
+        "single_turn",
+        lambda d: d["oracles"]["chat_template"]["supervised"].update(agrees=False),
+    )
+    for root in (goldens, goldens / NEW):
+        shutil.copy(ROOT / "golden" / TOOL_PREFIX_FILE, root / TOOL_PREFIX_FILE)
+    assert [p.first_difference for p in _drift(goldens).probes] == [None]
+    probes = json.loads((goldens / NEW / TOOL_PREFIX_FILE).read_text("utf-8"))
+    probes["probes"][0]["messages"] = ["planted"]
+    (goldens / NEW / TOOL_PREFIX_FILE).write_text(g.dump(probes), "utf-8")
+    report = _drift(goldens)
+    (case,) = report.renderers[0].cases
+    assert [(c.item, c.aspect) for c in case.changes] == [("oracles", Aspect.ORACLE)]
+    assert "chat_template.supervised.agrees" in case.changes[0].summary
+    (probe,) = report.probes
+    assert probe.first_difference is not None and probe.first_difference.startswith("[0].messages")

@@ -33,6 +33,8 @@ class Aspect(StrEnum):
     ERROR = "error"
     STOP_SEQUENCES = "stop_sequences"
     PARSE_RESPONSE = "parse_response"
+    ORACLE = "oracle"
+    """What a second oracle (chat template, harmony) renders, or whether the release agrees."""
     TOKENIZER = "tokenizer"
 
 
@@ -119,6 +121,14 @@ class ModelInfoDrift(_Model):
     warnings_changed: list[FieldChange]
 
 
+class ProbesDrift(_Model):
+    """A golden of probes beside the renderer goldens (the gpt-oss tool prefixes)."""
+
+    file: str
+    first_difference: str | None
+    """None when both releases recorded the same probes."""
+
+
 class Summary(_Model):
     renderers_compared: int
     renderers_changed: list[str]
@@ -136,6 +146,7 @@ class DriftReport(_Model):
     registry: RegistryDrift
     renderers: list[RendererDrift]
     model_info: ModelInfoDrift | None
+    probes: list[ProbesDrift]
     release_notes: dict[str, Any] | None
 
 
@@ -240,5 +251,8 @@ def case_drift(old: dict[str, Any], new: dict[str, Any], labels: tuple[str, str]
     if stop:
         changes.append(Change(item="stop_sequences", aspect=Aspect.STOP_SEQUENCES, summary=stop))
     changes += parse_changes(before["parse_response"], after["parse_response"], labels)
+    oracle = first_diff(old.get("oracles"), new.get("oracles"))
+    if oracle:
+        changes.append(Change(item="oracles", aspect=Aspect.ORACLE, summary=oracle))
     status = CaseStatus.CHANGED if changes else CaseStatus.UNCHANGED
     return CaseDrift(case=old["case_id"], status=status, changes=changes)

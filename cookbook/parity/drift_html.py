@@ -42,6 +42,9 @@ def _summary(report: DriftReport) -> str:
             f"Not yet rendered by {esc(new)} (run <code>nox -s golden -- --reference "
             f"{esc(new)} --renderers ...</code>): {_names(s.renderers_not_generated)}."
         )
+    for probes in report.probes:
+        change = probes.first_difference or "unchanged"
+        items.append(f"<code>{esc(probes.file)}</code> probes: {esc(change)}.")
     if report.model_info is not None:
         m = report.model_info
         items.append(

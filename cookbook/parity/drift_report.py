@@ -23,6 +23,7 @@ from cookbook.parity.drift import (
     DriftReport,
     FieldChange,
     ModelInfoDrift,
+    ProbesDrift,
     RegistryDrift,
     RendererDrift,
     RendererStatus,
@@ -30,6 +31,7 @@ from cookbook.parity.drift import (
     Summary,
     case_drift,
 )
+from cookbook.parity.harmony import TOOL_PREFIX_FILE
 from cookbook.parity.layers import first_diff
 from cookbook.parity.release_notes import RELEASE_NOTES_FILE
 
@@ -143,6 +145,17 @@ def model_info_drift(old: dict[str, Any] | None, new: dict[str, Any] | None):
     )
 
 
+def probes_drift(old_root: Path, new_root: Path) -> list[ProbesDrift]:
+    """The probe goldens both releases recorded, compared probe by probe."""
+    found = []
+    for name in (TOOL_PREFIX_FILE,):
+        old, new = _load_json(old_root / name), _load_json(new_root / name)
+        if old is not None and new is not None:
+            difference = first_diff(old["probes"], new["probes"])
+            found.append(ProbesDrift(file=name, first_difference=difference))
+    return found
+
+
 def _registry_names(root: Path) -> list[str] | None:
     record = _load_json(root / g.REGISTRY_FILE)
     return None if record is None else list(record["names"])
@@ -191,6 +204,7 @@ def compute_drift(old_root: Path, new_root: Path, old_version: str, new_version:
         model_info=model_info_drift(
             _load_json(old_root / MODEL_INFO_FILE), _load_json(new_root / MODEL_INFO_FILE)
         ),
+        probes=probes_drift(old_root, new_root),
         release_notes=_load_json(new_root / RELEASE_NOTES_FILE),
     )
 
