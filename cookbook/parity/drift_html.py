@@ -29,8 +29,7 @@ def _summary(report: DriftReport) -> str:
         f"to {esc(new)}: {_names(s.renderers_changed)}. Compared are the renderers with goldens "
         "on both sides: cookbook's spec cases, rendered by each release.",
         f"Changed cases by what changed: {aspects}.",
-        f"Renderer names added in {esc(new)}: {_names(report.registry.added)}; removed: "
-        f"{_names(report.registry.removed)}.",
+        _registry_line(report),
     ]
     if report.registry.without_goldens:
         items.append(
@@ -53,6 +52,18 @@ def _summary(report: DriftReport) -> str:
             f"{len(m.warnings_changed)} warning changes."
         )
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def _registry_line(report: DriftReport) -> str:
+    registry, old, new = report.registry, report.old.version, report.new.version
+    missing = [v for v, names in ((old, registry.old), (new, registry.new)) if names is None]
+    if missing:
+        return f"Renderer names: not recorded for {', '.join(map(esc, missing))} (registry.json)."
+    return (
+        f"{esc(old)} registers {len(registry.old or [])} renderer names, {esc(new)} "
+        f"{len(registry.new or [])}. Added: {_names(registry.added)}. Removed: "
+        f"{_names(registry.removed)}."
+    )
 
 
 def _table(renderers: list[RendererDrift]) -> str:
@@ -128,7 +139,11 @@ def _release_notes(report: DriftReport) -> str:
     )
 
 
-def _details(renderer: RendererDrift) -> str:
+OPEN_UP_TO = 20
+"""Changed cases shown unfolded when there are at most this many in all."""
+
+
+def _details(renderer: RendererDrift, unfold: bool) -> str:
     parts = [f'<h3 id="{esc(renderer.renderer)}">{esc(renderer.renderer)}</h3>']
     for case in renderer.cases:
         aspects = sorted({c.aspect.value for c in case.changes})
@@ -139,12 +154,14 @@ def _details(renderer: RendererDrift) -> str:
             + "</li>"
             for c in case.changes
         )
-        parts.append(f"<details><summary>{esc(label)}</summary><ul>{items}</ul></details>")
+        tag = "<details open>" if unfold else "<details>"
+        parts.append(f"{tag}<summary>{esc(label)}</summary><ul>{items}</ul></details>")
     return "".join(parts)
 
 
 def render_html(report: DriftReport) -> str:
     old, new = report.old, report.new
+    unfold = report.summary.cases_changed <= OPEN_UP_TO
     body = [
         facts(
             {
@@ -158,14 +175,14 @@ def render_html(report: DriftReport) -> str:
         _summary(report),
         _table(report.renderers),
         "<h2>Renderer names</h2>",
-        f"<p>{esc(old.version)} registers {len(report.registry.old or [])}, {esc(new.version)} "
-        f"registers {len(report.registry.new or [])}. Added: {_names(report.registry.added)}. "
-        f"Removed: {_names(report.registry.removed)}.</p>",
+        f"<p>{_registry_line(report)}</p>",
         "<h2>Model table</h2>",
         _model_info(report),
         "<h2>The release's own notes</h2>",
         _release_notes(report),
         "<h2>Per-token differences</h2>",
-        *(_details(r) for r in report.renderers if r.cases),
+        *(_details(r, unfold) for r in report.renderers if r.cases),
     ]
+    if not any(r.cases for r in report.renderers):
+        body.append("<p>None: every case compared renders the same in both releases.</p>")
     return page(f"Renderer drift: tinker-cookbook {old.version} -> {new.version}", "\n".join(body))
