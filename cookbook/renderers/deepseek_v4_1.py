@@ -25,9 +25,7 @@ the markers are written with ASCII "|", the real ones use FULLWIDTH VERTICAL LIN
 from __future__ import annotations
 
 import contextvars
-import importlib.metadata
 import json
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -36,8 +34,13 @@ import numpy as np
 import tinker
 
 from cookbook.exceptions import RendererError
-from cookbook.renderers.base import Renderer, Segment, parse_response_for_stop_token
-from cookbook.renderers.deepseek_v3 import BOS, EOS, special
+from cookbook.renderers.base import (
+    Renderer,
+    Segment,
+    add_openai_tool_fields,
+    parse_response_for_stop_token,
+)
+from cookbook.renderers.deepseek_v3 import BOS, EOS, special, warn_if_decoding_strips_spaces
 from cookbook.renderers.deepseek_v4_1_format import (
     CALLS_BLOCK,
     CALLS_CLOSE,
@@ -98,12 +101,7 @@ class DeepSeekV4_1Renderer(Renderer):
         gives multi-turn RL the extension property."""
         super().__init__(tokenizer)
         self.strip_thinking_from_history = strip_thinking_from_history
-        if importlib.metadata.version("transformers") == "5.3.0":
-            warnings.warn(
-                "transformers 5.3.0 strips spaces when decoding with the DeepSeek tokenizer "
-                "(huggingface/transformers#44801); use another version.",
-                stacklevel=2,
-            )
+        warn_if_decoding_strips_spaces()
 
     @property
     def _thinking(self) -> bool:
@@ -301,23 +299,7 @@ class DeepSeekV4_1Renderer(Renderer):
                 result["reasoning_content"] = reasoning
         else:
             result["content"] = ensure_text(message["content"])
-        if tool_calls := message.get("tool_calls"):
-            result["tool_calls"] = [
-                {
-                    "type": "function",
-                    "id": call.id,
-                    "function": {
-                        "name": call.function.name,
-                        "arguments": arguments_dict(call.function.arguments),
-                    },
-                }
-                for call in tool_calls
-            ]
-        if message["role"] == "tool":
-            for key in ("tool_call_id", "name"):
-                if key in message:
-                    result[key] = message[key]
-        return result
+        return add_openai_tool_fields(result, message, arguments_dict)
 
     def create_conversation_prefix_with_tools(
         self, tools: list[ToolSpec], system_prompt: str = ""
