@@ -21,7 +21,12 @@ import pytest
 
 from cookbook.exceptions import RendererError, TokenizerError
 from cookbook.parity import golden as g
-from cookbook.parity.dsv4 import ENCODING_DSV4_KWARGS, ENCODING_DSV4_ORACLE, encoder_messages
+from cookbook.parity.dsv4 import (
+    ENCODING_DSV4_KWARGS,
+    ENCODING_DSV4_ORACLE,
+    encoder_messages,
+    v4_comparable,
+)
 from cookbook.parity.record import jsonable, with_tool_call_objects
 from cookbook.renderers import (
     DeepSeekV4_1DisableThinkingRenderer,
@@ -236,3 +241,40 @@ def test_every_golden_records_the_encoder_oracle_with_the_table_s_mode(tokenizer
         assert jsonable(encoder_messages(renderer, messages)) == record["messages"]["encoder"]
         checked += 1
     assert checked >= 5 * 70
+
+
+# Disagreements with the encoder that V4.1's format changes do not explain, each with its
+# reason in specs/renderers/exclusions.yaml (the entries for deepseekv4_1_disable_thinking; the
+# thinking renderers' wildcard entry names the same three).
+BEYOND_THE_FORMAT = {
+    ("system_after_assistant", "generation"),
+    ("system_after_assistant", "supervised"),
+    ("tool_call_double_encoded_arguments", "supervised"),
+    ("trainable_without_customized", "supervised"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_the_encoder_agrees_once_v4_1_s_format_changes_are_undone(name: str) -> None:
+    """The thinking renderers' oracle entry is a wildcard (no thinking prompt can agree: V4 has
+    no effort line); this holds the wildcard to its reason, case by case."""
+    remaining, compared = set(), 0
+    for spec, golden in _goldens():
+        if spec.renderer != name:
+            continue
+        record = golden["oracles"][ENCODING_DSV4_ORACLE]
+        for item in ("generation", "supervised"):
+            result = record.get(item)
+            if result is None:
+                continue
+            compared += 1
+            ours, theirs = result["renderer"], result["template"]
+            if "error" in ours or "error" in theirs:
+                if not result["agrees"]:
+                    remaining.add((golden["case_id"], item))
+                continue
+            texts = v4_comparable(ours["text"], theirs["text"])
+            if texts[0] != texts[1]:
+                remaining.add((golden["case_id"], item))
+    assert compared >= 130
+    assert remaining == BEYOND_THE_FORMAT

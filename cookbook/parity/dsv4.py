@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from functools import cache
 from types import ModuleType
 from typing import Any
 
 from cookbook.exceptions import RendererError
 from cookbook.parity.record import _agreement, _guard, jsonable
+from cookbook.renderers.deepseek_v4_1 import SYSTEM
+from cookbook.renderers.deepseek_v4_1_format import DSML
 from cookbook.tokenizers import offline_directory
 
 ENCODING_DSV4_ORACLE = "encoding_dsv4"
@@ -122,3 +125,23 @@ def encoding_dsv4_oracle(
         "generation": generation() if prompt else None,
         "supervised": supervised() if ends_with_reply else None,
     }
+
+
+_V4_1_OPENING = re.compile(
+    re.escape(SYSTEM) + r"Reasoning Effort: \d+ \(range 1-100, the higher the value, the more "
+    r"thorough the reasoning\)\n\n"
+)
+
+
+def _v4_dsml(text: str) -> str:
+    return text.replace(f"{DSML} calls>", f"{DSML}tool_calls>").replace(f"{DSML} ", DSML)
+
+
+def v4_comparable(renderer_text: str, encoder_text: str) -> tuple[str, str]:
+    """Both texts with V4.1's three format changes undone, so what remains is a real difference:
+    the ``<|System|>`` marker and effort line (and V4's own max-effort paragraph) dropped, and
+    DSML's ``calls`` / marker-space spelling mapped to V4's on both sides (a reply's content may
+    itself hold V4.1 DSML)."""
+    renderer_side = _V4_1_OPENING.sub("", renderer_text).replace(SYSTEM, "")
+    encoder_side = encoder_text.replace(encoder().REASONING_EFFORT_MAX, "")
+    return _v4_dsml(renderer_side), _v4_dsml(encoder_side)
