@@ -45,6 +45,14 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Tool message missing 'name' field"),
 ]
 
+DEEPSEEK_V4_1 = (
+    "deepseekv4_1",
+    "deepseekv4_1_low_reasoning",
+    "deepseekv4_1_max_reasoning",
+    "deepseekv4_1_disable_thinking",
+    "deepseekv4_1_preserve_thinking",
+)
+
 # Renderer name -> model whose offline tokenizer it is tested with. A new built-in renderer
 # must be added here; an unmapped one fails (see `renderer` below) instead of going untested.
 RENDERER_TOKENIZER_MODELS: dict[str, str] = {
@@ -74,6 +82,8 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
         f"glm5_3_{effort}_reasoning": "cookbook-standin/glm-5.3"
         for effort in ("max", "high", "low")
     },
+    # Nor DeepSeek-V4.1's: DeepSeek-V4's tokenizer as a declared stand-in (exclusions.yaml).
+    **dict.fromkeys(DEEPSEEK_V4_1, "cookbook-standin/deepseek-v4.1"),
 }
 
 
@@ -189,6 +199,7 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
         f"glm5_3_{effort}_reasoning": ToolProfile(reasoning=True)
         for effort in ("max", "high", "low")
     },
+    **{name: ToolProfile(reasoning=True) for name in DEEPSEEK_V4_1},
 }
 
 

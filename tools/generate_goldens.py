@@ -30,6 +30,7 @@ from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
 from cookbook.parity import golden as g
+from cookbook.parity.dsv4 import ENCODING_DSV4_KWARGS, ENCODING_DSV4_ORACLE, encoding_dsv4_oracle
 from cookbook.parity.harmony import (
     HARMONY_ORACLE,
     HARMONY_RENDERERS,
@@ -166,6 +167,10 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
             kwargs = CHAT_TEMPLATE_KWARGS[spec.renderer]
             oracle = chat_template_oracle(renderer, ref_tokenizer, messages, modes[0], kwargs)
             golden["oracles"] = {CHAT_TEMPLATE_ORACLE: oracle}
+        if spec.renderer in ENCODING_DSV4_KWARGS:
+            kwargs = ENCODING_DSV4_KWARGS[spec.renderer]
+            oracle = encoding_dsv4_oracle(renderer, ref_tokenizer, messages, modes[0], kwargs)
+            golden["oracles"] = {ENCODING_DSV4_ORACLE: oracle}
         if spec.renderer in HARMONY_RENDERERS:
             oracle = harmony_oracle(renderer, ref_tokenizer, messages, modes[0])
             golden["oracles"] = {HARMONY_ORACLE: oracle}

@@ -26,6 +26,12 @@ from cookbook.renderers.deepseek_v3 import (
     DeepSeekV3DisableThinkingRenderer,
     DeepSeekV3ThinkingRenderer,
 )
+from cookbook.renderers.deepseek_v4_1 import (
+    DeepSeekV4_1DisableThinkingRenderer,
+    DeepSeekV4_1LowReasoningRenderer,
+    DeepSeekV4_1MaxReasoningRenderer,
+    DeepSeekV4_1Renderer,
+)
 from cookbook.renderers.glm5_3 import (
     Glm5_3HighReasoningRenderer,
     Glm5_3LowReasoningRenderer,
@@ -105,6 +111,19 @@ _BUILTIN: dict[str, RendererFactory] = {
     "deepseekv3_thinking": lambda tokenizer, _image_processor: DeepSeekV3ThinkingRenderer(
         tokenizer
     ),
+    "deepseekv4_1": lambda tokenizer, _image_processor: DeepSeekV4_1Renderer(tokenizer),
+    "deepseekv4_1_low_reasoning": lambda tokenizer, _image_processor: (
+        DeepSeekV4_1LowReasoningRenderer(tokenizer)
+    ),
+    "deepseekv4_1_max_reasoning": lambda tokenizer, _image_processor: (
+        DeepSeekV4_1MaxReasoningRenderer(tokenizer)
+    ),
+    "deepseekv4_1_disable_thinking": lambda tokenizer, _image_processor: (
+        DeepSeekV4_1DisableThinkingRenderer(tokenizer)
+    ),
+    "deepseekv4_1_preserve_thinking": lambda tokenizer, _image_processor: DeepSeekV4_1Renderer(
+        tokenizer, strip_thinking_from_history=False
+    ),
     # The reference's gpt-oss names: no system prompt, or OpenAI's with a reasoning effort.
     "gpt_oss_no_sysprompt": lambda tokenizer, _image_processor: GptOssRenderer(tokenizer),
     **{
@@ -124,15 +143,12 @@ _BUILTIN: dict[str, RendererFactory] = {
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, DeepSeek V4.1, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# scope: vision, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
         "qwen3_vl",
         "qwen3_vl_instruct",
-        "deepseekv4_1",
-        *(f"deepseekv4_1_{mode}" for mode in ("low_reasoning", "max_reasoning")),
-        *(f"deepseekv4_1_{mode}" for mode in ("disable_thinking", "preserve_thinking")),
         "kimi_k25",
         "kimi_k25_disable_thinking",
         "kimi_k26",
@@ -206,6 +222,10 @@ __all__ = [
     "ContentPart",
     "DeepSeekV3DisableThinkingRenderer",
     "DeepSeekV3ThinkingRenderer",
+    "DeepSeekV4_1DisableThinkingRenderer",
+    "DeepSeekV4_1LowReasoningRenderer",
+    "DeepSeekV4_1MaxReasoningRenderer",
+    "DeepSeekV4_1Renderer",
     "Glm5_3HighReasoningRenderer",
     "Glm5_3LowReasoningRenderer",
     "Glm5_3Renderer",

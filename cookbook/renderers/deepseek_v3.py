@@ -83,6 +83,17 @@ _TOOLS_FORMAT = (
 )
 
 
+def warn_if_decoding_strips_spaces() -> None:
+    """Every DeepSeek renderer warns at construction, as the reference's do: transformers 5.3.0
+    strips spaces when decoding with DeepSeek's tokenizers, which breaks parse_response."""
+    if importlib.metadata.version("transformers") == "5.3.0":
+        warnings.warn(
+            "transformers 5.3.0 strips spaces when decoding with the DeepSeek tokenizer "
+            "(huggingface/transformers#44801); use another version.",
+            stacklevel=3,
+        )
+
+
 def _follows_tool(ctx: RenderContext) -> bool:
     return ctx.prev_message is not None and ctx.prev_message["role"] == "tool"
 
@@ -104,12 +115,7 @@ class _DeepSeekV3BaseRenderer(Renderer):
         super().__init__(tokenizer)
         self.system_role_as_user = system_role_as_user
         self.strip_thinking_from_history = strip_thinking_from_history
-        if importlib.metadata.version("transformers") == "5.3.0":
-            warnings.warn(
-                "transformers 5.3.0 strips spaces when decoding with the DeepSeek tokenizer "
-                "(huggingface/transformers#44801); use another version.",
-                stacklevel=2,
-            )
+        warn_if_decoding_strips_spaces()
 
     @property
     def has_extension_property(self) -> bool:

