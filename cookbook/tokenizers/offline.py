@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import TokenizerError
-from cookbook.tokenizers.o200k import O200K_SHA256, build_gpt_oss, build_kimi_k2_standin
+from cookbook.tokenizers.o200k import (
+    O200K_SHA256,
+    build_gpt_oss,
+    build_kimi_k2_standin,
+    build_kimi_k25_standin,
+)
 
 ASSETS_REQUIREMENTS = "requirements/offline-assets.txt"
 
@@ -247,6 +252,16 @@ RECIPES: dict[str, OfflineRecipe] = {
         build=build_kimi_k2_standin,
         note="STAND-IN, not Kimi K2's tokenizer (no registry package ships it): o200k_base for "
         "text plus Kimi K2's chat markers as special tokens; the ids are not Kimi's",
+    ),
+    "kimi_k25_standin": OfflineRecipe(
+        family="kimi_k25_standin",
+        package="tml-renderers",
+        module="tml_renderers",
+        version="0.2.1",
+        build=build_kimi_k25_standin,
+        note="STAND-IN, not Kimi K2.5/K2.6's tokenizer (no registry package ships it): the Kimi "
+        "K2 stand-in (o200k_base plus Kimi's chat markers) plus the media markers "
+        "<|media_begin|>, <|media_content|>, <|media_end|>, <|media_pad|>; the ids are not Kimi's",
     ),
 }
 
