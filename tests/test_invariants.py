@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from invariant_strategies import ToolProfile, conversations, tool_conversations
 
 from cookbook.parity import invariants
-from cookbook.parity.restated import checks_for
+from cookbook.parity.restated import KIMI_RENDERERS, checks_for
 from cookbook.renderers import (
     Llama3Renderer,
     Message,
@@ -77,6 +77,8 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
     "gpt_oss_high_reasoning": "openai/gpt-oss-20b",
     # No registry package ships Kimi K2's tokenizer: a declared stand-in (exclusions.yaml).
     "kimi_k2": "cookbook-standin/kimi-k2",
+    # Nor K2.5/K2.6's: the K2 stand-in plus the media markers (exclusions.yaml).
+    **dict.fromkeys(KIMI_RENDERERS[1:], "cookbook-standin/kimi-k2.5"),  # all but kimi_k2
     # Nor GLM-5.x's: GLM-4.7-Flash's tokenizer as a declared stand-in (exclusions.yaml).
     **{
         f"glm5_3_{effort}_reasoning": "cookbook-standin/glm-5.3"
@@ -195,6 +197,17 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
     "gpt_oss_medium_reasoning": ToolProfile(reasoning=True),
     "gpt_oss_high_reasoning": ToolProfile(reasoning=True),
     "kimi_k2": ToolProfile(reasoning=True, call_ids="functions.{name}:{index}"),
+    # Thinking off refuses a turn that reasoned (the reference's RendererError).
+    **{
+        name: ToolProfile(reasoning=reasoning, call_ids="functions.{name}:{index}")
+        for name, reasoning in (
+            ("kimi_k25", True),
+            ("kimi_k25_disable_thinking", False),
+            ("kimi_k26", True),
+            ("kimi_k26_disable_thinking", False),
+            ("kimi_k26_preserve_thinking", True),
+        )
+    },
     **{
         f"glm5_3_{effort}_reasoning": ToolProfile(reasoning=True)
         for effort in ("max", "high", "low")

@@ -229,7 +229,8 @@ def test_kimi_negative_control(broken_cls: type[KimiK2Renderer]) -> None:
 
 
 def test_restated_checks_are_the_ones_declared() -> None:
-    assert restated.RESTATED["kimi_k2"] == {"split-examples": restated.check_split_by_user_turn}
+    for name in restated.KIMI_RENDERERS:
+        assert restated.RESTATED[name] == {"split-examples": restated.check_split_by_user_turn}
     assert json.dumps(sorted(restated.RESTATED)) == json.dumps(
-        sorted([*restated.GPT_OSS_RENDERERS, "kimi_k2"])
+        sorted([*restated.GPT_OSS_RENDERERS, *restated.KIMI_RENDERERS])
     )

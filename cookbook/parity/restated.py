@@ -16,7 +16,7 @@ Harmony (gpt-oss):
   token; and the reference's parser skips whitespace-only channel bodies, so blank reasoning or
   text comes back as no part (a reply left with none comes back as its decoded text).
 
-Kimi K2:
+Kimi K2 (and K2.5/K2.6, which inherit its supervised examples):
 
 * ``split-examples``: ``build_supervised_examples`` splits by user turn, not by assistant
   message. Kimi's template keeps the reasoning of the whole turn (an answer, or a tool call,
@@ -182,9 +182,17 @@ GPT_OSS_RENDERERS = (
     "gpt_oss_medium_reasoning",
     "gpt_oss_high_reasoning",
 )
+KIMI_RENDERERS = (
+    "kimi_k2",
+    "kimi_k25",
+    "kimi_k25_disable_thinking",
+    "kimi_k26",
+    "kimi_k26_disable_thinking",
+    "kimi_k26_preserve_thinking",
+)
 RESTATED: dict[str, dict[str, Check]] = {
     **dict.fromkeys(GPT_OSS_RENDERERS, HARMONY_CHECKS),
-    "kimi_k2": {"split-examples": check_split_by_user_turn},
+    **{name: {"split-examples": check_split_by_user_turn} for name in KIMI_RENDERERS},
 }
 """Registry name -> the invariants it keeps in a restated form."""
 

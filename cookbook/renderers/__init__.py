@@ -39,6 +39,8 @@ from cookbook.renderers.glm5_3 import (
 )
 from cookbook.renderers.gpt_oss import GptOssRenderer
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
+from cookbook.renderers.kimi_k25 import KimiK25DisableThinkingRenderer, KimiK25Renderer
+from cookbook.renderers.kimi_k26 import KimiK26PreserveThinkingRenderer
 from cookbook.renderers.llama3 import Llama3Renderer
 from cookbook.renderers.parsing import parse_content_blocks
 from cookbook.renderers.qwen3 import (
@@ -133,6 +135,18 @@ _BUILTIN: dict[str, RendererFactory] = {
         for effort in ("low", "medium", "high")
     },
     "kimi_k2": lambda tokenizer, _image_processor: KimiK2Renderer(tokenizer),
+    # K2.6 renders as K2.5; only its preserve-thinking variant has a class of its own.
+    "kimi_k25": lambda tokenizer, image_processor: KimiK25Renderer(tokenizer, image_processor),
+    "kimi_k25_disable_thinking": lambda tokenizer, image_processor: KimiK25DisableThinkingRenderer(
+        tokenizer, image_processor
+    ),
+    "kimi_k26": lambda tokenizer, image_processor: KimiK25Renderer(tokenizer, image_processor),
+    "kimi_k26_disable_thinking": lambda tokenizer, image_processor: KimiK25DisableThinkingRenderer(
+        tokenizer, image_processor
+    ),
+    "kimi_k26_preserve_thinking": lambda tokenizer, image_processor: (
+        KimiK26PreserveThinkingRenderer(tokenizer, image_processor)
+    ),
     "glm5_3_max_reasoning": lambda tokenizer, _image_processor: Glm5_3Renderer(tokenizer),
     "glm5_3_high_reasoning": lambda tokenizer, _image_processor: Glm5_3HighReasoningRenderer(
         tokenizer
@@ -143,17 +157,12 @@ _BUILTIN: dict[str, RendererFactory] = {
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# scope: vision, Nemotron 3, Inkling); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
         "qwen3_vl",
         "qwen3_vl_instruct",
-        "kimi_k25",
-        "kimi_k25_disable_thinking",
-        "kimi_k26",
-        "kimi_k26_disable_thinking",
-        "kimi_k26_preserve_thinking",
         "nemotron3",
         *(
             f"nemotron3_{mode}"
@@ -232,6 +241,9 @@ __all__ = [
     "GptOssRenderer",
     "ImagePart",
     "KimiK2Renderer",
+    "KimiK25DisableThinkingRenderer",
+    "KimiK25Renderer",
+    "KimiK26PreserveThinkingRenderer",
     "Llama3Renderer",
     "Message",
     "MessageDelta",

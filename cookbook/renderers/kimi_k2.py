@@ -186,11 +186,16 @@ class KimiK2Renderer(Renderer):
         elif isinstance(content, str) or (len(content) == 1 and content[0]["type"] == "text"):
             text = ensure_text(content) + "<|im_end|>"
         else:
-            raise NotImplementedError(
-                "Multipart/Image content encoding is not supported for Kimi K2 renderer"
-            )
+            end = TextPart(type="text", text="<|im_end|>")
+            return RenderedMessage(header=header, output=self._encode_parts([*content, end]))
         return RenderedMessage(
             header=header, output=[tinker.EncodedTextChunk(tokens=self._encode(text))]
+        )
+
+    def _encode_parts(self, parts: list[ContentPart]) -> list[tinker.ModelInputChunk]:
+        """Chunks of a non-assistant message given as several parts (K2.5 renders them)."""
+        raise NotImplementedError(
+            "Multipart/Image content encoding is not supported for Kimi K2 renderer"
         )
 
     def _last_assistant_turn_start_index(self, messages: list[Message]) -> int:
@@ -282,7 +287,7 @@ class KimiK2Renderer(Renderer):
         reported as an unterminated UnparsedToolCall. A reply without the stop token is
         returned as decoded, MALFORMED."""
         message, termination = parse_response_for_stop_token(
-            response, self.tokenizer, self._end_message_token
+            self._normalize_response_tokens(response), self.tokenizer, self._end_message_token
         )
         if not termination.is_clean:
             return message, termination
@@ -313,13 +318,17 @@ class KimiK2Renderer(Renderer):
     def create_conversation_prefix_with_tools(
         self, tools: list[ToolSpec], system_prompt: str = ""
     ) -> list[Message]:
-        """A ``tool_declare`` message (the OpenAI-style tool list as compact JSON, keys sorted
-        as Kimi's own template writes them) when there are tools, then the system message (the
-        default one without ``system_prompt``)."""
+        """A ``tool_declare`` message (the OpenAI-style tool list, see :meth:`_declare_tools`)
+        when there are tools, then the system message (the default one without
+        ``system_prompt``): Kimi's templates put the declaration first."""
         prefix: list[Message] = []
         if tools:
             payload = [{"type": "function", "function": tool} for tool in tools]
-            text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-            prefix.append(Message(role="tool_declare", content=text))
+            prefix.append(Message(role="tool_declare", content=self._declare_tools(payload)))
         prefix.append(Message(role="system", content=system_prompt or self.DEFAULT_SYSTEM_PROMPT))
         return prefix
+
+    def _declare_tools(self, payload: list[dict]) -> str:
+        """The ``tool_declare`` text of OpenAI-style tools: compact JSON, keys sorted as Kimi
+        K2's own template writes them."""
+        return json.dumps(payload, separators=(",", ":"), sort_keys=True)

@@ -45,6 +45,8 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("openai/gpt-oss", "gpt_oss"),
     # Not a hub model: the name says the tokenizer is a stand-in (see offline.RECIPES), so no
     # Kimi K2 model name ever resolves to it silently.
+    # K2.5 first: the K2 prefix would match it too. K2.6 renders with K2.5's markers.
+    ("cookbook-standin/kimi-k2.5", "kimi_k25_standin"),
     ("cookbook-standin/kimi-k2", "kimi_k2_standin"),
     ("cookbook-standin/glm-5.3", "glm5_standin"),
     ("cookbook-standin/deepseek-v4.1", "deepseek_v4_standin"),

@@ -199,6 +199,7 @@ KIMI_K2_STANDIN_SPECIALS = [
 ]
 """Every marker the Kimi K2 renderer writes, one token each (it requires that of <|im_end|>),
 and Kimi's BOS/EOS names. Their ids (199998 on) are not Kimi's."""
+_KIMI_STANDIN_CONFIG = {"bos_token": "[BOS]", "eos_token": "[EOS]"}
 
 
 def build_kimi_k2_standin(package_dir: Path, out_dir: Path) -> None:
@@ -206,6 +207,22 @@ def build_kimi_k2_standin(package_dir: Path, out_dir: Path) -> None:
     for ordinary text and Kimi's chat markers as special tokens. Renderer logic (which markers
     go where, segments, weights, parsing) can be checked token by token with it; its ids are
     not Kimi K2's."""
-    _write_o200k(
-        package_dir, out_dir, KIMI_K2_STANDIN_SPECIALS, {"bos_token": "[BOS]", "eos_token": "[EOS]"}
-    )
+    _write_o200k(package_dir, out_dir, KIMI_K2_STANDIN_SPECIALS, _KIMI_STANDIN_CONFIG)
+
+
+KIMI_K25_STANDIN_SPECIALS = [
+    *KIMI_K2_STANDIN_SPECIALS,
+    "<|media_begin|>",
+    "<|media_content|>",
+    "<|media_end|>",
+    "<|media_pad|>",
+]
+"""Kimi K2's stand-in markers, at the same ids, then the media markers K2.5/K2.6 write around
+an image (``<|media_pad|>`` is where the model's processor puts the image's tokens)."""
+
+
+def build_kimi_k25_standin(package_dir: Path, out_dir: Path) -> None:
+    """A declared STAND-IN for Kimi K2.5/K2.6's tokenizer (none ships in a registry package):
+    the Kimi K2 stand-in plus the media markers, so a user typing one is tokenized as the
+    marker it is; ids are not Kimi's."""
+    _write_o200k(package_dir, out_dir, KIMI_K25_STANDIN_SPECIALS, _KIMI_STANDIN_CONFIG)

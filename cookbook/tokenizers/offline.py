@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import TokenizerError
-from cookbook.tokenizers.o200k import O200K_SHA256, build_gpt_oss, build_kimi_k2_standin
+from cookbook.tokenizers.o200k import (
+    O200K_SHA256,
+    build_gpt_oss,
+    build_kimi_k2_standin,
+    build_kimi_k25_standin,
+)
 
 ASSETS_REQUIREMENTS = "requirements/offline-assets.txt"
 
@@ -209,6 +214,18 @@ def _packaged(family: str, build: Callable[[Path, Path], None], note: str) -> Of
     )
 
 
+def _o200k(family: str, build: Callable[[Path, Path], None], note: str) -> OfflineRecipe:
+    """A recipe over the official ``o200k_base.tiktoken`` that ``tml-renderers`` ships."""
+    return OfflineRecipe(
+        family=family,
+        package="tml-renderers",
+        module="tml_renderers",
+        version="0.2.1",
+        build=build,
+        note=note,
+    )
+
+
 RECIPES: dict[str, OfflineRecipe] = {
     "llama3": OfflineRecipe(
         family="llama3",
@@ -250,13 +267,10 @@ RECIPES: dict[str, OfflineRecipe] = {
         "<|System|> (FULLWIDTH bars), which this vocabulary splits into 5 BPE pieces; "
         "encoding_dsv4.py included",
     ),
-    "gpt_oss": OfflineRecipe(
-        family="gpt_oss",
-        package="tml-renderers",
-        module="tml_renderers",
-        version="0.2.1",
-        build=build_gpt_oss,
-        note=f"official o200k_base.tiktoken (sha256 {O200K_SHA256[:12]}...) from tml-renderers "
+    "gpt_oss": _o200k(
+        "gpt_oss",
+        build_gpt_oss,
+        f"official o200k_base.tiktoken (sha256 {O200K_SHA256[:12]}...) from tml-renderers "
         "with the harmony specials of gpt-oss (201088 ids), converted as transformers' "
         "TikTokenConverter does",
     ),
@@ -267,14 +281,18 @@ RECIPES: dict[str, OfflineRecipe] = {
         "tokenizer.json): GLM-4.7-Flash's tokenizer.json (data/glm-4.7-flash), whose special "
         "tokens the GLM-5.x configs name in the same order, with GLM-5.2's config",
     ),
-    "kimi_k2_standin": OfflineRecipe(
-        family="kimi_k2_standin",
-        package="tml-renderers",
-        module="tml_renderers",
-        version="0.2.1",
-        build=build_kimi_k2_standin,
-        note="STAND-IN, not Kimi K2's tokenizer (no registry package ships it): o200k_base for "
+    "kimi_k2_standin": _o200k(
+        "kimi_k2_standin",
+        build_kimi_k2_standin,
+        "STAND-IN, not Kimi K2's tokenizer (no registry package ships it): o200k_base for "
         "text plus Kimi K2's chat markers as special tokens; the ids are not Kimi's",
+    ),
+    "kimi_k25_standin": _o200k(
+        "kimi_k25_standin",
+        build_kimi_k25_standin,
+        "STAND-IN, not Kimi K2.5/K2.6's tokenizer (no registry package ships it): the Kimi "
+        "K2 stand-in (o200k_base plus Kimi's chat markers) plus the media markers "
+        "<|media_begin|>, <|media_content|>, <|media_end|>, <|media_pad|>; the ids are not Kimi's",
     ),
 }
 
