@@ -1,12 +1,16 @@
 """``tinker_cookbook.image_processing_utils`` under our name: the hub image processor of a
-vision model (no registry package ships one, so offline this raises the hub's own OSError),
-and images as JPEG data URIs. cookbook's renderers refuse image content for now; this module
-exists so code written against the reference imports unchanged."""
+vision model, and images as JPEG data URIs.
+
+No registry package ships a vision model's ``preprocessor_config.json``. Offline (hub down,
+nothing cached), Qwen3-VL gets a DECLARED STAND-IN (:func:`offline_image_processor`):
+transformers' own Qwen2-VL processor class with the values that decide token counts taken from
+the reference's source; any other model raises the hub's own OSError."""
 
 from __future__ import annotations
 
 import base64
 import io
+import logging
 import os
 from functools import cache
 from pathlib import Path
@@ -16,6 +20,8 @@ from urllib.parse import unquote, urlparse
 from PIL import Image
 
 from cookbook.hub import cache_only, hub_reachable
+
+logger = logging.getLogger(__name__)
 
 ImageProcessor = Any
 """A Hugging Face image processor (``BaseImageProcessor``), typed loosely as the reference does."""
@@ -30,10 +36,49 @@ _REMOTE_CODE_REVISIONS = {
 }
 
 
+QWEN3_VL_STANDIN_CONFIG: dict[str, Any] = {
+    # tinker_cookbook/renderers/image_token_count_test.py (0.5.8): "The Qwen3-VL
+    # preprocessor_config.json specifies these values (via size.shortest_edge /
+    # size.longest_edge)", and tokens = smart_resize(h, w, factor=32) patches of 16 / merge 2**2.
+    # qwen-vl-utils 0.0.14 (the Qwen team's helper) agrees: image_patch_size=16 for Qwen3-VL,
+    # SPATIAL_MERGE_SIZE=2, IMAGE_MAX_TOKEN_NUM=16384 (16384 * 32**2 = longest_edge).
+    "size": {"shortest_edge": 65536, "longest_edge": 16777216},
+    "patch_size": 16,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+}
+STANDIN_NOTE = (
+    "STAND-IN, not the model's preprocessor_config.json (no registry package ships it): "
+    "transformers' Qwen2VLImageProcessorPil with the sizes tinker-cookbook 0.5.8's "
+    "image_token_count_test states for Qwen3-VL"
+)
+_STANDIN_PREFIXES = ("Qwen/Qwen3-VL",)
+
+
+def offline_image_processor(model_name: str) -> ImageProcessor:
+    """The declared stand-in image processor of ``model_name`` (what parity runs use, so token
+    counts never depend on a cache); ``cookbook_provenance`` on it says so. OSError if none."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    if not model_name.split(":", 1)[0].startswith(_STANDIN_PREFIXES):
+        raise OSError(
+            f"no offline image processor for {model_name!r} (stand-ins exist for: "
+            f"{', '.join(p + '*' for p in _STANDIN_PREFIXES)}); it needs the hub or its cache"
+        )
+    processor = Qwen2VLImageProcessorPil(**QWEN3_VL_STANDIN_CONFIG)
+    processor.cookbook_provenance = {"model_name": model_name, "note": STANDIN_NOTE}
+    return processor
+
+
 @cache
 def get_image_processor(model_name: str) -> ImageProcessor:
-    """The model's image processor from the hub (or its cache); None for Inkling models,
-    whose images the tml renderer tokenizes itself."""
+    """The model's image processor from the hub (or its cache), else its declared offline
+    stand-in (with a warning); None for Inkling models, whose images the tml renderer
+    tokenizes itself."""
     from transformers import AutoImageProcessor
 
     model_name = model_name.split(":", 1)[0]
@@ -46,8 +91,14 @@ def get_image_processor(model_name: str) -> ImageProcessor:
         kwargs.update(trust_remote_code=True, revision=_REMOTE_CODE_REVISIONS[model_name])
     if hub_reachable():
         return AutoImageProcessor.from_pretrained(model_name, **kwargs)
-    with cache_only():
-        return AutoImageProcessor.from_pretrained(model_name, **kwargs)
+    try:
+        with cache_only():
+            return AutoImageProcessor.from_pretrained(model_name, **kwargs)
+    except OSError:
+        if not model_name.startswith(_STANDIN_PREFIXES):
+            raise
+    logger.warning("%s: hub unreachable and not cached; using a %s", model_name, STANDIN_NOTE)
+    return offline_image_processor(model_name)
 
 
 def _open_local(path: Path) -> Image.Image:

@@ -39,6 +39,8 @@ from cookbook.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
     Qwen3InstructRenderer,
     Qwen3Renderer,
+    Qwen3VLInstructRenderer,
+    Qwen3VLRenderer,
 )
 from cookbook.renderers.qwen3_5 import Qwen3_5DisableThinkingRenderer, Qwen3_5Renderer
 from cookbook.renderers.qwen3_8 import Qwen3_8DisableThinkingRenderer, Qwen3_8Renderer
@@ -79,6 +81,10 @@ _BUILTIN: dict[str, RendererFactory] = {
         tokenizer
     ),
     "qwen3_instruct": lambda tokenizer, _image_processor: Qwen3InstructRenderer(tokenizer),
+    "qwen3_vl": lambda tokenizer, image_processor: Qwen3VLRenderer(tokenizer, image_processor),
+    "qwen3_vl_instruct": lambda tokenizer, image_processor: Qwen3VLInstructRenderer(
+        tokenizer, image_processor
+    ),
     "qwen3_5": lambda tokenizer, image_processor: Qwen3_5Renderer(
         tokenizer, image_processor=image_processor
     ),
@@ -128,8 +134,6 @@ _BUILTIN: dict[str, RendererFactory] = {
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
-        "qwen3_vl",
-        "qwen3_vl_instruct",
         "deepseekv4_1",
         *(f"deepseekv4_1_{mode}" for mode in ("low_reasoning", "max_reasoning")),
         *(f"deepseekv4_1_{mode}" for mode in ("disable_thinking", "preserve_thinking")),
@@ -220,6 +224,8 @@ __all__ = [
     "Qwen3DisableThinkingRenderer",
     "Qwen3InstructRenderer",
     "Qwen3Renderer",
+    "Qwen3VLInstructRenderer",
+    "Qwen3VLRenderer",
     "Qwen3_5DisableThinkingRenderer",
     "Qwen3_5Renderer",
     "Qwen3_8DisableThinkingRenderer",
