@@ -24,6 +24,7 @@ from tinker_cookbook.renderers import TrainOnWhat as RefTrainOnWhat
 from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
+from cookbook.image_processing_utils import offline_image_processor
 from cookbook.parity import golden as g
 from cookbook.parity.harmony import (
     HARMONY_ORACLE,
@@ -32,6 +33,7 @@ from cookbook.parity.harmony import (
     harmony_oracle,
     tool_prefix_golden,
 )
+from cookbook.parity.images import has_images, with_images
 from cookbook.parity.record import (
     CHAT_TEMPLATE_KWARGS,
     CHAT_TEMPLATE_ORACLE,
@@ -104,12 +106,15 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
     directory = offline_directory(spec.model_name)
     ours = provenance(get_tokenizer(spec.model_name, TokenizerSource.OFFLINE))
     ref_tokenizer = ref_get_tokenizer(str(directory))
-    renderer = ref_get_renderer(spec.renderer, ref_tokenizer, model_name=spec.model_name)
+    # The same (stand-in) image processor as our side, for specs with image cases only.
+    with_image_cases = any(has_images(case.message_dicts()) for case in spec.cases)
+    processor = offline_image_processor(spec.model_name) if with_image_cases else None
+    renderer = ref_get_renderer(spec.renderer, ref_tokenizer, processor, model_name=spec.model_name)
     options = apply_renderer_options(renderer)
     segments = reference_segments(renderer)
     goldens: dict[Path, dict] = {}
     for case in spec.cases:
-        messages = with_tool_call_objects(case.message_dicts(), RefToolCall)
+        messages = with_images(with_tool_call_objects(case.message_dicts(), RefToolCall))
         modes = [RefTrainOnWhat(str(t)) for t in case.resolved_train_on_what()]
         golden = {
             "schema_version": g.SCHEMA_VERSION,
