@@ -1,7 +1,7 @@
 """Images in renderer cases: generated test images, and image chunks in golden records.
 
 A spec writes an image as ``{"width", "height", "seed", "mode"}``; :func:`with_images` turns it
-into the same seeded-noise PIL image on every machine (never downloaded, never committed). In a
+into the same PIL image on every machine (a formula, never downloaded, never committed). In a
 golden, every position an image chunk fills holds :data:`IMAGE_TOKEN`, and ``images`` lists each
 chunk's start, length and what it declares (format, expected_tokens, sha256 of its bytes): where
 images go and how many placeholder tokens they carry. Text-only records are unchanged.
@@ -10,9 +10,9 @@ images go and how many placeholder tokens they carry. Text-only records are unch
 from __future__ import annotations
 
 import hashlib
-import random
 from typing import Any
 
+import numpy as np
 import tinker
 from PIL import Image
 
@@ -23,11 +23,16 @@ IMAGE_PIECE = "<image>"
 
 
 def synthetic_image(spec: dict[str, Any]) -> Image.Image:
-    """The test image a spec's ``{"width", "height", "seed", "mode"}`` describes: seeded noise,
-    the same bytes on every machine, so no image is ever downloaded or committed."""
-    width, height = spec["width"], spec["height"]
-    noise = random.Random(spec.get("seed", 0)).randbytes(width * height * 3)
-    image = Image.frombytes("RGB", (width, height), noise)
+    """The test image a spec's ``{"width", "height", "seed", "mode"}`` describes.
+
+    Channel ``c`` of pixel ``(x, y)`` is ``(7x + 13y + 101c + 37 seed) mod 256``: a formula any
+    port can repeat in any language (docs/conformance.md), so no image is ever downloaded or
+    committed; the image is then converted to ``mode``.
+    """
+    ys, xs = np.mgrid[0 : spec["height"], 0 : spec["width"]]
+    seed = spec.get("seed", 0)
+    pixels = np.stack([(7 * xs + 13 * ys + 101 * c + 37 * seed) % 256 for c in range(3)], -1)
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
     mode = spec.get("mode", "RGB")
     return image if mode == "RGB" else image.convert(mode)
 
