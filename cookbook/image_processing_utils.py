@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from PIL import Image
 
 from cookbook.hub import cache_only, hub_reachable
+from cookbook.tokenizers.tml import is_tml_model
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +60,14 @@ _STANDIN_PREFIXES = ("Qwen/Qwen3-VL",)
 
 def offline_image_processor(model_name: str) -> ImageProcessor:
     """The declared stand-in image processor of ``model_name`` (what parity runs use, so token
-    counts never depend on a cache); ``cookbook_provenance`` on it says so. OSError if none."""
+    counts never depend on a cache); ``cookbook_provenance`` on it says so. None for Inkling
+    models, which need none; OSError if there is no stand-in."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
 
+    if is_tml_model(model_name):
+        return None
     if not model_name.split(":", 1)[0].startswith(_STANDIN_PREFIXES):
         raise OSError(
             f"no offline image processor for {model_name!r} (stand-ins exist for: "
@@ -82,7 +86,7 @@ def get_image_processor(model_name: str) -> ImageProcessor:
     from transformers import AutoImageProcessor
 
     model_name = model_name.split(":", 1)[0]
-    if model_name.startswith("thinkingmachines/Inkling"):
+    if is_tml_model(model_name):
         return None
     kwargs: dict[str, Any] = {}
     if os.environ.get("HF_TRUST_REMOTE_CODE", "").lower() in ("1", "true", "yes"):

@@ -45,6 +45,7 @@ from cookbook.parity.record import (
 )
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
+from cookbook.tokenizers.tml import is_tml_model
 
 
 def reference_versions() -> dict[str, str]:
@@ -62,6 +63,12 @@ def reference_segments(renderer: Any):
     """
 
     def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
+        try:
+            return laid_out(messages, tow)
+        except NotImplementedError:  # renders whole conversations (tml_v0): no per-message parts
+            return None
+
+    def laid_out(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         turn_start = (
             max((i for i, m in enumerate(messages[:-1]) if m["role"] == "user"), default=-1) + 1
@@ -103,9 +110,12 @@ def reference_segments(renderer: Any):
 
 
 def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dict[Path, dict]:
-    directory = offline_directory(spec.model_name)
     ours = provenance(get_tokenizer(spec.model_name, TokenizerSource.OFFLINE))
-    ref_tokenizer = ref_get_tokenizer(str(directory))
+    # Inkling's tokenizer is tml-renderers' own, which the reference loads by model name.
+    tml = is_tml_model(spec.model_name)
+    ref_tokenizer = ref_get_tokenizer(
+        spec.model_name if tml else str(offline_directory(spec.model_name))
+    )
     # The same (stand-in) image processor as our side, for specs with image cases only.
     with_image_cases = any(has_images(case.message_dicts()) for case in spec.cases)
     processor = offline_image_processor(spec.model_name) if with_image_cases else None

@@ -226,9 +226,13 @@ def _stop_overlap_length(segments_fn: SegmentsFn, messages: list[dict[str, Any]]
 def our_segments(renderer: Any) -> SegmentsFn:
     """Segment boundaries from our renderer's own assembly."""
 
-    def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]]:
+    def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
+        try:
+            laid_out = renderer.supervised_segments(messages, tow)
+        except NotImplementedError:  # renders whole conversations (tml_v0): no per-message parts
+            return None
         out, start = [], 0
-        for segment in renderer.supervised_segments(messages, tow):
+        for segment in laid_out:
             end = start + segment.chunk.length
             out.append(
                 {

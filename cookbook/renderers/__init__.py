@@ -53,6 +53,7 @@ from cookbook.renderers.streaming import (
     Utf8TokenDecoder,
 )
 from cookbook.renderers.types import (
+    AudioPart,
     Content,
     ContentPart,
     ImagePart,
@@ -72,6 +73,14 @@ from cookbook.renderers.types import (
 from cookbook.tokenizers import Tokenizer
 
 RendererFactory = Callable[[Tokenizer, Any], Renderer]
+
+
+def _tml_v0(tokenizer: Tokenizer) -> Renderer:
+    # Imported on use: tml_renderers (and the torch it imports) load only for Inkling.
+    from cookbook.renderers.tml_v0 import TmlV0Renderer
+
+    return TmlV0Renderer(tokenizer)
+
 
 _BUILTIN: dict[str, RendererFactory] = {
     "llama3": lambda tokenizer, _image_processor: Llama3Renderer(tokenizer),
@@ -127,10 +136,12 @@ _BUILTIN: dict[str, RendererFactory] = {
     "glm5_3_low_reasoning": lambda tokenizer, _image_processor: Glm5_3LowReasoningRenderer(
         tokenizer
     ),
+    # Inkling: tml_renderers reads images itself, so there is no image processor to pass.
+    "tml_v0": lambda tokenizer, _image_processor: _tml_v0(tokenizer),
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, DeepSeek V4.1, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# scope: DeepSeek V4.1, Kimi K2.5/2.6, Nemotron 3); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
@@ -152,7 +163,6 @@ _NOT_YET_PORTED = frozenset(
             f"nemotron3_ultra_{mode}"
             for mode in ("disable_thinking", "medium_thinking", "preserve_thinking")
         ),
-        "tml_v0",
     }
 )
 
@@ -206,6 +216,7 @@ def get_renderer(
 
 
 __all__ = [
+    "AudioPart",
     "Content",
     "ContentPart",
     "DeepSeekV3DisableThinkingRenderer",

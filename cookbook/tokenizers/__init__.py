@@ -21,6 +21,7 @@ from typing import Any
 from cookbook.exceptions import TokenizerError
 from cookbook.hub import hub_reachable
 from cookbook.tokenizers.offline import RECIPES, materialize
+from cookbook.tokenizers.tml import inkling_tokenizer, is_tml_model
 
 Tokenizer = Any
 """A Hugging Face tokenizer (``PreTrainedTokenizerFast``); typed loosely, as the reference does."""
@@ -142,6 +143,9 @@ def get_tokenizer(
     the hub nor an offline build can provide it.
     """
     source = TokenizerSource(source)
+    if is_tml_model(model_name):
+        # The reference always uses tml-renderers' own tokenizer here, hub or not.
+        return inkling_tokenizer(model_name)
     if os.path.isdir(model_name):
         directory = Path(model_name)
         tokenizer = _load_directory(directory)
