@@ -232,6 +232,12 @@ class TmlV0Renderer(Renderer):
     """Renderer of Inkling models, over ``tml_renderers.v0.Renderer``."""
 
     supports_streaming = False
+    supported_train_on_what = (
+        TrainOnWhat.ALL_ASSISTANT_MESSAGES,
+        TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+        TrainOnWhat.CUSTOMIZED,
+    )
+    """The modes it renders; the others raise NotImplementedError, as in the reference."""
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__(tokenizer)
