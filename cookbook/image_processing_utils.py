@@ -2,9 +2,10 @@
 vision model, and images as JPEG data URIs.
 
 No registry package ships a vision model's ``preprocessor_config.json``. Offline (hub down,
-nothing cached), Qwen3-VL gets a DECLARED STAND-IN (:func:`offline_image_processor`):
-transformers' own Qwen2-VL processor class with the values that decide token counts taken from
-the reference's source; any other model raises the hub's own OSError."""
+nothing cached), Qwen3-VL (and, with less evidence, Qwen3.5/3.6/3.8) gets a DECLARED STAND-IN
+(:func:`offline_image_processor`): transformers' own Qwen2-VL processor class with the values
+that decide token counts taken from the reference's source; any other model raises the hub's
+own OSError."""
 
 from __future__ import annotations
 
@@ -55,7 +56,11 @@ STANDIN_NOTE = (
     "transformers' Qwen2VLImageProcessorPil with the sizes tinker-cookbook 0.5.8's "
     "image_token_count_test states for Qwen3-VL"
 )
-_STANDIN_PREFIXES = ("Qwen/Qwen3-VL",)
+# Qwen3.5/3.6 are vision-language models whose reference renderer is Qwen3-VL's subclass, and
+# the reference says Qwen3.8 keeps Qwen3.5/3.6's preprocessor; no source states their sizes, so
+# Qwen3-VL's stand in for them too (less evidence, said so in their note).
+_STANDIN_PREFIXES = ("Qwen/Qwen3-VL", "Qwen/Qwen3.5", "Qwen/Qwen3.6", "Qwen/Qwen3.8")
+_UNVERIFIED_FAMILY = " - assumed for the Qwen3.5/3.6/3.8 family, whose own sizes no source states"
 
 
 def offline_image_processor(model_name: str) -> ImageProcessor:
@@ -74,7 +79,8 @@ def offline_image_processor(model_name: str) -> ImageProcessor:
             f"{', '.join(p + '*' for p in _STANDIN_PREFIXES)}); it needs the hub or its cache"
         )
     processor = Qwen2VLImageProcessorPil(**QWEN3_VL_STANDIN_CONFIG)
-    processor.cookbook_provenance = {"model_name": model_name, "note": STANDIN_NOTE}
+    note = STANDIN_NOTE + ("" if model_name.startswith("Qwen/Qwen3-VL") else _UNVERIFIED_FAMILY)
+    processor.cookbook_provenance = {"model_name": model_name, "note": note}
     return processor
 
 
@@ -101,8 +107,10 @@ def get_image_processor(model_name: str) -> ImageProcessor:
     except OSError:
         if not model_name.startswith(_STANDIN_PREFIXES):
             raise
-    logger.warning("%s: hub unreachable and not cached; using a %s", model_name, STANDIN_NOTE)
-    return offline_image_processor(model_name)
+    processor = offline_image_processor(model_name)
+    note = processor.cookbook_provenance["note"]
+    logger.warning("%s: hub unreachable and not cached; using a %s", model_name, note)
+    return processor
 
 
 def _open_local(path: Path) -> Image.Image:
