@@ -84,6 +84,21 @@ def offline_image_processor(model_name: str) -> ImageProcessor:
     return processor
 
 
+def image_processor_record(processor: ImageProcessor) -> dict[str, Any]:
+    """What decides an image's token count, for goldens and run records: the processor class,
+    its sizes and, for a stand-in, its note."""
+    config = processor.to_dict()
+    return {
+        "class": type(processor).__name__,
+        "config": {
+            key: config[key]
+            for key in ("size", "patch_size", "temporal_patch_size", "merge_size")
+            if key in config
+        },
+        "note": getattr(processor, "cookbook_provenance", {}).get("note", ""),
+    }
+
+
 @cache
 def get_image_processor(model_name: str) -> ImageProcessor:
     """The model's image processor from the hub (or its cache), else its declared offline

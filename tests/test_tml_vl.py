@@ -27,7 +27,7 @@ from cookbook.exceptions import RendererError
 from cookbook.image_processing_utils import QWEN3_VL_STANDIN_CONFIG, offline_image_processor
 from cookbook.parity import conformance
 from cookbook.parity.adapter import Adapter
-from cookbook.parity.compare import compare_tokens
+from cookbook.parity.compare import compare_case, compare_tokens
 from cookbook.parity.conformance import run_conformance
 from cookbook.parity.golden import load_golden
 from cookbook.parity.images import IMAGE_PIECE, IMAGE_TOKEN, flat_ids, synthetic_image
@@ -40,6 +40,7 @@ from cookbook.renderers import (
     get_renderer,
 )
 from cookbook.renderers.base import image_to_chunk
+from cookbook.specs import load_spec
 from cookbook.tokenizer_utils import get_tokenizer as reference_style_get_tokenizer
 from cookbook.tokenizers import get_tokenizer, provenance
 from cookbook.tokenizers.o200k import O200K_SHA256
@@ -142,6 +143,16 @@ def test_get_image_processor_falls_back_loudly(caplog, monkeypatch) -> None:
         image_processing_utils.get_image_processor.cache_clear()
     assert "STAND-IN" in caplog.text
     assert processor.cookbook_provenance["note"].startswith("STAND-IN")
+
+
+def test_a_changed_image_processor_makes_image_goldens_stale(monkeypatch) -> None:
+    spec = load_spec(ROOT / "specs" / "renderers" / "qwen3_vl.yaml")
+    case = next(c for c in spec.cases if c.id == "two_images")
+    assert compare_case(GOLDEN, spec, case).golden_problem is None
+    smaller = {"shortest_edge": 4096, "longest_edge": 1 << 24}  # Qwen2-VL's slow-processor bug
+    monkeypatch.setitem(QWEN3_VL_STANDIN_CONFIG, "size", smaller)
+    problem = compare_case(GOLDEN, spec, case).golden_problem
+    assert problem and "image processor changed" in problem
 
 
 def test_golden_image_counts_are_the_processors() -> None:

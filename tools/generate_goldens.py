@@ -24,7 +24,7 @@ from tinker_cookbook.renderers import TrainOnWhat as RefTrainOnWhat
 from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
-from cookbook.image_processing_utils import offline_image_processor
+from cookbook.image_processing_utils import image_processor_record, offline_image_processor
 from cookbook.parity import golden as g
 from cookbook.parity.harmony import (
     HARMONY_ORACLE,
@@ -142,6 +142,8 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
             "reference": versions,
             "outputs": render_outputs(renderer, ref_tokenizer, messages, modes, segments),
         }
+        if processor is not None and has_images(case.message_dicts()):
+            golden["image_processor"] = image_processor_record(processor)
         if spec.renderer in CHAT_TEMPLATE_KWARGS:
             kwargs = CHAT_TEMPLATE_KWARGS[spec.renderer]
             oracle = chat_template_oracle(renderer, ref_tokenizer, messages, modes[0], kwargs)

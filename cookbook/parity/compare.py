@@ -7,12 +7,13 @@ or stale. Problems are one readable message each, with the per-token diff where 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import GoldenError
-from cookbook.image_processing_utils import offline_image_processor
+from cookbook.image_processing_utils import image_processor_record, offline_image_processor
 from cookbook.parity import golden as g
 from cookbook.parity.diff import first_divergence
 from cookbook.parity.images import has_images, with_images
@@ -70,6 +71,10 @@ def compare_case(golden_root: Path, spec: RendererCasesSpec, case: RendererCase)
         return result
     tokenizer = get_tokenizer(spec.model_name, TokenizerSource.OFFLINE)
     reason = g.staleness(golden, spec, case, provenance(tokenizer).files)
+    if reason is None and "image_processor" in golden:
+        ours = image_processor_record(offline_image_processor(spec.model_name))
+        if json.loads(json.dumps(ours)) != golden["image_processor"]:
+            reason = f"the image processor changed since the golden was made; run `{g.REGENERATE}`"
     if reason:
         result.golden_problem = f"{path} is stale: {reason}"
         return result
