@@ -2,17 +2,22 @@
 in front of :func:`cookbook.tokenizers.get_tokenizer` (hub or cache first, offline build second).
 
 Code written against the reference (``register_tokenizer("Foo/foo", factory)`` then
-``get_tokenizer("Foo/foo")``) keeps working after switching the import; the reference's
-Inkling (``tml_renderers``) tokenizer is not ported.
+``get_tokenizer("Foo/foo")``) keeps working after switching the import; Inkling models get
+``tml_renderers``' own tokenizer (:mod:`cookbook.tokenizers.tml`), as in the reference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from cookbook.exceptions import TokenizerError
 from cookbook.tokenizers import Tokenizer
 from cookbook.tokenizers import get_tokenizer as _load_tokenizer
+from cookbook.tokenizers.tml import (
+    SupportsTmlTokenizer,
+    TmlRenderersTokenizerAdapter,
+    TmlTokenizer,
+    ensure_tml_renderers_importable,
+)
 
 _CUSTOM_TOKENIZER_REGISTRY: dict[str, Callable[[], Tokenizer]] = {}
 
@@ -37,20 +42,20 @@ def unregister_tokenizer(name: str) -> bool:
 
 
 def get_tokenizer(model_name: str) -> Tokenizer:
-    """The registered factory's tokenizer, else the hub's (cached), else the offline build."""
+    """The registered factory's tokenizer, else tml-renderers' for Inkling models, else the
+    hub's (cached), else the offline build."""
     factory = _CUSTOM_TOKENIZER_REGISTRY.get(model_name)
     if factory is not None:
         return factory()
-    if model_name.split(":", 1)[0].startswith("thinkingmachines/Inkling"):
-        raise TokenizerError(
-            f"{model_name}: the Inkling tokenizer (tml_renderers) is not implemented in "
-            "cookbook yet"
-        )
     return _load_tokenizer(model_name)
 
 
 __all__ = [
+    "SupportsTmlTokenizer",
+    "TmlRenderersTokenizerAdapter",
+    "TmlTokenizer",
     "Tokenizer",
+    "ensure_tml_renderers_importable",
     "get_registered_tokenizer_names",
     "get_tokenizer",
     "is_tokenizer_registered",

@@ -61,6 +61,10 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
     "qwen3": "Qwen/Qwen3-8B",
     "qwen3_disable_thinking": "Qwen/Qwen3-8B",
     "qwen3_instruct": "Qwen/Qwen3-4B-Instruct-2507",
+    "qwen3_vl": "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    "qwen3_vl_instruct": "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    # tml-renderers' own tokenizer, the one the reference uses for Inkling.
+    "tml_v0": "thinkingmachines/Inkling",
     "qwen3_5": "Qwen/Qwen3.5-9B",
     "qwen3_5_disable_thinking": "Qwen/Qwen3.5-9B",
     "qwen3_5_preserve_thinking": "Qwen/Qwen3.5-9B",

@@ -123,10 +123,12 @@ def test_no_tools_is_the_system_prompt(name: str, content: str) -> None:
     assert message == {"role": "system", "content": content}
 
 
-def test_qwen3_5_refuses_image_content() -> None:
+def test_qwen3_5_image_content_needs_an_image_processor() -> None:
+    """Images render (the goldens' images cases); without a processor to count their tokens,
+    the renderer says what is missing."""
     renderer = get_renderer("qwen3_5", get_tokenizer(QWEN3_5, "offline"))
     message = {"role": "user", "content": [{"type": "image", "image": "cat.png"}]}
-    with pytest.raises(RendererError, match="renders text only"):
+    with pytest.raises(RendererError, match="image_processor is required"):
         renderer.build_generation_prompt([message])
 
 

@@ -150,7 +150,7 @@ def _package_data(name: str) -> Path:
 
 def test_qwen3_text_models_map_to_the_qwen3_family() -> None:
     # The Qwen3 text models of the reference's model_info, with their -Base and -Instruct-2507
-    # variants (same ids); Qwen3-VL has its own template and processor.
+    # variants (same ids); Qwen3-VL keeps the ids but not the template: a family of its own.
     for model in (
         "Qwen/Qwen3-8B",
         "Qwen/Qwen3-32B",
@@ -162,8 +162,9 @@ def test_qwen3_text_models_map_to_the_qwen3_family() -> None:
         "Qwen/Qwen3-235B-A22B-Instruct-2507:ckpt",
     ):
         assert family_for(model) == "qwen3", model
+    assert family_for("Qwen/Qwen3-VL-30B-A3B-Instruct") == "qwen3_vl"
     with pytest.raises(TokenizerError, match="no offline tokenizer"):
-        family_for("Qwen/Qwen3-VL-30B-A3B-Instruct")
+        family_for("Qwen/Qwen2.5-VL-7B-Instruct")
     assert family_for("deepseek-ai/DeepSeek-V3.1") == "deepseek_v3_1"
 
 

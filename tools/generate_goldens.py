@@ -29,6 +29,7 @@ from tinker_cookbook.renderers import TrainOnWhat as RefTrainOnWhat
 from tinker_cookbook.renderers import get_renderer as ref_get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
+from cookbook.image_processing_utils import image_processor_record, offline_image_processor
 from cookbook.parity import golden as g
 from cookbook.parity.dsv4 import ENCODING_DSV4_KWARGS, ENCODING_DSV4_ORACLE, encoding_dsv4_oracle
 from cookbook.parity.harmony import (
@@ -38,6 +39,7 @@ from cookbook.parity.harmony import (
     harmony_oracle,
     tool_prefix_golden,
 )
+from cookbook.parity.images import has_images, with_images
 from cookbook.parity.record import (
     CHAT_TEMPLATE_KWARGS,
     CHAT_TEMPLATE_ORACLE,
@@ -51,6 +53,7 @@ from cookbook.parity.reftests import sdist
 from cookbook.parity.release_notes import RELEASE_NOTES_FILE, release_notes
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
+from cookbook.tokenizers.tml import is_tml_model
 
 
 def reference_versions() -> dict[str, str]:
@@ -96,6 +99,12 @@ def reference_segments(renderer: Any):
     """
 
     def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
+        try:
+            return laid_out(messages, tow)
+        except NotImplementedError:  # renders whole conversations (tml_v0): no per-message parts
+            return None
+
+    def laid_out(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         turn_start = (
             max((i for i, m in enumerate(messages[:-1]) if m["role"] == "user"), default=-1) + 1
@@ -137,15 +146,21 @@ def reference_segments(renderer: Any):
 
 
 def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dict[Path, dict]:
-    directory = offline_directory(spec.model_name)
     ours = provenance(get_tokenizer(spec.model_name, TokenizerSource.OFFLINE))
-    ref_tokenizer = ref_get_tokenizer(str(directory))
-    renderer = ref_get_renderer(spec.renderer, ref_tokenizer, model_name=spec.model_name)
+    # Inkling's tokenizer is tml-renderers' own, which the reference loads by model name.
+    tml = is_tml_model(spec.model_name)
+    ref_tokenizer = ref_get_tokenizer(
+        spec.model_name if tml else str(offline_directory(spec.model_name))
+    )
+    # The same (stand-in) image processor as our side, for specs with image cases only.
+    with_image_cases = any(has_images(case.message_dicts()) for case in spec.cases)
+    processor = offline_image_processor(spec.model_name) if with_image_cases else None
+    renderer = ref_get_renderer(spec.renderer, ref_tokenizer, processor, model_name=spec.model_name)
     options = apply_renderer_options(renderer)
     segments = reference_segments(renderer)
     goldens: dict[Path, dict] = {}
     for case in spec.cases:
-        messages = with_tool_call_objects(case.message_dicts(), RefToolCall)
+        messages = with_images(with_tool_call_objects(case.message_dicts(), RefToolCall))
         modes = [RefTrainOnWhat(str(t)) for t in case.resolved_train_on_what()]
         golden = {
             "schema_version": g.SCHEMA_VERSION,
@@ -163,6 +178,8 @@ def render_spec(spec_path: Path, spec: RendererCasesSpec, versions: dict) -> dic
             "reference": versions,
             "outputs": render_outputs(renderer, ref_tokenizer, messages, modes, segments),
         }
+        if processor is not None and has_images(case.message_dicts()):
+            golden["image_processor"] = image_processor_record(processor)
         if spec.renderer in CHAT_TEMPLATE_KWARGS:
             kwargs = CHAT_TEMPLATE_KWARGS[spec.renderer]
             oracle = chat_template_oracle(renderer, ref_tokenizer, messages, modes[0], kwargs)

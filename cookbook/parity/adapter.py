@@ -12,7 +12,15 @@ import json
 import sys
 from typing import Any, TextIO
 
-from cookbook.parity.record import error_record, jsonable, our_segments, with_tool_call_objects
+from cookbook.image_processing_utils import offline_image_processor
+from cookbook.parity.images import has_images, with_images
+from cookbook.parity.record import (
+    error_record,
+    input_view,
+    jsonable,
+    our_segments,
+    with_tool_call_objects,
+)
 from cookbook.renderers import ToolCall, builtin_renderer_names, get_renderer
 from cookbook.tokenizers import TokenizerSource, get_tokenizer
 from cookbook.versions import package_version
@@ -28,10 +36,14 @@ class Adapter:
 
     def _renderer(self, request: dict[str, Any]) -> Any:
         options = request.get("renderer_options", {})
+        # Conversations with images get the (stand-in) image processor, as the goldens did.
+        images = has_images(request.get("messages", []))
         key = (request["renderer"], request["tokenizer"], json.dumps(options, sort_keys=True))
+        key += ("images",) if images else ()
         if key not in self._renderers:
             tokenizer = get_tokenizer(request["tokenizer"], TokenizerSource.OFFLINE)
-            renderer = get_renderer(key[0], tokenizer, model_name=key[1])
+            processor = offline_image_processor(key[1]) if images else None
+            renderer = get_renderer(key[0], tokenizer, processor, model_name=key[1])
             for name, value in options.items():
                 setattr(renderer, name, value)
             self._renderers[key] = renderer
@@ -52,18 +64,15 @@ class Adapter:
         if op == "parse_response":
             message, termination = renderer.parse_response(list(request["tokens"]))
             return {"message": jsonable(message), "termination": str(termination)}
-        messages = with_tool_call_objects(request["messages"], ToolCall)
+        messages = with_images(with_tool_call_objects(request["messages"], ToolCall))
         if op == "build_generation_prompt":
-            tokens = renderer.build_generation_prompt(messages).to_ints()
-            return {"tokens": tokens, "text": renderer.tokenizer.decode(tokens)}
+            return _tokens(renderer, renderer.build_generation_prompt(messages))
         if op == "build_supervised_example":
             train_on_what = request["train_on_what"]
             model_input, weights = renderer.build_supervised_example(messages, train_on_what)
-            tokens = model_input.to_ints()
             return {
-                "tokens": tokens,
+                **_tokens(renderer, model_input),
                 "weights": [float(w) for w in weights.tolist()],
-                "text": renderer.tokenizer.decode(tokens),
                 "weights_dtype": str(weights.dtype),
                 "segments": our_segments(renderer)(messages, train_on_what),
             }
@@ -75,6 +84,15 @@ class Adapter:
         except Exception as exc:  # a refusal is an answer: the runner compares it
             answer = {"error": error_record(exc)}
         return {"id": request.get("id"), **answer}
+
+
+def _tokens(renderer: Any, model_input: Any) -> dict[str, Any]:
+    """``tokens`` (image positions as IMAGE_TOKEN), ``text`` and, with images, ``images``."""
+    view = input_view(renderer.tokenizer, model_input)
+    answer = {"tokens": view["ids"], "text": view["text"]}
+    if "images" in view:
+        answer["images"] = view["images"]
+    return answer
 
 
 def serve(stdin: TextIO, stdout: TextIO, adapter: Adapter | None = None) -> None:

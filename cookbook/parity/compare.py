@@ -7,13 +7,16 @@ or stale. Problems are one readable message each, with the per-token diff where 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import GoldenError
+from cookbook.image_processing_utils import image_processor_record, offline_image_processor
 from cookbook.parity import golden as g
 from cookbook.parity.diff import first_divergence
+from cookbook.parity.images import has_images, with_images
 from cookbook.parity.record import our_segments, render_outputs, unrle, with_tool_call_objects
 from cookbook.renderers import ToolCall, get_renderer
 from cookbook.specs.models import RendererCase, RendererCasesSpec
@@ -48,8 +51,11 @@ class CaseResult:
 
 def our_outputs(spec: RendererCasesSpec, case: RendererCase) -> dict[str, Any]:
     tokenizer = get_tokenizer(spec.model_name, TokenizerSource.OFFLINE)
-    renderer = get_renderer(spec.renderer, tokenizer, model_name=spec.model_name)
-    messages = with_tool_call_objects(case.message_dicts(), ToolCall)
+    dicts = case.message_dicts()
+    # Only cases with images get the (stand-in) image processor, as in tools/generate_goldens.
+    processor = offline_image_processor(spec.model_name) if has_images(dicts) else None
+    renderer = get_renderer(spec.renderer, tokenizer, processor, model_name=spec.model_name)
+    messages = with_images(with_tool_call_objects(dicts, ToolCall))
     return render_outputs(
         renderer, tokenizer, messages, case.resolved_train_on_what(), our_segments(renderer)
     )
@@ -65,6 +71,10 @@ def compare_case(golden_root: Path, spec: RendererCasesSpec, case: RendererCase)
         return result
     tokenizer = get_tokenizer(spec.model_name, TokenizerSource.OFFLINE)
     reason = g.staleness(golden, spec, case, provenance(tokenizer).files)
+    if reason is None and "image_processor" in golden:
+        ours = image_processor_record(offline_image_processor(spec.model_name))
+        if json.loads(json.dumps(ours)) != golden["image_processor"]:
+            reason = f"the image processor changed since the golden was made; run `{g.REGENERATE}`"
     if reason:
         result.golden_problem = f"{path} is stale: {reason}"
         return result
@@ -119,6 +129,9 @@ def compare_tokens(
     diff = first_divergence(expected, actual, exp_w, act_w)
     if diff:
         return f"{what}: {diff}"
+    images = _image_layout(expected), _image_layout(actual)
+    if images[0] != images[1]:
+        return f"{what}: image chunks differ: reference {images[0]}, ours {images[1]}"
     if actual["text"] != expected["text"]:
         return f"{what}: decoded text differs: {expected['text']!r} != {actual['text']!r}"
     if weighted and actual["weights_dtype"] != expected["weights_dtype"]:
@@ -127,6 +140,16 @@ def compare_tokens(
     if weighted and expected["segments"] is not None and actual["segments"] != expected["segments"]:
         return f"{what}: segment boundaries differ: {expected['segments']} != {actual['segments']}"
     return None
+
+
+def _image_layout(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where image chunks go and what they declare. Not the sha256 of their bytes, which is
+    recorded for provenance: another JPEG encoder (another port, another Pillow) writes other
+    bytes for the same image."""
+    return [
+        {key: value for key, value in image.items() if key != "sha256"}
+        for image in view.get("images", [])
+    ]
 
 
 def _compare_stop(expected: list, actual: list) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from cookbook.exceptions import ConfigurationError
 from cookbook.parity import golden as g
 from cookbook.parity.compare import GENERATION_ITEM, compare_parse, compare_tokens
+from cookbook.parity.images import IMAGE_TOKEN
 from cookbook.parity.record import LAST_ASSISTANT_MESSAGE, rle, token_view
 from cookbook.tokenizers import TokenizerSource, get_tokenizer
 
@@ -193,7 +194,12 @@ def _error(raw: Any) -> dict[str, Any]:
 
 
 def _is_token(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_TOKEN_ID
+    """A token id, or the IMAGE_TOKEN that stands at each position of an image chunk."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (0 <= value < MAX_TOKEN_ID or value == IMAGE_TOKEN)
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -210,6 +216,11 @@ def _tokens(response: dict[str, Any], expected: dict[str, Any], tokenizer: Any) 
     if not isinstance(tokens, list) or not all(_is_token(t) for t in tokens):
         raise AdapterFailure(f"'tokens' is not a list of token ids: {str(tokens)[:120]}")
     record = {**token_view(tokenizer, tokens), "text": response.get("text", expected.get("text"))}
+    if "images" in response or "images" in expected:
+        images = response.get("images", expected.get("images"))
+        if not isinstance(images, list) or not all(isinstance(i, dict) for i in images):
+            raise AdapterFailure(f"'images' is not a list of objects: {str(images)[:120]}")
+        record["images"] = images
     if "weights" in expected:
         weights = response.get("weights")
         if not isinstance(weights, list) or not all(_is_number(w) for w in weights):

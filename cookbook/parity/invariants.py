@@ -34,6 +34,12 @@ NON_CUSTOM_TRAIN_ON_WHAT: tuple[TrainOnWhat, ...] = tuple(
 Check = Callable[[Renderer, list[Message]], None]
 
 
+def _modes(renderer: Renderer) -> tuple[TrainOnWhat, ...]:
+    """The non-CUSTOMIZED modes the renderer renders at all (tml_v0 refuses the others)."""
+    supported = getattr(renderer, "supported_train_on_what", NON_CUSTOM_TRAIN_ON_WHAT)
+    return tuple(tow for tow in NON_CUSTOM_TRAIN_ON_WHAT if tow in supported)
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 
@@ -116,7 +122,7 @@ def _normalized_content(content: Any) -> Any:
 def check_weights_length(renderer: Renderer, messages: list[Message]) -> None:
     """One weight per token, in every mode: the loss is applied position by position, so a
     mask that is even one longer or shorter silently trains on the wrong tokens."""
-    for tow in NON_CUSTOM_TRAIN_ON_WHAT:
+    for tow in _modes(renderer):
         tokens, weights = _supervised(renderer, messages, tow)
         assert len(weights) == len(tokens), (
             f"[weights-length] {tow}: {len(weights)} weights for {len(tokens)} tokens"
@@ -126,7 +132,7 @@ def check_weights_length(renderer: Renderer, messages: list[Message]) -> None:
 def check_weights_binary(renderer: Renderer, messages: list[Message]) -> None:
     """Weights are 0 or 1 in every mode: they are a mask, not a scale; anything else would
     change the loss magnitude behind the user's back."""
-    for tow in NON_CUSTOM_TRAIN_ON_WHAT:
+    for tow in _modes(renderer):
         _, weights = _supervised(renderer, messages, tow)
         stray = sorted({w for w in weights if w not in (0.0, 1.0)})
         assert not stray, f"[binary-weights] {tow}: weights outside {{0, 1}}: {stray}"

@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pydantic
+import tinker
+
+from cookbook.parity.images import IMAGE_PIECE, IMAGE_TOKEN, flat_ids
 
 # A plain string works with both TrainOnWhat StrEnums (ours and the reference's).
 LAST_ASSISTANT_MESSAGE = "last_assistant_message"
@@ -67,12 +70,42 @@ def with_tool_call_objects(
     ]
 
 
+def _decode_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
+    if hasattr(tokenizer, "batch_decode"):
+        return tokenizer.batch_decode([[i] for i in ids])
+    return [tokenizer.decode([i]) for i in ids]  # tokenizers without one (tml-renderers')
+
+
 def token_view(tokenizer: Any, ids: list[int]) -> dict[str, Any]:
-    return {
-        "ids": ids,
-        "text": tokenizer.decode(ids),
-        "pieces": tokenizer.batch_decode([[i] for i in ids]),
-    }
+    """Ids, decoded text and one piece per id; an image's positions read :data:`IMAGE_PIECE`
+    (once in the text, once per position in the pieces)."""
+    if IMAGE_TOKEN not in ids:
+        return {"ids": ids, "text": tokenizer.decode(ids), "pieces": _decode_pieces(tokenizer, ids)}
+    text: list[str] = []
+    pieces: list[str] = []
+    run: list[int] = []
+    for position, token in enumerate([*ids, None]):
+        if token is not None and token != IMAGE_TOKEN:
+            run.append(token)
+            continue
+        if run:
+            text.append(tokenizer.decode(run))
+            pieces += _decode_pieces(tokenizer, run)
+            run = []
+        if token == IMAGE_TOKEN:
+            if position == 0 or ids[position - 1] != IMAGE_TOKEN:
+                text.append(IMAGE_PIECE)
+            pieces.append(IMAGE_PIECE)
+    return {"ids": ids, "text": "".join(text), "pieces": pieces}
+
+
+def input_view(tokenizer: Any, model_input: tinker.ModelInput) -> dict[str, Any]:
+    """:func:`token_view` of a model input; with image chunks, also their ``images`` records."""
+    ids, images = flat_ids(model_input)
+    view = token_view(tokenizer, ids)
+    if images:
+        view["images"] = images
+    return view
 
 
 def jsonable(value: Any) -> Any:
@@ -122,9 +155,8 @@ def render_outputs(
 
     def supervised(tow: Any) -> dict[str, Any]:
         model_input, weights = renderer.build_supervised_example(messages, tow)
-        ids = model_input.to_ints()
         return {
-            **token_view(tokenizer, ids),
+            **input_view(tokenizer, model_input),
             "weights": rle([float(w) for w in weights.tolist()]),
             "weights_dtype": _dtype_name(weights),
             "segments": segments_fn(messages, tow),
@@ -133,7 +165,7 @@ def render_outputs(
     outputs: dict[str, Any] = {
         "stop_sequences": list(renderer.get_stop_sequences()),
         "generation_prompt": _guard(
-            lambda: token_view(tokenizer, renderer.build_generation_prompt(messages).to_ints())
+            lambda: input_view(tokenizer, renderer.build_generation_prompt(messages))
         ),
         "supervised": {str(tow): _guard(lambda tow=tow: supervised(tow)) for tow in train_on_what},
         "parse_response": None,
@@ -158,8 +190,8 @@ def _parse_records(
 
     def response_ids() -> list[int]:
         model_input, _ = renderer.build_supervised_example(messages, LAST_ASSISTANT_MESSAGE)
-        prompt = renderer.build_generation_prompt(messages[:-1]).to_ints()
-        return model_input.to_ints()[len(prompt) :]
+        prompt = renderer.build_generation_prompt(messages[:-1])
+        return flat_ids(model_input)[0][prompt.length :]
 
     def parse(ids: list[int]) -> dict[str, Any]:
         message, termination = renderer.parse_response(ids)
@@ -194,9 +226,13 @@ def _stop_overlap_length(segments_fn: SegmentsFn, messages: list[dict[str, Any]]
 def our_segments(renderer: Any) -> SegmentsFn:
     """Segment boundaries from our renderer's own assembly."""
 
-    def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]]:
+    def segments(messages: list[dict[str, Any]], tow: Any) -> list[dict[str, Any]] | None:
+        try:
+            laid_out = renderer.supervised_segments(messages, tow)
+        except NotImplementedError:  # renders whole conversations (tml_v0): no per-message parts
+            return None
         out, start = [], 0
-        for segment in renderer.supervised_segments(messages, tow):
+        for segment in laid_out:
             end = start + segment.chunk.length
             out.append(
                 {

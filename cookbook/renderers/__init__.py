@@ -47,6 +47,8 @@ from cookbook.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
     Qwen3InstructRenderer,
     Qwen3Renderer,
+    Qwen3VLInstructRenderer,
+    Qwen3VLRenderer,
 )
 from cookbook.renderers.qwen3_5 import Qwen3_5DisableThinkingRenderer, Qwen3_5Renderer
 from cookbook.renderers.qwen3_8 import Qwen3_8DisableThinkingRenderer, Qwen3_8Renderer
@@ -59,6 +61,7 @@ from cookbook.renderers.streaming import (
     Utf8TokenDecoder,
 )
 from cookbook.renderers.types import (
+    AudioPart,
     Content,
     ContentPart,
     ImagePart,
@@ -79,6 +82,14 @@ from cookbook.tokenizers import Tokenizer
 
 RendererFactory = Callable[[Tokenizer, Any], Renderer]
 
+
+def _tml_v0(tokenizer: Tokenizer) -> Renderer:
+    # Imported on use: tml_renderers (and the torch it imports) load only for Inkling.
+    from cookbook.renderers.tml_v0 import TmlV0Renderer
+
+    return TmlV0Renderer(tokenizer)
+
+
 _BUILTIN: dict[str, RendererFactory] = {
     "llama3": lambda tokenizer, _image_processor: Llama3Renderer(tokenizer),
     "role_colon": lambda tokenizer, _image_processor: RoleColonRenderer(tokenizer),
@@ -87,6 +98,10 @@ _BUILTIN: dict[str, RendererFactory] = {
         tokenizer
     ),
     "qwen3_instruct": lambda tokenizer, _image_processor: Qwen3InstructRenderer(tokenizer),
+    "qwen3_vl": lambda tokenizer, image_processor: Qwen3VLRenderer(tokenizer, image_processor),
+    "qwen3_vl_instruct": lambda tokenizer, image_processor: Qwen3VLInstructRenderer(
+        tokenizer, image_processor
+    ),
     "qwen3_5": lambda tokenizer, image_processor: Qwen3_5Renderer(
         tokenizer, image_processor=image_processor
     ),
@@ -154,15 +169,15 @@ _BUILTIN: dict[str, RendererFactory] = {
     "glm5_3_low_reasoning": lambda tokenizer, _image_processor: Glm5_3LowReasoningRenderer(
         tokenizer
     ),
+    # Inkling: tml_renderers reads images itself, so there is no image processor to pass.
+    "tml_v0": lambda tokenizer, _image_processor: _tml_v0(tokenizer),
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, Nemotron 3, Inkling); asking for
+# scope: Nemotron 3); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
-        "qwen3_vl",
-        "qwen3_vl_instruct",
         "nemotron3",
         *(
             f"nemotron3_{mode}"
@@ -173,7 +188,6 @@ _NOT_YET_PORTED = frozenset(
             f"nemotron3_ultra_{mode}"
             for mode in ("disable_thinking", "medium_thinking", "preserve_thinking")
         ),
-        "tml_v0",
     }
 )
 
@@ -227,6 +241,7 @@ def get_renderer(
 
 
 __all__ = [
+    "AudioPart",
     "Content",
     "ContentPart",
     "DeepSeekV3DisableThinkingRenderer",
@@ -252,6 +267,8 @@ __all__ = [
     "Qwen3DisableThinkingRenderer",
     "Qwen3InstructRenderer",
     "Qwen3Renderer",
+    "Qwen3VLInstructRenderer",
+    "Qwen3VLRenderer",
     "Qwen3_5DisableThinkingRenderer",
     "Qwen3_5Renderer",
     "Qwen3_8DisableThinkingRenderer",

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import urllib.request
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import tinker
 from PIL import Image
 
 from cookbook.exceptions import RendererError
+from cookbook.renderers.types import ImagePart, TextPart
 
 
 class ImageProcessorProtocol(Protocol):
@@ -68,3 +70,35 @@ def image_to_chunk(
         format="jpeg",
         expected_tokens=_image_tokens(pil_image, image_processor),
     )
+
+
+def merge_text_parts(parts: Sequence[ImagePart | TextPart]) -> list[ImagePart | TextPart]:
+    """Consecutive text parts joined into one, so text between images is tokenized in one
+    piece as a chat template would (split, the same text can get other ids at the seams)."""
+    merged: list[ImagePart | TextPart] = []
+    for part in parts:
+        if part["type"] == "text" and merged and merged[-1]["type"] == "text":
+            merged[-1] = TextPart(type="text", text=merged[-1]["text"] + part["text"])
+        else:
+            merged.append(part)
+    return merged
+
+
+def parts_to_chunks(
+    parts: Sequence[ImagePart | TextPart],
+    encode: Callable[[str], list[int]],
+    image_processor: ImageProcessorProtocol | None,
+) -> list[tinker.ModelInputChunk]:
+    """Text parts encoded with ``encode``, image parts as :func:`image_to_chunk` chunks."""
+    chunks: list[tinker.ModelInputChunk] = []
+    for part in parts:
+        if part["type"] == "image":
+            if image_processor is None:
+                raise RendererError(
+                    "image_processor is required to render image content: pass "
+                    "get_image_processor(model_name) to get_renderer"
+                )
+            chunks.append(image_to_chunk(part["image"], image_processor))
+        else:
+            chunks.append(tinker.EncodedTextChunk(tokens=encode(part["text"])))
+    return chunks

@@ -12,7 +12,8 @@ template (``enable_thinking`` true by default):
 * tool calls are ``<tool_call>\\n{"name", "arguments"}\\n</tool_call>`` after the text.
 
 ``qwen3_disable_thinking`` prefills the empty block in the generation prompt (and refuses to
-train a turn that reasoned after it); ``qwen3_instruct`` never writes the tag.
+train a turn that reasoned after it); ``qwen3_instruct`` never writes the tag. The Qwen3-VL
+renderers (``qwen3_vl``, ``qwen3_vl_instruct``) add images and frame nothing.
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ import json
 import tinker
 
 from cookbook.exceptions import RendererError
-from cookbook.renderers.not_ported import not_ported
+from cookbook.renderers.images import ImageProcessorProtocol, merge_text_parts, parts_to_chunks
 from cookbook.renderers.parsing import has_thinking, remove_thinking, tool_call_payload
 from cookbook.renderers.qwen import QwenRendererBase, frame_thinking
 from cookbook.renderers.types import (
     Content,
+    ImagePart,
     Message,
     RenderContext,
     RenderedMessage,
     Role,
+    TextPart,
     ToolSpec,
 )
+from cookbook.tokenizers import Tokenizer
 
 
 class Qwen3Renderer(QwenRendererBase):
@@ -164,5 +168,72 @@ class Qwen3InstructRenderer(Qwen3Renderer):
         return True
 
 
-# The reference's Qwen3-VL renderer (image input) is not implemented in cookbook yet.
-Qwen3VLRenderer = not_ported("Qwen3VLRenderer", __name__)
+class Qwen3VLRenderer(Qwen3Renderer):
+    """Qwen3-VL (``qwen3_vl``): Qwen3's turns with images, as the reference renders them.
+
+    Unlike text Qwen3, nothing is framed: reasoning is written ``<think>{r}</think>`` where it
+    sits (dropped from earlier assistant turns), the generation prompt is the bare header, and
+    a tool call always follows a newline. Each image is ``<|vision_start|>`` + an image chunk +
+    ``<|vision_end|>``; the text around images is joined with ``<|im_end|>`` and encoded with
+    special tokens parsed, as the reference does.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        image_processor: ImageProcessorProtocol | None = None,
+        strip_thinking_from_history: bool = True,
+        merge_text_chunks: bool = True,
+    ):
+        """``image_processor`` counts each image's tokens (required only for image content);
+        ``merge_text_chunks`` joins adjacent text into one encode, as the chat template does."""
+        super().__init__(tokenizer, strip_thinking_from_history)
+        self.image_processor = image_processor
+        self.merge_text_chunks = merge_text_chunks
+
+    def _parts(self, message: Message, ctx: RenderContext) -> list[ImagePart | TextPart]:
+        content = message["content"]
+        if isinstance(content, str):
+            return [TextPart(type="text", text=content)]
+        strip = (
+            self.strip_thinking_from_history and message["role"] == "assistant" and not ctx.is_last
+        )
+        parts: list[ImagePart | TextPart] = []
+        for part in content:
+            if part["type"] == "text":
+                parts.append(part)
+            elif part["type"] == "image":
+                parts += [_text("<|vision_start|>"), part, _text("<|vision_end|>")]
+            elif part["type"] == "thinking" and not strip:
+                parts.append(_text(f"<think>{part['thinking']}</think>"))
+        return parts
+
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        header = f"{self._newline_before(ctx.idx)}<|im_start|>{self._qwen_role(message)}\n"
+        parts = self._parts(message, ctx)
+        if message["role"] == "tool":
+            parts = [_text("<tool_response>\n"), *parts, _text("\n</tool_response>")]
+        if "tool_calls" in message:
+            calls = "\n".join(
+                f"<tool_call>\n{json.dumps(tool_call_payload(call))}\n</tool_call>"
+                for call in message["tool_calls"]
+            )
+            parts.append(_text("\n" + calls))
+        parts.append(_text("<|im_end|>"))
+        if self.merge_text_chunks:
+            parts = merge_text_parts(parts)
+        return RenderedMessage(
+            header=tinker.EncodedTextChunk(tokens=self._encode(header)),
+            output=parts_to_chunks(parts, self._encode, self.image_processor),
+        )
+
+
+class Qwen3VLInstructRenderer(Qwen3VLRenderer):
+    """Qwen3-VL Instruct (``qwen3_vl_instruct``): renders as ``qwen3_vl``; a parsed reply's
+    ``<think>`` block is not unframed, since these models never write the tag."""
+
+    frames_thinking = False
+
+
+def _text(text: str) -> TextPart:
+    return TextPart(type="text", text=text)

@@ -1,8 +1,8 @@
 """Qwen3.5 (and Qwen3.6): ``qwen3_5``, ``qwen3_5_disable_thinking``, ``qwen3_5_preserve_thinking``.
 
-Token for token as the reference's ``Qwen3_5Renderer`` family on text content (the models are
-vision-language; image parts are refused here). Differences from Qwen3, all from the Qwen3.5
-chat template:
+Token for token as the reference's ``Qwen3_5Renderer`` family (vision-language models: images
+are ``<|vision_start|>``, an image chunk, ``<|vision_end|>``, as in Qwen3-VL). Differences from
+Qwen3, all from the Qwen3.5 chat template:
 
 * message text is trimmed (``content|trim``) and encoded together with ``<|im_end|>``;
 * an assistant turn after the last user message without reasoning gets an empty
@@ -29,11 +29,13 @@ from typing import Any
 import tinker
 
 from cookbook.exceptions import RendererError
+from cookbook.renderers.images import merge_text_parts, parts_to_chunks
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR, has_thinking
 from cookbook.renderers.qwen import QwenRendererBase
 from cookbook.renderers.types import (
     Content,
     ContentPart,
+    ImagePart,
     Message,
     ParseTermination,
     RenderContext,
@@ -142,7 +144,7 @@ class Qwen3_5Renderer(QwenRendererBase):
         image_processor: Any = None,
         strip_thinking_from_history: bool = True,
     ):
-        """``image_processor`` is accepted for the reference's signature; images are refused."""
+        """``image_processor`` counts each image's tokens (required only for image content)."""
         super().__init__(tokenizer, strip_thinking_from_history)
         self.image_processor = image_processor
 
@@ -178,29 +180,31 @@ class Qwen3_5Renderer(QwenRendererBase):
             self.strip_thinking_from_history and message["role"] == "assistant" and not ctx.is_last
         )
 
-    def _body(self, message: Message, content: Content, ctx: RenderContext) -> str:
+    def _body(
+        self, message: Message, content: Content, ctx: RenderContext
+    ) -> list[ImagePart | TextPart]:
+        """The turn's text with ``<|im_end|>``, images as ``<|vision_start|>``, the image and
+        ``<|vision_end|>``; adjacent text merged, so a text-only turn is one encode."""
         strip = self._strips_thinking_for(message, ctx)
-        if isinstance(content, str):
-            text = content
-        else:
-            pieces = []
-            for part in content:
-                if part["type"] == "text":
-                    pieces.append(part["text"])
-                elif part["type"] == "thinking":
-                    if not strip:
-                        pieces.append(f"<think>\n{part['thinking']}\n</think>\n\n")
-                else:
-                    raise RendererError(f"{type(self).__name__} renders text only, got an image")
-            text = "".join(pieces)
+        parts: list[ImagePart | TextPart] = []
+        for part in [TextPart(type="text", text=content)] if isinstance(content, str) else content:
+            if part["type"] == "text":
+                parts.append(part)
+            elif part["type"] == "thinking":
+                if not strip:
+                    parts.append(_text(f"<think>\n{part['thinking']}\n</think>\n\n"))
+            elif part["type"] == "image":
+                parts += [_text("<|vision_start|>"), part, _text("<|vision_end|>")]
+            else:
+                raise RendererError(f"{type(self).__name__} cannot render {part['type']} parts")
         if message["role"] == "tool":
-            text = f"<tool_response>\n{text}\n</tool_response>"
+            parts = [_text("<tool_response>\n"), *parts, _text("\n</tool_response>")]
         if "tool_calls" in message:
-            text += self._tool_calls_text(content, message["tool_calls"])
+            parts.append(_text(self._tool_calls_text(content, message["tool_calls"])))
         next_message = ctx.next_message
         if not (message["role"] == "tool" and next_message and next_message["role"] == "tool"):
-            text += "<|im_end|>"  # a tool response followed by another leaves the turn open
-        return text
+            parts.append(_text("<|im_end|>"))  # a tool response followed by another leaves it open
+        return merge_text_parts(parts)
 
     _format_tool_call_argument = staticmethod(_format_argument)
 
@@ -217,7 +221,8 @@ class Qwen3_5Renderer(QwenRendererBase):
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         content = _trim(message["content"])
         header = self._header(message, content, ctx)
-        output = [tinker.EncodedTextChunk(tokens=self._encode(self._body(message, content, ctx)))]
+        body = self._body(message, content, ctx)
+        output = parts_to_chunks(body, self._encode, self.image_processor)
         if message["role"] == "assistant" and ctx.is_last:
             # The produced turn: what the generation prompt already wrote stays in the header,
             # the rest of the header is sampled, so it moves into the trained output.
@@ -309,3 +314,7 @@ class Qwen3_5DisableThinkingRenderer(Qwen3_5Renderer):
 
     def _generation_suffix_str(self, role: Role, ctx: RenderContext) -> str:
         return f"{self._newline_before(ctx.idx)}<|im_start|>{role}\n{_EMPTY_THINK_BLOCK}"
+
+
+def _text(text: str) -> TextPart:
+    return TextPart(type="text", text=text)

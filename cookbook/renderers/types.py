@@ -33,7 +33,19 @@ class ImagePart(TypedDict):
     image: str
 
 
-ContentPart = TextPart | ThinkingPart | ImagePart
+class AudioPart(TypedDict):
+    """Input audio: encoded bytes, a base64 ``data:`` URI or a local path (only the tml_v0
+    renderer reads it). MP3 and FLAC need ``num_frames`` and ``sample_rate``; WAV has them in
+    its header."""
+
+    type: Literal["audio"]
+    audio: str | bytes
+    format: NotRequired[Literal["wav", "mp3", "flac"]]
+    num_frames: NotRequired[int]
+    sample_rate: NotRequired[int]
+
+
+ContentPart = TextPart | ThinkingPart | ImagePart | AudioPart
 Content = str | list[ContentPart]
 
 

@@ -32,7 +32,25 @@ class ThinkingPartSpec(_Strict):
     thinking: str
 
 
-ContentPartSpec = Annotated[TextPartSpec | ThinkingPartSpec, Field(discriminator="type")]
+class SyntheticImageSpec(_Strict):
+    """A test image generated from a seed (cookbook.parity.images): nothing to download."""
+
+    width: Annotated[int, Field(ge=1, le=4096)]
+    height: Annotated[int, Field(ge=1, le=4096)]
+    seed: int = 0
+    mode: Literal["RGB", "RGBA", "L", "P"] = Field(
+        default="RGB", description="PIL mode; image_to_chunk converts RGBA, LA and P to RGB."
+    )
+
+
+class ImagePartSpec(_Strict):
+    type: Literal["image"]
+    image: SyntheticImageSpec
+
+
+ContentPartSpec = Annotated[
+    TextPartSpec | ThinkingPartSpec | ImagePartSpec, Field(discriminator="type")
+]
 
 
 class FunctionBodySpec(_Strict):

@@ -21,6 +21,7 @@ from typing import Any
 from cookbook.exceptions import TokenizerError
 from cookbook.hub import hub_reachable
 from cookbook.tokenizers.offline import RECIPES, materialize
+from cookbook.tokenizers.tml import inkling_tokenizer, is_tml_model
 
 Tokenizer = Any
 """A Hugging Face tokenizer (``PreTrainedTokenizerFast``); typed loosely, as the reference does."""
@@ -30,12 +31,14 @@ Tokenizer = Any
 # the same files for both); Qwen3.8 shares the ids but not the chat template, so it has a family
 # of its own without one (offline._build_qwen3_8 records the evidence).
 # Qwen3 lists the text models of the reference's model_info (their -Base and -Instruct-2507
-# variants share the ids); Qwen3-VL has its own template and processor, so it is left out too.
+# variants share the ids); Qwen3-VL keeps Qwen3's ids but not its template, so it has a family
+# of its own without one (offline._build_qwen3_vl).
 _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("meta-llama/Llama-3", "llama3"),
     ("Qwen/Qwen3.5", "qwen3_5"),
     ("Qwen/Qwen3.6", "qwen3_5"),
     ("Qwen/Qwen3.8", "qwen3_8"),
+    ("Qwen/Qwen3-VL", "qwen3_vl"),
     ("Qwen/Qwen3-8B", "qwen3"),
     ("Qwen/Qwen3-32B", "qwen3"),
     ("Qwen/Qwen3-30B-A3B", "qwen3"),
@@ -143,6 +146,9 @@ def get_tokenizer(
     the hub nor an offline build can provide it.
     """
     source = TokenizerSource(source)
+    if is_tml_model(model_name):
+        # The reference always uses tml-renderers' own tokenizer here, hub or not.
+        return inkling_tokenizer(model_name)
     if os.path.isdir(model_name):
         directory = Path(model_name)
         tokenizer = _load_directory(directory)

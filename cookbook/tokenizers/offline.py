@@ -166,6 +166,20 @@ def _build_qwen3(package_dir: Path, out_dir: Path) -> None:
     _unpack(package_dir / "data" / "qwen-3", out_dir, ("tokenizer_config.json",))
 
 
+def _build_qwen3_vl(package_dir: Path, out_dir: Path) -> None:
+    """Qwen3's ids with no chat template: no registry package ships Qwen3-VL's files.
+
+    Qwen3-VL is built on the Qwen3 language models and keeps their vocabulary; the vision
+    tokens it writes are already in Qwen3's (``<|vision_start|>``=151652, ``<|vision_end|>``=
+    151653, ``<|vision_pad|>``=151654, ``<|image_pad|>``=151655), at the ids the packaged
+    Qwen2-VL and Qwen2.5-VL configs give them too. The config is Qwen3's without
+    ``chat_template``: Qwen3-8B's hybrid-thinking template is not Qwen3-VL's.
+    """
+    source = package_dir / "data" / "qwen-3"
+    _unpack(source, out_dir, ())
+    _write_config(source / "tokenizer_config.json", out_dir, drop=("chat_template",))
+
+
 def _build_deepseek_v3_1(package_dir: Path, out_dir: Path) -> None:
     """The packaged DeepSeek-V3.1 files, with ``tokenizer_class`` set to PreTrainedTokenizerFast.
 
@@ -252,6 +266,12 @@ RECIPES: dict[str, OfflineRecipe] = {
         _build_qwen3,
         "Qwen3 tokenizer files as packaged (data/qwen-3); the chat template is Qwen3-8B's "
         "hybrid-thinking one, not the Instruct-2507 or Base models' own",
+    ),
+    "qwen3_vl": _packaged(
+        "qwen3_vl",
+        _build_qwen3_vl,
+        "Qwen3 tokenizer ids (data/qwen-3 tokenizer.json and config), which Qwen3-VL keeps; no "
+        "chat template: Qwen3-VL's own is in no registry package",
     ),
     "deepseek_v3_1": _packaged(
         "deepseek_v3_1",
