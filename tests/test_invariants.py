@@ -45,6 +45,17 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Tool message missing 'name' field"),
 ]
 
+NEMOTRON3_RENDERERS = (
+    "nemotron3",
+    "nemotron3_low_thinking",
+    "nemotron3_disable_thinking",
+    "nemotron3_preserve_thinking",
+    "nemotron3_ultra",
+    "nemotron3_ultra_disable_thinking",
+    "nemotron3_ultra_medium_thinking",
+    "nemotron3_ultra_preserve_thinking",
+)
+
 # Renderer name -> model whose offline tokenizer it is tested with. A new built-in renderer
 # must be added here; an unmapped one fails (see `renderer` below) instead of going untested.
 RENDERER_TOKENIZER_MODELS: dict[str, str] = {
@@ -74,6 +85,8 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
         f"glm5_3_{effort}_reasoning": "cookbook-standin/glm-5.3"
         for effort in ("max", "high", "low")
     },
+    # Nor Nemotron 3's: Qwen3's ids without a template as a declared stand-in (exclusions.yaml).
+    **dict.fromkeys(NEMOTRON3_RENDERERS, "cookbook-standin/nemotron-3"),
 }
 
 
@@ -188,6 +201,10 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
     **{
         f"glm5_3_{effort}_reasoning": ToolProfile(reasoning=True)
         for effort in ("max", "high", "low")
+    },
+    **{
+        name: ToolProfile(reasoning=not name.endswith("_disable_thinking"))
+        for name in NEMOTRON3_RENDERERS
     },
 }
 

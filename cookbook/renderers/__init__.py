@@ -34,6 +34,16 @@ from cookbook.renderers.glm5_3 import (
 from cookbook.renderers.gpt_oss import GptOssRenderer
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
+from cookbook.renderers.nemotron3 import (
+    Nemotron3DisableThinkingRenderer,
+    Nemotron3LowThinkingRenderer,
+    Nemotron3PreserveThinkingRenderer,
+    Nemotron3Renderer,
+    Nemotron3UltraDisableThinkingRenderer,
+    Nemotron3UltraMediumThinkingRenderer,
+    Nemotron3UltraPreserveThinkingRenderer,
+    Nemotron3UltraRenderer,
+)
 from cookbook.renderers.parsing import parse_content_blocks
 from cookbook.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
@@ -121,10 +131,33 @@ _BUILTIN: dict[str, RendererFactory] = {
     "glm5_3_low_reasoning": lambda tokenizer, _image_processor: Glm5_3LowReasoningRenderer(
         tokenizer
     ),
+    # Nemotron 3 Nano/Super take no image processor; Ultra and the 3.5 models do.
+    "nemotron3": lambda tokenizer, _image_processor: Nemotron3Renderer(tokenizer),
+    "nemotron3_low_thinking": lambda tokenizer, _image_processor: Nemotron3LowThinkingRenderer(
+        tokenizer
+    ),
+    "nemotron3_disable_thinking": lambda tokenizer, _image_processor: (
+        Nemotron3DisableThinkingRenderer(tokenizer)
+    ),
+    "nemotron3_preserve_thinking": lambda tokenizer, _image_processor: (
+        Nemotron3PreserveThinkingRenderer(tokenizer)
+    ),
+    "nemotron3_ultra": lambda tokenizer, image_processor: Nemotron3UltraRenderer(
+        tokenizer, image_processor=image_processor
+    ),
+    "nemotron3_ultra_disable_thinking": lambda tokenizer, image_processor: (
+        Nemotron3UltraDisableThinkingRenderer(tokenizer, image_processor=image_processor)
+    ),
+    "nemotron3_ultra_medium_thinking": lambda tokenizer, image_processor: (
+        Nemotron3UltraMediumThinkingRenderer(tokenizer, image_processor=image_processor)
+    ),
+    "nemotron3_ultra_preserve_thinking": lambda tokenizer, image_processor: (
+        Nemotron3UltraPreserveThinkingRenderer(tokenizer, image_processor=image_processor)
+    ),
 }
 
 # Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: vision, DeepSeek V4.1, Kimi K2.5/2.6, Nemotron 3, Inkling); asking for
+# scope: vision, DeepSeek V4.1, Kimi K2.5/2.6, Inkling); asking for
 # one says so instead of pretending the name is unknown.
 _NOT_YET_PORTED = frozenset(
     {
@@ -138,16 +171,6 @@ _NOT_YET_PORTED = frozenset(
         "kimi_k26",
         "kimi_k26_disable_thinking",
         "kimi_k26_preserve_thinking",
-        "nemotron3",
-        *(
-            f"nemotron3_{mode}"
-            for mode in ("low_thinking", "disable_thinking", "preserve_thinking")
-        ),
-        "nemotron3_ultra",
-        *(
-            f"nemotron3_ultra_{mode}"
-            for mode in ("disable_thinking", "medium_thinking", "preserve_thinking")
-        ),
         "tml_v0",
     }
 )
@@ -215,6 +238,14 @@ __all__ = [
     "Llama3Renderer",
     "Message",
     "MessageDelta",
+    "Nemotron3DisableThinkingRenderer",
+    "Nemotron3LowThinkingRenderer",
+    "Nemotron3PreserveThinkingRenderer",
+    "Nemotron3Renderer",
+    "Nemotron3UltraDisableThinkingRenderer",
+    "Nemotron3UltraMediumThinkingRenderer",
+    "Nemotron3UltraPreserveThinkingRenderer",
+    "Nemotron3UltraRenderer",
     "ParseFailureKind",
     "ParseTermination",
     "Qwen3DisableThinkingRenderer",
