@@ -129,7 +129,9 @@ def test_weights_binary(renderer: Renderer, data: st.DataObject) -> None:
 
 @given(data=st.data())
 def test_prompt_prefix(renderer: Renderer, data: st.DataObject) -> None:
-    invariants.check_prompt_prefix(renderer, data.draw(conversations(renderer._renderer_name)))
+    checks_for(renderer)["prompt-prefix"](
+        renderer, data.draw(conversations(renderer._renderer_name))
+    )
 
 
 @given(data=st.data())
@@ -142,7 +144,8 @@ def test_all_assistant_superset(renderer: Renderer, data: st.DataObject) -> None
 @given(data=st.data())
 def test_assistant_round_trip(renderer: Renderer, data: st.DataObject) -> None:
     # checks_for: the restated form where the reference's format genuinely differs (gpt-oss,
-    # see cookbook.parity.restated; its negative controls are in tests/test_gpt_oss.py).
+    # Kimi K2, Nemotron 3: see cookbook.parity.restated; negative controls in
+    # tests/test_gpt_oss.py and tests/test_nemotron3.py).
     checks_for(renderer)["assistant-round-trip"](
         renderer, data.draw(conversations(renderer._renderer_name))
     )
@@ -162,7 +165,9 @@ def test_single_bos(renderer: Renderer, data: st.DataObject) -> None:
 
 @given(data=st.data())
 def test_extension_property(renderer: Renderer, data: st.DataObject) -> None:
-    invariants.check_extension_property(renderer, data.draw(conversations(renderer._renderer_name)))
+    checks_for(renderer)["extension-property"](
+        renderer, data.draw(conversations(renderer._renderer_name))
+    )
 
 
 @given(data=st.data())

@@ -5,7 +5,8 @@ the declared stand-in tokenizer, tests/test_parity_renderers.py); these tests co
 conversation case cannot express: which class and options each name builds, that the stand-in
 is declared wherever it is used, that ``create_conversation_prefix_with_tools`` writes the
 reference's system message (recorded in the tools_declaration cases), segment indices when the
-template adds a system turn, and the refusals.
+template adds a system turn, the refusals, and negative controls of the invariants restated
+for Nemotron 3 (cookbook.parity.restated).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 
 from cookbook.exceptions import RendererError, UnsupportedContentError
 from cookbook.parity.golden import load_golden
+from cookbook.parity.invariants import ALL_CHECKS
+from cookbook.parity.restated import checks_for
 from cookbook.renderers import (
     Message,
     Nemotron3DisableThinkingRenderer,
@@ -194,3 +197,93 @@ def test_images_are_refused_not_dropped(tokenizer) -> None:
     messages = [Message(role="user", content=[{"type": "image", "image": "x.png"}])]
     with pytest.raises(RendererError, match="text only"):
         renderer.build_generation_prompt(messages)
+
+
+# -- negative controls of the restated invariants (cookbook.parity.restated) ---------------------
+
+REASONED = [{"type": "thinking", "thinking": "Think."}, {"type": "text", "text": "Done."}]
+TWO_TURNS = [
+    Message(role="user", content="Hi"),
+    Message(role="assistant", content=REASONED),
+    Message(role="user", content="Again"),
+    Message(role="assistant", content=REASONED),
+]
+
+
+class _SpacedEmptyBlock(Nemotron3Renderer):
+    """Writes the empty block as ``<think> </think>``, an opening the prompt never has."""
+
+    def _assistant_header_suffix(self, message, content, ctx) -> str:
+        return "" if self._reasoning_written(content, ctx) else "<think> </think>"
+
+
+class _ExtraPromptNewline(Nemotron3Renderer):
+    """The generation prompt ends with one newline more than the prefill."""
+
+    def _generation_suffix_str(self, role, ctx) -> str:
+        return super()._generation_suffix_str(role, ctx) + "\n"
+
+
+class _StripsPreservedHistory(Nemotron3PreserveThinkingRenderer):
+    """Claims the extension property but still drops reasoning from history."""
+
+    def _strips_thinking_for(self, message, ctx) -> bool:
+        return message["role"] == "assistant" and not ctx.is_last
+
+
+def _control(cls: type, tokenizer) -> Any:
+    renderer = cls(tokenizer)
+    renderer._renderer_name = "nemotron3"
+    return renderer
+
+
+@pytest.mark.parametrize("cls", [_SpacedEmptyBlock, _ExtraPromptNewline])
+@pytest.mark.parametrize("invariant", ["prompt-prefix", "split-examples"])
+def test_restated_prompt_checks_reject_a_foreign_opening(cls: type, invariant: str, tokenizer):
+    renderer = _control(cls, tokenizer)
+    messages = [*TWO_TURNS[:3], Message(role="assistant", content="Plain.")]
+    check = checks_for(renderer)[invariant]
+    assert check is not ALL_CHECKS[invariant]
+    with pytest.raises(AssertionError, match=rf"\[{invariant}\]"):
+        check(renderer, messages)
+
+
+def test_restated_extension_property_rejects_stripped_history(tokenizer) -> None:
+    renderer = _control(_StripsPreservedHistory, tokenizer)
+    assert renderer.has_extension_property
+    with pytest.raises(AssertionError, match=r"\[extension-property\]"):
+        checks_for(renderer)["extension-property"](renderer, TWO_TURNS)
+
+
+def test_restated_checks_accept_the_references_openings(tokenizer) -> None:
+    """The positive side on hand-picked turns: a turn without reasoning (closed empty block),
+    one with reasoning parts (the prompt itself), history kept or dropped."""
+    for name in ("nemotron3", "nemotron3_preserve_thinking", "nemotron3_ultra"):
+        renderer = get_renderer(name, tokenizer)
+        for messages in (TWO_TURNS, [*TWO_TURNS[:3], Message(role="assistant", content="x")]):
+            for check in checks_for(renderer).values():
+                check(renderer, messages)
+
+
+class _ParseLosesAChar(Nemotron3Renderer):
+    """parse_response drops the last character of the text after the reasoning."""
+
+    def parse_response(self, response):
+        message, termination = super().parse_response(response)
+        content = message["content"]
+        if isinstance(content, list) and content and content[-1]["type"] == "text":
+            content[-1] = {"type": "text", "text": content[-1]["text"][:-1]}
+        return message, termination
+
+
+def test_restated_round_trip_allows_only_the_leading_newlines(tokenizer) -> None:
+    reply = [{"type": "thinking", "thinking": "Think."}, {"type": "text", "text": "\n\nDone."}]
+    messages = [Message(role="user", content="Hi"), Message(role="assistant", content=reply)]
+    renderer = get_renderer("nemotron3", tokenizer)
+    check = checks_for(renderer)["assistant-round-trip"]
+    check(renderer, messages)  # "Done." comes back: the newlines ran into the separator
+    with pytest.raises(AssertionError, match=r"\[assistant-round-trip\]"):
+        ALL_CHECKS["assistant-round-trip"](renderer, messages)
+    broken = _control(_ParseLosesAChar, tokenizer)
+    with pytest.raises(AssertionError, match=r"\[assistant-round-trip\]"):
+        checks_for(broken)["assistant-round-trip"](broken, messages)

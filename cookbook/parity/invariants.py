@@ -247,7 +247,9 @@ def _calls(message: Message) -> list[tuple[str, Any]]:
     ]
 
 
-def check_assistant_round_trip(renderer: Renderer, messages: list[Message]) -> None:
+def check_assistant_round_trip(
+    renderer: Renderer, messages: list[Message], expected: Any = None
+) -> None:
     """The trained tail of LAST_ASSISTANT_MESSAGE is what the model learns to sample; parsing
     it must give back the assistant content and tool calls, cleanly ended by a stop sequence.
     Otherwise a perfectly trained model would still produce something other than its target.
@@ -257,7 +259,9 @@ def check_assistant_round_trip(renderer: Renderer, messages: list[Message]) -> N
     never writes: Qwen's templates strip the newlines at the start of a produced turn (Qwen3.5
     trims all its whitespace), DeepSeek's non-thinking mode drops reasoning. There the parsed
     content must still render exactly the tokens the original did - what a sampler storing the
-    parsed reply in history relies on - so nothing the rendering shows can be lost."""
+    parsed reply in history relies on - so nothing the rendering shows can be lost.
+    ``expected`` replaces the last message's content as what must come back (a restatement's
+    content where its format loses more, see cookbook.parity.restated)."""
     invariant = "assistant-round-trip"
     _require_last_assistant(messages, invariant)
     tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
@@ -270,7 +274,8 @@ def check_assistant_round_trip(renderer: Renderer, messages: list[Message]) -> N
     )
     tail = tokens[first:]
     parsed, termination = renderer.parse_response(tail)
-    expected = messages[-1]["content"]
+    if expected is None:
+        expected = messages[-1]["content"]
     assert termination == ParseTermination.STOP_SEQUENCE, (
         f"[{invariant}] parse_response ended with {termination!r}, not a stop sequence, on "
         f"{_show(renderer, tail, len(tail))}"

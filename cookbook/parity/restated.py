@@ -22,6 +22,19 @@ Kimi K2:
   message. Kimi's template keeps the reasoning of the whole turn (an answer, or a tool call,
   its results and the answer), so one example trains every message of the turn: each must still
   see exactly the prompt it was sampled from.
+
+Nemotron 3 with thinking on:
+
+* ``prompt-prefix``, ``split-examples``, ``extension-property``: the template closes an empty
+  ``<think></think>`` on every turn that did not reason, and writes inline reasoning as it
+  stands, while its generation prompt ends with the open ``<think>\n`` prefill - so such a
+  turn's example holds ``<think></think>`` (or the turn's own ``<think>``) where the prompt holds
+  the prefill. Restated: the prompt without its prefill, then exactly one of those openings, is
+  what precedes the trained tokens (and, with history preserved, what the full rendering holds
+  before each assistant message); turns that reasoned in parts still start on the prompt itself.
+* ``assistant-round-trip``: text parts are not trimmed, so a text that starts with newlines
+  right after reasoning runs them into the separator the template writes after ``</think>``;
+  the reference's parser drops both. Such a text may come back without its leading newlines.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from cookbook.parity.invariants import (
     _show,
     _supervised,
     _weighted_runs,
+    check_assistant_round_trip,
 )
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.types import Message, ParseTermination, TrainOnWhat
@@ -171,6 +185,132 @@ def check_split_by_user_turn(renderer: Renderer, messages: list[Message]) -> Non
         )
 
 
+def _nemotron_openings(renderer: Renderer, prompt: list[int]) -> list[list[int]]:
+    """How an example may open the turn the prompt samples: the prompt itself, or the prompt
+    without its ``<think>\\n`` prefill followed by ``<think></think>`` or by ``<think>``."""
+    encode = renderer.tokenizer.encode
+    prefill = encode("<think>\n", add_special_tokens=False)
+    if prompt[-len(prefill) :] != prefill:
+        return [prompt]
+    base = prompt[: -len(prefill)]
+    return [prompt, base + encode("<think></think>", add_special_tokens=False), base]
+
+
+def _opens_as_prompted(renderer: Renderer, tokens: list[int], prompt: list[int]) -> bool:
+    """Whether ``tokens`` start with ``prompt``, or with it up to its prefill and then the
+    turn's own ``<think>`` (which opens ``<think></think>`` as well as inline reasoning)."""
+    if tokens[: len(prompt)] == prompt:
+        return True
+    (think,) = renderer.tokenizer.encode("<think>", add_special_tokens=False)
+    base = _nemotron_openings(renderer, prompt)[-1]
+    return len(base) < len(prompt) and tokens[: len(base) + 1] == [*base, think]
+
+
+def check_nemotron_prompt_prefix(renderer: Renderer, messages: list[Message]) -> None:
+    """Under LAST_ASSISTANT_MESSAGE the untrained tokens are exactly one opening of the
+    generation prompt for ``messages[:-1]`` (see :func:`_nemotron_openings`), unweighted."""
+    invariant = "prompt-prefix"
+    _require_last_assistant(messages, invariant)
+    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    first = next((i for i, w in enumerate(weights) if w == 1), None)
+    assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
+    prompt = renderer.build_generation_prompt(messages[:-1]).to_ints()
+    prefix = tokens[:first]
+    openings = _nemotron_openings(renderer, prompt)
+    if prefix not in openings or not _opens_as_prompted(renderer, tokens, prompt):
+        at = _first_difference(prompt, prefix)
+        raise AssertionError(
+            f"[{invariant}] the {len(prefix)} tokens before the first trained token are none "
+            f"of the {len(openings)} openings of the generation prompt of messages[:-1] "
+            f"(differs at {at}): supervised {_show(renderer, prefix, at)} vs prompt "
+            f"{_show(renderer, prompt, at)}"
+        )
+    nonzero = [i for i in range(first) if weights[i] != 0]
+    assert not nonzero, f"[{invariant}] prompt positions carry weight: {nonzero[:10]}"
+
+
+def check_nemotron_split_examples(renderer: Renderer, messages: list[Message]) -> None:
+    """Without the extension property, each example of ``build_supervised_examples``
+    (ALL_ASSISTANT_MESSAGES) trains everything after one opening of its message's prompt."""
+    invariant = "split-examples"
+    _require_last_assistant(messages, invariant)
+    if renderer.has_extension_property:
+        return
+    examples = renderer.build_supervised_examples(messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    targets = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    assert len(examples) == len(targets), (
+        f"[{invariant}] {len(examples)} examples for {len(targets)} assistant messages"
+    )
+    for index, (model_input, weights) in zip(targets, examples, strict=True):
+        tokens = model_input.to_ints()
+        flat = [float(w) for w in np.asarray(weights).reshape(-1).tolist()]
+        first = next((i for i, w in enumerate(flat) if w == 1), len(flat))
+        prompt = renderer.build_generation_prompt(messages[:index]).to_ints()
+        opened = tokens[:first] in _nemotron_openings(renderer, prompt)
+        if not opened or any(w != 1 for w in flat[first:]):
+            at = _first_difference(prompt, tokens)
+            raise AssertionError(
+                f"[{invariant}] the example for message {index} does not train exactly what "
+                f"follows an opening of its generation prompt (differs at {at}): example "
+                f"{_show(renderer, tokens, at)} vs prompt {_show(renderer, prompt, at)}"
+            )
+
+
+def check_nemotron_extension_property(renderer: Renderer, messages: list[Message]) -> None:
+    """With history preserved, the full rendering opens every assistant message as its
+    generation prompt does, up to the prefill (see :func:`_nemotron_openings`)."""
+    invariant = "extension-property"
+    if not renderer.has_extension_property:
+        return
+    full = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0]
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = renderer.build_generation_prompt(messages[:k]).to_ints()
+        if not _opens_as_prompted(renderer, full, prompt):
+            at = _first_difference(prompt, full)
+            raise AssertionError(
+                f"[{invariant}] the full rendering does not open message {k} as its generation "
+                f"prompt does (differs at {at}): prompt {_show(renderer, prompt, at)} vs full "
+                f"{_show(renderer, full, at)}"
+            )
+
+
+def check_nemotron_round_trip(renderer: Renderer, messages: list[Message]) -> None:
+    """:func:`~cookbook.parity.invariants.check_assistant_round_trip`, where each text part
+    right after a reasoning part may come back without its leading newlines."""
+    try:
+        check_assistant_round_trip(renderer, messages)
+    except AssertionError:
+        content = messages[-1]["content"] if messages else ""
+        if isinstance(content, str):
+            raise
+        after_reasoning = [
+            {**part, "text": part["text"].lstrip("\n")}
+            if part["type"] == "text" and i and content[i - 1]["type"] == "thinking"
+            else part
+            for i, part in enumerate(content)
+        ]
+        if after_reasoning == content:
+            raise
+        check_assistant_round_trip(renderer, messages, expected=after_reasoning)
+
+
+NEMOTRON_CHECKS: dict[str, Check] = {
+    "assistant-round-trip": check_nemotron_round_trip,
+    "prompt-prefix": check_nemotron_prompt_prefix,
+    "split-examples": check_nemotron_split_examples,
+    "extension-property": check_nemotron_extension_property,
+}
+NEMOTRON_THINKING_RENDERERS = (
+    "nemotron3",
+    "nemotron3_low_thinking",
+    "nemotron3_preserve_thinking",
+    "nemotron3_ultra",
+    "nemotron3_ultra_medium_thinking",
+    "nemotron3_ultra_preserve_thinking",
+)
+
 HARMONY_CHECKS: dict[str, Check] = {
     "stop-token-ends-turn": check_harmony_stop_token_ends_turns,
     "assistant-round-trip": check_harmony_round_trip,
@@ -185,6 +325,7 @@ GPT_OSS_RENDERERS = (
 RESTATED: dict[str, dict[str, Check]] = {
     **dict.fromkeys(GPT_OSS_RENDERERS, HARMONY_CHECKS),
     "kimi_k2": {"split-examples": check_split_by_user_turn},
+    **dict.fromkeys(NEMOTRON_THINKING_RENDERERS, NEMOTRON_CHECKS),
 }
 """Registry name -> the invariants it keeps in a restated form."""
 
