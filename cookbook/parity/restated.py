@@ -39,6 +39,7 @@ Nemotron 3 with thinking on:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,9 @@ from cookbook.parity.invariants import (
     _supervised,
     _weighted_runs,
     check_assistant_round_trip,
+    check_extension_property,
+    check_prompt_prefix,
+    check_split_examples,
 )
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.types import Message, ParseTermination, TrainOnWhat
@@ -185,95 +189,37 @@ def check_split_by_user_turn(renderer: Renderer, messages: list[Message]) -> Non
         )
 
 
-def _nemotron_openings(renderer: Renderer, prompt: list[int]) -> list[list[int]]:
-    """How an example may open the turn the prompt samples: the prompt itself, or the prompt
-    without its ``<think>\\n`` prefill followed by ``<think></think>`` or by ``<think>``."""
-    encode = renderer.tokenizer.encode
-    prefill = encode("<think>\n", add_special_tokens=False)
-    if prompt[-len(prefill) :] != prefill:
-        return [prompt]
-    base = prompt[: -len(prefill)]
-    return [prompt, base + encode("<think></think>", add_special_tokens=False), base]
+def _without_prefill(renderer: Renderer, prompt: list[int]) -> list[int] | None:
+    """The prompt without its ``<think>\\n`` prefill; None when it has none."""
+    prefill = renderer.tokenizer.encode("<think>\n", add_special_tokens=False)
+    return prompt[: -len(prefill)] if prompt[-len(prefill) :] == prefill else None
 
 
-def _opens_as_prompted(renderer: Renderer, tokens: list[int], prompt: list[int]) -> bool:
-    """Whether ``tokens`` start with ``prompt``, or with it up to its prefill and then the
-    turn's own ``<think>`` (which opens ``<think></think>`` as well as inline reasoning)."""
+def _think(renderer: Renderer) -> int:
+    (think,) = renderer.tokenizer.encode("<think>", add_special_tokens=False)
+    return think
+
+
+def nemotron_opening(renderer: Renderer, tokens: list[int], first: int, prompt: list[int]) -> bool:
+    """The untrained start is the prompt, or the prompt without its prefill followed by the
+    closed ``<think></think>``, or by nothing when the trained tokens open with ``<think>``."""
+    prefix = tokens[:first]
+    base = _without_prefill(renderer, prompt)
+    if prefix == prompt or base is None:
+        return prefix == prompt
+    closed = renderer.tokenizer.encode("<think></think>", add_special_tokens=False)
+    return prefix == base + closed or (
+        prefix == base and tokens[first : first + 1] == [_think(renderer)]
+    )
+
+
+def nemotron_starts(renderer: Renderer, tokens: list[int], prompt: list[int]) -> bool:
+    """``tokens`` go on with the prompt, or with it up to its prefill and then the turn's own
+    ``<think>`` (which opens ``<think></think>`` as well as inline reasoning)."""
     if tokens[: len(prompt)] == prompt:
         return True
-    (think,) = renderer.tokenizer.encode("<think>", add_special_tokens=False)
-    base = _nemotron_openings(renderer, prompt)[-1]
-    return len(base) < len(prompt) and tokens[: len(base) + 1] == [*base, think]
-
-
-def check_nemotron_prompt_prefix(renderer: Renderer, messages: list[Message]) -> None:
-    """Under LAST_ASSISTANT_MESSAGE the untrained tokens are exactly one opening of the
-    generation prompt for ``messages[:-1]`` (see :func:`_nemotron_openings`), unweighted."""
-    invariant = "prompt-prefix"
-    _require_last_assistant(messages, invariant)
-    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
-    first = next((i for i, w in enumerate(weights) if w == 1), None)
-    assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
-    prompt = renderer.build_generation_prompt(messages[:-1]).to_ints()
-    prefix = tokens[:first]
-    openings = _nemotron_openings(renderer, prompt)
-    if prefix not in openings or not _opens_as_prompted(renderer, tokens, prompt):
-        at = _first_difference(prompt, prefix)
-        raise AssertionError(
-            f"[{invariant}] the {len(prefix)} tokens before the first trained token are none "
-            f"of the {len(openings)} openings of the generation prompt of messages[:-1] "
-            f"(differs at {at}): supervised {_show(renderer, prefix, at)} vs prompt "
-            f"{_show(renderer, prompt, at)}"
-        )
-    nonzero = [i for i in range(first) if weights[i] != 0]
-    assert not nonzero, f"[{invariant}] prompt positions carry weight: {nonzero[:10]}"
-
-
-def check_nemotron_split_examples(renderer: Renderer, messages: list[Message]) -> None:
-    """Without the extension property, each example of ``build_supervised_examples``
-    (ALL_ASSISTANT_MESSAGES) trains everything after one opening of its message's prompt."""
-    invariant = "split-examples"
-    _require_last_assistant(messages, invariant)
-    if renderer.has_extension_property:
-        return
-    examples = renderer.build_supervised_examples(messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
-    targets = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-    assert len(examples) == len(targets), (
-        f"[{invariant}] {len(examples)} examples for {len(targets)} assistant messages"
-    )
-    for index, (model_input, weights) in zip(targets, examples, strict=True):
-        tokens = model_input.to_ints()
-        flat = [float(w) for w in np.asarray(weights).reshape(-1).tolist()]
-        first = next((i for i, w in enumerate(flat) if w == 1), len(flat))
-        prompt = renderer.build_generation_prompt(messages[:index]).to_ints()
-        opened = tokens[:first] in _nemotron_openings(renderer, prompt)
-        if not opened or any(w != 1 for w in flat[first:]):
-            at = _first_difference(prompt, tokens)
-            raise AssertionError(
-                f"[{invariant}] the example for message {index} does not train exactly what "
-                f"follows an opening of its generation prompt (differs at {at}): example "
-                f"{_show(renderer, tokens, at)} vs prompt {_show(renderer, prompt, at)}"
-            )
-
-
-def check_nemotron_extension_property(renderer: Renderer, messages: list[Message]) -> None:
-    """With history preserved, the full rendering opens every assistant message as its
-    generation prompt does, up to the prefill (see :func:`_nemotron_openings`)."""
-    invariant = "extension-property"
-    if not renderer.has_extension_property:
-        return
-    full = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0]
-    for k, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = renderer.build_generation_prompt(messages[:k]).to_ints()
-        if not _opens_as_prompted(renderer, full, prompt):
-            at = _first_difference(prompt, full)
-            raise AssertionError(
-                f"[{invariant}] the full rendering does not open message {k} as its generation "
-                f"prompt does (differs at {at}): prompt {_show(renderer, prompt, at)} vs full "
-                f"{_show(renderer, full, at)}"
-            )
+    base = _without_prefill(renderer, prompt)
+    return base is not None and tokens[: len(base) + 1] == [*base, _think(renderer)]
 
 
 def check_nemotron_round_trip(renderer: Renderer, messages: list[Message]) -> None:
@@ -298,9 +244,9 @@ def check_nemotron_round_trip(renderer: Renderer, messages: list[Message]) -> No
 
 NEMOTRON_CHECKS: dict[str, Check] = {
     "assistant-round-trip": check_nemotron_round_trip,
-    "prompt-prefix": check_nemotron_prompt_prefix,
-    "split-examples": check_nemotron_split_examples,
-    "extension-property": check_nemotron_extension_property,
+    "prompt-prefix": partial(check_prompt_prefix, opens=nemotron_opening),
+    "split-examples": partial(check_split_examples, opens=nemotron_opening),
+    "extension-property": partial(check_extension_property, starts=nemotron_starts),
 }
 NEMOTRON_THINKING_RENDERERS = (
     "nemotron3",
