@@ -66,7 +66,7 @@ class Nemotron3Renderer(Qwen3_5Renderer):
             return messages
         return [Message(role="system", content=""), *messages]
 
-    def _trim_content(self, content: Content) -> Content:  # type: ignore[override]
+    def _trim_content(self, content: Content) -> Content:
         """The templates trim string content only; text parts pass through as they are."""
         return content.strip() if isinstance(content, str) else content
 

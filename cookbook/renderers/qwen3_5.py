@@ -203,7 +203,8 @@ class Qwen3_5Renderer(QwenRendererBase):
 
     # -- one message -----------------------------------------------------------------------
 
-    _trim_content = staticmethod(_trim)
+    def _trim_content(self, content: Content) -> Content:
+        return _trim(content)
 
     def _format_thinking_text(self, thinking: str) -> str:
         return f"<think>\n{thinking}\n</think>\n\n"
