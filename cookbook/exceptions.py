@@ -30,6 +30,11 @@ class TrainableFlagError(RendererError, AssertionError):
     """
 
 
+class UnsupportedContentError(RendererError, AssertionError):
+    """Content of a shape the renderer's format cannot carry (Nemotron 3's low-effort note
+    needs a string user message); the reference refuses it with a bare ``assert``."""
+
+
 class TokenizerError(ConfigurationError):
     """No tokenizer can be provided for a model, online or offline."""
 

@@ -52,6 +52,16 @@ DEEPSEEK_V4_1 = (
     "deepseekv4_1_disable_thinking",
     "deepseekv4_1_preserve_thinking",
 )
+NEMOTRON3_RENDERERS = (
+    "nemotron3",
+    "nemotron3_low_thinking",
+    "nemotron3_disable_thinking",
+    "nemotron3_preserve_thinking",
+    "nemotron3_ultra",
+    "nemotron3_ultra_disable_thinking",
+    "nemotron3_ultra_medium_thinking",
+    "nemotron3_ultra_preserve_thinking",
+)
 
 # Renderer name -> model whose offline tokenizer it is tested with. A new built-in renderer
 # must be added here; an unmapped one fails (see `renderer` below) instead of going untested.
@@ -90,6 +100,8 @@ RENDERER_TOKENIZER_MODELS: dict[str, str] = {
     },
     # Nor DeepSeek-V4.1's: DeepSeek-V4's tokenizer as a declared stand-in (exclusions.yaml).
     **dict.fromkeys(DEEPSEEK_V4_1, "cookbook-standin/deepseek-v4.1"),
+    # Nor Nemotron 3's: Qwen3's ids without a template as a declared stand-in (exclusions.yaml).
+    **dict.fromkeys(NEMOTRON3_RENDERERS, "cookbook-standin/nemotron-3"),
 }
 
 
@@ -132,7 +144,9 @@ def test_weights_binary(renderer: Renderer, data: st.DataObject) -> None:
 
 @given(data=st.data())
 def test_prompt_prefix(renderer: Renderer, data: st.DataObject) -> None:
-    invariants.check_prompt_prefix(renderer, data.draw(conversations(renderer._renderer_name)))
+    checks_for(renderer)["prompt-prefix"](
+        renderer, data.draw(conversations(renderer._renderer_name))
+    )
 
 
 @given(data=st.data())
@@ -145,7 +159,8 @@ def test_all_assistant_superset(renderer: Renderer, data: st.DataObject) -> None
 @given(data=st.data())
 def test_assistant_round_trip(renderer: Renderer, data: st.DataObject) -> None:
     # checks_for: the restated form where the reference's format genuinely differs (gpt-oss,
-    # see cookbook.parity.restated; its negative controls are in tests/test_gpt_oss.py).
+    # Kimi K2, Nemotron 3: see cookbook.parity.restated; negative controls in
+    # tests/test_gpt_oss.py and tests/test_nemotron3.py).
     checks_for(renderer)["assistant-round-trip"](
         renderer, data.draw(conversations(renderer._renderer_name))
     )
@@ -165,7 +180,9 @@ def test_single_bos(renderer: Renderer, data: st.DataObject) -> None:
 
 @given(data=st.data())
 def test_extension_property(renderer: Renderer, data: st.DataObject) -> None:
-    invariants.check_extension_property(renderer, data.draw(conversations(renderer._renderer_name)))
+    checks_for(renderer)["extension-property"](
+        renderer, data.draw(conversations(renderer._renderer_name))
+    )
 
 
 @given(data=st.data())
@@ -182,6 +199,9 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
     "qwen3": ToolProfile(reasoning=True),
     "qwen3_disable_thinking": ToolProfile(reasoning=False, refuses_unaligned_turns=True),
     "qwen3_instruct": ToolProfile(reasoning=False),
+    "qwen3_vl": ToolProfile(reasoning=True),
+    "qwen3_vl_instruct": ToolProfile(reasoning=False),
+    "tml_v0": ToolProfile(reasoning=True),
     "qwen3_5": ToolProfile(reasoning=True),
     "qwen3_5_disable_thinking": ToolProfile(reasoning=False),
     "qwen3_5_preserve_thinking": ToolProfile(reasoning=True),
@@ -217,6 +237,10 @@ TOOL_RENDERERS: dict[str, ToolProfile] = {
         for effort in ("max", "high", "low")
     },
     **{name: ToolProfile(reasoning=True) for name in DEEPSEEK_V4_1},
+    **{
+        name: ToolProfile(reasoning=not name.endswith("_disable_thinking"))
+        for name in NEMOTRON3_RENDERERS
+    },
 }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import tinker
 
 from cookbook.exceptions import RendererError
 from cookbook.renderers import (
-    _NOT_YET_PORTED,
+    _NEWER_REFERENCE_ONLY,
     ParseTermination,
     Renderer,
     TrainOnWhat,
@@ -19,6 +21,8 @@ from cookbook.renderers import (
     register_renderer,
     unregister_renderer,
 )
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 MSGS = [
     {"role": "system", "content": "You are helpful."},
@@ -100,15 +104,17 @@ def test_unknown_renderer_message_matches_the_reference(llama3_tokenizer) -> Non
         get_renderer("nope", llama3_tokenizer)
 
 
-def test_reference_renderer_not_ported_yet_says_so(llama3_tokenizer) -> None:
-    if not _NOT_YET_PORTED:
-        pytest.skip("every renderer of the reference is ported")
-    with pytest.raises(RendererError, match="exists in the reference but is not implemented"):
-        get_renderer(min(_NOT_YET_PORTED), llama3_tokenizer)
+def test_newer_reference_renderer_says_why_it_is_missing(llama3_tokenizer) -> None:
+    with pytest.raises(RendererError, match=r"tinker-cookbook 0\.6\.1.*tml-renderers"):
+        get_renderer("kimi_k31_pro_high_reasoning", llama3_tokenizer)
 
 
-def test_ported_renderers_are_not_listed_as_missing() -> None:
-    assert not _NOT_YET_PORTED & set(builtin_renderer_names())
+def test_newer_reference_names_are_those_0_6_1_adds() -> None:
+    """The refusal list is exactly what golden/0.6.1/registry.json adds over the gate's names,
+    minus anything cookbook implements."""
+    gate = set(json.loads((GOLDEN / "registry.json").read_text())["names"])
+    newer = set(json.loads((GOLDEN / "0.6.1" / "registry.json").read_text())["names"])
+    assert (newer - gate) - set(builtin_renderer_names()) == _NEWER_REFERENCE_ONLY
 
 
 def test_custom_renderers_can_be_registered(llama3_tokenizer) -> None:

@@ -35,6 +35,8 @@ MODELS = {
     "deepseekv3": "deepseek-ai/DeepSeek-V3.1",
     "deepseekv3_thinking": "deepseek-ai/DeepSeek-V3.1",
     "kimi_k2": "cookbook-standin/kimi-k2",
+    "nemotron3": "cookbook-standin/nemotron-3",
+    "nemotron3_ultra": "cookbook-standin/nemotron-3",
 }
 REPLIES = [
     "Plain answer.",

@@ -32,6 +32,19 @@ NON_CUSTOM_TRAIN_ON_WHAT: tuple[TrainOnWhat, ...] = tuple(
 )
 
 Check = Callable[[Renderer, list[Message]], None]
+Opening = Callable[[Renderer, list[int], int, list[int]], bool]
+"""``opens(renderer, tokens, first, prompt)``: whether ``tokens[:first]``, the untrained start
+of an example, opens the turn that the generation prompt ``prompt`` samples."""
+Starts = Callable[[Renderer, list[int], list[int]], bool]
+"""``starts(renderer, tokens, prompt)``: whether ``tokens`` go on as ``prompt`` opens a turn."""
+
+
+def exact_opening(_renderer: Renderer, tokens: list[int], first: int, prompt: list[int]) -> bool:
+    return tokens[:first] == prompt
+
+
+def starts_with_prompt(_renderer: Renderer, tokens: list[int], prompt: list[int]) -> bool:
+    return tokens[: len(prompt)] == prompt
 
 
 def _modes(renderer: Renderer) -> tuple[TrainOnWhat, ...]:
@@ -138,7 +151,9 @@ def check_weights_binary(renderer: Renderer, messages: list[Message]) -> None:
         assert not stray, f"[binary-weights] {tow}: weights outside {{0, 1}}: {stray}"
 
 
-def check_prompt_prefix(renderer: Renderer, messages: list[Message]) -> None:
+def check_prompt_prefix(
+    renderer: Renderer, messages: list[Message], opens: Opening = exact_opening
+) -> None:
     """Under LAST_ASSISTANT_MESSAGE everything before the first trained token is exactly the
     generation prompt for ``messages[:-1]``, unweighted: training conditions the model on the
     very tokens the sampler will later give it, and never trains on that prompt."""
@@ -149,7 +164,7 @@ def check_prompt_prefix(renderer: Renderer, messages: list[Message]) -> None:
     assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
     prompt = renderer.build_generation_prompt(messages[:-1]).to_ints()
     prefix = tokens[:first]
-    if prefix != prompt:
+    if not opens(renderer, tokens, first, prompt):
         at = _first_difference(prompt, prefix)
         raise AssertionError(
             f"[{invariant}] the {len(prefix)} tokens before the first trained token differ from "
@@ -253,7 +268,9 @@ def _calls(message: Message) -> list[tuple[str, Any]]:
     ]
 
 
-def check_assistant_round_trip(renderer: Renderer, messages: list[Message]) -> None:
+def check_assistant_round_trip(
+    renderer: Renderer, messages: list[Message], expected: Any = None
+) -> None:
     """The trained tail of LAST_ASSISTANT_MESSAGE is what the model learns to sample; parsing
     it must give back the assistant content and tool calls, cleanly ended by a stop sequence.
     Otherwise a perfectly trained model would still produce something other than its target.
@@ -263,7 +280,9 @@ def check_assistant_round_trip(renderer: Renderer, messages: list[Message]) -> N
     never writes: Qwen's templates strip the newlines at the start of a produced turn (Qwen3.5
     trims all its whitespace), DeepSeek's non-thinking mode drops reasoning. There the parsed
     content must still render exactly the tokens the original did - what a sampler storing the
-    parsed reply in history relies on - so nothing the rendering shows can be lost."""
+    parsed reply in history relies on - so nothing the rendering shows can be lost.
+    ``expected`` replaces the last message's content as what must come back (a restatement's
+    content where its format loses more, see cookbook.parity.restated)."""
     invariant = "assistant-round-trip"
     _require_last_assistant(messages, invariant)
     tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
@@ -276,7 +295,8 @@ def check_assistant_round_trip(renderer: Renderer, messages: list[Message]) -> N
     )
     tail = tokens[first:]
     parsed, termination = renderer.parse_response(tail)
-    expected = messages[-1]["content"]
+    if expected is None:
+        expected = messages[-1]["content"]
     assert termination == ParseTermination.STOP_SEQUENCE, (
         f"[{invariant}] parse_response ended with {termination!r}, not a stop sequence, on "
         f"{_show(renderer, tail, len(tail))}"
@@ -374,7 +394,9 @@ def check_single_bos(renderer: Renderer, messages: list[Message]) -> None:
         )
 
 
-def check_extension_property(renderer: Renderer, messages: list[Message]) -> None:
+def check_extension_property(
+    renderer: Renderer, messages: list[Message], starts: Starts = starts_with_prompt
+) -> None:
     """If the renderer claims the extension property, the generation prompt before each
     assistant message is a token prefix of the full rendering. That is what lets a whole
     multi-turn conversation train as one example (and share a KV cache when sampling); a
@@ -387,7 +409,7 @@ def check_extension_property(renderer: Renderer, messages: list[Message]) -> Non
         if message["role"] != "assistant":
             continue
         prompt = renderer.build_generation_prompt(messages[:k]).to_ints()
-        if full[: len(prompt)] != prompt:
+        if not starts(renderer, full, prompt):
             at = _first_difference(prompt, full)
             raise AssertionError(
                 f"[{invariant}] the generation prompt before message {k} is not a prefix of "
@@ -396,7 +418,9 @@ def check_extension_property(renderer: Renderer, messages: list[Message]) -> Non
             )
 
 
-def check_split_examples(renderer: Renderer, messages: list[Message]) -> None:
+def check_split_examples(
+    renderer: Renderer, messages: list[Message], opens: Opening = exact_opening
+) -> None:
     """Without the extension property, the property that holds instead: each example of
     ``build_supervised_examples(ALL_ASSISTANT_MESSAGES)`` trains one assistant message, after
     exactly the generation prompt that message is sampled from. A renderer that writes history
@@ -416,7 +440,7 @@ def check_split_examples(renderer: Renderer, messages: list[Message]) -> None:
         flat = [float(w) for w in np.asarray(weights).reshape(-1).tolist()]
         first = next((i for i, w in enumerate(flat) if w == 1), len(flat))
         prompt = renderer.build_generation_prompt(messages[:index]).to_ints()
-        if tokens[:first] != prompt or any(w != 1 for w in flat[first:]):
+        if not opens(renderer, tokens, first, prompt) or any(w != 1 for w in flat[first:]):
             at = _first_difference(prompt, tokens)
             raise AssertionError(
                 f"[{invariant}] the example for message {index} does not train exactly what "

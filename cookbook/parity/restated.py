@@ -22,10 +22,24 @@ Kimi K2 (and K2.5/K2.6, which inherit its supervised examples):
   message. Kimi's template keeps the reasoning of the whole turn (an answer, or a tool call,
   its results and the answer), so one example trains every message of the turn: each must still
   see exactly the prompt it was sampled from.
+
+Nemotron 3 with thinking on:
+
+* ``prompt-prefix``, ``split-examples``, ``extension-property``: the template closes an empty
+  ``<think></think>`` on every turn that did not reason, and writes inline reasoning as it
+  stands, while its generation prompt ends with the open ``<think>\n`` prefill - so such a
+  turn's example holds ``<think></think>`` (or the turn's own ``<think>``) where the prompt holds
+  the prefill. Restated: the prompt without its prefill, then exactly one of those openings, is
+  what precedes the trained tokens (and, with history preserved, what the full rendering holds
+  before each assistant message); turns that reasoned in parts still start on the prompt itself.
+* ``assistant-round-trip``: text parts are not trimmed, so a text that starts with newlines
+  right after reasoning runs them into the separator the template writes after ``</think>``;
+  the reference's parser drops both. Such a text may come back without its leading newlines.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +53,10 @@ from cookbook.parity.invariants import (
     _show,
     _supervised,
     _weighted_runs,
+    check_assistant_round_trip,
+    check_extension_property,
+    check_prompt_prefix,
+    check_split_examples,
 )
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.types import Message, ParseTermination, TrainOnWhat
@@ -171,6 +189,74 @@ def check_split_by_user_turn(renderer: Renderer, messages: list[Message]) -> Non
         )
 
 
+def _without_prefill(renderer: Renderer, prompt: list[int]) -> list[int] | None:
+    """The prompt without its ``<think>\\n`` prefill; None when it has none."""
+    prefill = renderer.tokenizer.encode("<think>\n", add_special_tokens=False)
+    return prompt[: -len(prefill)] if prompt[-len(prefill) :] == prefill else None
+
+
+def _think(renderer: Renderer) -> int:
+    (think,) = renderer.tokenizer.encode("<think>", add_special_tokens=False)
+    return think
+
+
+def nemotron_opening(renderer: Renderer, tokens: list[int], first: int, prompt: list[int]) -> bool:
+    """The untrained start is the prompt, or the prompt without its prefill followed by the
+    closed ``<think></think>``, or by nothing when the trained tokens open with ``<think>``."""
+    prefix = tokens[:first]
+    base = _without_prefill(renderer, prompt)
+    if prefix == prompt or base is None:
+        return prefix == prompt
+    closed = renderer.tokenizer.encode("<think></think>", add_special_tokens=False)
+    return prefix == base + closed or (
+        prefix == base and tokens[first : first + 1] == [_think(renderer)]
+    )
+
+
+def nemotron_starts(renderer: Renderer, tokens: list[int], prompt: list[int]) -> bool:
+    """``tokens`` go on with the prompt, or with it up to its prefill and then the turn's own
+    ``<think>`` (which opens ``<think></think>`` as well as inline reasoning)."""
+    if tokens[: len(prompt)] == prompt:
+        return True
+    base = _without_prefill(renderer, prompt)
+    return base is not None and tokens[: len(base) + 1] == [*base, _think(renderer)]
+
+
+def check_nemotron_round_trip(renderer: Renderer, messages: list[Message]) -> None:
+    """:func:`~cookbook.parity.invariants.check_assistant_round_trip`, where each text part
+    right after a reasoning part may come back without its leading newlines."""
+    try:
+        check_assistant_round_trip(renderer, messages)
+    except AssertionError:
+        content = messages[-1]["content"] if messages else ""
+        if isinstance(content, str):
+            raise
+        after_reasoning = [
+            {**part, "text": part["text"].lstrip("\n")}
+            if part["type"] == "text" and i and content[i - 1]["type"] == "thinking"
+            else part
+            for i, part in enumerate(content)
+        ]
+        if after_reasoning == content:
+            raise
+        check_assistant_round_trip(renderer, messages, expected=after_reasoning)
+
+
+NEMOTRON_CHECKS: dict[str, Check] = {
+    "assistant-round-trip": check_nemotron_round_trip,
+    "prompt-prefix": partial(check_prompt_prefix, opens=nemotron_opening),
+    "split-examples": partial(check_split_examples, opens=nemotron_opening),
+    "extension-property": partial(check_extension_property, starts=nemotron_starts),
+}
+NEMOTRON_THINKING_RENDERERS = (
+    "nemotron3",
+    "nemotron3_low_thinking",
+    "nemotron3_preserve_thinking",
+    "nemotron3_ultra",
+    "nemotron3_ultra_medium_thinking",
+    "nemotron3_ultra_preserve_thinking",
+)
+
 HARMONY_CHECKS: dict[str, Check] = {
     "stop-token-ends-turn": check_harmony_stop_token_ends_turns,
     "assistant-round-trip": check_harmony_round_trip,
@@ -193,6 +279,7 @@ KIMI_RENDERERS = (
 RESTATED: dict[str, dict[str, Check]] = {
     **dict.fromkeys(GPT_OSS_RENDERERS, HARMONY_CHECKS),
     **{name: {"split-examples": check_split_by_user_turn} for name in KIMI_RENDERERS},
+    **dict.fromkeys(NEMOTRON_THINKING_RENDERERS, NEMOTRON_CHECKS),
 }
 """Registry name -> the invariants it keeps in a restated form."""
 

@@ -42,6 +42,16 @@ from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.kimi_k25 import KimiK25DisableThinkingRenderer, KimiK25Renderer
 from cookbook.renderers.kimi_k26 import KimiK26PreserveThinkingRenderer
 from cookbook.renderers.llama3 import Llama3Renderer
+from cookbook.renderers.nemotron3 import (
+    Nemotron3DisableThinkingRenderer,
+    Nemotron3LowThinkingRenderer,
+    Nemotron3PreserveThinkingRenderer,
+    Nemotron3Renderer,
+    Nemotron3UltraDisableThinkingRenderer,
+    Nemotron3UltraMediumThinkingRenderer,
+    Nemotron3UltraPreserveThinkingRenderer,
+    Nemotron3UltraRenderer,
+)
 from cookbook.renderers.parsing import parse_content_blocks
 from cookbook.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
@@ -171,24 +181,44 @@ _BUILTIN: dict[str, RendererFactory] = {
     ),
     # Inkling: tml_renderers reads images itself, so there is no image processor to pass.
     "tml_v0": lambda tokenizer, _image_processor: _tml_v0(tokenizer),
+    # Nemotron 3 Nano/Super take no image processor; Ultra and the 3.5 models do.
+    "nemotron3": lambda tokenizer, _image_processor: Nemotron3Renderer(tokenizer),
+    "nemotron3_low_thinking": lambda tokenizer, _image_processor: Nemotron3LowThinkingRenderer(
+        tokenizer
+    ),
+    "nemotron3_disable_thinking": lambda tokenizer, _image_processor: (
+        Nemotron3DisableThinkingRenderer(tokenizer)
+    ),
+    "nemotron3_preserve_thinking": lambda tokenizer, _image_processor: (
+        Nemotron3PreserveThinkingRenderer(tokenizer)
+    ),
+    "nemotron3_ultra": lambda tokenizer, image_processor: Nemotron3UltraRenderer(
+        tokenizer, image_processor=image_processor
+    ),
+    "nemotron3_ultra_disable_thinking": lambda tokenizer, image_processor: (
+        Nemotron3UltraDisableThinkingRenderer(tokenizer, image_processor=image_processor)
+    ),
+    "nemotron3_ultra_medium_thinking": lambda tokenizer, image_processor: (
+        Nemotron3UltraMediumThinkingRenderer(tokenizer, image_processor=image_processor)
+    ),
+    "nemotron3_ultra_preserve_thinking": lambda tokenizer, image_processor: (
+        Nemotron3UltraPreserveThinkingRenderer(tokenizer, image_processor=image_processor)
+    ),
 }
 
-# Registered by the pinned reference (tinker-cookbook 0.5.8) but not ported (outside this port's
-# scope: Nemotron 3); asking for
-# one says so instead of pretending the name is unknown.
-_NOT_YET_PORTED = frozenset(
-    {
-        "nemotron3",
-        *(
-            f"nemotron3_{mode}"
-            for mode in ("low_thinking", "disable_thinking", "preserve_thinking")
-        ),
-        "nemotron3_ultra",
-        *(
-            f"nemotron3_ultra_{mode}"
-            for mode in ("disable_thinking", "medium_thinking", "preserve_thinking")
-        ),
-    }
+# Registered by a newer reference (tinker-cookbook 0.6.1) and not implementable here: these are
+# one class over tml-renderers>=0.4.1's compiled KimiK31Pro renderer and KimiK3Tokenizer, and
+# only tml-renderers 0.2.1 is on the package registry - no format, tokenizer or reference run to
+# be at parity with (docs/drift.md). Asking for one says so instead of "unknown renderer".
+_NEWER_REFERENCE_ONLY = frozenset(
+    f"kimi_k31_pro_{mode}"
+    for mode in (
+        "disable_thinking",
+        "high_reasoning",
+        "low_reasoning",
+        "max_reasoning",
+        "no_reasoning_effort",
+    )
 )
 
 _CUSTOM: dict[str, RendererFactory] = {}
@@ -224,10 +254,11 @@ def get_renderer(
     """The renderer registered under ``name``, over ``tokenizer``."""
     factory = _CUSTOM.get(name) or _BUILTIN.get(name)
     if factory is None:
-        if name in _NOT_YET_PORTED:
+        if name in _NEWER_REFERENCE_ONLY:
             raise RendererError(
-                f"Renderer {name!r} exists in the reference but is not implemented in cookbook "
-                f"yet; available: {', '.join(builtin_renderer_names())}"
+                f"Renderer {name!r} is registered by tinker-cookbook 0.6.1, not by the pinned "
+                "0.5.8, and is not implemented in cookbook: it needs tml-renderers>=0.4.1, which "
+                "is not on the package registry (see docs/drift.md)"
             )
         raise RendererError(
             f"Unknown renderer: {name}. If this is a custom renderer, please register it via "
@@ -262,6 +293,14 @@ __all__ = [
     "Llama3Renderer",
     "Message",
     "MessageDelta",
+    "Nemotron3DisableThinkingRenderer",
+    "Nemotron3LowThinkingRenderer",
+    "Nemotron3PreserveThinkingRenderer",
+    "Nemotron3Renderer",
+    "Nemotron3UltraDisableThinkingRenderer",
+    "Nemotron3UltraMediumThinkingRenderer",
+    "Nemotron3UltraPreserveThinkingRenderer",
+    "Nemotron3UltraRenderer",
     "ParseFailureKind",
     "ParseTermination",
     "Qwen3DisableThinkingRenderer",

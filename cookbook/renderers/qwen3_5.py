@@ -26,9 +26,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tinker
 
 from cookbook.exceptions import RendererError
+from cookbook.renderers.base import Segment
 from cookbook.renderers.images import merge_text_parts, parts_to_chunks
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR, has_thinking
 from cookbook.renderers.qwen import QwenRendererBase
@@ -44,6 +46,7 @@ from cookbook.renderers.types import (
     TextPart,
     ToolCall,
     ToolSpec,
+    TrainOnWhat,
     UnparsedToolCall,
 )
 from cookbook.tokenizers import Tokenizer
@@ -70,6 +73,15 @@ _TOOLS_INSTRUCTIONS = (
     "no function call available, answer the question like normal with your current knowledge "
     "and do not tell the user about function calls\n</IMPORTANT>"
 )
+
+
+def tools_block(declarations: str) -> str:
+    """The ``# Tools`` section around the tool ``declarations``, with the call-format reminder
+    (the same words in the Qwen3.5, Qwen3.6 and Nemotron 3 templates)."""
+    return (
+        "# Tools\n\nYou have access to the following functions:\n\n"
+        f"<tools>\n{declarations}\n</tools>\n\n{_TOOLS_INSTRUCTIONS}"
+    )
 
 
 def _trim(content: Content) -> Content:
@@ -158,16 +170,69 @@ class Qwen3_5Renderer(QwenRendererBase):
     def _get_generation_suffix(self, role: Role, ctx: RenderContext) -> list[int]:
         return self._encode(self._generation_suffix_str(role, ctx))
 
+    # -- conversation-level rewrites of the template ----------------------------------------
+
+    def _normalize_messages(self, messages: list[Message]) -> list[Message]:
+        """The conversation as the template sees it (subclasses add or drop a system message).
+        Must be idempotent: the supervised path renders the prompt again from its result."""
+        return messages
+
+    def build_generation_prompt(
+        self, messages: list[Message], role: Role = "assistant", prefill: str | None = None
+    ) -> tinker.ModelInput:
+        return super().build_generation_prompt(self._normalize_messages(messages), role, prefill)
+
+    def build_supervised_example(
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+    ) -> tuple[tinker.ModelInput, np.ndarray]:
+        return super().build_supervised_example(self._normalize_messages(messages), train_on_what)
+
+    def supervised_segments(
+        self, messages: list[Message], train_on_what: TrainOnWhat
+    ) -> list[Segment]:
+        """Segments of the normalized conversation, indexed into the caller's ``messages``: a
+        synthetic system message gets index -1 (as a BOS would), a dropped one shifts the rest."""
+        normalized = self._normalize_messages(messages)
+        segments = super().supervised_segments(normalized, train_on_what)
+        shift = len(messages) - len(normalized)  # +1 dropped, -1 inserted, 0 rewritten
+        if shift == 0:
+            return segments
+        return [
+            Segment(_index(s.message_index, shift), s.kind, s.chunk, s.weight) for s in segments
+        ]
+
+    # -- one message -----------------------------------------------------------------------
+
+    def _trim_content(self, content: Content) -> Content:
+        return _trim(content)
+
+    def _format_thinking_text(self, thinking: str) -> str:
+        return f"<think>\n{thinking}\n</think>\n\n"
+
+    _tool_response_frame: tuple[str, str] = ("<tool_response>\n", "\n</tool_response>")
+    """What a tool response's content goes between."""
+    _image_frame: tuple[str, str] | None = ("<|vision_start|>", "<|vision_end|>")
+    """What an image goes between; None for a subclass that renders no images."""
+
+    def _tool_response_continuation_header(self) -> str:
+        """Between consecutive tool responses: the run's user turn is still open, and the
+        template writes a newline before the next ``<tool_response>``."""
+        return "\n"
+
     def _header(self, message: Message, content: Content, ctx: RenderContext) -> str:
         is_tool = message["role"] == "tool"
         if is_tool and ctx.prev_message is not None and ctx.prev_message["role"] == "tool":
-            return "\n"  # the run's user turn is still open; the next response follows
+            return self._tool_response_continuation_header()
         header = f"{self._newline_before(ctx.idx)}<|im_start|>{self._qwen_role(message)}\n"
         if message["role"] == "assistant":
-            header += self._assistant_header_suffix(content, ctx)
+            header += self._assistant_header_suffix(message, content, ctx)
         return header
 
-    def _assistant_header_suffix(self, content: Content, ctx: RenderContext) -> str:
+    def _assistant_header_suffix(
+        self, message: Message, content: Content, ctx: RenderContext
+    ) -> str:
         """The empty block of a turn after the last user message that did not reason."""
         if ctx.idx <= ctx.last_user_index:
             return ""
@@ -192,13 +257,15 @@ class Qwen3_5Renderer(QwenRendererBase):
                 parts.append(part)
             elif part["type"] == "thinking":
                 if not strip:
-                    parts.append(_text(f"<think>\n{part['thinking']}\n</think>\n\n"))
-            elif part["type"] == "image":
-                parts += [_text("<|vision_start|>"), part, _text("<|vision_end|>")]
+                    parts.append(_text(self._format_thinking_text(part["thinking"])))
+            elif part["type"] == "image" and self._image_frame is not None:
+                opening, closing = self._image_frame
+                parts += [_text(opening), part, _text(closing)]
             else:
                 raise RendererError(f"{type(self).__name__} cannot render {part['type']} parts")
         if message["role"] == "tool":
-            parts = [_text("<tool_response>\n"), *parts, _text("\n</tool_response>")]
+            opening, closing = self._tool_response_frame
+            parts = [_text(opening), *parts, _text(closing)]
         if "tool_calls" in message:
             parts.append(_text(self._tool_calls_text(content, message["tool_calls"])))
         next_message = ctx.next_message
@@ -219,7 +286,7 @@ class Qwen3_5Renderer(QwenRendererBase):
         )
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        content = _trim(message["content"])
+        content = self._trim_content(message["content"])
         header = self._header(message, content, ctx)
         body = self._body(message, content, ctx)
         output = parts_to_chunks(body, self._encode, self.image_processor)
@@ -285,13 +352,15 @@ class Qwen3_5Renderer(QwenRendererBase):
         """A system message declaring ``tools`` the way the Qwen3.5 template does."""
         if not tools:
             return [Message(role="system", content=system_prompt)]
-        lines = "\n".join(json.dumps(tool) for tool in tools)
-        tools_text = (
-            "# Tools\n\nYou have access to the following functions:\n\n"
-            f"<tools>\n{lines}\n</tools>\n\n{_TOOLS_INSTRUCTIONS}"
-        )
+        tools_text = tools_block("\n".join(json.dumps(tool) for tool in tools))
         content = f"{tools_text}\n\n{system_prompt}" if system_prompt else tools_text
         return [Message(role="system", content=content)]
+
+
+def _index(normalized_index: int, shift: int) -> int:
+    if normalized_index < 0:
+        return normalized_index  # a BOS
+    return -1 if shift < 0 and normalized_index == 0 else normalized_index + shift
 
 
 def _strip_parsed_thinking(parts: list[ContentPart]) -> None:

@@ -21,11 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-import numpy as np
-import tinker
-
 from cookbook.exceptions import RendererError
-from cookbook.renderers.base import Segment
 from cookbook.renderers.qwen3_5 import (
     _EMPTY_THINK_BLOCK,
     Qwen3_5DisableThinkingRenderer,
@@ -35,9 +31,7 @@ from cookbook.renderers.types import (
     Content,
     Message,
     RenderContext,
-    Role,
     TextPart,
-    TrainOnWhat,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -115,32 +109,6 @@ class Qwen3_8Renderer(Qwen3_5Renderer):
             content = f"{instructions}\n\n{content}" if content else instructions
         return [cast(Message, {**first, "content": content}), *rest]
 
-    def build_generation_prompt(
-        self, messages: list[Message], role: Role = "assistant", prefill: str | None = None
-    ) -> tinker.ModelInput:
-        return super().build_generation_prompt(self._normalize_messages(messages), role, prefill)
-
-    def build_supervised_example(
-        self,
-        messages: list[Message],
-        train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
-    ) -> tuple[tinker.ModelInput, np.ndarray]:
-        return super().build_supervised_example(self._normalize_messages(messages), train_on_what)
-
-    def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> list[Segment]:
-        """Segments of the normalized conversation, indexed into the caller's ``messages``: a
-        synthetic system message gets index -1 (as a BOS would), a dropped one shifts the rest."""
-        normalized = self._normalize_messages(messages)
-        segments = super().supervised_segments(normalized, train_on_what)
-        shift = len(messages) - len(normalized)  # +1 dropped, -1 inserted, 0 rewritten
-        if shift == 0:
-            return segments
-        return [
-            Segment(_index(s.message_index, shift), s.kind, s.chunk, s.weight) for s in segments
-        ]
-
     def _format_tool_call_argument(self, value: object) -> str:
         """``|tojson`` for every value that is not a string."""
         return value if isinstance(value, str) else json.dumps(value)
@@ -154,19 +122,15 @@ class Qwen3_8Renderer(Qwen3_5Renderer):
             and ctx.idx <= ctx.last_user_index
         )
 
-    def _assistant_header_suffix(self, content: Content, ctx: RenderContext) -> str:
+    def _assistant_header_suffix(
+        self, message: Message, content: Content, ctx: RenderContext
+    ) -> str:
         """The empty block on every turn that did not reason (only up to the last user message
         when history is stripped); inline ``<think>`` text is not reasoning to this template."""
         if self.strip_thinking_from_history and ctx.idx <= ctx.last_user_index:
             return ""
         reasoned = isinstance(content, list) and any(p["type"] == "thinking" for p in content)
         return "" if reasoned else _EMPTY_THINK_BLOCK
-
-
-def _index(normalized_index: int, shift: int) -> int:
-    if normalized_index < 0:
-        return normalized_index  # a BOS
-    return -1 if shift < 0 and normalized_index == 0 else normalized_index + shift
 
 
 class Qwen3_8DisableThinkingRenderer(Qwen3_8Renderer):

@@ -53,6 +53,7 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("cookbook-standin/kimi-k2", "kimi_k2_standin"),
     ("cookbook-standin/glm-5.3", "glm5_standin"),
     ("cookbook-standin/deepseek-v4.1", "deepseek_v4_standin"),
+    ("cookbook-standin/nemotron-3", "nemotron3_standin"),
 )
 # The reference loads every Llama 3 tokenizer from this ungated mirror.
 _HUB_ALIASES: tuple[tuple[str, str], ...] = (

@@ -157,6 +157,22 @@ def _build_glm5_standin(package_dir: Path, out_dir: Path) -> None:
     )
 
 
+def _build_nemotron3_standin(package_dir: Path, out_dir: Path) -> None:
+    """Qwen3's tokenizer without its chat template: a STAND-IN for Nemotron 3's, which no
+    registry package ships (neither its tokenizer nor its chat template).
+
+    Chosen because it holds, as single tokens, every marker the Nemotron 3 renderers write
+    (``<|im_start|>``, ``<|im_end|>`` - also its EOS -, ``<think>``, ``</think>``,
+    ``<tool_call>``, ``</tool_call>``, ``<tool_response>``, ``</tool_response>``); the
+    reference's renderers require it of ``<|im_end|>`` (the stop token) and ``</think>``. The
+    ids and the text vocabulary are Qwen3's, not Nemotron's. The template is dropped so nothing
+    applies Qwen3's template to Nemotron by mistake.
+    """
+    source = package_dir / "data" / "qwen-3"
+    _unpack(source, out_dir, ())
+    _write_config(source / "tokenizer_config.json", out_dir, drop=("chat_template",))
+
+
 def _build_qwen3(package_dir: Path, out_dir: Path) -> None:
     """Copy the packaged Qwen3 files byte for byte (Qwen3-8B's, chat template inside the config).
 
@@ -300,6 +316,13 @@ RECIPES: dict[str, OfflineRecipe] = {
         "STAND-IN, not verified as GLM-5.3's tokenizer (no registry package ships a GLM-5.x "
         "tokenizer.json): GLM-4.7-Flash's tokenizer.json (data/glm-4.7-flash), whose special "
         "tokens the GLM-5.x configs name in the same order, with GLM-5.2's config",
+    ),
+    "nemotron3_standin": _packaged(
+        "nemotron3_standin",
+        _build_nemotron3_standin,
+        "STAND-IN, not Nemotron 3's tokenizer (no registry package ships it or its chat "
+        "template): Qwen3's tokenizer.json and config (data/qwen-3) without the chat template, "
+        "chosen for having every Nemotron 3 chat marker as one token; the ids are not Nemotron's",
     ),
     "kimi_k2_standin": _o200k(
         "kimi_k2_standin",
