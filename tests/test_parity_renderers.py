@@ -43,7 +43,8 @@ def _spec(path: Path) -> RendererCasesSpec:
 @cache
 def _result(path: Path, case_id: str) -> CaseResult:
     spec = _spec(path)
-    return compare_case(GOLDEN, spec, next(c for c in spec.cases if c.id == case_id))
+    case = next(c for c in spec.cases if c.id == case_id)
+    return compare_case(GOLDEN, spec, case, pieces=False)
 
 
 def _cases() -> list[tuple[Path, RendererCase]]:

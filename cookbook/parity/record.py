@@ -67,12 +67,21 @@ def with_tool_call_objects(
     ]
 
 
-def token_view(tokenizer: Any, ids: list[int]) -> dict[str, Any]:
-    return {
-        "ids": ids,
-        "text": tokenizer.decode(ids),
-        "pieces": tokenizer.batch_decode([[i] for i in ids]),
-    }
+def token_view(tokenizer: Any, ids: list[int], *, pieces: bool = True) -> dict[str, Any]:
+    """Ids, decoded text and (unless ``pieces`` is False) each token decoded on its own.
+
+    The pieces are only read when showing tokens (diffs, the CLI's token view) but decoding them
+    one by one is most of a view's cost, so a comparison can leave them out and add them with
+    :func:`add_pieces` where ids differ."""
+    view = {"ids": ids, "text": tokenizer.decode(ids)}
+    return add_pieces(tokenizer, view) if pieces else view
+
+
+def add_pieces(tokenizer: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """Fill a token view's ``pieces`` if it has ids and no pieces yet; returns the view."""
+    if "ids" in view and "pieces" not in view:
+        view["pieces"] = tokenizer.batch_decode([[i] for i in view["ids"]])
+    return view
 
 
 def jsonable(value: Any) -> Any:
@@ -115,16 +124,18 @@ def render_outputs(
     messages: list[dict[str, Any]],
     train_on_what: Sequence[Any],
     segments_fn: SegmentsFn,
+    *,
+    pieces: bool = True,
 ) -> dict[str, Any]:
     """Everything a golden records about rendering ``messages`` (with the renderer's
-    :data:`RENDERER_OPTIONS` applied first)."""
+    :data:`RENDERER_OPTIONS` applied first); without per-token ``pieces`` if told so."""
     apply_renderer_options(renderer)
 
     def supervised(tow: Any) -> dict[str, Any]:
         model_input, weights = renderer.build_supervised_example(messages, tow)
         ids = model_input.to_ints()
         return {
-            **token_view(tokenizer, ids),
+            **token_view(tokenizer, ids, pieces=pieces),
             "weights": rle([float(w) for w in weights.tolist()]),
             "weights_dtype": _dtype_name(weights),
             "segments": segments_fn(messages, tow),
@@ -133,7 +144,9 @@ def render_outputs(
     outputs: dict[str, Any] = {
         "stop_sequences": list(renderer.get_stop_sequences()),
         "generation_prompt": _guard(
-            lambda: token_view(tokenizer, renderer.build_generation_prompt(messages).to_ints())
+            lambda: token_view(
+                tokenizer, renderer.build_generation_prompt(messages).to_ints(), pieces=pieces
+            )
         ),
         "supervised": {str(tow): _guard(lambda tow=tow: supervised(tow)) for tow in train_on_what},
         "parse_response": None,

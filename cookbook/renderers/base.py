@@ -31,6 +31,7 @@ from cookbook.renderers.types import (
     Role,
     ToolSpec,
     TrainOnWhat,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -255,7 +256,7 @@ class Renderer(ABC):
             )
         segments: list[Segment] = []
         if self._bos_tokens:
-            bos = tinker.EncodedTextChunk(tokens=self._bos_tokens)
+            bos = text_chunk(list(self._bos_tokens))
             segments.append(Segment(-1, SegmentKind.BOS, bos, 0.0))
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
@@ -302,7 +303,8 @@ class Renderer(ABC):
                 np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
                 lengths,
             )
-            model_input = tinker.ModelInput(chunks=[s.chunk for s in segments])
+            # The chunks are model instances already: nothing to validate.
+            model_input = tinker.ModelInput.model_construct(chunks=[s.chunk for s in segments])
             return model_input, self._train_after_the_generation_prompt(
                 messages, train_on_what, model_input, weights
             )

@@ -48,6 +48,7 @@ from cookbook.renderers.types import (
     TrainOnWhat,
     UnparsedToolCall,
     ensure_text,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -179,7 +180,7 @@ class KimiK2Renderer(Renderer):
         return out + "<|im_end|>"
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        header = tinker.EncodedTextChunk(tokens=self._encode(self._header(message)))
+        header = text_chunk(self._encode(self._header(message)))
         content = message["content"]
         if message["role"] == "assistant":
             text = self._assistant_text(message, ctx)
@@ -189,9 +190,7 @@ class KimiK2Renderer(Renderer):
             raise NotImplementedError(
                 "Multipart/Image content encoding is not supported for Kimi K2 renderer"
             )
-        return RenderedMessage(
-            header=header, output=[tinker.EncodedTextChunk(tokens=self._encode(text))]
-        )
+        return RenderedMessage(header=header, output=[text_chunk(self._encode(text))])
 
     def _last_assistant_turn_start_index(self, messages: list[Message]) -> int:
         """After the last assistant message that called no tool: Kimi's template keeps the

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 
-import tinker
-
 from cookbook.exceptions import RendererError
 from cookbook.renderers.not_ported import not_ported
 from cookbook.renderers.parsing import has_thinking, remove_thinking, tool_call_payload
@@ -32,6 +30,7 @@ from cookbook.renderers.types import (
     RenderedMessage,
     Role,
     ToolSpec,
+    text_chunk,
 )
 
 
@@ -93,10 +92,10 @@ class Qwen3Renderer(QwenRendererBase):
             )
             text += ("\n" if has_text else "") + calls
         return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=self._encode(header)),
+            header=text_chunk(self._encode(header)),
             output=[
-                tinker.EncodedTextChunk(tokens=self._encode_split(text)),
-                tinker.EncodedTextChunk(tokens=[self._end_message_token]),
+                text_chunk(self._encode_split(text)),
+                text_chunk([self._end_message_token]),
             ],
         )
 

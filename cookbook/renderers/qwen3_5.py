@@ -26,8 +26,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import tinker
-
 from cookbook.exceptions import RendererError
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR, has_thinking
 from cookbook.renderers.qwen import QwenRendererBase
@@ -43,6 +41,7 @@ from cookbook.renderers.types import (
     ToolCall,
     ToolSpec,
     UnparsedToolCall,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -217,7 +216,7 @@ class Qwen3_5Renderer(QwenRendererBase):
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         content = _trim(message["content"])
         header = self._header(message, content, ctx)
-        output = [tinker.EncodedTextChunk(tokens=self._encode(self._body(message, content, ctx)))]
+        output = [text_chunk(self._encode(self._body(message, content, ctx)))]
         if message["role"] == "assistant" and ctx.is_last:
             # The produced turn: what the generation prompt already wrote stays in the header,
             # the rest of the header is sampled, so it moves into the trained output.
@@ -225,11 +224,9 @@ class Qwen3_5Renderer(QwenRendererBase):
             if header.startswith(prefill):
                 rest = header[len(prefill) :]
                 if rest:
-                    output.insert(0, tinker.EncodedTextChunk(tokens=self._encode(rest)))
+                    output.insert(0, text_chunk(self._encode(rest)))
                 header = prefill
-        return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=self._encode(header)), output=output
-        )
+        return RenderedMessage(header=text_chunk(self._encode(header)), output=output)
 
     # -- parsing --------------------------------------------------------------------------
 
