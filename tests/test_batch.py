@@ -221,8 +221,8 @@ def test_batch_does_not_call_the_tokenizer_per_text(name: str, model: str, monke
     text by text it would be at least one call per message (here 2 * 60).
 
     Qwen3 encodes message bodies through ``_encode_split``; DeepSeek reads marker ids off
-    ``_encode`` (``(token,) = ...``), which fails on the first recording round's empty lists,
-    so only a later round finds its message texts.
+    ``_encode`` (``(token,) = ...``): the recording encodes added-token texts at once (one call
+    each here, memoised afterwards) so its first round finds the message texts.
     """
     tokenizer = get_tokenizer(model, "offline")
     renderer = get_renderer(name, tokenizer)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -200,9 +200,10 @@ def _prefetch_rendered_texts(
     A recording copy gets the memo's ids for texts already encoded and empty lists for the
     rest, so a renderer that looks at the tokens may fail or ask for other texts; such failures
     are skipped, the copy (and anything it cached) is thrown away, and the real pass encodes
-    whatever was missed. One that unpacks a marker's id (``(token,) = self._encode(marker)``,
-    DeepSeek) fails on every message at first; the next round reruns only the failed messages,
-    now with those ids known, for as long as a round finds new texts.
+    whatever was missed. Added-token texts (markers) are encoded at once, so a renderer that
+    unpacks a marker's id (``(token,) = self._encode(marker)``, DeepSeek) renders in the first
+    round; one that fails on other unknown ids gets further rounds, each rerunning only the
+    failed messages with what the last round found, for as long as a round finds new texts.
     """
     pending: list[tuple[Message, RenderContext]] | None = None
     for _ in range(_RECORDING_ROUNDS):
@@ -236,11 +237,20 @@ def _recording_copy(
 ) -> Renderer:
     """A copy of ``renderer`` whose hooks note each text in ``texts`` / ``split_texts``."""
 
+    # An added token's text (a marker) is encoded at once - memoised per tokenizer after the
+    # first batch: a renderer that unpacks a marker's id (DeepSeek) then renders in the first
+    # recording round instead of failing in it.
+    markers = _added_token_texts(renderer.tokenizer)
+
     def record(text: str) -> list[int]:
+        if text in markers:
+            return memo.encode(text)
         texts[text] = None
         return list(memo.ids.get(text, ()))
 
     def record_split(text: str) -> list[int]:
+        if text in markers:
+            return memo.encode_split(text)
         split_texts[text] = None
         return list(memo.split_ids.get(text, ()))
 
@@ -248,6 +258,14 @@ def _recording_copy(
     recorder._encode = record  # type: ignore[method-assign]
     recorder._encode_split = record_split  # type: ignore[method-assign]
     return recorder
+
+
+def _added_token_texts(tokenizer: Any) -> Collection[str]:
+    """The texts of the tokenizer's added tokens (special markers), or none if it cannot say."""
+    try:
+        return tokenizer.get_added_vocab()
+    except Exception:  # not a transformers tokenizer: record every text
+        return ()
 
 
 # -- Llama 3 fast path --------------------------------------------------------------------
