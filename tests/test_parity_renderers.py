@@ -18,11 +18,18 @@ from cookbook.specs import RendererCase, RendererCasesSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "golden"
+
+
+@cache
+def _load(path: Path) -> object:
+    return load_spec(path)
+
+
 # specs/renderers/ also holds the exclusions catalogue (tests/test_exclusions.py).
 SPEC_FILES = [
     path
     for path in sorted((ROOT / "specs" / "renderers").glob("*.yaml"))
-    if isinstance(load_spec(path), RendererCasesSpec)
+    if isinstance(_load(path), RendererCasesSpec)
 ]
 
 pytestmark = [
@@ -33,9 +40,8 @@ pytestmark = [
 ]
 
 
-@cache
 def _spec(path: Path) -> RendererCasesSpec:
-    spec = load_spec(path)
+    spec = _load(path)
     assert isinstance(spec, RendererCasesSpec)
     return spec
 
