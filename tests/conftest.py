@@ -56,8 +56,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
         if r.when == "call" and "test_matches_reference[" in r.nodeid
     ]
     if reports:
-        cases = {r.nodeid.rsplit("/", 1)[0] for r in reports}
-        failed = sum(1 for r in reports if r.failed)
+        # One test per case; each records how many items (TrainOnWhat values and the generation
+        # item) it checked and how many of them failed.
+        properties = [dict(r.user_properties) for r in reports]
+        items = sum(p.get("parity_items", 0) for p in properties)
+        failed = sum(
+            p.get("parity_failed_items", int(r.failed))
+            for p, r in zip(properties, reports, strict=True)
+        )
         terminalreporter.write_line(
-            f"golden parity: {len(reports)} items checked over {len(cases)} cases, {failed} failed"
+            f"golden parity: {items} items checked over {len(reports)} cases, {failed} failed"
         )

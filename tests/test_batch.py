@@ -72,6 +72,21 @@ def test_batch_equals_per_conversation(llama3_renderer: Renderer, train_on_what)
     _assert_same(batch, single)
 
 
+@pytest.mark.parametrize("train_on_what", MODES, ids=str)
+@pytest.mark.parametrize(
+    "model",
+    # Qwen3.5's base tokenizer declares no BOS (int64 weights), Llama 3.1's does (float32).
+    ["Qwen/Qwen3.5-9B-Base", "meta-llama/Llama-3.1-8B"],
+)
+def test_role_colon_fast_path_equals_per_conversation(model: str, train_on_what) -> None:
+    renderer = get_renderer("role_colon", get_tokenizer(model, "offline"))
+    conversations = [*CONVERSATIONS, [{"role": "user", "content": "User: hi\n\nUser:"}]]
+    single = [renderer.build_supervised_example(m, train_on_what) for m in conversations]
+    batch = build_supervised_examples_batch(renderer, conversations, train_on_what)
+    _assert_same(batch, single)
+    assert [m for m, _ in batch] == [m for m, _ in single]
+
+
 def test_customized_flags_follow_the_per_conversation_path(llama3_renderer: Renderer) -> None:
     conversations = [
         [
@@ -221,8 +236,8 @@ def test_batch_does_not_call_the_tokenizer_per_text(name: str, model: str, monke
     text by text it would be at least one call per message (here 2 * 60).
 
     Qwen3 encodes message bodies through ``_encode_split``; DeepSeek reads marker ids off
-    ``_encode`` (``(token,) = ...``), which fails on the first recording round's empty lists,
-    so only a later round finds its message texts.
+    ``_encode`` (``(token,) = ...``): the recording encodes added-token texts at once (one call
+    each here, memoised afterwards) so its first round finds the message texts.
     """
     tokenizer = get_tokenizer(model, "offline")
     renderer = get_renderer(name, tokenizer)

@@ -165,6 +165,55 @@ def test_no_robots_builder_renders_with_the_common_config(llama3_renderer):
     assert actual.loss_fn_inputs["weights"].data == [float(np.float32(1) / np.float32(11))] * 11
 
 
+@pytest.mark.parametrize(
+    ("renderer_name", "model_name"),
+    [
+        ("llama3", LLAMA),
+        ("role_colon", "Qwen/Qwen3.5-9B-Base"),
+        ("qwen3", "Qwen/Qwen3-8B"),
+        ("kimi_k2", "cookbook-standin/kimi-k2"),
+    ],
+)
+@pytest.mark.parametrize("max_length", [None, 9])
+def test_a_batch_renders_as_its_rows_one_at_a_time(renderer_name, model_name, max_length):
+    """get_batch goes through the batch renderer; the datums are conversation_to_datum's."""
+    config = ChatDatasetCommonConfig(
+        model_name_for_tokenizer=model_name,
+        renderer_name=renderer_name,
+        max_length=max_length,
+        batch_size=6,
+    )
+    rows = _rows(6)
+    rows[2]["messages"].insert(0, {"role": "system", "content": "Be brief."})
+    rows[4]["messages"] += [
+        {"role": "user", "content": "and <|im_end|> then?"},
+        {"role": "assistant", "content": ""},
+    ]
+    train_ds, _ = NoRobotsBuilder(config, rows=(rows, _rows(2)))()
+    map_fn = train_ds.map_fn
+    assert callable(getattr(map_fn, "batch", None))
+    expected = [map_fn(row) for row in train_ds.rows_for_batch(0)]
+    actual = train_ds.get_batch(0)
+    assert [d.model_input for d in actual] == [d.model_input for d in expected]
+    for got, want in zip(actual, expected, strict=True):
+        for key in ("weights", "target_tokens"):
+            a, b = got.loss_fn_inputs[key], want.loss_fn_inputs[key]
+            assert (a.dtype, a.shape) == (b.dtype, b.shape)
+            assert np.array_equal(a.to_numpy(), b.to_numpy())
+            assert a.to_numpy().dtype == b.to_numpy().dtype
+
+
+def test_a_batch_fails_as_its_first_failing_row():
+    rows = _rows(4)
+    rows[1]["messages"][0]["trainable"] = True  # only CUSTOMIZED allows the flag
+    rows[3]["messages"] = []
+    train_ds, _ = NoRobotsBuilder(_config(batch_size=4), rows=(rows, _rows(2)))()
+    with pytest.raises(Exception) as one_at_a_time:
+        [train_ds.map_fn(row) for row in train_ds.rows_for_batch(0)]
+    with pytest.raises(type(one_at_a_time.value), match=str(one_at_a_time.value)):
+        train_ds.get_batch(0)
+
+
 # --- ConversationFileBuilder ------------------------------------------------------------------
 
 

@@ -232,5 +232,11 @@ def test_restated_checks_are_the_ones_declared() -> None:
     for name in restated.KIMI_RENDERERS:
         assert restated.RESTATED[name] == {"split-examples": restated.check_split_by_user_turn}
     assert json.dumps(sorted(restated.RESTATED)) == json.dumps(
-        sorted([*restated.GPT_OSS_RENDERERS, *restated.KIMI_RENDERERS])
+        sorted(
+            [
+                *restated.GPT_OSS_RENDERERS,
+                *restated.KIMI_RENDERERS,
+                *restated.NEMOTRON_THINKING_RENDERERS,
+            ]
+        )
     )

@@ -222,3 +222,14 @@ def test_deepseek_ids_are_the_byte_level_bpe_ones() -> None:
     for name in ("begin\u2581of\u2581sentence", "end\u2581of\u2581sentence", "User", "Assistant"):
         token = f"<\uff5c{name}\uff5c>"
         assert tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(token)) == token
+
+
+def test_names_of_one_family_share_one_load_but_not_their_provenance(llama3_tokenizer) -> None:
+    base = get_tokenizer("meta-llama/Llama-3.1-8B", TokenizerSource.OFFLINE)
+    assert base is not llama3_tokenizer
+    assert base.backend_tokenizer is llama3_tokenizer.backend_tokenizer  # parsed once
+    assert provenance(base).model_name == "meta-llama/Llama-3.1-8B"
+    assert provenance(llama3_tokenizer).model_name == "meta-llama/Llama-3.1-8B-Instruct"
+    assert provenance(base).files == provenance(llama3_tokenizer).files
+    text = "Hello <|eot_id|> world"
+    assert base.encode(text) == llama3_tokenizer.encode(text)

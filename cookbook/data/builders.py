@@ -27,8 +27,8 @@ from cookbook.data.sources import (
     with_row_ids,
 )
 from cookbook.exceptions import ConfigurationError
-from cookbook.renderers import TrainOnWhat, get_renderer
-from cookbook.supervised.common import conversation_to_datum
+from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
+from cookbook.supervised.common import conversation_to_datum, conversations_to_datums
 from cookbook.tokenizers import get_tokenizer
 
 NO_ROBOTS_SHUFFLE_SEED = 0
@@ -52,6 +52,26 @@ class ChatDatasetCommonConfig(BaseModel):
         return self.train_on_what or TrainOnWhat.ALL_ASSISTANT_MESSAGES
 
 
+class RenderRows:
+    """A chat builder's ``map_fn``: one row, or (``batch``) a batch of rows, to datums."""
+
+    def __init__(self, renderer: Renderer, max_length: int | None, train_on_what: TrainOnWhat):
+        self.renderer = renderer
+        self.max_length = max_length
+        self.train_on_what = train_on_what
+
+    def __call__(self, row: Row) -> tinker.Datum:
+        return conversation_to_datum(
+            row["messages"], self.renderer, self.max_length, self.train_on_what
+        )
+
+    def batch(self, rows: list[Row]) -> list[tinker.Datum]:
+        conversations = [row["messages"] for row in rows]
+        return conversations_to_datums(
+            conversations, self.renderer, self.max_length, self.train_on_what
+        )
+
+
 class ChatDatasetBuilder(SupervisedDatasetBuilder):
     """Renders rows with the configured tokenizer and renderer, as ``ChatDatasetBuilder``."""
 
@@ -59,15 +79,11 @@ class ChatDatasetBuilder(SupervisedDatasetBuilder):
         self.common_config = common_config
 
     def map_fn(self) -> MapFn:
-        """Row -> datum: ``conversation_to_datum`` with the default (mean) reduction."""
+        """Row -> datum: ``conversation_to_datum`` with the default (mean) reduction; its
+        ``batch`` method renders a whole batch of rows at once (same datums)."""
         cc = self.common_config
         renderer = get_renderer(cc.renderer_name, get_tokenizer(cc.model_name_for_tokenizer))
-        train_on_what = cc.effective_train_on_what
-
-        def render(row: Row) -> tinker.Datum:
-            return conversation_to_datum(row["messages"], renderer, cc.max_length, train_on_what)
-
-        return render
+        return RenderRows(renderer, cc.max_length, cc.effective_train_on_what)
 
     @abstractmethod
     def __call__(self) -> tuple[ConversationDataset, ConversationDataset | None]: ...

@@ -82,7 +82,11 @@ class ConversationDataset(SupervisedDataset):
         return [copy.deepcopy(self._rows[i]) for i in self._positions(index)]
 
     def get_batch(self, index: int) -> list[tinker.Datum]:
-        return [self.map_fn(row) for row in self.rows_for_batch(index)]
+        """``map_fn`` over the batch's rows; through its ``batch`` method if it has one (the
+        chat builders' renders a whole batch with one tokenizer call, to the same datums)."""
+        rows = self.rows_for_batch(index)
+        batch = getattr(self.map_fn, "batch", None)
+        return batch(rows) if callable(batch) else [self.map_fn(row) for row in rows]
 
 
 __all__ = ["ConversationDataset", "MapFn", "Row", "SupervisedDataset"]

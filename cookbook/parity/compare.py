@@ -17,7 +17,13 @@ from cookbook.image_processing_utils import image_processor_record, offline_imag
 from cookbook.parity import golden as g
 from cookbook.parity.diff import first_divergence
 from cookbook.parity.images import has_images, with_images
-from cookbook.parity.record import our_segments, render_outputs, unrle, with_tool_call_objects
+from cookbook.parity.record import (
+    add_pieces,
+    our_segments,
+    render_outputs,
+    unrle,
+    with_tool_call_objects,
+)
 from cookbook.renderers import ToolCall, get_renderer
 from cookbook.specs.models import RendererCase, RendererCasesSpec
 from cookbook.tokenizers import TokenizerSource, get_tokenizer, provenance
@@ -49,7 +55,9 @@ class CaseResult:
         return "fail" if self.problems else "ok"
 
 
-def our_outputs(spec: RendererCasesSpec, case: RendererCase) -> dict[str, Any]:
+def our_outputs(
+    spec: RendererCasesSpec, case: RendererCase, *, pieces: bool = True
+) -> dict[str, Any]:
     tokenizer = get_tokenizer(spec.model_name, TokenizerSource.OFFLINE)
     dicts = case.message_dicts()
     # Only cases with images get the (stand-in) image processor, as in tools/generate_goldens.
@@ -57,12 +65,22 @@ def our_outputs(spec: RendererCasesSpec, case: RendererCase) -> dict[str, Any]:
     renderer = get_renderer(spec.renderer, tokenizer, processor, model_name=spec.model_name)
     messages = with_images(with_tool_call_objects(dicts, ToolCall))
     return render_outputs(
-        renderer, tokenizer, messages, case.resolved_train_on_what(), our_segments(renderer)
+        renderer,
+        tokenizer,
+        messages,
+        case.resolved_train_on_what(),
+        our_segments(renderer),
+        pieces=pieces,
     )
 
 
-def compare_case(golden_root: Path, spec: RendererCasesSpec, case: RendererCase) -> CaseResult:
-    result = CaseResult(case, our_outputs(spec, case))
+def compare_case(
+    golden_root: Path, spec: RendererCasesSpec, case: RendererCase, *, pieces: bool = True
+) -> CaseResult:
+    """Our rendering of ``case`` against its golden. ``pieces=False`` (the parity tests) leaves
+    the per-token pieces out of ``outputs`` except where ids differ, for the diff: the same
+    verdicts, without decoding every token on its own."""
+    result = CaseResult(case, our_outputs(spec, case, pieces=pieces))
     path = g.golden_path(golden_root, spec.renderer, case.id)
     try:
         golden = g.load_golden(path)
@@ -84,14 +102,18 @@ def compare_case(golden_root: Path, spec: RendererCasesSpec, case: RendererCase)
         if item not in expected["supervised"]:
             problem = f"golden has no {item} result; run `{g.REGENERATE}`"
         else:
-            problem = compare_tokens(
-                expected["supervised"][item], actual["supervised"][item], item, weighted=True
-            )
+            exp = expected["supervised"][item]
+            act = _pieces_if_differing(tokenizer, exp, actual["supervised"][item])
+            problem = compare_tokens(exp, act, item, weighted=True)
         if problem:
             result.problems[item] = problem
+    prompt = expected["generation_prompt"]
     problem = (
         compare_tokens(
-            expected["generation_prompt"], actual["generation_prompt"], "prompt", weighted=False
+            prompt,
+            _pieces_if_differing(tokenizer, prompt, actual["generation_prompt"]),
+            "prompt",
+            weighted=False,
         )
         or _compare_stop(expected["stop_sequences"], actual["stop_sequences"])
         or compare_parse(expected["parse_response"], actual["parse_response"])
@@ -99,6 +121,14 @@ def compare_case(golden_root: Path, spec: RendererCasesSpec, case: RendererCase)
     if problem:
         result.problems[GENERATION_ITEM] = problem
     return result
+
+
+def _pieces_if_differing(
+    tokenizer: Any, expected: dict[str, Any], actual: dict[str, Any]
+) -> dict[str, Any]:
+    """``actual`` with its pieces decoded where its ids differ from ``expected``'s (the diff
+    shows them)."""
+    return add_pieces(tokenizer, actual) if actual.get("ids") != expected.get("ids") else actual
 
 
 def compare_refusal(expected: dict[str, Any], actual: dict[str, Any], what: str) -> str | None:

@@ -76,13 +76,19 @@ def _decode_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]  # tokenizers without one (tml-renderers')
 
 
-def token_view(tokenizer: Any, ids: list[int]) -> dict[str, Any]:
-    """Ids, decoded text and one piece per id; an image's positions read :data:`IMAGE_PIECE`
-    (once in the text, once per position in the pieces)."""
+def token_view(tokenizer: Any, ids: list[int], *, pieces: bool = True) -> dict[str, Any]:
+    """Ids, decoded text and (unless ``pieces`` is False) each token decoded on its own; an
+    image's positions read :data:`IMAGE_PIECE` (once in the text, once per position in the
+    pieces, which an image always has).
+
+    The pieces are only read when showing tokens (diffs, the CLI's token view) but decoding them
+    one by one is most of a view's cost, so a comparison can leave them out and add them with
+    :func:`add_pieces` where ids differ."""
     if IMAGE_TOKEN not in ids:
-        return {"ids": ids, "text": tokenizer.decode(ids), "pieces": _decode_pieces(tokenizer, ids)}
+        view = {"ids": ids, "text": tokenizer.decode(ids)}
+        return add_pieces(tokenizer, view) if pieces else view
     text: list[str] = []
-    pieces: list[str] = []
+    piece_list: list[str] = []
     run: list[int] = []
     for position, token in enumerate([*ids, None]):
         if token is not None and token != IMAGE_TOKEN:
@@ -90,19 +96,28 @@ def token_view(tokenizer: Any, ids: list[int]) -> dict[str, Any]:
             continue
         if run:
             text.append(tokenizer.decode(run))
-            pieces += _decode_pieces(tokenizer, run)
+            piece_list += _decode_pieces(tokenizer, run)
             run = []
         if token == IMAGE_TOKEN:
             if position == 0 or ids[position - 1] != IMAGE_TOKEN:
                 text.append(IMAGE_PIECE)
-            pieces.append(IMAGE_PIECE)
-    return {"ids": ids, "text": "".join(text), "pieces": pieces}
+            piece_list.append(IMAGE_PIECE)
+    return {"ids": ids, "text": "".join(text), "pieces": piece_list}
 
 
-def input_view(tokenizer: Any, model_input: tinker.ModelInput) -> dict[str, Any]:
+def add_pieces(tokenizer: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """Fill a token view's ``pieces`` if it has ids and no pieces yet; returns the view."""
+    if "ids" in view and "pieces" not in view:
+        view["pieces"] = _decode_pieces(tokenizer, view["ids"])
+    return view
+
+
+def input_view(
+    tokenizer: Any, model_input: tinker.ModelInput, *, pieces: bool = True
+) -> dict[str, Any]:
     """:func:`token_view` of a model input; with image chunks, also their ``images`` records."""
     ids, images = flat_ids(model_input)
-    view = token_view(tokenizer, ids)
+    view = token_view(tokenizer, ids, pieces=pieces)
     if images:
         view["images"] = images
     return view
@@ -148,15 +163,17 @@ def render_outputs(
     messages: list[dict[str, Any]],
     train_on_what: Sequence[Any],
     segments_fn: SegmentsFn,
+    *,
+    pieces: bool = True,
 ) -> dict[str, Any]:
     """Everything a golden records about rendering ``messages`` (with the renderer's
-    :data:`RENDERER_OPTIONS` applied first)."""
+    :data:`RENDERER_OPTIONS` applied first); without per-token ``pieces`` if told so."""
     apply_renderer_options(renderer)
 
     def supervised(tow: Any) -> dict[str, Any]:
         model_input, weights = renderer.build_supervised_example(messages, tow)
         return {
-            **input_view(tokenizer, model_input),
+            **input_view(tokenizer, model_input, pieces=pieces),
             "weights": rle([float(w) for w in weights.tolist()]),
             "weights_dtype": _dtype_name(weights),
             "segments": segments_fn(messages, tow),
@@ -165,7 +182,7 @@ def render_outputs(
     outputs: dict[str, Any] = {
         "stop_sequences": list(renderer.get_stop_sequences()),
         "generation_prompt": _guard(
-            lambda: input_view(tokenizer, renderer.build_generation_prompt(messages))
+            lambda: input_view(tokenizer, renderer.build_generation_prompt(messages), pieces=pieces)
         ),
         "supervised": {str(tow): _guard(lambda tow=tow: supervised(tow)) for tow in train_on_what},
         "parse_response": None,

@@ -31,6 +31,7 @@ from cookbook.renderers.types import (
     Role,
     ToolSpec,
     TrainOnWhat,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -218,7 +219,7 @@ class Renderer(ABC):
         """Tokens to sample the next ``role`` message from (plus optional prefill text)."""
         chunks: list[tinker.ModelInputChunk] = []
         if self._bos_tokens:
-            chunks.append(tinker.EncodedTextChunk(tokens=self._bos_tokens))
+            chunks.append(text_chunk(self._bos_tokens))
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages))
         for message, ctx in zip(messages, contexts, strict=True):
             rendered = self.render_message(message, ctx)
@@ -235,9 +236,9 @@ class Renderer(ABC):
         )
         suffix = self._get_generation_suffix(role, suffix_ctx)
         if suffix:
-            chunks.append(tinker.EncodedTextChunk(tokens=suffix))
+            chunks.append(text_chunk(suffix))
         if prefill:
-            chunks.append(tinker.EncodedTextChunk(tokens=self._encode(prefill)))
+            chunks.append(text_chunk(self._encode(prefill)))
         return tinker.ModelInput(chunks=chunks)
 
     # -- supervised -----------------------------------------------------------------------
@@ -255,7 +256,7 @@ class Renderer(ABC):
             )
         segments: list[Segment] = []
         if self._bos_tokens:
-            bos = tinker.EncodedTextChunk(tokens=self._bos_tokens)
+            bos = text_chunk(list(self._bos_tokens))
             segments.append(Segment(-1, SegmentKind.BOS, bos, 0.0))
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
@@ -302,7 +303,8 @@ class Renderer(ABC):
                 np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
                 lengths,
             )
-            model_input = tinker.ModelInput(chunks=[s.chunk for s in segments])
+            # The chunks are model instances already: nothing to validate.
+            model_input = tinker.ModelInput.model_construct(chunks=[s.chunk for s in segments])
             return model_input, self._train_after_the_generation_prompt(
                 messages, train_on_what, model_input, weights
             )

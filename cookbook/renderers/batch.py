@@ -12,9 +12,10 @@ The result equals ``[renderer.build_supervised_example(m, train_on_what) for m i
 conversations]``: same chunks, same token ids, same weight values and dtype, same exceptions.
 Two routes get there:
 
-* a fast path for renderers whose template it knows (today :class:`Llama3Renderer`, exact type
-  only: a subclass may override anything). It builds the texts directly, reuses one chunk object
-  per distinct text and computes weights with ``numpy``. ``tests/test_batch.py`` pins it to the
+* a fast path for renderers whose template it knows (:class:`Llama3Renderer` and
+  :class:`RoleColonRenderer`, exact types only: a subclass may override anything). It builds
+  the texts directly, reuses one chunk object per distinct text and computes weights with
+  ``numpy``. ``tests/test_batch.py`` pins it to the
   per-conversation output for every ``TrainOnWhat``.
 * a generic path for every other renderer, through the ``Renderer._encode`` and
   ``Renderer._encode_split`` hooks: a recording pass (or a few) runs ``render_message`` on a
@@ -31,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +41,8 @@ import tinker
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
-from cookbook.renderers.types import Message, RenderContext, TrainOnWhat, ensure_text
+from cookbook.renderers.role_colon import RoleColonRenderer
+from cookbook.renderers.types import Message, RenderContext, TrainOnWhat, ensure_text, text_chunk
 
 Example = tuple[tinker.ModelInput, np.ndarray]
 
@@ -200,9 +203,10 @@ def _prefetch_rendered_texts(
     A recording copy gets the memo's ids for texts already encoded and empty lists for the
     rest, so a renderer that looks at the tokens may fail or ask for other texts; such failures
     are skipped, the copy (and anything it cached) is thrown away, and the real pass encodes
-    whatever was missed. One that unpacks a marker's id (``(token,) = self._encode(marker)``,
-    DeepSeek) fails on every message at first; the next round reruns only the failed messages,
-    now with those ids known, for as long as a round finds new texts.
+    whatever was missed. Added-token texts (markers) are encoded at once, so a renderer that
+    unpacks a marker's id (``(token,) = self._encode(marker)``, DeepSeek) renders in the first
+    round; one that fails on other unknown ids gets further rounds, each rerunning only the
+    failed messages with what the last round found, for as long as a round finds new texts.
     """
     pending: list[tuple[Message, RenderContext]] | None = None
     for _ in range(_RECORDING_ROUNDS):
@@ -236,11 +240,20 @@ def _recording_copy(
 ) -> Renderer:
     """A copy of ``renderer`` whose hooks note each text in ``texts`` / ``split_texts``."""
 
+    # An added token's text (a marker) is encoded at once - memoised per tokenizer after the
+    # first batch: a renderer that unpacks a marker's id (DeepSeek) then renders in the first
+    # recording round instead of failing in it.
+    markers = _added_token_texts(renderer.tokenizer)
+
     def record(text: str) -> list[int]:
+        if text in markers:
+            return memo.encode(text)
         texts[text] = None
         return list(memo.ids.get(text, ()))
 
     def record_split(text: str) -> list[int]:
+        if text in markers:
+            return memo.encode_split(text)
         split_texts[text] = None
         return list(memo.split_ids.get(text, ()))
 
@@ -250,7 +263,15 @@ def _recording_copy(
     return recorder
 
 
-# -- Llama 3 fast path --------------------------------------------------------------------
+def _added_token_texts(tokenizer: Any) -> Collection[str]:
+    """The texts of the tokenizer's added tokens (special markers), or none if it cannot say."""
+    try:
+        return tokenizer.get_added_vocab()
+    except Exception:  # not a transformers tokenizer: record every text
+        return ()
+
+
+# -- template fast path (Llama 3, role_colon) ---------------------------------------------
 
 
 def _output_is_trained(
@@ -274,36 +295,59 @@ def _output_is_trained(
     raise AssertionError(f"unhandled train_on_what: {train_on_what}")
 
 
-def _llama3_texts(messages: list[Message], customized: bool) -> list[tuple[str, str]]:
-    """(header text, output text) per message, exactly as ``Llama3Renderer.render_message``.
+# (header, output, stop_overlap) text of one message; the stop_overlap is used only when the
+# message is the conversation's last, as Renderer.supervised_segments does.
+MessageTexts = tuple[str, str, str | None]
 
-    Raises on anything unusual (a ``trainable`` flag that does not fit ``customized``, a
-    missing field, multimodal content); the caller then lets the renderer raise its own error.
-    """
+
+def _llama3_texts(message: Message) -> MessageTexts:
+    """As ``Llama3Renderer.render_message``."""
+    return (
+        f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n",
+        ensure_text(message["content"]) + "<|eot_id|>",
+        None,
+    )
+
+
+def _role_colon_texts(message: Message) -> MessageTexts:
+    """As ``RoleColonRenderer.render_message``."""
+    role = message["role"]
+    return (
+        role.capitalize() + ":",
+        f" {ensure_text(message['content'])}\n\n",
+        "User:" if role == "assistant" else "<UNUSED>",
+    )
+
+
+def _conversation_texts(
+    message_texts: Callable[[Message], MessageTexts], messages: list[Message], customized: bool
+) -> list[MessageTexts]:
+    """Every message's texts; raises on anything unusual (a ``trainable`` flag that does not
+    fit ``customized``, a missing field, multimodal content), and the caller then lets the
+    renderer raise its own error."""
     texts = []
     for message in messages:
         if ("trainable" in message) != customized:
             raise ValueError("trainable flag does not fit train_on_what")
-        texts.append(
-            (
-                f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n",
-                ensure_text(message["content"]) + "<|eot_id|>",
-            )
-        )
+        texts.append(message_texts(message))
     return texts
 
 
-def _llama3_examples(
-    renderer: Renderer, conversations: Sequence[list[Message]], train_on_what: TrainOnWhat
+def _template_examples(
+    message_texts: Callable[[Message], MessageTexts],
+    renderer: Renderer,
+    conversations: Sequence[list[Message]],
+    train_on_what: TrainOnWhat,
 ) -> list[Example]:
+    """Examples of a renderer whose messages are fixed functions of their own text (no context:
+    Llama 3, role_colon): texts planned directly, encoded in one batch, one chunk per distinct
+    text, weights with numpy."""
     bos = renderer._bos_tokens
-    if not bos:  # the float32 dtype below relies on the BOS weight 0.0
-        return _generic_examples(renderer, conversations, train_on_what)
     customized = train_on_what == TrainOnWhat.CUSTOMIZED
-    plans: list[list[tuple[str, str]] | None] = []
+    plans: list[list[MessageTexts] | None] = []
     for messages in conversations:
         try:
-            plans.append(_llama3_texts(messages, customized))
+            plans.append(_conversation_texts(message_texts, messages, customized))
         except Exception:
             # The renderer raises its own error (type and message) for this conversation, in
             # conversation order; should it not, its own result is used for this one.
@@ -311,11 +355,10 @@ def _llama3_examples(
             plans.append(None)
 
     memo = TokenMemo(renderer)
-    memo.prefetch(text for plan in plans if plan for pair in plan for text in pair)
-    make_chunk = tinker.EncodedTextChunk.model_construct
-    chunks = {text: make_chunk(tokens=ids) for text, ids in memo.ids.items()}
-    bos_chunk = make_chunk(tokens=list(bos))
-    header_weight = float(train_on_what == TrainOnWhat.ALL_TOKENS)
+    memo.prefetch(text for plan in plans if plan for texts in plan for text in texts if text)
+    chunks = {text: text_chunk(ids) for text, ids in memo.ids.items()}
+    bos_chunk = text_chunk(list(bos))
+    header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
     # Only these two modes can zero a generation prompt (Renderer._first_trained_message_index).
     check_prompt = train_on_what in (
         TrainOnWhat.LAST_ASSISTANT_MESSAGE,
@@ -331,21 +374,20 @@ def _llama3_examples(
         last = len(messages) - 1
         # Renderer._last_assistant_turn_start_index(messages[:-1]), as supervised_segments.
         turn_start = 1 + max((i for i in range(last) if messages[i]["role"] == "user"), default=-1)
-        conv_chunks = [bos_chunk]
-        weights = [0.0]
-        lengths = [len(bos)]
-        for i, (message, (header, output)) in enumerate(zip(messages, plan, strict=True)):
-            header_chunk = chunks[header]
-            output_chunk = chunks[output]
-            conv_chunks += (header_chunk, output_chunk)
-            weights += (
-                header_weight,
-                float(_output_is_trained(train_on_what, message, i == last, i >= turn_start)),
-            )
-            lengths += (len(header_chunk.tokens), len(output_chunk.tokens))
+        conv_chunks = [bos_chunk] if bos else []
+        weights: list[int | float] = [0.0] if bos else []
+        for i, (message, (header, output, overlap)) in enumerate(zip(messages, plan, strict=True)):
+            trained = int(_output_is_trained(train_on_what, message, i == last, i >= turn_start))
+            conv_chunks += (chunks[header], chunks[output])
+            weights += (header_weight, trained)
+            if overlap is not None and i == last:
+                conv_chunks.append(chunks[overlap])
+                weights.append(trained)
+        lengths = [len(chunk.tokens) for chunk in conv_chunks]
         model_input = tinker.ModelInput.model_construct(chunks=conv_chunks)
-        # The BOS weight is the float 0.0, so the reference's torch.tensor() is float32.
-        weight_array = np.repeat(np.array(weights, dtype=np.float32), lengths)
+        # torch.tensor() of the reference: the BOS weight 0.0 (or no data) makes it float32.
+        dtype = np.float32 if bos or not any(lengths) else np.int64
+        weight_array = np.repeat(np.array(weights, dtype=dtype), lengths)
         if check_prompt:
             if view is None:
                 view = _memo_view(renderer, memo)
@@ -359,6 +401,9 @@ def _llama3_examples(
 _FAST_PATHS: dict[
     type[Renderer],
     Callable[[Renderer, Sequence[list[Message]], TrainOnWhat], list[Example]],
-] = {Llama3Renderer: _llama3_examples}
+] = {
+    Llama3Renderer: functools.partial(_template_examples, _llama3_texts),
+    RoleColonRenderer: functools.partial(_template_examples, _role_colon_texts),
+}
 
 __all__ = ["TokenMemo", "build_supervised_examples_batch", "encode_many"]

@@ -50,6 +50,7 @@ from cookbook.renderers.types import (
     ToolSpec,
     UnparsedToolCall,
     ensure_text,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -185,11 +186,11 @@ class _DeepSeekV3BaseRenderer(Renderer):
         # No end token for an empty assistant message: that is the generation prompt's header.
         if role == "assistant" and message["content"]:
             tokens.append(self._end_message_token)
-        output: list[tinker.ModelInputChunk] = [tinker.EncodedTextChunk(tokens=tokens)]
+        output: list[tinker.ModelInputChunk] = [text_chunk(tokens)]
         # The sampler rejects empty chunks, so a first system message has no header at all.
         if not header:
             return RenderedMessage(output=output)
-        return RenderedMessage(header=tinker.EncodedTextChunk(tokens=header), output=output)
+        return RenderedMessage(header=text_chunk(header), output=output)
 
     # -- parsing --------------------------------------------------------------------------
 
@@ -273,7 +274,7 @@ class DeepSeekV3ThinkingRenderer(_DeepSeekV3BaseRenderer):
             # History: past the thinking phase, as the template writes it.
             header = list(rendered.header.tokens) if rendered.header else []
             return RenderedMessage(
-                header=tinker.EncodedTextChunk(tokens=header + self._encode("</think>")),
+                header=text_chunk(header + self._encode("</think>")),
                 output=rendered.output,
             )
         content = message.get("content", "")
@@ -285,7 +286,7 @@ class DeepSeekV3ThinkingRenderer(_DeepSeekV3BaseRenderer):
             empty_block = self._encode("<think></think>")
             return RenderedMessage(
                 header=rendered.header,
-                output=[tinker.EncodedTextChunk(tokens=empty_block + list(first.tokens)), *rest],
+                output=[text_chunk(empty_block + list(first.tokens)), *rest],
             )
         return rendered
 
@@ -327,6 +328,6 @@ class DeepSeekV3DisableThinkingRenderer(_DeepSeekV3BaseRenderer):
             return rendered
         header = list(rendered.header.tokens) if rendered.header else []
         return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=header + self._encode("</think>")),
+            header=text_chunk(header + self._encode("</think>")),
             output=rendered.output,
         )

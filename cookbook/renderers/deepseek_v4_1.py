@@ -65,6 +65,7 @@ from cookbook.renderers.types import (
     TrainOnWhat,
     UnparsedToolCall,
     ensure_text,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -192,8 +193,8 @@ class DeepSeekV4_1Renderer(Renderer):
         body = (reasoning + "</think>" if keeps_reasoning else "") + answer
         if tool_calls := message.get("tool_calls"):
             body += format_tool_calls(tool_calls)
-        output = tinker.EncodedTextChunk(tokens=[*self._encode(body), self._end_message_token])
-        header = tinker.EncodedTextChunk(tokens=self._encode(header_text)) if header_text else None
+        output = text_chunk([*self._encode(body), self._end_message_token])
+        header = text_chunk(self._encode(header_text)) if header_text else None
         return RenderedMessage(header=header, output=[output])
 
     # -- conversations: reshaped into the template's turns once, then the base class ----------
@@ -319,8 +320,8 @@ class DeepSeekV4_1Renderer(Renderer):
 def _rendered(header: list[int], output: list[int]) -> RenderedMessage:
     """Empty chunks are left out: the sampler rejects them."""
     return RenderedMessage(
-        header=tinker.EncodedTextChunk(tokens=header),
-        output=[tinker.EncodedTextChunk(tokens=output)] if output else [],
+        header=text_chunk(header),
+        output=[text_chunk(output)] if output else [],
     )
 
 

@@ -33,7 +33,7 @@ _MEMO_ENTRIES = 4096
 # Longer texts are memoised only for the duration of one call (see rendering_call): message
 # bodies rarely repeat across conversations, but a supervised example re-renders its own
 # messages for the generation prompt.
-_MEMO_MAX_CHARS = 64
+SHORT_TEXT_CHARS = 64
 
 _Key = tuple[str, bool, bool, int]
 _CALL_MEMO: ContextVar[dict[_Key, tuple[int, ...]] | None] = ContextVar(
@@ -132,7 +132,7 @@ def encode_text(
         if split_special_tokens is None
         else split_special_tokens
     )
-    memo = encoder.memo if len(text) <= _MEMO_MAX_CHARS else _CALL_MEMO.get()
+    memo = encoder.memo if len(text) <= SHORT_TEXT_CHARS else _CALL_MEMO.get()
     key = (text, add_special_tokens, split, id(encoder))
     if memo is not None:
         ids = memo.get(key)

@@ -40,6 +40,7 @@ from cookbook.renderers.types import (
     ToolSpec,
     TrainOnWhat,
     UnparsedToolCall,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -248,7 +249,7 @@ class Glm5_3Renderer(Renderer):
             text = text.removeprefix(_THINK_PREFILL)
             terminator = self._terminator(message, ctx.next_message)
             if terminator is not None and ctx.is_last:
-                stop_overlap = tinker.EncodedTextChunk(tokens=[terminator])
+                stop_overlap = text_chunk([terminator])
             elif terminator is not None:
                 trailing = [terminator]
         elif role == "tool":
@@ -260,8 +261,8 @@ class Glm5_3Renderer(Renderer):
             raise RendererError(f"Unsupported role: {role}")
         tokens = self._encode(text) + trailing
         return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=header) if header else None,
-            output=[tinker.EncodedTextChunk(tokens=tokens)] if tokens else [],
+            header=text_chunk(header) if header else None,
+            output=[text_chunk(tokens)] if tokens else [],
             stop_overlap=stop_overlap,
         )
 

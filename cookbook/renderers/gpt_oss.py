@@ -45,6 +45,7 @@ from cookbook.renderers.types import (
     TrainOnWhat,
     UnparsedToolCall,
     ensure_text,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -96,7 +97,7 @@ class GptOssRenderer(Renderer):
     # -- rendering --------------------------------------------------------------------------
 
     def _chunk(self, text: str) -> tinker.EncodedTextChunk:
-        return tinker.EncodedTextChunk(tokens=self._encode(text))
+        return text_chunk(self._encode(text))
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]

@@ -12,7 +12,7 @@ import tinker
 from PIL import Image
 
 from cookbook.exceptions import RendererError
-from cookbook.renderers.types import ImagePart, TextPart
+from cookbook.renderers.types import ImagePart, TextPart, text_chunk
 
 
 class ImageProcessorProtocol(Protocol):
@@ -100,5 +100,5 @@ def parts_to_chunks(
                 )
             chunks.append(image_to_chunk(part["image"], image_processor))
         else:
-            chunks.append(tinker.EncodedTextChunk(tokens=encode(part["text"])))
+            chunks.append(text_chunk(encode(part["text"])))
     return chunks

@@ -48,6 +48,7 @@ from cookbook.renderers.types import (
     TrainOnWhat,
     UnparsedToolCall,
     ensure_text,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -179,7 +180,7 @@ class KimiK2Renderer(Renderer):
         return out + "<|im_end|>"
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        header = tinker.EncodedTextChunk(tokens=self._encode(self._header(message)))
+        header = text_chunk(self._encode(self._header(message)))
         content = message["content"]
         if message["role"] == "assistant":
             text = self._assistant_text(message, ctx)
@@ -188,9 +189,7 @@ class KimiK2Renderer(Renderer):
         else:
             end = TextPart(type="text", text="<|im_end|>")
             return RenderedMessage(header=header, output=self._encode_parts([*content, end]))
-        return RenderedMessage(
-            header=header, output=[tinker.EncodedTextChunk(tokens=self._encode(text))]
-        )
+        return RenderedMessage(header=header, output=[text_chunk(self._encode(text))])
 
     def _encode_parts(self, parts: list[ContentPart]) -> list[tinker.ModelInputChunk]:
         """Chunks of a non-assistant message given as several parts (K2.5 renders them)."""

@@ -26,7 +26,7 @@ from cookbook.exceptions import RendererError
 from cookbook.renderers.images import image_to_chunk
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.kimi_k2_5_tool_declaration_ts import encode_tools_to_typescript_style
-from cookbook.renderers.types import ContentPart, Message, Role
+from cookbook.renderers.types import ContentPart, Message, Role, text_chunk
 from cookbook.tokenizers import Tokenizer
 
 IMAGE_PREFIX = "<|media_begin|>image<|media_content|>"
@@ -61,12 +61,12 @@ class KimiK25Renderer(KimiK2Renderer):
         chunks: list[tinker.ModelInputChunk] = []
         for part in parts:
             if part["type"] == "text":
-                chunks.append(tinker.EncodedTextChunk(tokens=self._encode(part["text"])))
+                chunks.append(text_chunk(self._encode(part["text"])))
             elif part["type"] == "image":
                 chunks += [
-                    tinker.EncodedTextChunk(tokens=self._encode(IMAGE_PREFIX)),
+                    text_chunk(self._encode(IMAGE_PREFIX)),
                     image_to_chunk(part["image"], self._require_image_processor()),
-                    tinker.EncodedTextChunk(tokens=self._encode(IMAGE_SUFFIX)),
+                    text_chunk(self._encode(IMAGE_SUFFIX)),
                 ]
             else:
                 raise RendererError(f"Unsupported content type: {part['type']}")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import tinker
-
 from cookbook.renderers.base import Renderer, parse_response_for_stop_token
 from cookbook.renderers.types import (
     Message,
@@ -19,6 +17,7 @@ from cookbook.renderers.types import (
     RenderContext,
     RenderedMessage,
     ensure_text,
+    text_chunk,
 )
 
 
@@ -32,8 +31,8 @@ class Llama3Renderer(Renderer):
         # Content and <|eot_id|> are encoded in one call, exactly as the reference does.
         output = ensure_text(message["content"]) + "<|eot_id|>"
         return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=self._encode(header)),
-            output=[tinker.EncodedTextChunk(tokens=self._encode(output))],
+            header=text_chunk(self._encode(header)),
+            output=[text_chunk(self._encode(output))],
         )
 
     @cached_property

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 
-import tinker
-
 from cookbook.exceptions import RendererError
 from cookbook.renderers.images import ImageProcessorProtocol, merge_text_parts, parts_to_chunks
 from cookbook.renderers.parsing import has_thinking, remove_thinking, tool_call_payload
@@ -35,6 +33,7 @@ from cookbook.renderers.types import (
     Role,
     TextPart,
     ToolSpec,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -97,10 +96,10 @@ class Qwen3Renderer(QwenRendererBase):
             )
             text += ("\n" if has_text else "") + calls
         return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=self._encode(header)),
+            header=text_chunk(self._encode(header)),
             output=[
-                tinker.EncodedTextChunk(tokens=self._encode_split(text)),
-                tinker.EncodedTextChunk(tokens=[self._end_message_token]),
+                text_chunk(self._encode_split(text)),
+                text_chunk([self._end_message_token]),
             ],
         )
 
@@ -223,7 +222,7 @@ class Qwen3VLRenderer(Qwen3Renderer):
         if self.merge_text_chunks:
             parts = merge_text_parts(parts)
         return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=self._encode(header)),
+            header=text_chunk(self._encode(header)),
             output=parts_to_chunks(parts, self._encode, self.image_processor),
         )
 

@@ -48,6 +48,7 @@ from cookbook.renderers.types import (
     ToolSpec,
     TrainOnWhat,
     UnparsedToolCall,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
@@ -297,11 +298,9 @@ class Qwen3_5Renderer(QwenRendererBase):
             if header.startswith(prefill):
                 rest = header[len(prefill) :]
                 if rest:
-                    output.insert(0, tinker.EncodedTextChunk(tokens=self._encode(rest)))
+                    output.insert(0, text_chunk(self._encode(rest)))
                 header = prefill
-        return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=self._encode(header)), output=output
-        )
+        return RenderedMessage(header=text_chunk(self._encode(header)), output=output)
 
     # -- parsing --------------------------------------------------------------------------
 

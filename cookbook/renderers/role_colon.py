@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 
-import tinker
-
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.types import (
     Message,
@@ -22,6 +20,7 @@ from cookbook.renderers.types import (
     RenderContext,
     RenderedMessage,
     ensure_text,
+    text_chunk,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,9 +47,9 @@ class RoleColonRenderer(Renderer):
         output = _CONTENT_PREFIX + ensure_text(message["content"]) + _CONTENT_SUFFIX
         overlap = _STOP_OVERLAP if role == "assistant" else _UNUSED_OVERLAP
         return RenderedMessage(
-            header=tinker.EncodedTextChunk(tokens=self._encode(role.capitalize() + ":")),
-            output=[tinker.EncodedTextChunk(tokens=self._encode(output))],
-            stop_overlap=tinker.EncodedTextChunk(tokens=self._encode(overlap)),
+            header=text_chunk(self._encode(role.capitalize() + ":")),
+            output=[text_chunk(self._encode(output))],
+            stop_overlap=text_chunk(self._encode(overlap)),
         )
 
     @property

@@ -9,6 +9,7 @@ files, so goldens and run artifacts can record exactly what produced their token
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.metadata
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 from cookbook.exceptions import TokenizerError
 from cookbook.hub import hub_reachable
-from cookbook.tokenizers.offline import RECIPES, materialize
+from cookbook.tokenizers.offline import RECIPES, OfflineRecipe, materialize
 from cookbook.tokenizers.tml import inkling_tokenizer, is_tml_model
 
 Tokenizer = Any
@@ -138,13 +139,23 @@ def _try_hub(model_name: str) -> tuple[Tokenizer, str] | None:
 
 
 @cache
+def _offline_family(family: str) -> tuple[Tokenizer, OfflineRecipe, dict[str, str]]:
+    """One offline family's tokenizer, loaded once per process for all the model names that map
+    to it (Llama 3.1 and its Instruct, the Qwen3 sizes...): loading parses the whole vocabulary
+    twice (transformers and the Rust backend), most of a parity run's time before."""
+    directory, recipe = materialize(family)
+    return _load_directory(directory), recipe, file_digests(directory)
+
+
+@cache
 def get_tokenizer(
     model_name: str, source: TokenizerSource | str = TokenizerSource.AUTO
 ) -> Tokenizer:
     """Load the tokenizer for ``model_name`` (a hub id or a local directory).
 
-    Cached per (model, source), like the reference. Raises :class:`TokenizerError` when neither
-    the hub nor an offline build can provide it.
+    Cached per (model, source), like the reference; offline, the names of one family share one
+    load (each gets a shallow copy with its own provenance). Raises :class:`TokenizerError`
+    when neither the hub nor an offline build can provide it.
     """
     source = TokenizerSource(source)
     if is_tml_model(model_name):
@@ -162,13 +173,14 @@ def get_tokenizer(
             tokenizer, repo = hub
             prov = TokenizerProvenance(model_name, f"hub:{repo}", {}, len(tokenizer))
         else:
-            family = family_for(model_name)
-            directory, recipe = materialize(family)
-            tokenizer = _load_directory(directory)
+            base, recipe, files = _offline_family(family_for(model_name))
+            # A shallow copy: its own attributes (the provenance below), the same vocabulary and
+            # Rust backend, which nothing here changes after loading.
+            tokenizer = copy.copy(base)
             prov = TokenizerProvenance(
                 model_name=model_name,
                 source=f"offline:{recipe.package}=={recipe.version}",
-                files=file_digests(directory),
+                files=dict(files),
                 vocab_size=len(tokenizer),
                 note=recipe.note,
             )
