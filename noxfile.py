@@ -2,7 +2,8 @@
 
 - tests:  the whole suite, offline, quick hypothesis profile.
 - parity: only the golden parity and invariant tests, thorough hypothesis profile (200 examples),
-          and the reference's sl_basic through cookbook-serve (builds .nox/parity-reference).
+          and the reference's sl_basic and rl.train loops through cookbook-serve (builds
+          .nox/parity-reference).
 - lint:   ruff check + format check + generated JSON Schemas up to date.
 - golden: regenerate golden/ from the pinned reference in its own virtualenv (never in CI).
 - bench:  renderer, local-backend and cookbook-serve throughput side by side, reports/bench/.
@@ -102,7 +103,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def parity(session: nox.Session) -> None:
     """Golden parity for every renderer case and recipe, the invariants at 200 examples each,
-    and the reference's own sl_basic against ours through cookbook-serve (in its virtualenv)."""
+    and the reference's own sl_basic and rl.train (arithmetic; every built-in RL loss) against
+    ours through cookbook-serve (in its virtualenv)."""
     _install_project(session)
     reference_python = _reference_virtualenv(session)
     session.run(
