@@ -174,7 +174,8 @@ def reference_tests(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side throughput, each in one process: renderers (ours vs the reference vs bare
     batch encoding), the local backend (ours vs a naive transformers loop) and its wire
-    overhead (through cookbook-serve and the SDK vs in process); then the
+    overhead (through cookbook-serve and the SDK vs in process), an RL step's phases and its
+    serve overhead; then the
     offline sl_basic run end to end (time to first step, total, peak memory)."""
     _install_reference(session)
     session.install("peft>=0.21,<0.22")
@@ -203,6 +204,13 @@ def bench(session: nox.Session) -> None:
         "tools/bench_local_sampling.py",
         "--output",
         "reports/bench/local_sampling.json",
+        env=OFFLINE_ENV,
+    )
+    session.run(
+        "python",
+        "tools/bench_rl_step.py",
+        "--output",
+        "reports/bench/rl_step.json",
         env=OFFLINE_ENV,
     )
     session.install("matplotlib>=3.8")
