@@ -222,13 +222,16 @@ def _head_nll(
             if head.a is not None and head.b is not None:
                 xa = F.linear(x, head.a) * head.scaling
                 logits.addmm_(xa, head.b.t())
-            norm = torch.logsumexp(logits, dim=1)
-            parts.append(norm - logits.gather(1, target[:, None])[:, 0])
+            # logsumexp by hand, so that its exponentials stay in the logits' buffer
+            target_logit = logits.gather(1, target[:, None])[:, 0]
+            peak = logits.amax(dim=1)
+            total = logits.sub_(peak[:, None]).exp_().sum(dim=1)
+            parts.append(peak + total.log() - target_logit)
             if grad is None or coefficients is None:
                 continue
-            g = logits.sub_(norm[:, None]).exp_()  # softmax, in the logits' buffer
-            g[torch.arange(len(target)), target] -= 1.0
-            g.mul_(coefficients[chunk].to(g.dtype)[:, None])
+            c = coefficients[chunk].to(logits.dtype)
+            g = logits.mul_((c / total)[:, None])  # c * softmax
+            g[torch.arange(len(target)), target] -= c
             grad[chunk] = g @ head.weight
             if xa is not None and head.a is not None and head.b is not None:
                 gb = (g @ head.b) * head.scaling
