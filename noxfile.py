@@ -2,7 +2,8 @@
 
 - tests:  the whole suite, offline, quick hypothesis profile.
 - parity: only the golden parity and invariant tests, thorough hypothesis profile (200 examples),
-          and the reference's sl_basic through cookbook-serve (builds .nox/parity-reference).
+          and the reference's sl_basic and rl.train loops through cookbook-serve (builds
+          .nox/parity-reference).
 - lint:   ruff check + format check + generated JSON Schemas up to date.
 - golden: regenerate golden/ from the pinned reference in its own virtualenv (never in CI);
           `-- --reference 0.6.1` makes another release's renderer goldens, golden/0.6.1/.
@@ -151,7 +152,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def parity(session: nox.Session) -> None:
     """Golden parity for every renderer case and recipe, the invariants at 200 examples each,
-    and the reference's own sl_basic against ours through cookbook-serve (in its virtualenv)."""
+    and the reference's own sl_basic and rl.train (arithmetic; every built-in RL loss) against
+    ours through cookbook-serve (in its virtualenv)."""
     _install_project(session)
     reference_python = _reference_virtualenv(session)
     session.run(
@@ -245,7 +247,8 @@ def reference_tests(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side throughput, each in one process: renderers (ours vs the reference vs bare
     batch encoding), the local backend (ours vs a naive transformers loop) and its wire
-    overhead (through cookbook-serve and the SDK vs in process); then the
+    overhead (through cookbook-serve and the SDK vs in process), an RL step's phases and its
+    serve overhead; then the
     offline sl_basic run end to end (time to first step, total, peak memory)."""
     _install_reference(session)
     session.install("peft>=0.21,<0.22")
@@ -274,6 +277,13 @@ def bench(session: nox.Session) -> None:
         "tools/bench_local_sampling.py",
         "--output",
         "reports/bench/local_sampling.json",
+        env=OFFLINE_ENV,
+    )
+    session.run(
+        "python",
+        "tools/bench_rl_step.py",
+        "--output",
+        "reports/bench/rl_step.json",
         env=OFFLINE_ENV,
     )
     session.install("matplotlib>=3.8")

@@ -7,9 +7,7 @@ for one epoch with the local profile (14 steps of 8 conversations, an eval at st
 save); :mod:`cookbook.parity.served` then wants the same calls, learning rates and saves, and
 the same metrics within float tolerance.
 
-The reference's virtualenv comes from ``nox -s parity`` (COOKBOOK_REFERENCE_PYTHON names its
-python). Without it this test fails and says so; only ``nox -s tests``, which builds no such
-virtualenv, sets COOKBOOK_REFERENCE_PYTHON=none to skip it on purpose.
+The reference's virtualenv comes from ``nox -s parity`` (see tests/served_runs.py).
 
 The comparator's own tests (a perturbed recording must be reported) run everywhere, on
 recordings of the fake backend: the same ``describe_call`` shape as the server's.
@@ -18,18 +16,18 @@ recordings of the fake backend: the same ``describe_call`` shape as the server's
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import served_runs
+from served_runs import reference_python
 
 from cookbook.backends.fake import CallRecorder, FakeServiceClient
 from cookbook.parity.recipe import read_jsonl
-from cookbook.parity.served import ServedRun, compare_served
+from cookbook.parity.served import ServedRun, canonical_order, compare_served
 from cookbook.specs.loader import load_spec
 from cookbook.supervised.recipe import resolve_data
 from cookbook.supervised.train import SupervisedTrainer
@@ -42,53 +40,22 @@ SPEC = ROOT / "specs" / "sl_basic.yaml"
 SETS = ("num_epochs=1", "checkpoint_semantics=reference", "final_sample=null")
 """One epoch of the local profile. The reference only has its own checkpoint order and no
 final sample, so ours is set to match (the driver ignores both settings)."""
-REFERENCE_PYTHON = "COOKBOOK_REFERENCE_PYTHON"
 SET_ARGS = tuple(arg for item in SETS for arg in ("--set", item))
-NO_REFERENCE = "none"
-"""The value ``nox -s tests`` sets: no reference virtualenv in this session, on purpose."""
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-TIMEOUT_S = 600
-
-
-def reference_python() -> str:
-    value = os.environ.get(REFERENCE_PYTHON)
-    if value == NO_REFERENCE:
-        pytest.skip("nox -s tests builds no reference virtualenv; `nox -s parity` runs this")
-    if not value:
-        pytest.fail(
-            f"{REFERENCE_PYTHON} is not set: run `nox -s parity` (it builds the reference's "
-            f"virtualenv), or set {REFERENCE_PYTHON} to the python of one that has "
-            "tinker-cookbook==0.5.8 and this package"
-        )
-    if not Path(value).is_file():
-        pytest.fail(f"{REFERENCE_PYTHON}={value}: no such file; run `nox -s parity`")
-    return value
 
 
 def served_run(
     tmp: Path, label: str, command: list[str], log_dir: Path, faults: str | None = None
 ) -> tuple[ServedRun, list[dict[str, Any]]]:
-    """``command`` against a fresh server: what the server applied and what the run logged,
-    and the faults the server injected."""
+    """``command`` against a fresh server seeded as backend=local would seed the stand-in."""
     from cookbook.serve.faults import FaultPlan  # torch: only for the served tests
-    from cookbook.serve.server import ServeConfig, serve
 
-    seed = load_spec(SPEC, SETS).seed  # the stand-in's weights, as backend=local would seed them
+    seed = load_spec(SPEC, SETS).seed
     plan = FaultPlan.parse(faults) if faults else None
-    config = ServeConfig(state_dir=tmp / f"{label}-state", seed=seed, faults=plan)
-    with serve(config) as server:
-        env = {**os.environ, **OFFLINE, "TINKER_BASE_URL": server.url, "TINKER_API_KEY": "tml-p"}
-        done = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
-        )
-        calls, injected = server.recorded(), server.injected()
-    output = (done.stdout + done.stderr)[-6000:]
-    assert done.returncode == 0, f"{label} failed (exit {done.returncode}):\n{output}"
-    return ServedRun.load(label, calls, log_dir), injected
+    return served_runs.served_run(tmp, label, command, log_dir, {"seed": seed, "faults": plan})
 
 
 def _driver(python: str) -> list[str]:
-    return [python, "tools/reference_through_server.py", "--spec", str(SPEC), *SET_ARGS]
+    return [python, served_runs.DRIVER, "--spec", str(SPEC), *SET_ARGS]
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +236,19 @@ def test_eval_requests_in_another_order_are_not_a_difference(
         changed.calls[i] = call
     assert changed.calls != actual.calls
     assert compare_served(expected, changed).ok
+
+
+def test_datums_in_another_order_differ_unless_a_batch_is_a_multiset(
+    fake_runs: tuple[ServedRun, ServedRun],
+) -> None:
+    """RL groups sample their trajectories as identical concurrent requests: which trajectory
+    gets which sample is arrival order, so ``rl=True`` compares a batch's datums as a set."""
+    expected, actual = fake_runs
+    changed = copy.deepcopy(actual)
+    call = changed.calls[_index(changed, "forward_backward", 3)]
+    call["datums"] = call["datums"][::-1]
+    assert canonical_order(changed.calls) != canonical_order(expected.calls)
+    assert canonical_order(changed.calls, datums_unordered=True) == canonical_order(
+        expected.calls, datums_unordered=True
+    )
+    assert set(compare_served(expected, changed).differences) == {"calls"}

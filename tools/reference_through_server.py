@@ -1,8 +1,9 @@
-"""Run the pinned reference's own sl_basic loop against a Tinker-compatible server, offline.
+"""Run the pinned reference's own training loop against a Tinker-compatible server, offline.
 
 Runs inside the reference's virtualenv (``tinker-cookbook==0.5.8``, ``tinker==0.38``, our
 package ``--no-deps``; ``nox -s parity`` builds it). The reference's
-``tinker_cookbook.supervised.train.main`` trains through the real, unpatched ``tinker`` SDK,
+``tinker_cookbook.supervised.train.main`` (a ``kind: recipe`` spec) or ``rl.train.main`` (a
+``kind: rl_recipe`` spec with ``loop: train``) trains through the real, unpatched ``tinker`` SDK,
 which reads ``TINKER_BASE_URL`` and ``TINKER_API_KEY`` from the environment: pointed at
 ``cookbook-serve``, the server records every call the reference makes, to be compared with the
 calls ``cookbook-run --set backend=tinker`` makes (``cookbook.parity.served``).
@@ -11,7 +12,10 @@ The reference's config is the one ``cookbook-run`` resolves for the same spec an
 with the spec's local profile overlay applied (what a run through cookbook-serve trains):
 every ``train.Config`` field our recipe spec shares is taken from it, and the dataset is the one
 our :func:`~cookbook.supervised.recipe.resolve_data` picks (offline: the declared fallback
-file), built with the reference's own ``FromConversationFileBuilder``. The tokenizer name is
+file), built with the reference's own ``FromConversationFileBuilder``. For RL, every field of
+our :func:`cookbook.rl.recipe.train_config` the reference's ``rl.train.Config`` shares is copied,
+and the dataset is the reference's own ``ArithmeticDatasetBuilder`` with our builder's fields
+(GSM8K would need the hub). The tokenizer name is
 registered to our offline tokenizer directory, as ``tools/generate_recipe_goldens.py`` does.
 
 Usage: TINKER_BASE_URL=http://127.0.0.1:PORT TINKER_API_KEY=tml-local \\
@@ -38,7 +42,11 @@ from urllib.parse import urlparse
 
 import chz
 from tinker_cookbook import tokenizer_utils
+from tinker_cookbook.recipes.math_rl.arithmetic_env import (
+    ArithmeticDatasetBuilder as RefArithmeticBuilder,
+)
 from tinker_cookbook.renderers import TrainOnWhat
+from tinker_cookbook.rl import train as ref_rl_train
 from tinker_cookbook.supervised import train as ref_train
 from tinker_cookbook.supervised.data import FromConversationFileBuilder
 from tinker_cookbook.supervised.types import ChatDatasetBuilderCommonConfig
@@ -47,8 +55,10 @@ from cookbook.backends.tinker.retry import Scrubber
 from cookbook.backends.tinker.service import API_KEY_ENV, check_connectivity
 from cookbook.exceptions import ConfigurationError, CookbookError
 from cookbook.parity import golden as g
+from cookbook.rl.recipe import resolve_rl_data, train_config
 from cookbook.specs.loader import load_spec
 from cookbook.specs.recipe import RecipeSpec
+from cookbook.specs.rl import RLDatasetKind, RLLoop, RLRecipeSpec
 from cookbook.supervised.recipe import resolve_data, resolve_renderer_name
 from cookbook.tokenizers import offline_directory
 
@@ -57,12 +67,21 @@ NOT_CONFIG = ("log_path", "dataset_builder", "base_url")
 """``train.Config`` fields not copied from the spec: set here, built here, from the env."""
 
 
-def resolve_spec(spec_path: Path, overrides: list[str]) -> RecipeSpec:
+def resolve_spec(spec_path: Path, overrides: list[str]) -> RecipeSpec | RLRecipeSpec:
     """The spec as cookbook-run resolves it for a run served by cookbook-serve: the local
     profile's overlay applied, the caller's overrides on top (``--set`` wins)."""
     spec = load_spec(spec_path, overrides, local_engine=True)
+    if isinstance(spec, RLRecipeSpec):
+        if spec.loop != RLLoop.TRAIN or spec.dataset.builder != RLDatasetKind.ARITHMETIC:
+            raise ConfigurationError(
+                f"{spec_path}: loop: the reference driver runs rl.train.main on the arithmetic "
+                f"env only (offline), not loop {spec.loop.value} on {spec.dataset.builder.value}"
+            )
+        return spec
     if not isinstance(spec, RecipeSpec):
-        raise ConfigurationError(f"{spec_path}: kind: a recipe spec is needed, not {spec.kind!r}")
+        raise ConfigurationError(
+            f"{spec_path}: kind: a recipe or rl_recipe spec is needed, not {spec.kind!r}"
+        )
     if spec.evals:
         raise ConfigurationError(f"{spec_path}: evals: the reference's loop has no eval tasks")
     return spec
@@ -108,6 +127,33 @@ def reference_config(spec_path: Path, spec: RecipeSpec, log_path: Path) -> Any:
     )
 
 
+def reference_rl_config(spec_path: Path, spec: RLRecipeSpec, log_path: Path) -> Any:
+    """The reference's ``rl.train.Config`` for ``spec`` (see the module docstring)."""
+    renderer_name, _ = resolve_renderer_name(spec)
+    builder = resolve_rl_data(spec_path, spec, renderer_name).builder
+    ours = train_config(spec, renderer_name, builder, log_path)
+    dataset = RefArithmeticBuilder(
+        **{name: getattr(builder, name) for name in chz.chz_fields(RefArithmeticBuilder)}
+    )
+    kl = ours.kl_reference_config
+    shared = [
+        name
+        for name in chz.chz_fields(ref_rl_train.Config)
+        if hasattr(ours, name) and name not in ("dataset_builder", "kl_reference_config")
+    ]
+    return ref_rl_train.Config(
+        dataset_builder=dataset,
+        kl_reference_config=(
+            ref_rl_train.KLReferenceConfig(
+                base_model=kl.base_model, load_checkpoint_path=kl.load_checkpoint_path
+            )
+            if kl is not None
+            else None
+        ),
+        **{name: getattr(ours, name) for name in shared},
+    )
+
+
 def register_offline_tokenizer(model_name: str) -> None:
     """The reference's ``get_tokenizer(model_name)`` would ask the hub; answer with ours."""
     tokenizer = tokenizer_utils.get_tokenizer(str(offline_directory(model_name)))
@@ -144,13 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         # The SDK alone would retry a dead server silently for minutes.
         key = os.environ[API_KEY_ENV]
         check_connectivity(base_url, spec.tinker.connect_timeout_s, Scrubber([key]))
-        config = reference_config(args.spec, spec, args.log_path)
+        if isinstance(spec, RLRecipeSpec):
+            config, train_main = reference_rl_config(args.spec, spec, args.log_path), ref_rl_train
+        else:
+            config, train_main = reference_config(args.spec, spec, args.log_path), ref_train
         register_offline_tokenizer(spec.model_name)
     except CookbookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"reference train.main for {spec.name} against {base_url}, log in {args.log_path}")
-    asyncio.run(ref_train.main(config))
+    print(
+        f"reference {train_main.__name__}.main for {spec.name} against {base_url}, "
+        f"log in {args.log_path}"
+    )
+    asyncio.run(train_main.main(config))
     return 0
 
 

@@ -36,7 +36,17 @@ from cookbook.parity.recipe import LR_REL_TOL, WALL_CLOCK_PREFIX, read_jsonl
 REL_TOL = 1e-4
 ABS_TOL = 1e-5
 CORE_METRICS = ("learning_rate", "num_sequences", "num_tokens", "num_loss_tokens", "train_mean_nll")
-"""Keys every step of both runs must log; test/* keys must be logged by both or neither."""
+"""Keys every step of both (supervised) runs must log; test/* keys must be logged by both or
+neither."""
+RL_CORE_METRICS = (
+    "optim/lr",
+    "progress/batch",
+    "env/all/reward/total",
+    "env/all/total_ac_tokens",
+    "optim/entropy",
+    "optim/kl_sample_train_v1",
+)
+"""The same for ``rl.train.main`` runs."""
 SAVE_CALLS = ("save_state", "save_weights_for_sampler")
 READ_ONLY_CALLS = ("sample", "compute_logprobs", "forward")
 """Calls that change no state: their order among themselves is not compared (see
@@ -97,13 +107,30 @@ class ServedComparison:
         return "\n".join(lines)
 
 
-def canonical_order(calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _datums_sorted(call: dict[str, Any]) -> dict[str, Any]:
+    if call["call"] != "forward_backward":
+        return call
+    return {**call, "datums": sorted(call["datums"])}
+
+
+def canonical_order(
+    calls: Sequence[dict[str, Any]], datums_unordered: bool = False
+) -> list[dict[str, Any]]:
     """``calls`` with each unbroken run of read-only calls sorted (by canonical JSON).
 
     The reference's evaluator submits an eval's requests at once (``asyncio.gather``), so the
     server applies them in whatever order they arrive; as they change no state, only which
     ones were made matters. Everything else keeps its order: it is the training.
+
+    ``datums_unordered`` (RL): a forward_backward's datums are compared as a multiset. An RL
+    group samples its trajectories as identical concurrent requests; the server seeds the
+    k-th identical request it receives with the k-th seed, so which trajectory of a group gets
+    which sample is arrival order (in the reference against itself too). The group's datums
+    (advantages included, so a datum in the wrong group still differs) are the same set, and
+    the loss is a sum over them.
     """
+    if datums_unordered:
+        calls = [_datums_sorted(call) for call in calls]
     out: list[dict[str, Any]] = []
     run: list[dict[str, Any]] = []
     for call in [*calls, None]:
@@ -127,10 +154,11 @@ def _counts(calls: Sequence[dict[str, Any]]) -> str:
     return f"{len(calls)} calls: " + ", ".join(f"{kind} x{n}" for kind, n in kinds.items())
 
 
-def _compare_calls(exp: ServedRun, act: ServedRun) -> str | None:
+def _compare_calls(exp: ServedRun, act: ServedRun, datums_unordered: bool) -> str | None:
     """The first differing call of the two :func:`canonical_order` s, both sides in full."""
     width = max(len(exp.label), len(act.label))
-    calls_a, calls_b = canonical_order(exp.calls), canonical_order(act.calls)
+    calls_a = canonical_order(exp.calls, datums_unordered)
+    calls_b = canonical_order(act.calls, datums_unordered)
     for index in range(max(len(calls_a), len(calls_b))):
         a = calls_a[index] if index < len(calls_a) else None
         b = calls_b[index] if index < len(calls_b) else None
@@ -180,7 +208,12 @@ def _cell_differs(x: Any, y: Any, rel_tol: float, abs_tol: float) -> bool:
 
 
 def _compare_metrics(
-    exp: ServedRun, act: ServedRun, rel_tol: float, abs_tol: float, notes: list[str]
+    exp: ServedRun,
+    act: ServedRun,
+    rel_tol: float,
+    abs_tol: float,
+    notes: list[str],
+    core: Sequence[str],
 ) -> str | None:
     rows_a = {row["step"]: row for row in exp.metrics}
     rows_b = {row["step"]: row for row in act.metrics}
@@ -196,11 +229,11 @@ def _compare_metrics(
             if key in a and key in b:
                 if _cell_differs(a[key], b[key], rel_tol, abs_tol):
                     cells.append((step, key, a[key], b[key]))
-            elif key in CORE_METRICS or key.startswith("test/"):
+            elif key in core or key.startswith("test/"):
                 cells.append((step, key, a.get(key, "(missing)"), b.get(key, "(missing)")))
             else:
                 one_sided.add(key)
-        for key in CORE_METRICS:
+        for key in core:
             if key not in a and key not in b:
                 problems.append(f"step {step}: {key} logged by neither run")
     if one_sided:
@@ -218,15 +251,22 @@ def _compare_metrics(
 
 
 def compare_served(
-    expected: ServedRun, actual: ServedRun, rel_tol: float = REL_TOL, abs_tol: float = ABS_TOL
+    expected: ServedRun,
+    actual: ServedRun,
+    rel_tol: float = REL_TOL,
+    abs_tol: float = ABS_TOL,
+    *,
+    rl: bool = False,
 ) -> ServedComparison:
-    """Every layer of two runs; each difference is reported where it first shows."""
+    """Every layer of two runs; each difference is reported where it first shows. ``rl``:
+    two ``rl.train.main`` runs (:data:`RL_CORE_METRICS`, a batch's datums as a multiset)."""
     result = ServedComparison(expected.label, actual.label)
+    core = RL_CORE_METRICS if rl else CORE_METRICS
     layers = {
-        "calls": _compare_calls(expected, actual),
+        "calls": _compare_calls(expected, actual, datums_unordered=rl),
         "learning rates": _compare_lrs(expected, actual),
         "checkpoints": _compare_saves(expected, actual),
-        "metrics": _compare_metrics(expected, actual, rel_tol, abs_tol, result.notes),
+        "metrics": _compare_metrics(expected, actual, rel_tol, abs_tol, result.notes, core),
     }
     result.differences = {layer: found for layer, found in layers.items() if found}
     return result

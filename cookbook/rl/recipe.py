@@ -74,7 +74,11 @@ def resolve_rl_data(spec_path: Path, spec: RLRecipeSpec, renderer_name: str) -> 
     return ResolvedRLData(gsm, {"builder": "gsm8k", **rows.describe()}, rows, stand_ins)
 
 
-def _train_config(spec: RLRecipeSpec, renderer_name: str, builder: Any, log_dir: Path):
+def train_config(
+    spec: RLRecipeSpec, renderer_name: str, builder: Any, log_dir: Path
+) -> train.Config:
+    """The loop's config for ``spec``; tools/reference_through_server.py builds the reference's
+    ``rl.train.Config`` from it, so both sides of the served parity read one mapping."""
     return train.Config(
         learning_rate=spec.learning_rate,
         dataset_builder=builder,
@@ -187,7 +191,7 @@ def run_rl_recipe(
                     progress.on_step,
                 )
             else:
-                config = _train_config(spec, renderer_name, data.builder, run.log_dir)
+                config = train_config(spec, renderer_name, data.builder, run.log_dir)
                 # rl_steps.jsonl: the step layers `cookbook-run compare` reads (parity/rl_runs.py)
                 renderer = get_renderer(renderer_name, tokenizer)
                 with recording_rl_steps(run.log_dir, first_step, renderer):

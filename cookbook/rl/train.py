@@ -148,7 +148,10 @@ class RLTrainer:
         cfg = self.config
         resume = last_checkpoint(self.log_dir)
         start = int(resume["batch"]) if resume else 0
-        self.client = create_training_client(
+        # Creating clients blocks on a future: in a worker thread, not on the event loop (the
+        # tinker SDK warns about, and a served run would stall on, a sync wait inside it).
+        self.client = await asyncio.to_thread(
+            create_training_client,
             self.service_client,
             model_name=cfg.model_name,
             lora_rank=cfg.lora_rank,
@@ -156,7 +159,7 @@ class RLTrainer:
             resume_state_path=resume["state_path"] if resume else None,
             load_checkpoint_path=cfg.load_checkpoint_path,
         )
-        self.kl_reference_client = self._kl_reference_client()
+        self.kl_reference_client = await asyncio.to_thread(self._kl_reference_client)
         sampling_client = await self.client.save_weights_and_get_sampling_client()
         for i_batch in range(start, self.total_steps):
             sampling_client = await self._step(i_batch, sampling_client)

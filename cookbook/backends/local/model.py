@@ -160,23 +160,85 @@ def _trunk(model: torch.nn.Module, group: list[Scored]) -> torch.Tensor:
     return torch.cat(selected)
 
 
+@dataclass(frozen=True)
+class _Head:
+    """The LM head's weights: the frozen (tied) ``weight`` and, when adapted, LoRA's ``a``
+    (rank x hidden), ``b`` (vocab x rank) and ``scaling``."""
+
+    weight: torch.Tensor
+    a: torch.nn.Parameter | None = None
+    b: torch.nn.Parameter | None = None
+    scaling: float = 0.0
+
+    @classmethod
+    def of(cls, head: torch.nn.Module) -> _Head:
+        if not hasattr(head, "lora_A"):
+            return cls(head.weight)
+        # attach_lora builds exactly this: one plain adapter, no dropout, bias or variant.
+        (name,) = head.active_adapters
+        if head.lora_variant or head.lora_bias.get(name) or head.base_layer.bias is not None:
+            raise ConfigurationError("the local LM head supports plain LoRA only")
+        return cls(
+            head.base_layer.weight,
+            head.lora_A[name].weight,
+            head.lora_B[name].weight,
+            head.scaling[name],
+        )
+
+
+def _accumulate(param: torch.nn.Parameter, grad: torch.Tensor) -> None:
+    """As autograd does: gradients add up over forward_backward calls until optim_step."""
+    if param.grad is None:
+        param.grad = grad
+    else:
+        param.grad.add_(grad)
+
+
 def _head_nll(
     model: torch.nn.Module,
-    leaf: torch.Tensor,
+    hidden: torch.Tensor,
     targets: torch.Tensor,
     coefficients: torch.Tensor | None,
-) -> torch.Tensor:
-    """-logprob of each target from the hidden states ``leaf``, LM_HEAD_CHUNK rows at a time;
-    with ``coefficients``, backpropagates ``sum(coefficients * nll)`` into the head and
-    ``leaf.grad`` chunk by chunk, so only one chunk's logits are alive at once."""
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """-logprob of each target from the final hidden states, LM_HEAD_CHUNK rows at a time;
+    with ``coefficients``, the gradient of ``sum(coefficients * nll)`` accumulated into the
+    head's adapter and returned for ``hidden``.
+
+    Written out rather than left to autograd because the vocabulary-wide tensors dominate a
+    CPU step: the LoRA term is added into the head's logits in place (its scaling applied on
+    the rank-sized side), and the logits buffer becomes the gradient ``c * (softmax -
+    onehot)`` in place, so one chunk costs one vocabulary-sized buffer and the matrix
+    products, without autograd's copies, scaled temporaries and zero-filled gradients.
+    """
+    head = _Head.of(model.lm_head)
     parts = []
-    for start in range(0, len(leaf), LM_HEAD_CHUNK):
-        chunk = slice(start, start + LM_HEAD_CHUNK)
-        nll = F.cross_entropy(model.lm_head(leaf[chunk]), targets[chunk], reduction="none")
-        if coefficients is not None:
-            (nll * coefficients[chunk].to(nll.dtype)).sum().backward()
-        parts.append(nll.detach())
-    return torch.cat(parts)
+    grad = torch.empty_like(hidden) if coefficients is not None else None
+    with torch.no_grad():
+        for start in range(0, len(hidden), LM_HEAD_CHUNK):
+            chunk = slice(start, start + LM_HEAD_CHUNK)
+            x, target = hidden[chunk], targets[chunk]
+            logits = F.linear(x, head.weight)
+            xa = None
+            if head.a is not None and head.b is not None:
+                xa = F.linear(x, head.a) * head.scaling
+                logits.addmm_(xa, head.b.t())
+            # logsumexp by hand, so that its exponentials stay in the logits' buffer
+            target_logit = logits.gather(1, target[:, None])[:, 0]
+            peak = logits.amax(dim=1)
+            total = logits.sub_(peak[:, None]).exp_().sum(dim=1)
+            parts.append(peak + total.log() - target_logit)
+            if grad is None or coefficients is None:
+                continue
+            c = coefficients[chunk].to(logits.dtype)
+            g = logits.mul_((c / total)[:, None])  # c * softmax
+            g[torch.arange(len(target)), target] -= c
+            grad[chunk] = g @ head.weight
+            if xa is not None and head.a is not None and head.b is not None:
+                gb = (g @ head.b) * head.scaling
+                _accumulate(head.b, g.t() @ xa)
+                _accumulate(head.a, gb.t() @ x)
+                grad[chunk].addmm_(gb, head.a)
+    return torch.cat(parts), grad
 
 
 Coefficients = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
@@ -197,15 +259,14 @@ def _scored_nll(
     with torch.set_grad_enabled(backward):
         hidden = _trunk(model, group)
         targets = torch.cat([item.targets for item in group])
-        leaf = hidden.detach().requires_grad_(backward)
+        leaf = hidden.detach()
         if not backward:
-            return _head_nll(model, leaf, targets, None)
+            return _head_nll(model, leaf, targets, None)[0]
         if callable(coefficients):
-            with torch.no_grad():
-                coefficients = coefficients(_head_nll(model, leaf, targets, None))
-        nll = _head_nll(model, leaf, targets, coefficients)
+            coefficients = coefficients(_head_nll(model, leaf, targets, None)[0])
+        nll, grad = _head_nll(model, leaf, targets, coefficients)
         if hidden.requires_grad:  # False when only the LM head is adapted
-            hidden.backward(leaf.grad)
+            hidden.backward(grad)
     return nll
 
 
