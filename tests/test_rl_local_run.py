@@ -1,14 +1,17 @@
 """specs/rl_arithmetic.yaml runs on the local backend: end to end, resumed after a kill -9,
 and through cookbook-serve with ``--set backend=tinker`` giving the in-process run's metrics.
 
-What this does NOT show: learning. The random-init stand-in never answers in the arithmetic
-format, so every sample earns the same -0.1, advantages are 0 and ``local/grad_norm`` is 0 at
-every step: the weights do not move. These tests cover the loop's path (seeded sampling, the
-forward_backward/optim_step calls, checkpoints and resume, the served protocol), not training.
+What this does NOT show: learning. These runs swap the spec's pretrained stand-in
+(smollm2_gguf) for the tiny random-init one of tests/test_serve.py, which never answers in the
+arithmetic format: every sample earns the same -0.1, advantages are 0 and ``local/grad_norm``
+is 0 at every step. They cover the loop's path (seeded sampling, the forward_backward/optim_step
+calls, checkpoints and resume, the served protocol), not training; tests/test_local_smollm2.py
+runs the spec's own stand-in, and the README reports the learning run.
 
-The shipped spec is shrunk with ``--set`` (the stand-in of tests/test_serve.py, 2 problems of 2
-samples per batch) so a step costs seconds on a busy CPU; the loop, losses and checkpoints are
-the spec's own (importance_sampling, rl.train.main's save/resume).
+The shipped spec is shrunk with ``--set`` (2 problems of 2 samples per batch) so a step costs
+seconds on a busy CPU; the loop, losses and checkpoints are the spec's own (importance_sampling,
+rl.train.main's save/resume). The random-init stand-in uses the Llama 3 tokenizer, so the
+renderer is the model table's again (``renderer_name=null``), not the overlay's ChatML one.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ SMALL = {
 """tests/test_serve.py's SMALL stand-in: the served run's model must be the local run's."""
 SETS = (
     "model_name=meta-llama/Llama-3.1-8B",
+    "renderer_name=null",
+    "local.model.kind=random_llama",
     "dataset.batch_size=2",
     "dataset.group_size=2",
     f"max_steps={STEPS}",
