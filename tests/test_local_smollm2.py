@@ -105,6 +105,30 @@ def test_a_kill_9_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) ->
     assert _metrics(killed) == _metrics(tmp_path / "whole")
 
 
+def test_through_cookbook_serve_it_gives_the_in_process_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server gives the stand-in its own tokenizer, not the base model name's."""
+    from cookbook.backends.local.config import LocalModelConfig
+    from cookbook.serve.engine import ModelMap
+    from cookbook.serve.server import ServeConfig, serve
+
+    _run(tmp_path / "local")
+    stand_in = LocalModelConfig(kind="smollm2_gguf", threads=1)
+    config = ServeConfig(state_dir=tmp_path / "serve", model_map=ModelMap(default=stand_in))
+    monkeypatch.setenv("TINKER_TELEMETRY", "0")
+    with serve(config) as server:
+        monkeypatch.setenv("TINKER_BASE_URL", server.url)
+        monkeypatch.setenv("TINKER_API_KEY", "tml-RLSERVEkey0123456789abcdef")
+        _run(tmp_path / "served", "--set", "backend=tinker")
+    local, served = _metrics(tmp_path / "local"), _metrics(tmp_path / "served")
+    assert len(local) == STEPS
+    assert [sorted(r) for r in served] == [sorted(r) for r in local]
+    for a, b in zip(local, served, strict=True):
+        for key, value in a.items():
+            assert b[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
 def test_a_renderer_that_does_not_suit_its_tokenizer_is_a_spec_error(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

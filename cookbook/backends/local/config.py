@@ -87,7 +87,13 @@ class LocalModelConfig(BaseModel):
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> LocalModelConfig:
         if self.kind == LocalModelKind.SMOLLM2_GGUF:
-            given = [name for name in _ARCHITECTURE if name in self.model_fields_set]
+            # Values equal to the defaults are let through: a dumped config (config.json,
+            # cookbook-serve's healthz) carries them, and they say nothing.
+            given = [
+                name
+                for name in _ARCHITECTURE
+                if getattr(self, name) != type(self).model_fields[name].default
+            ]
             if given:
                 raise ValueError(
                     f"kind {self.kind} has its own architecture; remove {', '.join(given)}"
