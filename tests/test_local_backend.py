@@ -439,13 +439,16 @@ def test_bad_calls_raise_configuration_errors(tmp_path: Path) -> None:
             call()
 
 
-def test_config_validation_and_unimplemented_kind(tmp_path: Path) -> None:
+def test_config_validation(tmp_path: Path) -> None:
     with pytest.raises(pydantic.ValidationError, match="multiple of num_attention_heads"):
         LocalModelConfig(hidden_size=65)
     with pytest.raises(pydantic.ValidationError, match="extra"):
         LocalModelConfig(hidden=64)
-    with pytest.raises(ConfigurationError, match="'smollm2_gguf' is not implemented"):
-        _service(tmp_path, kind="smollm2_gguf")
+    with pytest.raises(pydantic.ValidationError, match="own architecture; remove hidden_size"):
+        LocalModelConfig(kind="smollm2_gguf", hidden_size=64)
+    smollm2 = LocalModelConfig(kind="smollm2_gguf")
+    with pytest.raises(ConfigurationError, match="smollm2_gguf needs its own tokenizer"):
+        LocalServiceClient(tmp_path, smollm2, vocab_size=VOCAB)
 
 
 def test_importing_the_package_does_not_import_torch() -> None:

@@ -22,7 +22,12 @@ from cookbook.recipes.math_rl.gsm8k_data import OFFLINE_FALLBACK_HINT, STAND_IN_
 from cookbook.recipes.math_rl.math_env import Gsm8kDatasetBuilder
 from cookbook.renderers import get_renderer
 from cookbook.rl import train
-from cookbook.runner.run import RunOptions, open_run, resolve_renderer_name
+from cookbook.runner.run import (
+    RunOptions,
+    open_run,
+    resolve_renderer_name,
+    tokenizer_model_name,
+)
 from cookbook.specs.loader import field_error
 from cookbook.specs.recipe import Backend
 from cookbook.specs.rl import RLDatasetKind, RLLoop, RLRecipeSpec
@@ -38,14 +43,16 @@ class ResolvedRLData:
     stand_ins: list[str] = field(default_factory=list)
 
 
-def resolve_rl_data(spec_path: Path, spec: RLRecipeSpec, renderer_name: str) -> ResolvedRLData:
+def resolve_rl_data(
+    spec_path: Path, spec: RLRecipeSpec, renderer_name: str, tokenizer_model: str
+) -> ResolvedRLData:
     """The spec's dataset builder, with GSM8K's rows loaded now so a missing dataset fails
     before the run directory exists, and a stand-in is known for the banner."""
     ds = spec.dataset
     if ds.builder == RLDatasetKind.ARITHMETIC:
         builder = ArithmeticDatasetBuilder(
             batch_size=ds.batch_size,
-            model_name_for_tokenizer=spec.model_name,
+            model_name_for_tokenizer=tokenizer_model,
             renderer_name=renderer_name,
             n_batches=ds.n_batches,
             group_size=ds.group_size,
@@ -59,7 +66,7 @@ def resolve_rl_data(spec_path: Path, spec: RLRecipeSpec, renderer_name: str) -> 
         )
     gsm = Gsm8kDatasetBuilder(
         batch_size=ds.batch_size,
-        model_name_for_tokenizer=spec.model_name,
+        model_name_for_tokenizer=tokenizer_model,
         renderer_name=renderer_name,
         group_size=ds.group_size,
         seed=ds.seed,
@@ -139,8 +146,9 @@ def run_rl_recipe(
     spec_path: Path, spec: RLRecipeSpec, options: RunOptions, console: Console
 ) -> int:
     renderer_name, renderer_source = resolve_renderer_name(spec)
-    tokenizer = get_tokenizer(spec.model_name)
-    data = resolve_rl_data(spec_path, spec, renderer_name)
+    tokenizer_model = tokenizer_model_name(spec_path, spec, options.served_by, renderer_name)
+    tokenizer = get_tokenizer(tokenizer_model)
+    data = resolve_rl_data(spec_path, spec, renderer_name, tokenizer_model)
     if spec.backend == Backend.LOCAL:
         # A loss the local backend refuses (stable_reinforce) is a spec error, reported
         # before the run directory exists rather than at the first forward_backward.

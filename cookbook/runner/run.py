@@ -20,10 +20,11 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from cookbook.backends.local.config import LocalModelConfig
+from cookbook.backends.local.config import SMOLLM2_RENDERERS, LocalModelConfig
 from cookbook.exceptions import BackendError, ConfigurationError, RunInterrupted
 from cookbook.logging import display
 from cookbook.logging.ml_log import RunLog
+from cookbook.specs.loader import field_error
 from cookbook.specs.recipe import Backend
 from cookbook.supervised.checkpoints import CHECKPOINTS_FILE, last_checkpoint
 from cookbook.tokenizers import provenance
@@ -86,29 +87,55 @@ def make_service_client(
             )
 
 
+def engine_model(spec: Any, served_by: dict[str, Any] | None) -> LocalModelConfig | None:
+    """The local stand-in this run trains: the spec's ``local.model`` in process, the serving
+    cookbook-serve's for ``spec.model_name`` when served, None on any other backend."""
+    if served_by is not None:
+        models = served_by.get("models") or {}
+        return LocalModelConfig.model_validate(models.get(spec.model_name, models.get("*", {})))
+    return spec.local.model if spec.backend == Backend.LOCAL else None
+
+
+def tokenizer_model_name(
+    spec_path: Path, spec: Any, served_by: dict[str, Any] | None, renderer_name: str
+) -> str:
+    """The model whose tokenizer the run renders with: the spec model's, unless the stand-in
+    trained brings its own (smollm2_gguf), which then needs a renderer that suits it - a
+    one-line spec error otherwise, before anything is written."""
+    model = engine_model(spec, served_by)
+    if model is None or model.tokenizer_model is None:
+        return spec.model_name
+    if renderer_name not in SMOLLM2_RENDERERS:
+        raise field_error(
+            spec_path,
+            ("renderer_name",),
+            f"renderer {renderer_name!r} does not suit the local stand-in {model.kind} "
+            f"(its own ChatML tokenizer); set renderer_name to one of "
+            f"{', '.join(SMOLLM2_RENDERERS)} (e.g. in local.overlay)",
+        )
+    return model.tokenizer_model
+
+
 def local_engine_notes(spec: Any, served_by: dict[str, Any] | None) -> list[str]:
     """What the banner and config.json say when the local stand-in, not the spec's model, is
     trained: in process (``backend: local``) or by the cookbook-serve answering the run."""
-    if spec.backend != Backend.LOCAL and served_by is None:
+    model = engine_model(spec, served_by)
+    if model is None:
         return []
-    model, where = spec.local.model, "the local backend"
+    where = "the local backend"
     notes = []
     if served_by is not None:
         where = f"cookbook-serve at {served_by['url']}"
-        models = served_by.get("models") or {}
-        served = LocalModelConfig.model_validate(models.get(spec.model_name, models.get("*", {})))
-        if served != model or served_by.get("seed") != spec.seed:
+        if model != spec.local.model or served_by.get("seed") != spec.seed:
             notes.append(
                 f"cookbook-serve's stand-in (seed {served_by.get('seed')}) is not this spec's "
                 f"local.model with seed {spec.seed}: metrics will differ from a backend=local "
                 "run (start it with --seed / --model-map to match)"
             )
-        model = served
     notes.insert(
         0,
         f"model: {spec.model_name} is not trained here; {where} trains the stand-in "
-        f"{model.kind} ({model.hidden_size} hidden, {model.num_hidden_layers} layers, randomly "
-        "initialised) with the real tokenizer",
+        f"{model.summary()}",
     )
     if spec.local.overlay:
         shown = ", ".join(f"{k}={v}" for k, v in spec.local.overlay.items())

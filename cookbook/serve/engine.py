@@ -162,11 +162,12 @@ class Engine:
             from cookbook.backends.local.service import LocalServiceClient
             from cookbook.tokenizers import get_tokenizer
 
+            config = self.model_map.config_for(base_model)
             service = LocalServiceClient(
                 self.state_dir / "local",
-                model=self.model_map.config_for(base_model),
+                model=config,
                 seed=self.seed,
-                tokenizer=get_tokenizer(base_model),
+                tokenizer=get_tokenizer(config.tokenizer_model or base_model),
             )
             with self._lock:
                 service = self._services.setdefault(base_model, service)

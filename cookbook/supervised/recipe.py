@@ -22,7 +22,12 @@ from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
 from cookbook.logging import display
 from cookbook.logging.plots import plot_loss_curve
 from cookbook.parity.runs import write_run_artifacts
-from cookbook.runner.run import RunOptions, open_run, resolve_renderer_name
+from cookbook.runner.run import (
+    RunOptions,
+    open_run,
+    resolve_renderer_name,
+    tokenizer_model_name,
+)
 from cookbook.specs.loader import field_error
 from cookbook.specs.recipe import ConversationSource, DatasetBuilder, RecipeSpec
 from cookbook.supervised.checkpoints import last_checkpoint
@@ -54,10 +59,12 @@ def _conversation_file(
     return path
 
 
-def resolve_data(spec_path: Path, spec: RecipeSpec, renderer_name: str) -> ResolvedData:
+def resolve_data(
+    spec_path: Path, spec: RecipeSpec, renderer_name: str, tokenizer_model: str | None = None
+) -> ResolvedData:
     ds = spec.dataset
     common = ChatDatasetCommonConfig(
-        model_name_for_tokenizer=spec.model_name,
+        model_name_for_tokenizer=tokenizer_model or spec.model_name,
         renderer_name=renderer_name,
         max_length=ds.max_length,
         batch_size=ds.batch_size,
@@ -157,8 +164,9 @@ def _resume_point(log_dir: Path) -> ResumePoint | None:
 
 def run_recipe(spec_path: Path, spec: RecipeSpec, options: RunOptions, console: Console) -> int:
     renderer_name, renderer_source = resolve_renderer_name(spec)
-    tokenizer = get_tokenizer(spec.model_name)
-    data = resolve_data(spec_path, spec, renderer_name)
+    tokenizer_model = tokenizer_model_name(spec_path, spec, options.served_by, renderer_name)
+    tokenizer = get_tokenizer(tokenizer_model)
+    data = resolve_data(spec_path, spec, renderer_name, tokenizer_model)
     evaluators = attached_evaluators(spec_path, spec, renderer_name, tokenizer)
     run = open_run(spec_path, spec, options, console, tokenizer, data.stand_ins)
     log_dir = run.log_dir

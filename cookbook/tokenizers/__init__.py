@@ -47,6 +47,7 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("Qwen/Qwen3-235B-A22B-Instruct-2507", "qwen3"),
     ("deepseek-ai/DeepSeek-V3.1", "deepseek_v3_1"),
     ("openai/gpt-oss", "gpt_oss"),
+    ("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2"),
     # Not a hub model: the name says the tokenizer is a stand-in (see offline.RECIPES), so no
     # Kimi K2 model name ever resolves to it silently.
     # K2.5 first: the K2 prefix would match it too. K2.6 renders with K2.5's markers.

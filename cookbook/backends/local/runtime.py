@@ -1,10 +1,11 @@
 """What a local service client and every client it creates share: the stand-in's base weights,
 the checkpoint directory, the tokenizer and the seed.
 
-The stand-in is fully determined by its config, the vocabulary size and the seed. Checkpoints
-record that triple and a fingerprint (sha256) of the base weights, so a checkpoint is never
-loaded onto a different stand-in - another config, seed, vocabulary, or a torch whose random
-initialisation changed - without an error saying so.
+The stand-in is fully determined by its config, the vocabulary size and the seed (random_llama)
+or by the packaged GGUF file (smollm2_gguf, :mod:`.pretrained`). Checkpoints record these and a
+fingerprint (sha256) of the base weights, so a checkpoint is never loaded onto a different
+stand-in - another config, seed, vocabulary, GGUF file, or a torch whose random initialisation
+changed - without an error saying so.
 """
 
 from __future__ import annotations
@@ -16,26 +17,18 @@ from typing import Any
 
 import torch
 
-from cookbook.backends.local import checkpoints
+from cookbook.backends.local import checkpoints, pretrained
 from cookbook.backends.local.config import LocalModelConfig, LocalModelKind
 from cookbook.exceptions import ConfigurationError
 
 
-def require_implemented(config: LocalModelConfig) -> None:
-    if config.kind != LocalModelKind.RANDOM_LLAMA:
-        raise ConfigurationError(
-            f"local model kind '{config.kind}' is not implemented; "
-            f"use kind: {LocalModelKind.RANDOM_LLAMA}"
-        )
-
-
 def build_base_model(config: LocalModelConfig, vocab_size: int, seed: int) -> torch.nn.Module:
-    """The stand-in's frozen base weights (a ``LlamaForCausalLM``), identical for equal arguments.
+    """The random_llama stand-in's frozen base weights (a ``LlamaForCausalLM``), identical for
+    equal arguments.
 
     Initialised under a forked RNG, so building a model neither depends on nor disturbs the
     caller's global torch random state.
     """
-    require_implemented(config)
     if vocab_size < 2:
         raise ConfigurationError(f"the local model needs a vocabulary, got vocab_size={vocab_size}")
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -77,16 +70,25 @@ class Runtime:
         seed: int,
         tokenizer: Any,
     ) -> None:
-        require_implemented(config)  # fail before a run writes anything
         self.state_dir = state_dir
         self.config = config
         self.vocab_size = vocab_size
         self.seed = seed
         self.tokenizer = tokenizer
 
+        if config.kind == LocalModelKind.SMOLLM2_GGUF:
+            # Checked now (package installed, tokenizer its own) so a run fails before it
+            # writes anything; the weights themselves load on first use.
+            pretrained.check_vocabulary(vocab_size)
+            self.source: dict[str, Any] | None = pretrained.source_record()
+        else:
+            self.source = None
+
     @cached_property
     def base(self) -> torch.nn.Module:
         """Built on first use, so creating a service client costs nothing."""
+        if self.source is not None:
+            return pretrained.load_smollm2(self.source)
         return build_base_model(self.config, self.vocab_size, self.seed)
 
     @cached_property
@@ -100,6 +102,7 @@ class Runtime:
             "vocab_size": self.vocab_size,
             "seed": self.seed,
             "base_fingerprint": self.fingerprint,
+            **({"source": self.source} if self.source is not None else {}),
         }
 
     def check_stand_in(self, path: str, record: dict[str, Any]) -> None:
@@ -121,9 +124,16 @@ class Runtime:
     def describe(self) -> dict[str, Any]:
         """What the console banner and config.json say about the stand-in."""
         parameters = sum(p.numel() for p in self.base.parameters())
+        if self.source is not None:
+            what = (
+                f"SmolLM2-135M-Instruct from {self.source['package']} ({self.source['file']}, "
+                f"sha256 {self.source['sha256'][:12]}...) dequantised to float32"
+            )
+        else:
+            what = f"LlamaForCausalLM randomly initialised from seed {self.seed}"
         return {
-            "stand_in": f"{self.config.kind}: LlamaForCausalLM randomly initialised from "
-            f"seed {self.seed}, {parameters / 1e6:.1f}M parameters, vocabulary {self.vocab_size}",
+            "stand_in": f"{self.config.kind}: {what}, {parameters / 1e6:.1f}M parameters, "
+            f"vocabulary {self.vocab_size}",
             "parameters": parameters,
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
