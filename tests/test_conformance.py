@@ -60,6 +60,8 @@ def test_our_adapter_conforms_on_every_golden() -> None:
         "llama3 (meta-llama/Llama-3.1-8B-Instruct)",
         "role_colon (Qwen/Qwen3.5-9B-Base)",
         "role_colon (meta-llama/Llama-3.1-8B)",
+        "kimi_k2 (cookbook-standin/kimi-k2, STAND-IN tokenizer)",
+        "nemotron3 (cookbook-standin/nemotron-3, STAND-IN tokenizer)",
     }
 
 

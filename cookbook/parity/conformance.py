@@ -159,9 +159,22 @@ class ItemResult:
     """A TrainOnWhat value, or ``generation`` (prompt, stop sequences and parse_response)."""
     problem: str | None
 
+    stand_in: bool = False
+    """Whether the golden's tokenizer is a declared stand-in (its provenance note says so)."""
+
     @property
     def row(self) -> str:
-        return f"{self.renderer} ({self.model_name})"
+        return matrix_row(self.renderer, self.model_name, self.stand_in)
+
+
+def matrix_row(renderer: str, model_name: str, stand_in: bool) -> str:
+    """A matrix row: the renderer and its tokenizer, marked where that is a declared stand-in
+    (exclusions.yaml's no_oracle says why), so nobody reads stand-in ids as the model's."""
+    return f"{renderer} ({model_name}{', STAND-IN tokenizer' if stand_in else ''})"
+
+
+def is_stand_in(golden: dict[str, Any]) -> bool:
+    return golden["tokenizer"].get("note", "").startswith("STAND-IN")
 
 
 @dataclass
@@ -367,7 +380,7 @@ def run_conformance(
             if renderers is not None and name not in renderers:
                 continue
             if name not in hello["renderers"]:
-                row = f"{name} ({golden['model_name']})"
+                row = matrix_row(name, golden["model_name"], is_stand_in(golden))
                 run.unsupported.setdefault(row, set()).add(category)
                 continue
             case = _Case(adapter, golden, stops)
@@ -385,7 +398,15 @@ def run_conformance(
                     reason = " ".join(f"{type(exc).__name__}: {exc}".splitlines())[:200]
                     problem = f"{item}: adapter failure: an answer of the wrong shape ({reason})"
                 run.items.append(
-                    ItemResult(name, case.model_name, golden["case_id"], category, item, problem)
+                    ItemResult(
+                        name,
+                        case.model_name,
+                        golden["case_id"],
+                        category,
+                        item,
+                        problem,
+                        is_stand_in(golden),
+                    )
                 )
             if on_case is not None:
                 on_case(golden["case_id"])
