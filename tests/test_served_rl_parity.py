@@ -56,6 +56,9 @@ SMALL = {
 MODEL = "meta-llama/Llama-3.1-8B"
 SETS = (
     f"model_name={MODEL}",
+    # The local overlay renders for its SmolLM2 stand-in; this server trains the random stand-in
+    # over the spec model's tokenizer, so the renderer is the model's recommended one again.
+    "renderer_name=null",
     f"dataset.batch_size={GROUPS}",
     f"dataset.group_size={GROUP_SIZE}",
     f"max_steps={STEPS}",

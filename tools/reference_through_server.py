@@ -52,12 +52,17 @@ from tinker_cookbook.supervised.data import FromConversationFileBuilder
 from tinker_cookbook.supervised.types import ChatDatasetBuilderCommonConfig
 
 from cookbook.backends.tinker.retry import Scrubber
-from cookbook.backends.tinker.service import API_KEY_ENV, check_connectivity
+from cookbook.backends.tinker.service import (
+    API_KEY_ENV,
+    check_connectivity,
+    cookbook_serve_identity,
+)
 from cookbook.exceptions import ConfigurationError, CookbookError
 from cookbook.parity import golden as g
 from cookbook.rl.recipe import resolve_rl_data, train_config
+from cookbook.runner.run import tokenizer_model_name
 from cookbook.specs.loader import load_spec
-from cookbook.specs.recipe import RecipeSpec
+from cookbook.specs.recipe import Backend, RecipeSpec
 from cookbook.specs.rl import RLDatasetKind, RLLoop, RLRecipeSpec
 from cookbook.supervised.recipe import resolve_data, resolve_renderer_name
 from cookbook.tokenizers import offline_directory
@@ -130,7 +135,14 @@ def reference_config(spec_path: Path, spec: RecipeSpec, log_path: Path) -> Any:
 def reference_rl_config(spec_path: Path, spec: RLRecipeSpec, log_path: Path) -> Any:
     """The reference's ``rl.train.Config`` for ``spec`` (see the module docstring)."""
     renderer_name, _ = resolve_renderer_name(spec)
-    builder = resolve_rl_data(spec_path, spec, renderer_name).builder
+    # The tokenizer cookbook-run renders with through this server: the spec model's, or the
+    # served stand-in's own (smollm2_gguf) - the reference must render with the same one.
+    # (asked as a served run: this driver always trains through the server, whatever the
+    # spec's own backend says)
+    served_by = cookbook_serve_identity(spec.model_copy(update={"backend": Backend.TINKER}))
+    tokenizer_model = tokenizer_model_name(spec_path, spec, served_by, renderer_name)
+    register_offline_tokenizer(tokenizer_model)
+    builder = resolve_rl_data(spec_path, spec, renderer_name, tokenizer_model).builder
     ours = train_config(spec, renderer_name, builder, log_path)
     dataset = RefArithmeticBuilder(
         **{name: getattr(builder, name) for name in chz.chz_fields(RefArithmeticBuilder)}
