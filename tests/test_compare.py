@@ -67,6 +67,12 @@ def test_a_planted_datum_weight_is_found_in_the_datum_layer(
         return tinker.Datum(model_input=datum.model_input, loss_fn_inputs=inputs)
 
     monkeypatch.setattr(builders, "conversation_to_datum", planted)
+    # A training batch renders through the batch path: plant there too, datum by datum.
+    monkeypatch.setattr(
+        builders,
+        "conversations_to_datums",
+        lambda conversations, *args, **kwargs: [planted(c, *args, **kwargs) for c in conversations],
+    )
     assert main([str(spec), "--log-dir", str(tmp_path / "b")]) == 0
     capsys.readouterr()
     html = tmp_path / "report.html"
