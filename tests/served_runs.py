@@ -1,5 +1,5 @@
-"""What the reference-through-server tests share: the reference's python, and one run of a
-command against a fresh, recording ``cookbook-serve``.
+"""What the served tests share: the small random stand-in every served run trains, the
+reference's python, and one run of a command against a fresh, recording ``cookbook-serve``.
 
 The reference's virtualenv comes from ``nox -s parity`` (COOKBOOK_REFERENCE_PYTHON names its
 python). Without it a test needing it fails and says so; only ``nox -s tests``, which builds no
@@ -16,6 +16,17 @@ from typing import Any
 import pytest
 
 from cookbook.parity.served import ServedRun
+
+SMALL = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "threads": 1,
+}
+"""The small random_llama stand-in of the served tests: a served run's model must be the local
+run's it is compared with, so there is one."""
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PYTHON = "COOKBOOK_REFERENCE_PYTHON"

@@ -24,21 +24,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from served_runs import SMALL
 
 from cookbook.cli import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "rl_arithmetic.yaml"
 STEPS = 4
-SMALL = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 2,
-    "intermediate_size": 128,
-    "threads": 1,
-}
-"""tests/test_serve.py's SMALL stand-in: the served run's model must be the local run's."""
 RANDOM_SETS = (
     "model_name=meta-llama/Llama-3.1-8B",
     "renderer_name=null",

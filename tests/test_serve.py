@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import served_runs
 import tinker
 from tinker import types
 
@@ -30,14 +31,7 @@ from cookbook.tokenizers import get_tokenizer
 MODEL = "meta-llama/Llama-3.1-8B"
 KEY = "tml-SERVEkey0123456789abcdef"
 # The stand-in of tests/test_recipe_cli.py's TINY spec: small enough for a step in ~0.1 s.
-SMALL = LocalModelConfig(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    threads=1,
-)
+SMALL = LocalModelConfig(**served_runs.SMALL)
 ADAM = [types.AdamParams(learning_rate=lr, beta1=0.9, beta2=0.95, eps=1e-8) for lr in (1e-2, 5e-3)]
 
 

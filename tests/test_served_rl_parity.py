@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import served_runs
-from served_runs import reference_python
+from served_runs import SMALL, reference_python
 
 from cookbook.parity.served import ServedRun, compare_served
 from cookbook.specs.loader import load_spec
@@ -44,15 +44,6 @@ SPEC = ROOT / "specs" / "rl_arithmetic.yaml"
 STEPS = 2
 GROUPS = 2
 GROUP_SIZE = 2
-SMALL = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 2,
-    "intermediate_size": 128,
-    "threads": 1,
-}
-"""tests/test_rl_local_run.py's stand-in, served for every model."""
 MODEL = "meta-llama/Llama-3.1-8B"
 SETS = (
     f"model_name={MODEL}",
