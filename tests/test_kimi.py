@@ -237,6 +237,7 @@ def test_restated_checks_are_the_ones_declared() -> None:
                 *restated.GPT_OSS_RENDERERS,
                 *restated.KIMI_RENDERERS,
                 *restated.NEMOTRON_THINKING_RENDERERS,
+                "qwen3_vl",
             ]
         )
     )

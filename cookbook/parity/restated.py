@@ -35,6 +35,12 @@ Nemotron 3 with thinking on:
 * ``assistant-round-trip``: text parts are not trimmed, so a text that starts with newlines
   right after reasoning runs them into the separator the template writes after ``</think>``;
   the reference's parser drops both. Such a text may come back without its leading newlines.
+
+Qwen3-VL with reasoning:
+
+* ``assistant-round-trip``: as Nemotron's - reasoning is written ``<think>...</think>`` with the
+  text straight after it, and the reference's parser drops the newlines a text starts with
+  there (``<think>0</think>\n`` parses as reasoning "0" and text ""), so they may be missing.
 """
 
 from __future__ import annotations
@@ -222,7 +228,7 @@ def nemotron_starts(renderer: Renderer, tokens: list[int], prompt: list[int]) ->
     return base is not None and tokens[: len(base) + 1] == [*base, _think(renderer)]
 
 
-def check_nemotron_round_trip(renderer: Renderer, messages: list[Message]) -> None:
+def check_round_trip_after_reasoning(renderer: Renderer, messages: list[Message]) -> None:
     """:func:`~cookbook.parity.invariants.check_assistant_round_trip`, where each text part
     right after a reasoning part may come back without its leading newlines."""
     try:
@@ -243,7 +249,7 @@ def check_nemotron_round_trip(renderer: Renderer, messages: list[Message]) -> No
 
 
 NEMOTRON_CHECKS: dict[str, Check] = {
-    "assistant-round-trip": check_nemotron_round_trip,
+    "assistant-round-trip": check_round_trip_after_reasoning,
     "prompt-prefix": partial(check_prompt_prefix, opens=nemotron_opening),
     "split-examples": partial(check_split_examples, opens=nemotron_opening),
     "extension-property": partial(check_extension_property, starts=nemotron_starts),
@@ -280,6 +286,7 @@ RESTATED: dict[str, dict[str, Check]] = {
     **dict.fromkeys(GPT_OSS_RENDERERS, HARMONY_CHECKS),
     **{name: {"split-examples": check_split_by_user_turn} for name in KIMI_RENDERERS},
     **dict.fromkeys(NEMOTRON_THINKING_RENDERERS, NEMOTRON_CHECKS),
+    "qwen3_vl": {"assistant-round-trip": check_round_trip_after_reasoning},
 }
 """Registry name -> the invariants it keeps in a restated form."""
 
