@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cookbook.specs.models import ReferenceTestEntry, ReferenceTestsSpec
+from cookbook.specs.models import NotImplementedRenderers, ReferenceTestEntry, ReferenceTestsSpec
 
 CATALOGUE = Path("specs") / "reference_tests.yaml"
 PASSED = "passed"
@@ -87,8 +87,7 @@ def _outcome(record: dict[str, Any], test: str) -> dict[str, str]:
     return {"outcome": "error", "message": message}
 
 
-def _not_implemented(test: str, message: str, spec: ReferenceTestsSpec) -> bool:
-    declared = spec.not_implemented_renderers
+def _not_implemented(test: str, message: str, declared: NotImplementedRenderers) -> bool:
     if test.split("::", 1)[0] in declared.files or declared.message in message:
         return True
     return any(re.search(rf"\b{re.escape(name)}\b", message) for name in declared.names)
@@ -98,6 +97,7 @@ def sort_tests(
     reference: dict[str, Any], ours: dict[str, Any], spec: ReferenceTestsSpec
 ) -> list[Sorted]:
     rows = []
+    declared = spec.not_implemented_renderers
     for test in sorted(reference["tests"]):
         ref, our = reference["tests"][test], _outcome(ours, test)
         ref_ok, our_ok = ref["outcome"] == PASSED, our["outcome"] == PASSED
@@ -109,9 +109,9 @@ def sort_tests(
             category, reason = Category.SKIPPED, ref["message"]
         elif ref_ok and our_ok:
             category, reason = Category.PASSES_BOTH, ""
-        elif ref_ok and _not_implemented(test, our["message"], spec):
-            issue = spec.not_implemented_renderers.issue
-            category, reason = Category.NOT_IMPLEMENTED, f"issue {issue}: {our['message']}"
+        elif declared is not None and ref_ok and _not_implemented(test, our["message"], declared):
+            reason = f"issue {declared.issue}: {our['message']}"
+            category = Category.NOT_IMPLEMENTED
         elif ref_ok and gap is not None:
             category, reason = Category.KNOWN_GAP, gap.reason
         elif ref_ok:
