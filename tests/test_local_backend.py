@@ -332,7 +332,7 @@ def test_samples_share_one_prompt_pass_and_equal_per_sample_decoding(
     )
     got = sampler.sample(PROMPT, 3, params).result().sequences
     assert passes.count(PROMPT.length) == 1 and len(passes) == 1 + 3 * 9
-    model, keyword = _naive_model(_adapter(path)), sampling._cache_keyword()
+    model, keyword = _naive_model(_adapter(path)), local_model.cache_keyword()
     for index, sequence in enumerate(got):
         generator = torch.Generator().manual_seed(sampling._derive_seed(11, index))
         cache, ids, tokens, logprobs = DynamicCache(), torch.tensor([PROMPT.to_ints()]), [], []
