@@ -384,8 +384,9 @@ def score(
     ``backward``, the gradient of the loss (through ``coefficients(indices of a group)``)
     accumulates into the adapter.
 
-    The trunk runs on length buckets of at most GROUP_TOKENS tokens at a time; a loss must
-    therefore be a sum of per-datum terms, which every built-in Tinker loss is.
+    The trunk runs on groups of at most GROUP_TOKENS tokens at a time (shared prefixes and
+    length buckets within a group); a loss must therefore be a sum of per-datum terms, which
+    every built-in Tinker loss is.
     """
     items = list(items)
     scored: list[torch.Tensor | None] = [None] * len(items)

@@ -13,9 +13,10 @@ Sampling semantics
 ------------------
 - Each request runs its prompt once (KV cache); every sample continues from a copy of that
   cache, feeding one new token per step and computing the last position's logits only. The
-  client keeps the last ``PREFILL_CACHE`` prompts' passes: the RL loop sends one request per
-  sample, so the members of a group share one prompt pass. The pass is a pure function of the
-  prompt and the frozen snapshot, so reusing it returns exactly what recomputing it would.
+  client keeps its latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the
+  newest always): the RL loop sends one request per sample, so the members of a group share
+  one prompt pass. The pass is a pure function of the prompt and the frozen snapshot, so
+  reusing it returns exactly what recomputing it would.
 - ``temperature == 0``: greedy (ties go to the lowest token id). Otherwise logits are divided
   by the temperature, then ``top_k`` (if > 0) and ``top_p`` (if < 1) filter them, and a token
   is drawn with a ``torch.Generator`` seeded from ``(seed, sample index)``. ``seed=None`` takes
@@ -58,7 +59,9 @@ from cookbook.backends.local.model import (
 from cookbook.backends.local.runtime import Runtime
 from cookbook.exceptions import ConfigurationError
 
-PREFILL_CACHE = 8  # prompt passes kept per sampling client (a few MB each on the stand-ins)
+PREFILL_CACHE_TOKENS = (
+    4096  # prompt tokens whose passes a sampling client keeps (SmolLM2: 46 kB each)
+)
 
 
 def _derive_seed(*parts: int) -> int:
@@ -186,7 +189,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
 
     def _prefill(self, tokens: list[int]) -> tuple[torch.Tensor, Any]:
         """The prompt's last-position logits and its KV cache, computed once per prompt while
-        it is among the last PREFILL_CACHE ones (samples copy the cache, never change it)."""
+        it is among the latest ones kept (samples copy the cache, never change it)."""
         from transformers import DynamicCache
 
         key = tuple(tokens)
@@ -198,7 +201,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             torch.tensor([tokens]), use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}
         )[-1]
         self._prefills[key] = logits, cache
-        if len(self._prefills) > PREFILL_CACHE:
+        while sum(map(len, self._prefills)) > PREFILL_CACHE_TOKENS and len(self._prefills) > 1:
             self._prefills.popitem(last=False)
         return logits, cache
 
