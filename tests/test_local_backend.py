@@ -313,6 +313,29 @@ def test_one_token_sample_with_prompt_logprobs_runs_one_forward_pass(
     np.testing.assert_allclose(both.sequences[0].logprobs, alone.logprobs, atol=1e-5)
 
 
+def test_requests_for_one_prompt_share_its_pass_and_match_a_fresh_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RL loop sends one request per sample: a group's requests reuse the prompt's pass
+    and sample exactly what a client that never saw the prompt samples."""
+    sampler, path = _sampler(tmp_path / "cached")
+    service = LocalServiceClient(tmp_path / "fresh", CONFIG, 0, vocab_size=VOCAB)
+    other = types.ModelInput.from_ints([9, 3])
+    params = [types.SamplingParams(max_tokens=4, temperature=1.0, seed=s) for s in (1, 2, 3)]
+    passes: list[int] = []
+    counted = sampler._logits
+    monkeypatch.setattr(
+        sampler, "_logits", lambda ids, **k: passes.append(ids.shape[1]) or counted(ids, **k)
+    )
+    requests = [(PROMPT, params[0]), (PROMPT, params[1]), (other, params[0]), (PROMPT, params[2])]
+    got = [sampler.sample(p, 1, sp).result().sequences[0] for p, sp in requests]
+    assert passes.count(PROMPT.length) == 1 and passes.count(other.length) == 1
+    for (prompt, sp), sequence in zip(requests, got, strict=True):
+        fresh = service.create_sampling_client(model_path=path).result()
+        alone = fresh.sample(prompt, 1, sp).result().sequences[0]
+        assert (sequence.tokens, sequence.logprobs) == (alone.tokens, alone.logprobs)
+
+
 def test_samples_share_one_prompt_pass_and_equal_per_sample_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,7 +355,7 @@ def test_samples_share_one_prompt_pass_and_equal_per_sample_decoding(
     )
     got = sampler.sample(PROMPT, 3, params).result().sequences
     assert passes.count(PROMPT.length) == 1 and len(passes) == 1 + 3 * 9
-    model, keyword = _naive_model(_adapter(path)), sampling._cache_keyword()
+    model, keyword = _naive_model(_adapter(path)), local_model.cache_keyword()
     for index, sequence in enumerate(got):
         generator = torch.Generator().manual_seed(sampling._derive_seed(11, index))
         cache, ids, tokens, logprobs = DynamicCache(), torch.tensor([PROMPT.to_ints()]), [], []

@@ -10,17 +10,24 @@ and scaling ``lora_alpha / rank``. The embedding and all base weights stay froze
 given as per-position coefficients (:mod:`cookbook.backends.local.losses` defines the losses
 and which positions they score). On CPU the vocabulary projection dominates (hidden x 128k per
 position), which is why a loss may score only some positions.
-The transformer trunk runs on length buckets (datums sorted by length, right-padded to the
-bucket's longest, at most ``PAD_SLACK`` padded/real tokens), so small sequences share matrix
-products without padding waste; the scored hidden states of the whole batch then go through
-the LM head together in chunks, which bounds memory to ``LM_HEAD_CHUNK x vocab`` floats while
-keeping those products large. Results are deterministic for a given batch; which datums share
-a bucket can move float32 results in the last bits, as any batched matmul would.
+Datums that start with the same tokens (an RL group: one prompt, several completions) share
+one pass over that prefix: the prefix runs once with a KV cache, and the members' remaining
+tokens run together on copies of it (:func:`_shared_prefix`); autograd sums the members'
+gradients into the prefix's activations. A (hidden state, target) pair that several datums
+score - every prompt position of a group - goes through the LM head once, with the sum of
+their loss coefficients. Both are exact rewritings of the per-datum sums.
+The other datums run on length buckets (sorted by length, right-padded to the bucket's
+longest, at most ``PAD_SLACK`` padded/real tokens), so small sequences share matrix products
+without padding waste; the scored hidden states of the whole batch then go through the LM head
+together in chunks, which bounds memory to ``LM_HEAD_CHUNK x vocab`` floats while keeping
+those products large. Results are deterministic for a given batch; which datums share a
+bucket or a prefix can move float32 results in the last bits, as any batched matmul would.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -142,22 +149,109 @@ def _buckets(group: list[Scored]) -> list[list[int]]:
     return buckets
 
 
-def _trunk(model: torch.nn.Module, group: list[Scored]) -> torch.Tensor:
-    """Final hidden states at the scored positions of the group, in datum order.
+def cache_keyword() -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` during 5.x."""
+    from transformers import LlamaForCausalLM
+
+    names = inspect.signature(LlamaForCausalLM.forward).parameters
+    return "cache" if "cache" in names else "past_key_values"
+
+
+def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    n = min(len(a), len(b))
+    differ = torch.nonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
+def _prefix_clusters(group: list[Scored]) -> list[tuple[list[int], int]]:
+    """Datums sharing a prefix, as (members, prefix length); a lone datum's prefix is itself.
+
+    Datums are taken in token order, so those sharing a prompt are neighbours; a datum joins the
+    cluster before it when that costs fewer trunk tokens than running it alone (a few
+    system-prompt tokens in common are not worth a pass of their own).
+    """
+    order = sorted(range(len(group)), key=lambda i: group[i].tokens.tolist())
+    clusters: list[tuple[list[int], int]] = []
+    for i in order:
+        if clusters:
+            members, prefix = clusters[-1]
+            shared = _common_prefix(group[members[0]].tokens[:prefix], group[i].tokens)
+            lengths = sum(group[j].length for j in members)
+            alone = lengths - (len(members) - 1) * prefix + group[i].length
+            if shared and lengths + group[i].length - len(members) * shared < alone:
+                clusters[-1] = ([*members, i], shared)
+                continue
+        clusters.append(([i], group[i].length))
+    return clusters
+
+
+def _shared_prefix(
+    model: torch.nn.Module, group: list[Scored], members: list[int], prefix: int
+) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
+    """Hidden states of datums sharing ``prefix`` tokens, as rows of one tensor, the members,
+    and each member's row at every position: the prefix runs once (KV cache), the members'
+    remaining tokens together, right-padded, on repeats of that cache."""
+    from transformers import DynamicCache
+
+    keyword = cache_keyword()
+    cache = DynamicCache()
+    tokens = group[members[0]].tokens[:prefix][None]
+    head = model.model(input_ids=tokens, use_cache=True, **{keyword: cache}).last_hidden_state
+    rows = [head[0]]
+    rest = [i for i in members if group[i].length > prefix]
+    width = max((group[i].length - prefix for i in rest), default=0)
+    if rest:
+        ids = torch.zeros(len(rest), width, dtype=torch.long)
+        for row, i in enumerate(rest):
+            ids[row, : group[i].length - prefix] = group[i].tokens[prefix:]
+        cache.batch_repeat_interleave(len(rest))
+        tail = model.model(input_ids=ids, use_cache=True, **{keyword: cache}).last_hidden_state
+        rows.append(tail.flatten(0, 1))
+    shared = torch.arange(prefix)
+    where = dict.fromkeys(members, shared)
+    for row, i in enumerate(rest):
+        own = prefix + row * width + torch.arange(group[i].length - prefix)
+        where[i] = torch.cat([shared, own])
+    return torch.cat(rows), members, [where[i] for i in members]
+
+
+def _trunk(model: torch.nn.Module, group: list[Scored]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states of the group as rows of one tensor, and the row of every scored
+    position of the group, in datum order.
 
     Right padding needs no attention mask: attention is causal, so a real position never sees
     the padding after it, and padded positions are never scored.
     """
-    selected: list[torch.Tensor | None] = [None] * len(group)
-    for bucket in _buckets(group):
-        width = max(group[i].length for i in bucket)
-        ids = torch.zeros(len(bucket), width, dtype=torch.long)
-        for row, i in enumerate(bucket):
+    blocks: list[torch.Tensor] = []
+    where: list[torch.Tensor | None] = [None] * len(group)
+    offset = 0
+
+    def add(block: torch.Tensor, members: list[int], rows: list[torch.Tensor]) -> None:
+        nonlocal offset
+        for i, row in zip(members, rows, strict=True):
+            where[i] = offset + row[group[i].positions]
+        blocks.append(block)
+        offset += len(block)
+
+    alone: list[int] = []
+    for members, prefix in _prefix_clusters(group):
+        if len(members) > 1:
+            add(*_shared_prefix(model, group, members, prefix))
+        else:
+            alone.append(members[0])
+    for bucket in _buckets([group[i] for i in alone]):
+        members = [alone[b] for b in bucket]
+        width = max(group[i].length for i in members)
+        ids = torch.zeros(len(members), width, dtype=torch.long)
+        for row, i in enumerate(members):
             ids[row, : group[i].length] = group[i].tokens
         hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
-        for row, i in enumerate(bucket):
-            selected[i] = hidden[row, group[i].positions]
-    return torch.cat(selected)
+        add(
+            hidden.flatten(0, 1),
+            members,
+            [row * width + torch.arange(width) for row in range(len(members))],
+        )
+    return torch.cat(blocks), torch.cat(where)
 
 
 @dataclass(frozen=True)
@@ -257,17 +351,26 @@ def _scored_nll(
     backpropagate), the trunk once.
     """
     with torch.set_grad_enabled(backward):
-        hidden = _trunk(model, group)
+        hidden, rows = _trunk(model, group)
         targets = torch.cat([item.targets for item in group])
-        leaf = hidden.detach()
+        # Each distinct (row, target) pair once, in order of first use.
+        pairs, inverse = torch.unique(rows + len(hidden) * targets, return_inverse=True)
+        first = torch.full((len(pairs),), len(rows)).scatter_reduce_(
+            0, inverse, torch.arange(len(rows)), "amin"
+        )
+        order = torch.argsort(first)
+        inverse = torch.argsort(order)[inverse]
+        unique_rows, unique_targets = rows[first[order]], targets[first[order]]
+        leaf = hidden.detach()[unique_rows]
         if not backward:
-            return _head_nll(model, leaf, targets, None)[0]
+            return _head_nll(model, leaf, unique_targets, None)[0][inverse]
         if callable(coefficients):
-            coefficients = coefficients(_head_nll(model, leaf, targets, None)[0])
-        nll, grad = _head_nll(model, leaf, targets, coefficients)
+            coefficients = coefficients(_head_nll(model, leaf, unique_targets, None)[0][inverse])
+        summed = coefficients.new_zeros(len(pairs)).index_add_(0, inverse, coefficients)
+        nll, grad = _head_nll(model, leaf, unique_targets, summed)
         if hidden.requires_grad:  # False when only the LM head is adapted
-            hidden.backward(grad)
-    return nll
+            hidden.backward(torch.zeros_like(hidden).index_add_(0, unique_rows, grad))
+    return nll[inverse]
 
 
 def score(
@@ -281,8 +384,9 @@ def score(
     ``backward``, the gradient of the loss (through ``coefficients(indices of a group)``)
     accumulates into the adapter.
 
-    The trunk runs on length buckets of at most GROUP_TOKENS tokens at a time; a loss must
-    therefore be a sum of per-datum terms, which every built-in Tinker loss is.
+    The trunk runs on groups of at most GROUP_TOKENS tokens at a time (shared prefixes and
+    length buckets within a group); a loss must therefore be a sum of per-datum terms, which
+    every built-in Tinker loss is.
     """
     items = list(items)
     scored: list[torch.Tensor | None] = [None] * len(items)

@@ -1,14 +1,22 @@
 """The local backend's sampling client: scores and samples with a frozen copy of the adapter.
 
 A sampling client shares its training client's model object but runs it with its own snapshot
-of the adapter weights (``torch.func.functional_call``), so training on afterwards never
-changes what an existing sampling client computes, and a snapshot costs only the adapter's
-size, not a copy of the (vocabulary-sized) base model.
+of the adapter weights (swapped into the adapter's parameters for the duration of one request,
+then swapped back), so training on afterwards never changes what an existing sampling client
+computes, and a snapshot costs only the adapter's size, not a copy of the (vocabulary-sized)
+base model. Requests run one at a time (in process by construction, in cookbook-serve on its
+single engine worker), which is what makes the swap safe; it costs a few hundred pointer
+assignments per request where ``torch.func.functional_call`` re-walked the whole model at
+every decoded token.
 
 Sampling semantics
 ------------------
 - Each request runs its prompt once (KV cache); every sample continues from a copy of that
-  cache, feeding one new token per step and computing the last position's logits only.
+  cache, feeding one new token per step and computing the last position's logits only. The
+  client keeps its latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the
+  newest always): the RL loop sends one request per sample, so the members of a group share
+  one prompt pass. The pass is a pure function of the prompt and the frozen snapshot, so
+  reusing it returns exactly what recomputing it would.
 - ``temperature == 0``: greedy (ties go to the lowest token id). Otherwise logits are divided
   by the temperature, then ``top_k`` (if > 0) and ``top_p`` (if < 1) filter them, and a token
   is drawn with a ``torch.Generator`` seeded from ``(seed, sample index)``. ``seed=None`` takes
@@ -31,28 +39,29 @@ from __future__ import annotations
 import collections
 import copy
 import hashlib
-import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from tinker import types
-from torch.func import functional_call
 
 from cookbook.backends.fake import DEFAULT_MAX_TOKENS
 from cookbook.backends.fake_core import FakeFuture, SamplingClientAsyncTwins
-from cookbook.backends.local.model import LoraSettings, attach_lora, check_tokens
+from cookbook.backends.local.model import (
+    LoraSettings,
+    adapter_parameters,
+    attach_lora,
+    cache_keyword,
+    check_tokens,
+)
 from cookbook.backends.local.runtime import Runtime
 from cookbook.exceptions import ConfigurationError
 
-
-def _cache_keyword() -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` during 5.x."""
-    from transformers import LlamaForCausalLM
-
-    names = inspect.signature(LlamaForCausalLM.forward).parameters
-    return "cache" if "cache" in names else "past_key_values"
+PREFILL_CACHE_TOKENS = (
+    4096  # prompt tokens whose passes a sampling client keeps (SmolLM2: 46 kB each)
+)
 
 
 def _derive_seed(*parts: int) -> int:
@@ -103,24 +112,38 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         base_model: str,
     ) -> None:
         self._model = model
+        self._live = adapter_parameters(model)
         self._adapter = {name: t.detach().clone() for name, t in adapter.items()}
+        self._prefills: collections.OrderedDict[tuple[int, ...], tuple[torch.Tensor, Any]] = (
+            collections.OrderedDict()
+        )
         self._base_model = base_model
         self._vocab_size = runtime.vocab_size
         self._tokenizer = runtime.tokenizer
         self._seed = runtime.seed
         self._repeats: collections.Counter[str] = collections.Counter()
-        self._cache_keyword = _cache_keyword()
+        self._cache_keyword = cache_keyword()
         self._max_positions = model.config.max_position_embeddings
 
     def get_base_model(self) -> str:
         return self._base_model
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """The model runs with this client's adapter snapshot inside, its own outside."""
+        live = {name: param.data for name, param in self._live.items()}
+        try:
+            for name, param in self._live.items():
+                param.data = self._adapter[name]
+            yield
+        finally:
+            for name, param in self._live.items():
+                param.data = live[name]
+
     def _logits(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Logits of the first row; called inside :meth:`_snapshot`."""
         with torch.no_grad():
-            out = functional_call(
-                self._model, self._adapter, (), {"input_ids": input_ids, **kwargs}
-            )
-        return out.logits[0]
+            return self._model(input_ids=input_ids, **kwargs).logits[0]
 
     def _prompt(self, prompt: types.ModelInput) -> list[int]:
         try:
@@ -153,7 +176,8 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
     ) -> FakeFuture[list[float | None]]:
         """Logprob of every prompt token given the ones before it; the first entry is None."""
         tokens = self._prompt(prompt)
-        return FakeFuture(self._prompt_logprobs(tokens, prompt_logprobs_last_n))
+        with self._snapshot():
+            return FakeFuture(self._prompt_logprobs(tokens, prompt_logprobs_last_n))
 
     def _stopped(self, out: list[int], stop_ids: set[int], stop_strings: list[str]) -> bool:
         if out[-1] in stop_ids:
@@ -164,13 +188,21 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         return any(s in text for s in stop_strings)
 
     def _prefill(self, tokens: list[int]) -> tuple[torch.Tensor, Any]:
-        """The prompt's last-position logits and its KV cache, computed once per request."""
+        """The prompt's last-position logits and its KV cache, computed once per prompt while
+        it is among the latest ones kept (samples copy the cache, never change it)."""
         from transformers import DynamicCache
 
+        key = tuple(tokens)
+        if key in self._prefills:
+            self._prefills.move_to_end(key)
+            return self._prefills[key]
         cache = DynamicCache()
         logits = self._logits(
             torch.tensor([tokens]), use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache}
         )[-1]
+        self._prefills[key] = logits, cache
+        while sum(map(len, self._prefills)) > PREFILL_CACHE_TOKENS and len(self._prefills) > 1:
+            self._prefills.popitem(last=False)
         return logits, cache
 
     def _one(
@@ -252,6 +284,29 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         seed = (
             params.seed if params.seed is not None else self._unseeded(tokens, num_samples, params)
         )
+        with self._snapshot():
+            return FakeFuture(
+                self._sample(
+                    tokens,
+                    num_samples,
+                    params,
+                    stops,
+                    seed,
+                    include_prompt_logprobs,
+                    prompt_logprobs_last_n,
+                )
+            )
+
+    def _sample(
+        self,
+        tokens: list[int],
+        num_samples: int,
+        params: types.SamplingParams,
+        stops: tuple[set[int], list[str]],
+        seed: int,
+        include_prompt_logprobs: bool,
+        prompt_logprobs_last_n: int | None,
+    ) -> types.SampleResponse:
         # A one-token sample with prompt logprobs (how the SDK sends compute_logprobs) takes
         # its token from the same forward pass that scores the prompt.
         full = (
@@ -273,9 +328,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             if include_prompt_logprobs
             else None
         )
-        return FakeFuture(
-            types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs)
-        )
+        return types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs)
 
 
 def sampling_client_from_path(runtime: Runtime, path: str) -> LocalSamplingClient:
