@@ -278,7 +278,7 @@ def test_the_rl_goldens_are_the_generators_cases() -> None:
     ("text", "message"),
     [
         ("{", "corrupted RL golden"),
-        ('{"name": "x"}', "not an RL golden"),
+        ('{"name": "x"}', "schema_version: missing field, not a complete RL golden"),
         (
             '{"schema_version": 9, "name": "x", "provenance": {}, "config": {}, "layers": {}}',
             "schema_version: 9 is not 1",

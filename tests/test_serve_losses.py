@@ -142,3 +142,49 @@ def test_the_sdks_forward_backward_custom_is_served(server: RunningServer, tmp_p
     assert served_norm == ltc.optim_step(ADAM).result().metrics["local/grad_norm"]
     assert result.metrics["loss:sum"] == pytest.approx(want.metrics["loss:sum"], rel=1e-6)
     assert result.metrics["custom"] == result.metrics["loss:sum"]
+
+
+def test_stable_reinforce_what_is_published_is_served_and_the_loss_is_refused_saying_why(
+    server: RunningServer,
+) -> None:
+    """The published part of StableReinforce: a sampling client made with
+    ``record_stability_info=True`` samples, each sequence gets a session-scoped ``sequence_id``
+    distinct from every other, and a datum naming them in its provenance spans reaches the
+    server; the loss itself is refused with the docs' address and what they leave out."""
+    from cookbook.backends.local.losses import STABLE_REINFORCE_DOCS
+
+    prompt = types.ModelInput.from_ints([1, 2, 3, 4])
+    params = types.SamplingParams(max_tokens=3, seed=5)
+    with _sdk(server) as sdk:
+        tc = sdk.create_lora_training_client(base_model=MODEL, rank=8).result()
+        sampler = tc.save_weights_and_get_sampling_client(record_stability_info=True).result()
+        sequences = [
+            seq
+            for _ in range(2)  # identical requests: their sequences are still named apart
+            for seq in sampler.sample(prompt, 2, params).result().sequences
+        ]
+        ids = [seq.sequence_id for seq in sequences]
+        assert len(set(ids)) == len(ids) == 4 and all(ids), ids
+        seq = sequences[0]
+        full = [*prompt.to_ints(), *seq.tokens]
+        datum = types.Datum(
+            model_input=types.ModelInput.from_ints(full[:-1]),
+            loss_fn_inputs={
+                "target_tokens": full[1:],
+                "logprobs": [0.0] * (len(prompt.to_ints()) - 1) + list(seq.logprobs),
+                "advantages": [0.0] * (len(prompt.to_ints()) - 1) + [1.0] * len(seq.tokens),
+            },
+        ).with_provenance(
+            model_input=[
+                types.PromptProvenanceSpan(sequence_id=seq.sequence_id, length=4),
+                types.SampledProvenanceSpan(sequence_id=seq.sequence_id, length=2),
+            ],
+            loss_fn_inputs=[
+                types.PromptProvenanceSpan(sequence_id=seq.sequence_id, offset=1, length=3),
+                types.SampledProvenanceSpan(sequence_id=seq.sequence_id, length=3),
+            ],
+        )
+        with pytest.raises(tinker.TinkerError) as refused:
+            tc.forward_backward([datum], "stable_reinforce", {"kl_coeff": 0.01}).result()
+    message = str(refused.value)
+    assert STABLE_REINFORCE_DOCS in message and "not its objective" in message, message

@@ -44,6 +44,9 @@ datums and tokens of:
   tokens with a non-zero advantage;  stable_reinforce: ``-clip(r, 0, high) lp A``.
 
 These are the fake's stand-ins, deterministic and input-checked, not the service's numerics.
+stable_reinforce's above is a placeholder in particular: its docs page publishes the API, not the
+objective (see ``cookbook.backends.local.losses``, which refuses it for that reason), so the fake
+accepts the name for dry runs of a pipeline and its ``loss:sum`` means nothing about the service.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,30 +123,46 @@ def resume_faults(golden: Mapping[str, Any]) -> dict[int, BaseException]:
     return {fault["call_index"]: RuntimeError(INJECTED_FAULT)}
 
 
-def load_recipe_golden(path: Path) -> dict[str, Any]:
-    """Read and structurally check a recipe golden; problems are one-line ``GoldenError``s."""
+def load_layered_golden(
+    path: Path, *, kind: str, schema_version: int, layers: Iterable[str], regenerate: str
+) -> dict[str, Any]:
+    """Read and structurally check a layered golden (a recipe's, ``kind="recipe"``, or an RL
+    loop's, ``kind="RL"``); problems are one-line ``GoldenError``s naming the command that
+    regenerates it."""
     try:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
-        raise GoldenError(f"{path}: no recipe golden; run `{RECIPE_REGENERATE}`") from None
+        raise GoldenError(f"{path}: no {kind} golden; run `{regenerate}`") from None
     except json.JSONDecodeError as exc:
-        raise GoldenError(f"{path}:{exc.lineno}: corrupted recipe golden: {exc.msg}") from None
+        raise GoldenError(f"{path}:{exc.lineno}: corrupted {kind} golden: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise GoldenError(f"{path}:1: corrupted recipe golden: top level is not an object")
+        raise GoldenError(f"{path}:1: corrupted {kind} golden: top level is not an object")
     for key in _REQUIRED:
         if key not in data:
             raise GoldenError(
-                f"{path}: {key}: missing field; regenerate with `{RECIPE_REGENERATE}`"
+                f"{path}: {key}: missing field, not a complete {kind} golden; "
+                f"regenerate with `{regenerate}`"
             )
-    if data["schema_version"] != RECIPE_SCHEMA_VERSION:
+    if data["schema_version"] != schema_version:
         raise GoldenError(
-            f"{path}: schema_version: {data['schema_version']!r} is not "
-            f"{RECIPE_SCHEMA_VERSION}; regenerate with `{RECIPE_REGENERATE}`"
+            f"{path}: schema_version: {data['schema_version']!r} is not {schema_version}; "
+            f"regenerate with `{regenerate}`"
         )
-    unknown = set(data["layers"]) - set(LAYERS)
+    unknown = set(data["layers"]) - set(layers)
     if unknown:
         raise GoldenError(f"{path}: layers: unknown layer(s) {sorted(unknown)}")
     return data
+
+
+def load_recipe_golden(path: Path) -> dict[str, Any]:
+    """A supervised recipe golden (:data:`LAYERS`), checked by :func:`load_layered_golden`."""
+    return load_layered_golden(
+        path,
+        kind="recipe",
+        schema_version=RECIPE_SCHEMA_VERSION,
+        layers=LAYERS,
+        regenerate=RECIPE_REGENERATE,
+    )
 
 
 # -- per-layer comparison -----------------------------------------------------------------------

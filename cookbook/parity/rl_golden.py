@@ -23,14 +23,13 @@ expected 0.5, got -0.5``. ``rl_loop`` goldens have ``config``, ``run`` and ``res
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cookbook.exceptions import ConfigurationError, GoldenError
+from cookbook.exceptions import ConfigurationError
 from cookbook.parity.layers import EXACT, at, first_diff, first_layer_difference
-from cookbook.parity.recipe import compare_resume, compare_run
+from cookbook.parity.recipe import compare_resume, compare_run, load_layered_golden
 
 RL_SCHEMA_VERSION = 1
 RL_PREFIX = "rl_"
@@ -47,28 +46,14 @@ _LEVELS: dict[str, tuple[str, ...]] = {
     "datums": ("step", "datum"),
 }
 LAYERS: tuple[str, ...] = ("config", *_LEVELS, "run", "resume")
-_REQUIRED = ("schema_version", "name", "provenance", "config", "layers")
 
 
 def load_rl_golden(path: Path) -> dict[str, Any]:
-    """Read and structurally check an RL golden; problems are one-line ``GoldenError``s."""
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise GoldenError(f"{path}: no RL golden; run `{RL_REGENERATE}`") from None
-    except json.JSONDecodeError as exc:
-        raise GoldenError(f"{path}:{exc.lineno}: corrupted RL golden: {exc.msg}") from None
-    if not isinstance(data, dict) or any(key not in data for key in _REQUIRED):
-        raise GoldenError(f"{path}: not an RL golden (needs {', '.join(_REQUIRED)})")
-    if data["schema_version"] != RL_SCHEMA_VERSION:
-        raise GoldenError(
-            f"{path}: schema_version: {data['schema_version']!r} is not {RL_SCHEMA_VERSION}; "
-            f"regenerate with `{RL_REGENERATE}`"
-        )
-    unknown = set(data["layers"]) - set(LAYERS)
-    if unknown:
-        raise GoldenError(f"{path}: layers: unknown layer(s) {sorted(unknown)}")
-    return data
+    """An RL golden (:data:`LAYERS`), checked by
+    :func:`~cookbook.parity.recipe.load_layered_golden`."""
+    return load_layered_golden(
+        path, kind="RL", schema_version=RL_SCHEMA_VERSION, layers=LAYERS, regenerate=RL_REGENERATE
+    )
 
 
 def nested_diff(

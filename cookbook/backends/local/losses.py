@@ -30,9 +30,15 @@ Every loss returns the per-token learner ``logprobs`` in ``loss_fn_outputs`` and
   a non-zero weight unless ``full_logprobs`` (its other positions are returned as 0.0).
 - Unknown ``loss_fn_inputs`` or ``loss_fn_config`` keys are refused, not ignored: a mistyped
   key would otherwise silently train with the default.
-- ``stable_reinforce`` needs stability information the service records at sampling time and
-  whose use the docs do not specify, and ``custom`` runs an uploaded server-side loss; both are
-  refused with an error saying so.
+- ``stable_reinforce`` is refused (its message says what is published). Its docs page
+  (:data:`STABLE_REINFORCE_DOCS`, alpha) and the SDK give its API only: sample with
+  ``record_stability_info=True`` ("Every sample from that client is recorded, and each returned
+  sequence carries a ``sequence_id``"), name those sequences in the datum's provenance spans
+  (``Datum.with_provenance``), and ``loss_fn_config`` ``kl_coeff`` (the proto's example: 0.01).
+  The objective is not published: the page says only that it "uses minimal additional
+  information captured at sampling time", not what that information is nor how the loss uses
+  it, so no formula here could be checked against anything. ``custom`` runs an uploaded
+  server-side loss. Both are refused with an error saying so.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from tinker import types
 
 from cookbook.backends.local.model import Coefficients, Scored, check_tokens, score
 from cookbook.exceptions import ConfigurationError
+from cookbook.parity.recipe import datum_digest
 
 Objective = Callable[[torch.Tensor, Mapping[str, torch.Tensor], Mapping[str, float]], torch.Tensor]
 """(lp at the scored positions, the datum's inputs there, the resolved config) -> its loss."""
@@ -153,9 +160,12 @@ LOSSES: dict[str, LossFn] = {
 }
 """Keyed by the SDK's ``LossFnType`` names."""
 
+STABLE_REINFORCE_DOCS = "https://tinker-docs.thinkingmachines.ai/tinker/losses/stable-reinforce/"
 _REFUSED = {
-    "stable_reinforce": "its objective uses stability information the service records at "
-    "sampling time (record_stability_info), which the Tinker docs do not specify",
+    "stable_reinforce": f"{STABLE_REINFORCE_DOCS} publishes its API (sample with "
+    "record_stability_info=True, name the sampled sequences' sequence_id in the datum's "
+    "provenance spans, loss_fn_config kl_coeff) but not its objective: what the service records "
+    "at sampling time and how the loss uses it are not published",
     "custom": "it runs a loss uploaded with create_custom_loss on the service",
 }
 
@@ -239,7 +249,14 @@ def run_loss(
     model's logprobs; the model runs in its own dtype."""
     loss = loss_fn(loss_name)
     config = loss.resolve_config(loss_fn_config)
-    prepared = [_prepare(i, d, loss, vocab_size, full_logprobs) for i, d in enumerate(data)]
+    checked = [_prepare(i, d, loss, vocab_size, full_logprobs) for i, d in enumerate(data)]
+    # The batch is computed in a canonical order (by datum digest), so that the gradient and
+    # the loss - float sums over datums - depend on which datums were sent, not on their order.
+    # An RL group's trajectories are sampled by identical concurrent requests, so which of them
+    # gets which sample is arrival order; without this the same batch in another order moves
+    # the weights differently in the last bits, and every later sample can diverge.
+    order = sorted(range(len(data)), key=lambda i: datum_digest(data[i]))
+    prepared = [checked[i] for i in order]
 
     def nll_coefficients(index: int, nll: torch.Tensor) -> torch.Tensor:
         """d loss / d nll at this datum's scored positions (lp = -nll)."""
@@ -260,14 +277,15 @@ def run_loss(
     scored = score(
         model, [p.scored for p in prepared], backward=backward, coefficients=coefficients
     )
-    outputs, total = [], 0.0
-    for item, nll in zip(prepared, scored, strict=True):
+    outputs: list[dict[str, types.TensorData]] = [{} for _ in data]
+    total = 0.0
+    for index, item, nll in zip(order, prepared, scored, strict=True):
         logprobs = np.zeros(item.scored.length, dtype=np.float32)
         if nll is not None:
             lp = -nll.to(torch.float64)
             logprobs[item.scored.positions.numpy()] = lp.numpy()
             total += float(loss.objective(lp, item.inputs, config))
-        outputs.append({"logprobs": types.TensorData.from_numpy(logprobs)})
+        outputs[index] = {"logprobs": types.TensorData.from_numpy(logprobs)}
     return types.ForwardBackwardOutput(
         loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics={"loss:sum": total}
     )
