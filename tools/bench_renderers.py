@@ -117,6 +117,7 @@ def machine_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
+        "loadavg": list(os.getloadavg()),
         "packages": package_versions(PACKAGES),
         "env": {
             key: os.environ.get(key)
