@@ -111,7 +111,9 @@ def sampler_after_first_step(service: Any, client: Any) -> Any:
 def spread(values: list[float]) -> dict[str, float]:
     """Median, quartiles and extremes: how far one round's figure can be trusted."""
     ordered = sorted(values)
-    quartiles = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else ordered * 3
+    quartiles = (
+        statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
+    )
     return {
         "median": statistics.median(ordered),
         "q1": quartiles[0],
