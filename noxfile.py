@@ -262,6 +262,8 @@ def bench(session: nox.Session) -> None:
         *session.posargs,
         env=OFFLINE_ENV,
     )
+    # The README's table, from that JSON (`--readme README.md` writes it there).
+    session.run("python", "tools/bench_table.py", "reports/bench/renderers.json")
     session.run(
         "python",
         "tools/bench_local_backend.py",

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cookbook.exceptions import SpecError
-from cookbook.specs import SPEC_KINDS, load_spec
+from cookbook.specs import SPEC_KINDS, load_spec, loader
 from cookbook.specs.schema import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +34,32 @@ def test_every_shipped_spec_validates(path: Path) -> None:
     first_line = path.read_text("utf-8").splitlines()[0]
     schema_path = os.path.relpath(ROOT / "specs" / "schema", path.parent)
     assert first_line == f"# yaml-language-server: $schema={schema_path}/{spec.kind}.schema.json"
+
+
+def _node_lines(node: yaml.Node | None) -> list[tuple[str, int, int]]:
+    """Every node of a composed tree, in order: tag, line and column (what errors point at)."""
+    if node is None:
+        return []
+    out = [(node.tag, node.start_mark.line, node.start_mark.column)]
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out += _node_lines(key) + _node_lines(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            out += _node_lines(item)
+    return out
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_libyaml_parses_shipped_specs_as_the_pure_parser_does(path: Path) -> None:
+    """Specs load through libyaml when it is there: the same data and the same node positions
+    (what error lines come from) as PyYAML's own parser."""
+    text = path.read_text("utf-8")
+    fast_root, fast = loader._parse_with(path, text, yaml.CSafeLoader)
+    pure_root, pure = loader._parse_with(path, text, yaml.SafeLoader)
+    assert fast == pure
+    assert _node_lines(fast_root) == _node_lines(pure_root)
 
 
 GOOD = """\

@@ -131,16 +131,25 @@ def make_variant(name: str, config: LocalModelConfig, vocab_size: int, tmp: Path
     return NaiveVariant(config, vocab_size)
 
 
-def time_rounds(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+def time_rounds(
+    variants: dict[str, Callable[[], object]],
+    rounds: int,
+    cpu: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
+    """Wall seconds of each variant per round, after a warm-up round, the order rotating each
+    round. ``cpu``, if given, gets this process's CPU seconds (all its threads: an in-process
+    server's too) for the same runs."""
     names = list(variants)
     for name in names:  # warm-up, not counted
         variants[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             variants[name]()
             times[name].append(time.perf_counter() - start)
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - start_cpu)
     return times
 
 

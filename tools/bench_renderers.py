@@ -27,6 +27,9 @@ conversation (datums checked equal first): the reference's ``conversation_to_dat
 time, ours as the sl datasets call it, ``conversations_to_datums`` per batch of
 ``--datum-batch-size`` rows.
 
+``sl_recipe_rows_reference`` / ``sl_recipe_rows_ours`` time the same path over the rows the
+sl recipe trains on offline (the reference wheel's example conversations, unchanged).
+
 While iterating, ``--renderer NAME`` (repeatable), ``--conversations`` and ``--rounds`` make a
 run short; the figures in the README come from the defaults.
 
@@ -49,7 +52,9 @@ import random
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -112,6 +117,7 @@ def machine_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
+        "loadavg": list(os.getloadavg()),
         "packages": package_versions(PACKAGES),
         "env": {
             key: os.environ.get(key)
@@ -173,37 +179,66 @@ def verify_datums(reference: list[Any], ours: list[Any]) -> None:
 
 
 def time_rounds(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Seconds per run of each variant, one run per variant per round, order rotating."""
+    """Seconds per run of each variant, one run per variant per round, order rotating.
+
+    What exists before the rounds (tokenizers, renderers, conversations) is frozen out of the
+    collector, so the ``gc.collect()`` before each run frees the previous run's garbage without
+    walking every loaded vocabulary: that walk took 1.6 s a call once a few tokenizers were
+    loaded, most of an all-renderer run."""
     names = list(variants)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            gc.collect()
-            start = time.perf_counter()
-            variants[name]()
-            samples[name].append(time.perf_counter() - start)
+    gc.collect()
+    gc.freeze()
+    try:
+        for r in range(rounds):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                gc.collect()
+                start = time.perf_counter()
+                variants[name]()
+                samples[name].append(time.perf_counter() - start)
+    finally:
+        gc.unfreeze()
     return samples
 
 
 def bench_renderer(
-    renderer_name: str, model_name: str, conversations: list[list[dict]], args: argparse.Namespace
+    renderer_name: str,
+    spec: BenchSpec,
+    conversations: list[list[dict]],
+    recipe_rows: list[list[dict]],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Verify, then time, one renderer: ours (per conversation and batched), the reference and
-    bare batch encoding of the same text, in rotating rounds; returns the JSON report."""
+    bare batch encoding of the same text, in rotating rounds; returns the JSON report.
+
+    Both renderers are built as the golden generator builds the reference's (and the parity
+    tests ours): the spec's tokenizer (Inkling's by model name, the others from the offline
+    directory), the stand-in image processor where the spec has image cases, the model name,
+    and the renderer options that pin environment-dependent output (gpt-oss's date)."""
     from tinker_cookbook import renderers as ref_renderers
     from tinker_cookbook import tokenizer_utils
     from tinker_cookbook.supervised.data import conversation_to_datum as ref_to_datum
 
     from cookbook import renderers, tokenizers
+    from cookbook.image_processing_utils import offline_image_processor
+    from cookbook.parity.record import apply_renderer_options
     from cookbook.renderers.batch import build_supervised_examples_batch
     from cookbook.supervised.common import conversations_to_datums
+    from cookbook.tokenizers.tml import is_tml_model
 
-    directory = tokenizers.offline_directory(model_name)
+    model_name = spec.model_name
+    tml = is_tml_model(model_name)
     our_tokenizer = tokenizers.get_tokenizer(model_name, tokenizers.TokenizerSource.OFFLINE)
-    ref_tokenizer = tokenizer_utils.get_tokenizer(str(directory))
-    ours = renderers.get_renderer(renderer_name, our_tokenizer)
-    reference = ref_renderers.get_renderer(renderer_name, ref_tokenizer)
+    ref_source = model_name if tml else str(tokenizers.offline_directory(model_name))
+    ref_tokenizer = tokenizer_utils.get_tokenizer(ref_source)
+    processor = offline_image_processor(model_name) if spec.image_cases else None
+    ours = renderers.get_renderer(renderer_name, our_tokenizer, processor, model_name=model_name)
+    reference = ref_renderers.get_renderer(
+        renderer_name, ref_tokenizer, processor, model_name=model_name
+    )
+    options = apply_renderer_options(ours)
+    apply_renderer_options(reference)
     our_mode = renderers.TrainOnWhat.ALL_ASSISTANT_MESSAGES
     ref_mode = ref_renderers.TrainOnWhat.ALL_ASSISTANT_MESSAGES
 
@@ -216,17 +251,17 @@ def bench_renderer(
     def run_batch() -> list:
         return build_supervised_examples_batch(ours, conversations, our_mode)
 
-    def run_reference_datums() -> list:
-        return [ref_to_datum(m, reference, args.max_length, ref_mode) for m in conversations]
+    def run_reference_datums(rows: list[list[dict]] = conversations) -> list:
+        return [ref_to_datum(m, reference, args.max_length, ref_mode) for m in rows]
 
-    def run_our_datums() -> list:
+    def run_our_datums(rows: list[list[dict]] = conversations) -> list:
         # As the sl datasets render (cookbook/data/builders.py): one batch at a time.
         size = args.datum_batch_size
         return [
             datum
-            for start in range(0, len(conversations), size)
+            for start in range(0, len(rows), size)
             for datum in conversations_to_datums(
-                conversations[start : start + size], ours, args.max_length, our_mode
+                rows[start : start + size], ours, args.max_length, our_mode
             )
         ]
 
@@ -234,15 +269,17 @@ def bench_renderer(
     ref_out, our_out, batch_out = run_reference(), run_ours(), run_batch()
     verify(conversations, ref_out, our_out, batch_out)
     verify_datums(run_reference_datums(), run_our_datums())
+    recipe_datums = run_our_datums(recipe_rows)
+    verify_datums(run_reference_datums(recipe_rows), recipe_datums)
     total_tokens = sum(model_input.length for model_input, _ in our_out)
 
-    backend = our_tokenizer.backend_tokenizer
     texts = [our_tokenizer.decode(model_input.to_ints()) for model_input, _ in our_out]
-    baseline_encodings = backend.encode_batch(texts, add_special_tokens=False)
-    baseline_tokens = sum(len(e.ids) for e in baseline_encodings)
+    baseline, baseline_fast, baseline_note = bare_encoders(our_tokenizer)
+    baseline_encodings = baseline(texts)
+    baseline_tokens = sum(len(ids) for ids in baseline_encodings)
     baseline_same_ids = sum(
-        e.ids == model_input.to_ints()
-        for e, (model_input, _) in zip(baseline_encodings, our_out, strict=True)
+        list(ids) == model_input.to_ints()
+        for ids, (model_input, _) in zip(baseline_encodings, our_out, strict=True)
     )
     del baseline_encodings
 
@@ -252,13 +289,15 @@ def bench_renderer(
         "ours_batch": run_batch,
         "sl_datum_reference": run_reference_datums,
         "sl_datum_ours": run_our_datums,
-        "baseline": lambda: backend.encode_batch(texts, add_special_tokens=False),
-        "baseline_encode_batch_fast": lambda: backend.encode_batch_fast(
-            texts, add_special_tokens=False
-        ),
+        "sl_recipe_rows_reference": lambda: run_reference_datums(recipe_rows),
+        "sl_recipe_rows_ours": lambda: run_our_datums(recipe_rows),
+        "baseline": lambda: baseline(texts),
+        "baseline_encode_batch_fast": lambda: baseline_fast(texts),
     }
     token_counts = dict.fromkeys(variants, total_tokens)
     token_counts["baseline"] = token_counts["baseline_encode_batch_fast"] = baseline_tokens
+    recipe_tokens = sum(d.model_input.length for d in recipe_datums)
+    token_counts["sl_recipe_rows_reference"] = token_counts["sl_recipe_rows_ours"] = recipe_tokens
     samples = time_rounds(variants, args.rounds)
 
     results: dict[str, dict[str, Any]] = {}
@@ -304,6 +343,12 @@ def bench_renderer(
         "tokens_per_second": results["sl_datum_ours"]["tokens_per_second"],
         "reference_tokens_per_second": results["sl_datum_reference"]["tokens_per_second"],
     }
+    ratios["sl_recipe_rows_ours"] = {
+        "speedup_vs_reference": results["sl_recipe_rows_reference"]["median_seconds"]
+        / results["sl_recipe_rows_ours"]["median_seconds"],
+        "tokens_per_second": results["sl_recipe_rows_ours"]["tokens_per_second"],
+        "reference_tokens_per_second": results["sl_recipe_rows_reference"]["tokens_per_second"],
+    }
 
     contents = [m["content"] for conversation in conversations for m in conversation]
     report = {
@@ -314,8 +359,11 @@ def bench_renderer(
         "machine": machine_info(),
         "tokenizer": {
             "ours": tokenizers.provenance(our_tokenizer).to_json(),
-            "reference_loaded_from": str(directory),
+            "reference_loaded_from": ref_source,
+            "baseline": baseline_note,
         },
+        "image_processor": None if processor is None else processor.cookbook_provenance,
+        "renderer_options": options,
         "data": {
             "source": "tinker_cookbook/example_data/conversations.jsonl",
             "generator": "make_conversations (tools/bench_renderers.py)",
@@ -326,6 +374,11 @@ def bench_renderer(
             "total_tokens": total_tokens,
             "baseline_tokens": baseline_tokens,
             "baseline_conversations_with_identical_ids": baseline_same_ids,
+            "sl_recipe_rows": {
+                "source": "the same file, unchanged: what sl_basic trains on offline",
+                "n_conversations": len(recipe_rows),
+                "tokens": recipe_tokens,
+            },
         },
         "rounds": args.rounds,
         "timing": "wall clock (perf_counter) per full pass over all conversations; gc.collect() "
@@ -360,16 +413,53 @@ def bench_renderer(
     return report
 
 
-def renderer_models(spec_dir: Path) -> list[tuple[str, str]]:
-    """(renderer, tokenizer model) of every renderer-cases spec: the pairs parity checks."""
+@dataclass(frozen=True)
+class BenchSpec:
+    """What a renderer's parity spec decides about how it is built."""
+
+    model_name: str
+    """The tokenizer (a stand-in's name where the model's own is not to be had offline)."""
+    image_cases: bool
+    """The spec has image cases, so both sides get the stand-in image processor."""
+
+
+def bare_encoders(
+    tokenizer: Any,
+) -> tuple[Callable[[list[str]], list], Callable[[list[str]], list], str]:
+    """Bare batch encoding of whole texts (ids per text), its no-offsets variant, and what it
+    is. Inkling's tml-renderers tokenizer has no batch call and no way to read special-token
+    strings in text: its bare cost is ``encode_ordinary`` per text, an approximation."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        tml = tokenizer.tml_tokenizer
+
+        def ordinary(texts: list[str]) -> list:
+            return [tml.encode_ordinary(text) for text in texts]
+
+        note = "tml_tokenizer.encode_ordinary per text (special-token strings read as text)"
+        return ordinary, ordinary, note
+
+    def batch(texts: list[str]) -> list:
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+    def batch_fast(texts: list[str]) -> list:
+        return backend.encode_batch_fast(texts, add_special_tokens=False)
+
+    return batch, batch_fast, "backend_tokenizer.encode_batch(add_special_tokens=False)"
+
+
+def renderer_models(spec_dir: Path) -> dict[str, BenchSpec]:
+    """Every renderer-cases spec's renderer and how parity builds it: the pairs parity checks."""
+    from cookbook.parity.images import has_images
     from cookbook.specs import RendererCasesSpec, load_spec
 
-    pairs = {}
+    specs: dict[str, BenchSpec] = {}
     for path in sorted(spec_dir.glob("*.yaml")):
         spec = load_spec(path)
         if isinstance(spec, RendererCasesSpec):
-            pairs.setdefault(spec.renderer, spec.model_name)
-    return sorted(pairs.items())
+            images = any(has_images(case.message_dicts()) for case in spec.cases)
+            specs.setdefault(spec.renderer, BenchSpec(spec.model_name, images))
+    return dict(sorted(specs.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,19 +492,23 @@ def main(argv: list[str] | None = None) -> int:
     # Both packages warn once per ALL_ASSISTANT_MESSAGES example without the extension property;
     # thousands of identical lines would bury the table (and time the terminal, not renderers).
     logging.disable(logging.WARNING)
+    # gpt-oss's system-prompt renderers warn (both packages) on every conversation that has a
+    # system message of its own; the parity tests ignore the same warning.
+    warnings.filterwarnings("ignore", "use_system_prompt=True", UserWarning)
     if args.conversations < 1:
         parser.error("--conversations must be at least 1")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    known = dict(renderer_models(Path("specs/renderers")))
+    known = renderer_models(Path("specs/renderers"))
     names = args.renderer or [RENDERER]
     if "all" in names:
         names = sorted(known)
     unknown = [name for name in names if name not in known]
     if unknown:
         parser.error(f"no parity spec for {unknown}; known: {', '.join(sorted(known))}")
-    conversations = make_conversations(load_rows(), args.conversations, args.seed)
-    reports = [bench_renderer(name, known[name], conversations, args) for name in names]
+    rows = load_rows()
+    conversations = make_conversations(rows, args.conversations, args.seed)
+    reports = [bench_renderer(name, known[name], conversations, rows, args) for name in names]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     document = reports[0] if len(reports) == 1 else {"renderers": reports}
     args.output.write_text(json.dumps(document, indent=2) + "\n", "utf-8")

@@ -16,10 +16,16 @@ request id, then a ``retrieve_future`` long poll that returns when the server's 
 with torch for the cores. Waiting puts all of it in series with the compute; pipelining can
 overlap it where a core is free.
 
-Scoring is ``compute_logprobs`` of each prompt, all requests first (as the test-set NLL
+Scoring (``--part scoring`` alone) is ``compute_logprobs`` of each held-out prompt
+(``--score-batches`` batches), all requests first (as the test-set NLL
 evaluator does). The SDK sends it as a one-token ``sample`` with prompt logprobs (the local
 backend scores and samples that in one forward pass, but still picks a token the call throws
 away); ``local_sample1`` runs that request in process, separating the wire from the compute.
+
+Scoring rounds are many and short, so each round's served/local is reported too
+(``paired_ratios``: the two ran back to back), with quartiles and extremes, beside the ratio of
+medians; ``cpu_s`` is the process's CPU time per round, the in-process server's threads
+included, and ``wire_ms_per_prompt`` what the wire adds to one prompt.
 
     python tools/bench_serve.py --output reports/bench/serve.json
 """
@@ -102,14 +108,43 @@ def sampler_after_first_step(service: Any, client: Any) -> Any:
     return service.create_sampling_client(model_path=path).result()
 
 
-def summarise(times: dict[str, list[float]], tokens: int, *ratios: str) -> dict[str, Any]:
-    """``ratios``: ``"a/b"``, the median round time of variant a over b's."""
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, quartiles and extremes: how far one round's figure can be trusted."""
+    ordered = sorted(values)
+    quartiles = (
+        statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
+    )
+    return {
+        "median": statistics.median(ordered),
+        "q1": quartiles[0],
+        "q3": quartiles[2],
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
+
+
+def summarise(
+    times: dict[str, list[float]], cpu: dict[str, list[float]], tokens: int, *ratios: str
+) -> dict[str, Any]:
+    """``ratios``: ``"a/b"``, the median round time of variant a over b's; ``paired_ratios``:
+    a over b within each round (the two ran back to back, so a load change between rounds
+    cancels), with their spread; ``cpu_s``: the process's CPU seconds per round (the server is
+    a thread of it, so they include its work)."""
     medians = {name: statistics.median(t) for name, t in times.items()}
+    pairs = {r: r.split("/") for r in ratios}
     return {
         "median_round_s": medians,
         "tokens_per_s": {name: tokens / m for name, m in medians.items()},
-        "ratios": {r: medians[r.split("/")[0]] / medians[r.split("/")[1]] for r in ratios},
+        "ratios": {r: medians[a] / medians[b] for r, (a, b) in pairs.items()},
+        "paired_ratios": {
+            r: spread([x / y for x, y in zip(times[a], times[b], strict=True)])
+            for r, (a, b) in pairs.items()
+        },
+        "cpu_ratios": {
+            r: statistics.median(cpu[a]) / statistics.median(cpu[b]) for r, (a, b) in pairs.items()
+        },
         "round_times_s": times,
+        "cpu_s": cpu,
     }
 
 
@@ -158,25 +193,35 @@ def measure(args: argparse.Namespace, batches: list, prompts: list) -> dict[str,
             "local_sample1": lambda: score_as_served(local_sampler, prompts),
             "served": lambda: score(served_sampler, prompts),
         }
-        requests = {
-            name: requests_per_call(server, training[name], len(batches))
-            for name in ("served", "served_pipelined")
-        }
-        scoring_requests = requests_per_call(server, scoring["served"], len(prompts))
-        training_times = bench.time_rounds(training, args.rounds)
-        scoring_times = bench.time_rounds(scoring, args.rounds)
+        result: dict[str, Any] = {}
+        tokens = sum(d.model_input.length for b in batches for d in b)
+        scored = sum(p.length for p in prompts)
+        if args.part in ("all", "training"):
+            requests = {
+                name: requests_per_call(server, training[name], len(batches))
+                for name in ("served", "served_pipelined")
+            }
+            cpu: dict[str, list[float]] = {}
+            times = bench.time_rounds(training, args.rounds, cpu)
+            ratios = ("served/local", "served_pipelined/local")
+            result["training"] = {
+                **summarise(times, cpu, tokens, *ratios),
+                "http_requests_per_step": requests,
+            }
+        if args.part in ("all", "scoring"):
+            scoring_requests = requests_per_call(server, scoring["served"], len(prompts))
+            cpu = {}
+            times = bench.time_rounds(scoring, args.scoring_rounds, cpu)
+            served_s = statistics.median(times["served"])
+            local_s = statistics.median(times["local"])
+            result["scoring"] = {
+                **summarise(times, cpu, scored, "served/local", "served/local_sample1"),
+                "http_requests_per_prompt": scoring_requests,
+                "wire_ms_per_prompt": 1000 * (served_s - local_s) / len(prompts),
+            }
         stand_in = local.describe()
-    tokens = sum(d.model_input.length for b in batches for d in b)
-    scored = sum(p.length for p in prompts)
     return {
-        "training": {
-            **summarise(training_times, tokens, "served/local", "served_pipelined/local"),
-            "http_requests_per_step": requests,
-        },
-        "scoring": {
-            **summarise(scoring_times, scored, "served/local", "served/local_sample1"),
-            "http_requests_per_prompt": scoring_requests,
-        },
+        **result,
         "wire_bytes_per_step": wire_bytes(batches[0], first["local"]),
         "first_step": {"loss:sum": first["local"].metrics["loss:sum"], "served_identical": True},
         "model": {"stand_in": stand_in, "seed": bench.SEED},
@@ -190,8 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--steps-per-round", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--scoring-rounds",
+        type=int,
+        default=11,
+        help="scoring rounds (more than training's: a scoring round is short and noisy)",
+    )
+    parser.add_argument(
+        "--score-batches", type=int, default=2, help="held-out batches scored per round"
+    )
+    parser.add_argument("--part", choices=("all", "training", "scoring"), default="all")
     args = parser.parse_args(argv)
-    *batches, test = bench.make_batches(args.batch_size, args.max_length, args.steps_per_round + 1)
+    made = bench.make_batches(
+        args.batch_size, args.max_length, args.steps_per_round + args.score_batches
+    )
+    batches = made[: args.steps_per_round]
+    test = [datum for batch in made[args.steps_per_round :] for datum in batch]
     # Scored as the test-set NLL evaluator scores a datum: its input plus the last target.
     prompts = [d.model_input.append_int(d.loss_fn_inputs["target_tokens"].data[-1]) for d in test]
     result = {
@@ -199,11 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         **measure(args, batches, prompts),
         "workload": {
             "data": "tinker_cookbook/example_data/conversations.jsonl, llama3 renderer, "
-            "all_assistant_messages; the batch after the training batches is scored",
+            "all_assistant_messages; the batches after the training batches are scored",
             "batch_size": args.batch_size,
             "max_length": args.max_length,
             "steps_per_round": args.steps_per_round,
             "rounds": args.rounds,
+            "scoring_rounds": args.scoring_rounds,
+            "part": args.part,
             "test_prompts": len(prompts),
             "submit_ahead": SUBMIT_AHEAD,
             "lora_rank": bench.RANK,
@@ -214,12 +275,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    t, s = result["training"]["ratios"], result["scoring"]["ratios"]
-    print(
-        f"served/local: training {t['served/local']:.2f}x waiting on each result, "
-        f"{t['served_pipelined/local']:.2f}x pipelined; scoring {s['served/local']:.2f}x "
-        f"({s['served/local_sample1']:.2f}x over the same request in process)"
-    )
+    if "training" in result:
+        t = result["training"]["ratios"]
+        print(
+            f"served/local training: {t['served/local']:.2f}x waiting on each result, "
+            f"{t['served_pipelined/local']:.2f}x pipelined"
+        )
+    if "scoring" in result:
+        scoring = result["scoring"]
+        paired = scoring["paired_ratios"]["served/local"]
+        print(
+            f"served/local scoring: {scoring['ratios']['served/local']:.2f}x of the medians; "
+            f"per round {paired['median']:.2f}x (quartiles {paired['q1']:.2f}-{paired['q3']:.2f}, "
+            f"{paired['min']:.2f}-{paired['max']:.2f} over {args.scoring_rounds} rounds); CPU "
+            f"{scoring['cpu_ratios']['served/local']:.2f}x; "
+            f"{scoring['wire_ms_per_prompt']:.1f} ms a prompt on the wire"
+        )
     return 0
 
 
