@@ -30,6 +30,7 @@ from test_rl_losses import (
 from tinker import types
 
 from cookbook.backends.local import model as local_model
+from cookbook.parity.recipe import datum_digest
 
 
 @pytest.fixture(autouse=True)
@@ -96,14 +97,16 @@ def test_prefix_shared_path_equals_the_per_datum_path(name, config, monkeypatch)
     data = _grouped_batch(model)
     calls: list[list[int]] = []
     shared_prefix = local_model._shared_prefix
+    # run_loss computes a batch in canonical (digest) order; name members by the caller's index.
+    canonical = sorted(range(len(data)), key=lambda i: datum_digest(data[i]))
 
     def spy(model, group, members, prefix):
-        calls.append(sorted(members))
+        calls.append(sorted(canonical[m] for m in members))
         return shared_prefix(model, group, members, prefix)
 
     monkeypatch.setattr(local_model, "_shared_prefix", spy)
     out, grads = _actual(model, data, name, config)
-    assert calls == [[0, 2, 5, 7], [1, 4, 6]]  # the two prompts; datum 3 runs alone
+    assert sorted(calls) == [[0, 2, 5, 7], [1, 4, 6]]  # the two prompts; datum 3 runs alone
 
     monkeypatch.setattr(local_model, "_prefix_clusters", _alone)
     alone, alone_grads = _actual(model, data, name, config)
