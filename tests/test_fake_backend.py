@@ -205,7 +205,10 @@ def test_sampling_is_deterministic_and_honours_max_tokens_and_stop_ids(tmp_path:
     params = types.SamplingParams(max_tokens=7, seed=3)
     first = sampler.sample(prompt, 3, params).result()
     assert isinstance(first, types.SampleResponse)
-    assert first == sampler.sample(prompt, 3, params).result()
+    again = sampler.sample(prompt, 3, params).result()
+    drawn = [(s.tokens, s.logprobs, s.stop_reason) for s in first.sequences]
+    assert drawn == [(s.tokens, s.logprobs, s.stop_reason) for s in again.sequences]
+    assert first.prompt_logprobs == again.prompt_logprobs
     for sequence in first.sequences:
         assert isinstance(sequence, types.SampledSequence)
         assert sequence.stop_reason == "length" and len(sequence.tokens) == 7

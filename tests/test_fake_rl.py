@@ -41,6 +41,8 @@ def test_unseeded_samples_are_fresh_per_call_yet_reproducible(tmp_path: Path) ->
     assert len({tuple(t) for t in first}) > 1  # a group of one-sample calls is not constant
     three = _draw(one, 4, stop=[STOP])
     assert len({tuple(s.tokens) for s in three}) > 1  # num_samples draws differ too
+    ids = [s.sequence_id for s in [*three, *_draw(one, 4, stop=[STOP])]]
+    assert len(set(ids)) == len(ids)  # distinct per sequence, as the SDK's SampledSequence says
     hot = [_draw(two, stop=[STOP], temperature=0.5)[0].tokens for _ in range(8)]
     assert hot != first[:8]  # the sampling params are part of the key
 

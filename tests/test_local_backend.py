@@ -380,6 +380,8 @@ def test_seeded_sampling_is_reproducible_and_stops_at_a_stop_token(tmp_path: Pat
     assert len({tuple(t) for t in tokens}) == 3  # each sample has its own stream
     other = sampler.sample(PROMPT, 3, params.model_copy(update={"seed": 8})).result()
     assert [s.tokens for s in other.sequences] != tokens
+    ids = [s.sequence_id for r in (first, again, other) for s in r.sequences]
+    assert len(set(ids)) == len(ids)  # distinct per sequence, as the SDK's SampledSequence says
 
     stop_token = tokens[0][4]
     cut = tokens[0].index(stop_token) + 1

@@ -145,7 +145,7 @@ class FakeSamplingClient(SamplingClientAsyncTwins):
             sequences.append(
                 types.SampledSequence(
                     stop_reason=reason,
-                    sequence_id=f"fake-{index}",
+                    sequence_id=f"fake-{call_index}:{index}",  # distinct, as the SDK says
                     _tokens_list=out,
                     _logprobs_list=logprobs.tolist(),
                 )

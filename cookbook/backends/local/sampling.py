@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import copy
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -62,6 +63,10 @@ from cookbook.exceptions import ConfigurationError
 PREFILL_CACHE_TOKENS = (
     4096  # prompt tokens whose passes a sampling client keeps (SmolLM2: 46 kB each)
 )
+
+_SAMPLE_REQUESTS = itertools.count()
+"""Numbers the process's sample requests, so every sampled sequence's ``sequence_id`` is
+distinct (the SDK's contract; StableReinforce datums name sequences by it)."""
 
 
 def _derive_seed(*parts: int) -> int:
@@ -210,7 +215,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         limit: int,
         params: types.SamplingParams,
         stops: tuple[set[int], list[str]],
-        index: int,
+        sequence_id: str,
         seed: int,
         first_logits: torch.Tensor | None,
         prompt_cache: Any,
@@ -243,7 +248,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
                 break
         return types.SampledSequence(
             stop_reason=reason,
-            sequence_id=f"local-{index}",
+            sequence_id=sequence_id,
             _tokens_list=out,
             _logprobs_list=logprobs,
         )
@@ -319,8 +324,17 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         first, prompt_cache = None if full is None else full[-1], None
         if first is None and limit > 0:
             first, prompt_cache = self._prefill(tokens)
+        request = next(_SAMPLE_REQUESTS)
         sequences = [
-            self._one(limit, params, stops, index, _derive_seed(seed, index), first, prompt_cache)
+            self._one(
+                limit,
+                params,
+                stops,
+                f"local-{request}:{index}",
+                _derive_seed(seed, index),
+                first,
+                prompt_cache,
+            )
             for index in range(num_samples)
         ]
         prompt_logprobs = (
