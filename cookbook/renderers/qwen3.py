@@ -95,12 +95,14 @@ class Qwen3Renderer(QwenRendererBase):
                 for call in message["tool_calls"]
             )
             text += ("\n" if has_text else "") + calls
+        # A system prompt repeats across conversations: memoised (see _encode_memoised).
+        if message["role"] == "system":
+            ids = self._encode_memoised(text, split=True)
+        else:
+            ids = self._encode_split(text)
         return RenderedMessage(
-            header=text_chunk(self._encode(header)),
-            output=[
-                text_chunk(self._encode_split(text)),
-                text_chunk([self._end_message_token]),
-            ],
+            header=text_chunk(self._encode_memoised(header)),
+            output=[text_chunk(ids), text_chunk([self._end_message_token])],
         )
 
     def create_conversation_prefix_with_tools(
@@ -221,9 +223,10 @@ class Qwen3VLRenderer(Qwen3Renderer):
         parts.append(_text("<|im_end|>"))
         if self.merge_text_chunks:
             parts = merge_text_parts(parts)
+        encode = self._encode_memoised if message["role"] == "system" else self._encode
         return RenderedMessage(
-            header=text_chunk(self._encode(header)),
-            output=parts_to_chunks(parts, self._encode, self.image_processor),
+            header=text_chunk(self._encode_memoised(header)),
+            output=parts_to_chunks(parts, encode, self.image_processor),
         )
 
 
