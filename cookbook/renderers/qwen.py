@@ -13,7 +13,6 @@ reply and converting messages to OpenAI format are the same for both and live he
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
 
 from cookbook.renderers.base import (
     Renderer,
@@ -22,6 +21,7 @@ from cookbook.renderers.base import (
 )
 from cookbook.renderers.parsing import detect_unterminated_tool_block, parse_content_blocks
 from cookbook.renderers.streaming import parse_even_if_truncated
+from cookbook.renderers.text_memo import MemoisedEncoding
 from cookbook.renderers.types import (
     ContentPart,
     Message,
@@ -30,10 +30,6 @@ from cookbook.renderers.types import (
     UnparsedToolCall,
 )
 from cookbook.tokenizers import Tokenizer
-
-_MEMO_ENTRIES = 1024
-"""Texts one renderer memoises at most (see :meth:`QwenRendererBase._encode_memoised`); the memo
-is cleared when full, so a dataset whose system prompts never repeat costs nothing extra."""
 
 
 def frame_thinking(reasoning: str) -> str:
@@ -69,7 +65,7 @@ def unframe_thinking(parts: list[ContentPart]) -> list[ContentPart]:
     return out
 
 
-class QwenRendererBase(Renderer):
+class QwenRendererBase(Renderer, MemoisedEncoding):
     """Stop token, reply parsing and OpenAI conversion of the Qwen chat formats."""
 
     frames_thinking = True
@@ -97,39 +93,6 @@ class QwenRendererBase(Renderer):
 
     def _newline_before(self, idx: int) -> str:
         return "\n" if idx > 0 else ""
-
-    def _encode_memoised(self, text: str, *, split: bool = False) -> list[int]:
-        """``self._encode(text)`` (``_encode_split`` if ``split``) for a text that repeats across
-        conversations: role headers, markers, system prompts (the reasoning-effort sentence
-        Qwen3.8 writes into every conversation). A hit costs one dict lookup.
-
-        Why here and not only in ``encoding.py``: that memo keeps short texts only, so a system
-        prompt was encoded again in every conversation. The memo belongs to this renderer and
-        its tokenizer (it is dropped if ``self.tokenizer`` is replaced), stores tuples and
-        returns a fresh list, so a caller changing its ids cannot change the memo. It is
-        bypassed while ``_encode`` or ``_encode_split`` is replaced on the instance (the batch
-        renderer's recording copies answer with placeholder ids that must not be kept). Like
-        the tokenizer-level memo, it assumes the vocabulary does not change after rendering
-        starts (``add_tokens`` then: build a new renderer).
-        """
-        own = vars(self)
-        if "_encode" in own or "_encode_split" in own:
-            return self._encode_split(text) if split else self._encode(text)
-        memo = self._memo
-        if memo[0] is not self.tokenizer:
-            memo = self._memo = (self.tokenizer, {})
-        ids = memo[1].get((text, split))
-        if ids is None:
-            if len(memo[1]) >= _MEMO_ENTRIES:
-                memo[1].clear()
-            ids = tuple(self._encode_split(text) if split else self._encode(text))
-            memo[1][(text, split)] = ids
-        return list(ids)
-
-    @cached_property
-    def _memo(self) -> tuple[Any, dict[tuple[str, bool], tuple[int, ...]]]:
-        """(tokenizer, (text, split) -> ids) of :meth:`_encode_memoised`."""
-        return (self.tokenizer, {})
 
     @cached_property
     def _end_message_token(self) -> int:
