@@ -321,3 +321,35 @@ def test_tml_v0_images_need_no_processor(inkling) -> None:
     (record,) = flat_ids(prompt)[1]
     assert record["format"] == "jpeg" and record["expected_tokens"] > 0
     assert json.dumps(record)  # a golden-ready record
+
+
+def test_tml_v0_examples_are_tml_renderers_own_conversion(inkling) -> None:
+    """The direct conversion of ``render_for_sft``'s output (text spans straight to chunks,
+    float32 weights) equals ``tml_renderers.tinker``'s adapter, text and image spans alike."""
+    from tml_renderers.tinker import training_example_to_tinker_model_input_and_weights
+
+    from cookbook.renderers import tml_v0
+
+    renderer = get_renderer("tml_v0", inkling, model_name=INKLING)
+    image = Image.new("RGB", (64, 48), (30, 200, 120))
+    messages = [
+        Message(role="system", content="Be brief."),
+        Message(
+            role="user",
+            content=[{"type": "image", "image": image}, {"type": "text", "text": "What is it?"}],
+        ),
+        Message(role="assistant", content="A green rectangle."),
+    ]
+    render_input = tml_v0._cookbook_messages_to_sft_input(
+        messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES
+    )
+    (example,) = renderer._tml_renderer.render_for_sft(
+        tml_v0._prepare_sft_input(render_input, tml_v0.DEFAULT_EFFORT)
+    )
+    expected_input, expected_weights = training_example_to_tinker_model_input_and_weights(example)
+    model_input, weights = renderer.build_supervised_example(messages)
+    assert any(isinstance(c, tinker.types.ImageChunk) for c in model_input.chunks)
+    assert model_input == expected_input
+    assert [c.length for c in model_input.chunks] == [c.length for c in expected_input.chunks]
+    assert weights.dtype == np.float32
+    np.testing.assert_array_equal(weights, np.asarray(expected_weights, dtype=np.float32))

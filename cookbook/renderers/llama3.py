@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from cookbook.renderers.base import Renderer, parse_response_for_stop_token
+from cookbook.renderers.text_memo import MemoisedEncoding
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -21,7 +22,7 @@ from cookbook.renderers.types import (
 )
 
 
-class Llama3Renderer(Renderer):
+class Llama3Renderer(Renderer, MemoisedEncoding):
     @property
     def has_extension_property(self) -> bool:
         return True
@@ -30,9 +31,11 @@ class Llama3Renderer(Renderer):
         header = f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n"
         # Content and <|eot_id|> are encoded in one call, exactly as the reference does.
         output = ensure_text(message["content"]) + "<|eot_id|>"
+        # A system prompt repeats across conversations: memoised (see _encode_memoised).
+        encode = self._encode_memoised if message["role"] == "system" else self._encode
         return RenderedMessage(
-            header=text_chunk(self._encode(header)),
-            output=[text_chunk(self._encode(output))],
+            header=text_chunk(self._encode_memoised(header)),
+            output=[text_chunk(encode(output))],
         )
 
     @cached_property

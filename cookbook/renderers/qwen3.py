@@ -95,12 +95,14 @@ class Qwen3Renderer(QwenRendererBase):
                 for call in message["tool_calls"]
             )
             text += ("\n" if has_text else "") + calls
+        # A system prompt repeats across conversations: memoised (see _encode_memoised).
+        if message["role"] == "system":
+            ids = self._encode_memoised(text, split=True)
+        else:
+            ids = self._encode_split(text)
         return RenderedMessage(
-            header=text_chunk(self._encode(header)),
-            output=[
-                text_chunk(self._encode_split(text)),
-                text_chunk([self._end_message_token]),
-            ],
+            header=text_chunk(self._encode_memoised(header)),
+            output=[text_chunk(ids), text_chunk([self._end_message_token])],
         )
 
     def create_conversation_prefix_with_tools(
@@ -209,6 +211,23 @@ class Qwen3VLRenderer(Qwen3Renderer):
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         header = f"{self._newline_before(ctx.idx)}<|im_start|>{self._qwen_role(message)}\n"
+        parts = self._body_parts(message, ctx)
+        encode = self._encode_memoised if message["role"] == "system" else self._encode
+        return RenderedMessage(
+            header=text_chunk(self._encode_memoised(header)),
+            output=parts_to_chunks(parts, encode, self.image_processor),
+        )
+
+    def _body_parts(self, message: Message, ctx: RenderContext) -> list[ImagePart | TextPart]:
+        """The turn's parts with the tool framing and ``<|im_end|>``, merged if asked."""
+        content = message["content"]
+        if (
+            isinstance(content, str)
+            and self.merge_text_chunks
+            and message["role"] != "tool"
+            and "tool_calls" not in message
+        ):
+            return [_text(content + "<|im_end|>")]  # the common turn, without the general walk
         parts = self._parts(message, ctx)
         if message["role"] == "tool":
             parts = [_text("<tool_response>\n"), *parts, _text("\n</tool_response>")]
@@ -219,12 +238,7 @@ class Qwen3VLRenderer(Qwen3Renderer):
             )
             parts.append(_text("\n" + calls))
         parts.append(_text("<|im_end|>"))
-        if self.merge_text_chunks:
-            parts = merge_text_parts(parts)
-        return RenderedMessage(
-            header=text_chunk(self._encode(header)),
-            output=parts_to_chunks(parts, self._encode, self.image_processor),
-        )
+        return merge_text_parts(parts) if self.merge_text_chunks else parts
 
 
 class Qwen3VLInstructRenderer(Qwen3VLRenderer):

@@ -251,6 +251,8 @@ class Qwen3_5Renderer(QwenRendererBase):
     ) -> list[ImagePart | TextPart]:
         """The turn's text with ``<|im_end|>``, images as ``<|vision_start|>``, the image and
         ``<|vision_end|>``; adjacent text merged, so a text-only turn is one encode."""
+        if isinstance(content, str) and message["role"] != "tool" and "tool_calls" not in message:
+            return [_text(content + "<|im_end|>")]  # the common turn, without the general walk
         strip = self._strips_thinking_for(message, ctx)
         parts: list[ImagePart | TextPart] = []
         for part in [TextPart(type="text", text=content)] if isinstance(content, str) else content:
@@ -290,7 +292,9 @@ class Qwen3_5Renderer(QwenRendererBase):
         content = self._trim_content(message["content"])
         header = self._header(message, content, ctx)
         body = self._body(message, content, ctx)
-        output = parts_to_chunks(body, self._encode, self.image_processor)
+        # A system prompt repeats across conversations: memoised (see _encode_memoised).
+        encode = self._encode_memoised if message["role"] == "system" else self._encode
+        output = parts_to_chunks(body, encode, self.image_processor)
         if message["role"] == "assistant" and ctx.is_last:
             # The produced turn: what the generation prompt already wrote stays in the header,
             # the rest of the header is sampled, so it moves into the trained output.
@@ -298,9 +302,9 @@ class Qwen3_5Renderer(QwenRendererBase):
             if header.startswith(prefill):
                 rest = header[len(prefill) :]
                 if rest:
-                    output.insert(0, text_chunk(self._encode(rest)))
+                    output.insert(0, text_chunk(self._encode_memoised(rest)))
                 header = prefill
-        return RenderedMessage(header=text_chunk(self._encode(header)), output=output)
+        return RenderedMessage(header=text_chunk(self._encode_memoised(header)), output=output)
 
     # -- parsing --------------------------------------------------------------------------
 

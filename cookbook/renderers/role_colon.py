@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from cookbook.renderers.base import Renderer
+from cookbook.renderers.text_memo import MemoisedEncoding
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -36,7 +37,7 @@ _STOP_OVERLAP = "User:"
 _UNUSED_OVERLAP = "<UNUSED>"
 
 
-class RoleColonRenderer(Renderer):
+class RoleColonRenderer(Renderer, MemoisedEncoding):
     @property
     def has_extension_property(self) -> bool:
         # History is rendered exactly as it was generated; nothing is stripped or re-framed.
@@ -46,10 +47,12 @@ class RoleColonRenderer(Renderer):
         role = message["role"]
         output = _CONTENT_PREFIX + ensure_text(message["content"]) + _CONTENT_SUFFIX
         overlap = _STOP_OVERLAP if role == "assistant" else _UNUSED_OVERLAP
+        # A system prompt repeats across conversations: memoised (see _encode_memoised).
+        encode = self._encode_memoised if role == "system" else self._encode
         return RenderedMessage(
-            header=text_chunk(self._encode(role.capitalize() + ":")),
-            output=[text_chunk(self._encode(output))],
-            stop_overlap=text_chunk(self._encode(overlap)),
+            header=text_chunk(self._encode_memoised(role.capitalize() + ":")),
+            output=[text_chunk(encode(output))],
+            stop_overlap=text_chunk(self._encode_memoised(overlap)),
         )
 
     @property

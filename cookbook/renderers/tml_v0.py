@@ -13,6 +13,7 @@ cookbook messages. tml_renderers is imported lazily (its import pulls in torch).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from cookbook.renderers.types import (
     ToolCall,
     ToolSpec,
     TrainOnWhat,
+    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 from cookbook.tokenizers.tml import (
@@ -62,6 +64,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+@functools.cache
+def _chat() -> Any:
+    """``tml_renderers.chat``, imported on first use (an ``import_module`` per call cost more
+    per conversation than some of the conversions it served)."""
+    return import_module("tml_renderers.chat")
+
+
 def _validate_torch_version() -> None:
     """tml-renderers needs PyTorch 2.10+; say so before its import fails obscurely."""
     import torch
@@ -81,19 +90,18 @@ def _validate_torch_version() -> None:
 
 
 def _is_tml_renderers_input(messages: object) -> bool:
-    chat = import_module("tml_renderers.chat")
+    chat = _chat()
     if isinstance(messages, chat.MessageList):
         return True
-    return isinstance(messages, list) and all(
-        isinstance(message, chat.Message | chat.OpenAIMessage) for message in messages
-    )
+    native = (chat.Message, chat.OpenAIMessage)
+    return isinstance(messages, list) and all(isinstance(message, native) for message in messages)
 
 
 def _messages_to_render_input(messages: Sequence[Message] | TmlRenderInput) -> TmlRenderInput:
     """Native tml_renderers input unchanged; cookbook messages as ``OpenAIMessage``s."""
     if _is_tml_renderers_input(messages):
         return messages
-    chat = import_module("tml_renderers.chat")
+    chat = _chat()
     return chat.OpenAIMessage.from_oss_messages(normalize_cookbook_media(messages))
 
 
@@ -129,7 +137,7 @@ def _cookbook_messages_to_sft_input(
             "dictionaries. Pass train_on_what=ALL_ASSISTANT_MESSAGES when using native "
             "tml_renderers.chat.Message, OpenAIMessage, or MessageList inputs."
         )
-    chat = import_module("tml_renderers.chat")
+    chat = _chat()
     converted = chat.OpenAIMessage.from_oss_messages(normalize_cookbook_media(messages))
     targets = _assistant_target_indices(messages, train_on_what)
     untrained = chat.MessageMetadata(training_metadata=chat.TrainingMetadata(0.0, False))
@@ -158,7 +166,7 @@ def _ensure_model_end_sampling(messages: list[Any]) -> list[Any]:
     That boundary is the trained stop token: without it a native model turn would train no
     end. ``from_oss_messages`` writes it for dict input; native input may lack it.
     """
-    chat = import_module("tml_renderers.chat")
+    chat = _chat()
     result: list[Any] = []
     for i, message in enumerate(messages):
         result.append(message)
@@ -178,7 +186,7 @@ def _prepare_sft_input(messages: TmlRenderInput, effort: float) -> list[Any]:
     message inserted after the leading system messages - where completion rendering puts it,
     so an example's prompt is the generation prompt token for token."""
     _validate_effort(effort)
-    chat = import_module("tml_renderers.chat")
+    chat = _chat()
     source = messages.messages if isinstance(messages, chat.MessageList) else messages
     natives: list[Any] = []
     for message in source:
@@ -199,9 +207,37 @@ def _prepare_sft_input(messages: TmlRenderInput, effort: float) -> list[Any]:
     return natives
 
 
+def _training_example_to_model_input_and_weights(
+    example: Any,
+) -> tuple[tinker.ModelInput, np.ndarray]:
+    """``tml_renderers.tinker.training_example_to_tinker_model_input_and_weights`` with float32
+    weights, without validating every token again: text spans (ints from the compiled renderer)
+    become chunks directly; other spans (images, audio) go through the library's converter.
+
+    Why: that adapter validated each token through pydantic and built the weights as Python
+    floats, which cost more than ``render_for_sft`` itself. ``tests/test_tml_vl.py`` pins the
+    result to the adapter's."""
+    text_span = _chat().EncodedTextTokenSpan
+    chunks: list[tinker.ModelInputChunk] = []
+    for span in example.input_token_spans:
+        inner = span.span
+        if isinstance(inner, text_span):
+            chunks.append(text_chunk(list(inner.tokens)))
+        else:
+            chunks.append(import_module("tml_renderers.tinker").token_span_to_tinker_chunk(span))
+    weights = np.asarray(example.per_token_loss_weight_unshifted, dtype=np.float32)
+    input_len = sum(chunk.length for chunk in chunks)
+    if input_len != len(weights):
+        raise ValueError(
+            f"token count {input_len} != loss-weight count {len(weights)}; "
+            "input_token_spans and per_token_loss_weight_unshifted must align 1:1"
+        )
+    return tinker.ModelInput.model_construct(chunks=chunks), weights
+
+
 def _parsed_messages_to_cookbook(parsed: list[Any]) -> Message | None:
     """The last message of a parsed reply as a cookbook message (tool calls as ToolCall)."""
-    chat = import_module("tml_renderers.chat")
+    chat = _chat()
     openai_messages = chat.OpenAIMessage.from_messages(parsed)
     if not openai_messages:
         return None
@@ -295,14 +331,12 @@ class TmlV0Renderer(Renderer):
         """Examples (unshifted input, float32 weights) at ``effort``, whose prompt part equals
         ``build_generation_prompt(..., effort=effort)``; one unless tml_renderers splits."""
         render_input = _cookbook_messages_to_sft_input(messages, train_on_what)
-        adapters = import_module("tml_renderers.tinker")
-        examples = []
-        for example in self._tml_renderer.render_for_sft(_prepare_sft_input(render_input, effort)):
-            model_input, weights = adapters.training_example_to_tinker_model_input_and_weights(
-                example
+        return [
+            _training_example_to_model_input_and_weights(example)
+            for example in self._tml_renderer.render_for_sft(
+                _prepare_sft_input(render_input, effort)
             )
-            examples.append((model_input, np.asarray(weights, dtype=np.float32)))
-        return examples
+        ]
 
     def build_supervised_example(
         self,
@@ -368,7 +402,7 @@ class TmlV0Renderer(Renderer):
         except parse_error:
             message = Message(role="assistant", content=self._decode_or_empty(response))
             return message, ParseTermination.MALFORMED
-        chat = import_module("tml_renderers.chat")
+        chat = _chat()
         content = [m for m in parsed if not isinstance(m.content, chat.ModelEndSampling)]
         stopped = len(content) != len(parsed)
         message = _parsed_messages_to_cookbook(content) if content else None
