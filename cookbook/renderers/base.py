@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -118,6 +118,20 @@ class Renderer(ABC):
             text,
             add_special_tokens=self._encode_adds_special_tokens,
             split_special_tokens=None,
+        )
+
+    def _encode_fixed(self, text: str) -> list[int]:
+        """``_encode`` for text the renderer writes the same way in every conversation (a
+        built-in system prompt, a header carrying a fixed preamble): such text is encoded once
+        per tokenizer, however long. A subclass that overrides ``_encode`` is asked each time."""
+        if type(self)._encode is not Renderer._encode or "_encode" in vars(self):
+            return self._encode(text)
+        return encode_text(
+            self.tokenizer,
+            text,
+            add_special_tokens=self._encode_adds_special_tokens,
+            split_special_tokens=None,
+            fixed=True,
         )
 
     def _encode_split(self, text: str) -> list[int]:
@@ -244,9 +258,17 @@ class Renderer(ABC):
     # -- supervised -----------------------------------------------------------------------
 
     def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat,
+        *,
+        message_indices: Sequence[int] | None = None,
     ) -> list[Segment]:
-        """The chunks of a supervised example in order, each with its message and weight."""
+        """The chunks of a supervised example in order, each with its message and weight.
+
+        ``message_indices[i]``: the index reported for the i-th rendered message, for renderers
+        that render a reshaped conversation (a built-in system message, reordered tool results)
+        but report indices into the caller's; default ``i``."""
         train_on_what = TrainOnWhat(train_on_what)
         if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES and not self.has_extension_property:
             logger.warning(
@@ -255,12 +277,15 @@ class Renderer(ABC):
                 "produces; prefer build_supervised_examples."
             )
         segments: list[Segment] = []
+        add = segments.append
         if self._bos_tokens:
             bos = text_chunk(list(self._bos_tokens))
-            segments.append(Segment(-1, SegmentKind.BOS, bos, 0.0))
+            add(Segment(-1, SegmentKind.BOS, bos, 0.0))
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
+        render, trained = self.render_message, self._output_is_trained
+        header_kind, output_kind = SegmentKind.HEADER, SegmentKind.OUTPUT
         for message, ctx in zip(messages, contexts, strict=True):
             if customized and "trainable" not in message:
                 raise TrainableFlagError(
@@ -270,19 +295,15 @@ class Renderer(ABC):
                 raise TrainableFlagError(
                     f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
                 )
-            rendered = self.render_message(message, ctx)
+            rendered = render(message, ctx)
+            index = ctx.idx if message_indices is None else message_indices[ctx.idx]
             if rendered.header:
-                segments.append(
-                    Segment(ctx.idx, SegmentKind.HEADER, rendered.header, header_weight)
-                )
-            weight = int(self._output_is_trained(message, ctx, train_on_what))
-            segments.extend(
-                Segment(ctx.idx, SegmentKind.OUTPUT, chunk, weight) for chunk in rendered.output
-            )
+                add(Segment(index, header_kind, rendered.header, header_weight))
+            weight = int(trained(message, ctx, train_on_what))
+            for chunk in rendered.output:
+                add(Segment(index, output_kind, chunk, weight))
             if ctx.is_last and rendered.stop_overlap:
-                segments.append(
-                    Segment(ctx.idx, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight)
-                )
+                add(Segment(index, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight))
         return segments
 
     def build_supervised_example(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -88,51 +88,68 @@ class _Encoder:
         self.backend = backend if stock and fast is not None else None
         self.memo: dict[_Key, tuple[int, ...]] = {}
 
-    def usable(self, tokenizer: Any) -> bool:
-        backend = self.backend
-        return (
-            backend is not None
-            and "encode" not in vars(tokenizer)
-            and backend.truncation is None
-            and backend.padding is None
-        )
-
 
 _ENCODERS: weakref.WeakKeyDictionary[Any, _Encoder] = weakref.WeakKeyDictionary()
+# The last tokenizer looked up and its encoder: a renderer encodes a dozen texts per
+# conversation with one tokenizer, and the weak dictionary's lookup was a tenth of the cost
+# of a memoised text. A weak reference, so it keeps no tokenizer alive.
+_LAST: tuple[Callable[[], Any], _Encoder] = (lambda: None, _Encoder(None))
 
 
 def _encoder(tokenizer: Any) -> _Encoder:
+    last_tokenizer, encoder = _LAST
+    if last_tokenizer() is tokenizer:
+        return encoder
     try:
-        return _ENCODERS[tokenizer]
-    except KeyError:
-        encoder = _ENCODERS[tokenizer] = _Encoder(tokenizer)
+        encoder = _ENCODERS.get(tokenizer)
+        if encoder is None:
+            encoder = _ENCODERS[tokenizer] = _Encoder(tokenizer)
+        _remember(tokenizer, encoder)
         return encoder
     except TypeError:  # not weak-referenceable or unhashable: no direct route
         return _Encoder(None)
 
 
+def _remember(tokenizer: Any, encoder: _Encoder) -> None:
+    global _LAST
+    _LAST = (weakref.ref(tokenizer), encoder)
+
+
 def encode_text(
-    tokenizer: Any, text: str, *, add_special_tokens: bool, split_special_tokens: bool | None
+    tokenizer: Any,
+    text: str,
+    *,
+    add_special_tokens: bool,
+    split_special_tokens: bool | None,
+    fixed: bool = False,
 ) -> list[int]:
     """``tokenizer.encode(text, add_special_tokens=..., split_special_tokens=...)``, fast.
 
-    ``split_special_tokens=None`` means the tokenizer's default, as in ``transformers``. Returns
-    a fresh list each call, so a caller may change it.
+    ``split_special_tokens=None`` means the tokenizer's default, as in ``transformers``.
+    ``fixed``: the text is one a renderer writes the same way in every conversation (a
+    built-in system prompt, a header with a long fixed preamble), so it is memoised for the
+    tokenizer's lifetime whatever its length. Returns a fresh list each call, so a caller may
+    change it.
     """
     encoder = _encoder(tokenizer)
-    if not encoder.usable(tokenizer):
+    backend = encoder.backend
+    if (
+        backend is None
+        or "encode" in vars(tokenizer)
+        or backend.truncation is not None
+        or backend.padding is not None
+    ):
         if split_special_tokens is None:
             return tokenizer.encode(text, add_special_tokens=add_special_tokens)
         return tokenizer.encode(
             text, add_special_tokens=add_special_tokens, split_special_tokens=split_special_tokens
         )
-    backend = encoder.backend
     split = (
         bool(getattr(tokenizer, "split_special_tokens", False))
         if split_special_tokens is None
         else split_special_tokens
     )
-    memo = encoder.memo if len(text) <= SHORT_TEXT_CHARS else _CALL_MEMO.get()
+    memo = encoder.memo if fixed or len(text) <= SHORT_TEXT_CHARS else _CALL_MEMO.get()
     key = (text, add_special_tokens, split, id(encoder))
     if memo is not None:
         ids = memo.get(key)
@@ -150,4 +167,6 @@ def encode_text(
 
 def forget(tokenizer: Any) -> None:
     """Drop what is memoised for ``tokenizer`` (after changing its vocabulary)."""
+    global _LAST
     _ENCODERS.pop(tokenizer, None)
+    _LAST = (lambda: None, _Encoder(None))

@@ -294,16 +294,9 @@ class Glm5_3Renderer(Renderer):
     ) -> list[Segment]:
         """Segments in rendered (tool-call) order, each indexing the caller's ``messages``."""
         order = tool_result_order(messages)
-        segments = super().supervised_segments([messages[i] for i in order], train_on_what)
-        return [
-            Segment(
-                s.message_index if s.message_index < 0 else order[s.message_index],
-                s.kind,
-                s.chunk,
-                s.weight,
-            )
-            for s in segments
-        ]
+        return super().supervised_segments(
+            [messages[i] for i in order], train_on_what, message_indices=order
+        )
 
     # -- parsing ----------------------------------------------------------------------------
 

@@ -222,19 +222,12 @@ class KimiK2Renderer(Renderer):
     ) -> list[Segment]:
         """Segments with the default system message (index -1, as a BOS would be) where it is
         inserted; every other index points into the caller's ``messages``."""
+        ensured = self._with_system_message(messages)
         at = self._inserted_at(messages)
-        segments = super().supervised_segments(self._with_system_message(messages), train_on_what)
         if at is None:
-            return segments
-        return [
-            Segment(
-                -1 if s.message_index == at else s.message_index - (s.message_index > at),
-                s.kind,
-                s.chunk,
-                s.weight,
-            )
-            for s in segments
-        ]
+            return super().supervised_segments(ensured, train_on_what)
+        indices = [*range(at), -1, *range(at, len(messages))]
+        return super().supervised_segments(ensured, train_on_what, message_indices=indices)
 
     def build_supervised_examples(
         self,
