@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,22 +41,28 @@ _CALL_MEMO: ContextVar[dict[_Key, tuple[int, ...]] | None] = ContextVar(
 )
 
 
-@contextlib.contextmanager
-def rendering_call() -> Iterator[None]:
+class _RenderingCall:
+    """The context manager :func:`rendering_call` returns (a class: a generator-based one cost
+    more than a memo hit saves on a short conversation)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = None if _CALL_MEMO.get() is not None else _CALL_MEMO.set({})
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _CALL_MEMO.reset(self._token)
+
+
+def rendering_call() -> contextlib.AbstractContextManager[None]:
     """Within it, every text encoded is memoised until the outermost such block ends.
 
     Why: ``build_supervised_example`` renders the conversation, then renders it again up to
     the trained turn for the generation prompt; the second pass finds the ids. A context
     variable, so renderers shared between threads or tasks do not share a call's memo.
     """
-    if _CALL_MEMO.get() is not None:
-        yield
-        return
-    token = _CALL_MEMO.set({})
-    try:
-        yield
-    finally:
-        _CALL_MEMO.reset(token)
+    return _RenderingCall()
 
 
 def _stock_methods() -> tuple[tuple[str, Any], ...]:
@@ -131,7 +137,9 @@ def encode_text(
     tokenizer's lifetime whatever its length. Returns a fresh list each call, so a caller may
     change it.
     """
-    encoder = _encoder(tokenizer)
+    last_tokenizer, encoder = _LAST
+    if last_tokenizer() is not tokenizer:
+        encoder = _encoder(tokenizer)
     backend = encoder.backend
     if (
         backend is None
@@ -144,11 +152,9 @@ def encode_text(
         return tokenizer.encode(
             text, add_special_tokens=add_special_tokens, split_special_tokens=split_special_tokens
         )
-    split = (
-        bool(getattr(tokenizer, "split_special_tokens", False))
-        if split_special_tokens is None
-        else split_special_tokens
-    )
+    split = split_special_tokens
+    if split is None:
+        split = bool(getattr(tokenizer, "split_special_tokens", False))
     memo = encoder.memo if fixed or len(text) <= SHORT_TEXT_CHARS else _CALL_MEMO.get()
     key = (text, add_special_tokens, split, id(encoder))
     if memo is not None:

@@ -62,6 +62,7 @@ INTERNAL_SYSTEM_ROLE = "_gptoss_internal_system"
 """Role of a message rendered as harmony's own ``system`` message; a caller's ``system`` role
 becomes ``developer``. The built-in system prompt and the tool routing line use it."""
 
+_WIRE_ROLES = {INTERNAL_SYSTEM_ROLE: "system", "system": "developer"}
 _END_TOKENS = ("<|end|>", "<|call|>", "<|return|>")
 _CHANNEL = re.compile(r"<\|channel\|>([^<\s]+)")
 _RECIPIENT = re.compile(r"to=([^\s<]+)")
@@ -114,7 +115,7 @@ class GptOssRenderer(Renderer):
             output = text_chunk(self._encode_fixed(body))
         else:
             output = self._chunk(f"<|message|>{ensure_text(message['content'])}<|end|>")
-        wire_role = {INTERNAL_SYSTEM_ROLE: "system", "system": "developer"}.get(role, role)
+        wire_role = _WIRE_ROLES.get(role, role)
         return RenderedMessage(header=self._chunk(f"<|start|>{wire_role}"), output=[output])
 
     def _assistant_body(self, message: Message, ctx: RenderContext) -> str:

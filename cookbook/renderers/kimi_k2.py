@@ -162,9 +162,11 @@ class KimiK2Renderer(Renderer):
 
     def _assistant_text(self, message: Message, ctx: RenderContext) -> str:
         content = message["content"]
-        parts = [TextPart(type="text", text=content)] if isinstance(content, str) else content
-        thinking = "".join(p["thinking"] for p in parts if p["type"] == "thinking")
-        text = "".join(p["text"] for p in parts if p["type"] == "text")
+        if isinstance(content, str):
+            thinking, text = "", content
+        else:
+            thinking = "".join(p["thinking"] for p in content if p["type"] == "thinking")
+            text = "".join(p["text"] for p in content if p["type"] == "text")
         keep = ctx.in_last_assistant_turn or not self.strip_thinking_from_history
         out = f"<think>{thinking if keep else ''}</think>{text}"
         calls = message.get("tool_calls") or []
