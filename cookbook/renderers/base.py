@@ -282,9 +282,8 @@ class Renderer(ABC):
             )
         segments: list[Segment] = []
         add = segments.append
-        if self._bos_tokens:
-            bos = text_chunk(list(self._bos_tokens))
-            add(Segment(-1, SegmentKind.BOS, bos, 0.0))
+        if bos := self._bos_tokens:
+            add(Segment(-1, SegmentKind.BOS, text_chunk(list(bos)), 0.0))
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
