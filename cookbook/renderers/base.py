@@ -58,6 +58,10 @@ class Segment(NamedTuple):
     weight: int | float
 
 
+# The modes whose loss starts after a generation prompt (_first_trained_message_index).
+_PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
+
+
 def _last_user_index(messages: list[Message]) -> int:
     return max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
 
@@ -315,23 +319,31 @@ class Renderer(ABC):
         train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     ) -> tuple[tinker.ModelInput, np.ndarray]:
         """Tokens and one loss weight per token for supervised fine-tuning."""
+        train_on_what = TrainOnWhat(train_on_what)
+        if train_on_what not in _PROMPTED:
+            return self._assemble_example(messages, train_on_what)
+        # The generation prompt re-renders the conversation's start: memoise this call's texts.
         with rendering_call():
-            train_on_what = TrainOnWhat(train_on_what)
-            segments = self.supervised_segments(messages, train_on_what)
-            lengths = [s.chunk.length for s in segments]
-            # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
-            is_float = not any(lengths) or any(
-                isinstance(s.weight, float) for s, n in zip(segments, lengths, strict=True) if n
-            )
-            weights = np.repeat(
-                np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
-                lengths,
-            )
-            # The chunks are model instances already: nothing to validate.
-            model_input = tinker.ModelInput.model_construct(chunks=[s.chunk for s in segments])
-            return model_input, self._train_after_the_generation_prompt(
-                messages, train_on_what, model_input, weights
-            )
+            return self._assemble_example(messages, train_on_what)
+
+    def _assemble_example(
+        self, messages: list[Message], train_on_what: TrainOnWhat
+    ) -> tuple[tinker.ModelInput, np.ndarray]:
+        segments = self.supervised_segments(messages, train_on_what)
+        lengths = [s.chunk.length for s in segments]
+        # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
+        is_float = not any(lengths) or any(
+            isinstance(s.weight, float) for s, n in zip(segments, lengths, strict=True) if n
+        )
+        weights = np.repeat(
+            np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
+            lengths,
+        )
+        # The chunks are model instances already: nothing to validate.
+        model_input = tinker.ModelInput.model_construct(chunks=[s.chunk for s in segments])
+        return model_input, self._train_after_the_generation_prompt(
+            messages, train_on_what, model_input, weights
+        )
 
     def build_supervised_examples(
         self,
