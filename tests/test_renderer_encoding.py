@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cookbook.renderers import get_renderer
+from cookbook.renderers import encoding, get_renderer
 from cookbook.renderers.encoding import encode_text, rendering_call
 from cookbook.tokenizers import get_tokenizer
 
@@ -111,3 +111,18 @@ def test_renderer_encode_fixed_honours_an_overridden_encode() -> None:
     renderer._encode = encode  # type: ignore[method-assign]
     assert renderer._encode_fixed("<|message|>fixed<|end|>") == [7]
     assert asked == ["<|message|>fixed<|end|>"]
+
+
+def test_fixed_texts_past_the_bound_are_not_kept() -> None:
+    """A system prompt longer than FIXED_TEXT_CHARS is encoded, not memoised for good."""
+    tokenizer = get_tokenizer("Qwen/Qwen3-8B", "offline")
+    long_text = "y" * (encoding.FIXED_TEXT_CHARS + 1)
+    short_text = "z" * encoding.FIXED_TEXT_CHARS
+    for text in (long_text, short_text):
+        got = encode_text(
+            tokenizer, text, add_special_tokens=False, split_special_tokens=None, fixed=True
+        )
+        assert got == tokenizer.encode(text, add_special_tokens=False)
+    kept = {key[0] for key in encoding._encoder(tokenizer).memo}
+    assert short_text in kept
+    assert long_text not in kept

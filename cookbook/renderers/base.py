@@ -127,9 +127,11 @@ class Renderer(ABC):
         )
 
     def _encode_fixed(self, text: str) -> list[int]:
-        """``_encode`` for text the renderer writes the same way in every conversation (a
-        built-in system prompt, a header carrying a fixed preamble): such text is encoded once
-        per tokenizer, however long. A subclass that overrides ``_encode`` is asked each time."""
+        """``_encode`` for text that recurs across conversations: what the renderer writes the
+        same way every time (a built-in system prompt, a header carrying a fixed preamble) and
+        system messages (a dataset's rows share a few system prompts). Such text is encoded
+        once per tokenizer (up to ``encoding.FIXED_TEXT_CHARS``). A subclass that overrides
+        ``_encode`` is asked each time."""
         if type(self)._encode is not Renderer._encode or "_encode" in vars(self):
             return self._encode(text)
         return encode_text(

@@ -134,7 +134,7 @@ class DeepSeekV4_1Renderer(Renderer):
         BPE merges across the boundary (the effort line's ``\\n\\n`` with a tools-only system
         turn's leading ``\\n\\n``); a merged token goes with the prefix.
         """
-        tokens = self._encode(prefix + text)
+        tokens = self._encode_fixed(prefix + text)  # a system turn: recurs across a dataset
         split = self._prefix_split(prefix, tokens)
         return tokens[:split], tokens[split:]
 

@@ -34,6 +34,9 @@ _MEMO_ENTRIES = 4096
 # bodies rarely repeat across conversations, but a supervised example re-renders its own
 # messages for the generation prompt.
 SHORT_TEXT_CHARS = 64
+# Texts a renderer marks as recurring (encode_text's ``fixed``) are memoised up to this length;
+# the bound keeps a memo full of long system prompts to a few megabytes.
+FIXED_TEXT_CHARS = 2048
 
 _Key = tuple[str, bool, bool, int]
 _CALL_MEMO: ContextVar[dict[_Key, tuple[int, ...]] | None] = ContextVar(
@@ -132,10 +135,9 @@ def encode_text(
     """``tokenizer.encode(text, add_special_tokens=..., split_special_tokens=...)``, fast.
 
     ``split_special_tokens=None`` means the tokenizer's default, as in ``transformers``.
-    ``fixed``: the text is one a renderer writes the same way in every conversation (a
-    built-in system prompt, a header with a long fixed preamble), so it is memoised for the
-    tokenizer's lifetime whatever its length. Returns a fresh list each call, so a caller may
-    change it.
+    ``fixed``: the text recurs across conversations (a built-in or a dataset's system prompt,
+    a header with a long fixed preamble), so it is memoised for the tokenizer's lifetime up to
+    ``FIXED_TEXT_CHARS``. Returns a fresh list each call, so a caller may change it.
     """
     last_tokenizer, encoder = _LAST
     if last_tokenizer() is not tokenizer:
@@ -155,7 +157,12 @@ def encode_text(
     split = split_special_tokens
     if split is None:
         split = bool(getattr(tokenizer, "split_special_tokens", False))
-    memo = encoder.memo if fixed or len(text) <= SHORT_TEXT_CHARS else _CALL_MEMO.get()
+    n = len(text)
+    memo = (
+        encoder.memo
+        if n <= SHORT_TEXT_CHARS or (fixed and n <= FIXED_TEXT_CHARS)
+        else _CALL_MEMO.get()
+    )
     key = (text, add_special_tokens, split, id(encoder))
     if memo is not None:
         ids = memo.get(key)

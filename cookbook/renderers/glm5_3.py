@@ -259,7 +259,8 @@ class Glm5_3Renderer(Renderer):
             text = f"<tool_response>{self._visible_text(message['content'])}</tool_response>"
         else:
             raise RendererError(f"Unsupported role: {role}")
-        tokens = self._encode(text) + trailing
+        # A system message recurs across a dataset: memoised.
+        tokens = (self._encode_fixed if role == "system" else self._encode)(text) + trailing
         return RenderedMessage(
             header=text_chunk(header) if header else None,
             output=[text_chunk(tokens)] if tokens else [],

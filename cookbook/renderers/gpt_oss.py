@@ -108,7 +108,7 @@ class GptOssRenderer(Renderer):
             output = self._chunk(self._assistant_body(message, ctx))
         elif role == "system":
             body = f"<|message|># Instructions\n\n{ensure_text(message['content'])}\n\n<|end|>"
-            output = self._chunk(body)
+            output = text_chunk(self._encode_fixed(body))
         elif role == INTERNAL_SYSTEM_ROLE:
             # The built-in system prompt: the same text in every conversation of the day.
             body = f"<|message|>{ensure_text(message['content'])}<|end|>"

@@ -188,6 +188,8 @@ class KimiK2Renderer(Renderer):
             text = self._assistant_text(message, ctx)
         elif isinstance(content, str) or (len(content) == 1 and content[0]["type"] == "text"):
             text = ensure_text(content) + "<|im_end|>"
+            if message["role"] == "system":  # recurs across a dataset: memoised
+                return RenderedMessage(header=header, output=[text_chunk(self._encode_fixed(text))])
         else:
             end = TextPart(type="text", text="<|im_end|>")
             return RenderedMessage(header=header, output=self._encode_parts([*content, end]))
