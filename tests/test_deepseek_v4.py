@@ -278,3 +278,40 @@ def test_the_encoder_agrees_once_v4_1_s_format_changes_are_undone(name: str) -> 
                 remaining.add((golden["case_id"], item))
     assert compared >= 130
     assert remaining == BEYOND_THE_FORMAT
+
+
+def _split_by_decoding(renderer: DeepSeekV4_1Renderer, prefix: str, text: str) -> int:
+    """The reference's split of ``prefix + text``: decode one prefix of the ids after another."""
+    tokens = renderer._encode(prefix + text)
+    split = 0
+    while split < len(tokens) and len(renderer.tokenizer.decode(tokens[:split])) < len(prefix):
+        split += 1
+    return split
+
+
+@pytest.mark.parametrize("name", ["deepseekv4_1", "deepseekv4_1_disable_thinking"])
+@pytest.mark.parametrize(
+    "text",
+    ["You are terse.", "\n\nA tools-only system turn", "", "\n", " x", "日本語 🙂", USER + "hi"],
+)
+def test_the_memoised_system_split_is_the_decoding_one(tokenizer, name: str, text: str) -> None:
+    """The system turn's (prefix, text) split is worked out once per prefix and tokenizer; it
+    must be the split the reference finds by decoding, merge across the boundary or not."""
+    renderer = get_renderer(name, tokenizer)
+    for prefix in {renderer._opening("system"), SYSTEM}:
+        for _ in range(2):  # the second time from the memo
+            header, rest = renderer._encode_after(prefix, text)
+            assert len(header) == _split_by_decoding(renderer, prefix, text)
+            assert header + rest == renderer._encode(prefix + text)
+
+
+def test_the_system_split_memo_follows_the_tokenizer(tokenizer) -> None:
+    """A renderer given another tokenizer must not answer from the first one's memo."""
+    renderer = get_renderer("deepseekv4_1", tokenizer)
+    prefix = renderer._opening("system")
+    renderer._encode_after(prefix, "You are terse.")
+    other = get_tokenizer("Qwen/Qwen3-8B", "offline")
+    renderer.tokenizer = other
+    header, rest = renderer._encode_after(prefix, "You are terse.")
+    assert len(header) == _split_by_decoding(renderer, prefix, "You are terse.")
+    assert header + rest == other.encode(prefix + "You are terse.", add_special_tokens=False)

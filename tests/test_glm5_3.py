@@ -22,6 +22,7 @@ from cookbook.renderers import (
     Glm5_3Renderer,
     Message,
     ToolCall,
+    TrainOnWhat,
     get_renderer,
 )
 from cookbook.renderers.glm5_3 import parse_tool_call
@@ -146,3 +147,30 @@ def test_parse_tool_call_reads_values_as_json_where_they_parse() -> None:
     assert isinstance(parsed, ToolCall)
     assert parsed.function.name == "f"
     assert parsed.function.arguments == '{"n": 3, "s": "Oslo"}'
+
+
+def test_segments_index_the_callers_messages_when_tool_results_are_reordered(tokenizer) -> None:
+    """Tool results render in call order, but each segment still names the caller's message:
+    the reordered rendering of results c2, c1 is that of c1, c2 with the indices swapped."""
+
+    def call(call_id: str) -> ToolCall:
+        return ToolCall(function=ToolCall.FunctionBody(name="f", arguments="{}"), id=call_id)
+
+    def conversation(first: str, second: str) -> list[Message]:
+        return [
+            Message(role="user", content="Both?"),
+            Message(role="assistant", content="", tool_calls=[call("c1"), call("c2")]),
+            Message(role="tool", content=f"result {first}", tool_call_id=first),
+            Message(role="tool", content=f"result {second}", tool_call_id=second),
+            Message(role="assistant", content="Done."),
+        ]
+
+    renderer = get_renderer("glm5_3_high_reasoning", tokenizer)
+    mode = TrainOnWhat.ALL_MESSAGES
+    swapped = renderer.supervised_segments(conversation("c2", "c1"), mode)
+    in_order = renderer.supervised_segments(conversation("c1", "c2"), mode)
+    assert [s.chunk for s in swapped] == [s.chunk for s in in_order]
+    renumber = {2: 3, 3: 2}
+    expected = [renumber.get(s.message_index, s.message_index) for s in in_order]
+    assert [s.message_index for s in swapped] == expected
+    assert {2, 3} <= set(expected)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from cookbook.renderers import encoding, get_renderer
 from cookbook.renderers.encoding import encode_text, rendering_call
 from cookbook.tokenizers import get_tokenizer
 
@@ -81,3 +82,47 @@ def test_instance_encode_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tokenizer, "encode", counting)
     encode_text(tokenizer, "hello there", add_special_tokens=False, split_special_tokens=None)
     assert calls == ["hello there"]
+
+
+def test_fixed_texts_are_memoised_per_tokenizer() -> None:
+    """A long fixed text (a built-in system prompt) is memoised whatever its length: the memo
+    is the tokenizer's, so another tokenizer encodes it afresh, and a caller that changes the
+    list it got changes nothing memoised."""
+    text = "You are ChatGPT, a large language model trained by OpenAI.\n" * 4
+    first, second = (get_tokenizer(m, "offline") for m in ("Qwen/Qwen3-8B", "openai/gpt-oss-20b"))
+    for tokenizer in (first, second, first, second):
+        got = encode_text(
+            tokenizer, text, add_special_tokens=False, split_special_tokens=None, fixed=True
+        )
+        assert got == tokenizer.encode(text, add_special_tokens=False)
+        got.append(-1)
+
+
+def test_renderer_encode_fixed_honours_an_overridden_encode() -> None:
+    """A renderer whose ``_encode`` is replaced (the batch path's hooks do this) is asked for
+    fixed texts too, not answered from the memo behind its back."""
+    renderer = get_renderer("gpt_oss_low_reasoning", get_tokenizer("openai/gpt-oss-20b", "offline"))
+    asked: list[str] = []
+
+    def encode(text: str) -> list[int]:
+        asked.append(text)
+        return [7]
+
+    renderer._encode = encode  # type: ignore[method-assign]
+    assert renderer._encode_fixed("<|message|>fixed<|end|>") == [7]
+    assert asked == ["<|message|>fixed<|end|>"]
+
+
+def test_fixed_texts_past_the_bound_are_not_kept() -> None:
+    """A system prompt longer than FIXED_TEXT_CHARS is encoded, not memoised for good."""
+    tokenizer = get_tokenizer("Qwen/Qwen3-8B", "offline")
+    long_text = "y" * (encoding.FIXED_TEXT_CHARS + 1)
+    short_text = "z" * encoding.FIXED_TEXT_CHARS
+    for text in (long_text, short_text):
+        got = encode_text(
+            tokenizer, text, add_special_tokens=False, split_special_tokens=None, fixed=True
+        )
+        assert got == tokenizer.encode(text, add_special_tokens=False)
+    kept = {key[0] for key in encoding._encoder(tokenizer).memo}
+    assert short_text in kept
+    assert long_text not in kept

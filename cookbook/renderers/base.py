@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 import tinker
@@ -45,15 +45,21 @@ class SegmentKind(StrEnum):
     STOP_OVERLAP = "stop_overlap"
 
 
-@dataclass(frozen=True)
-class Segment:
-    """One chunk of a supervised example and the weight every token in it gets."""
+class Segment(NamedTuple):
+    """One chunk of a supervised example and the weight every token in it gets.
+
+    A named tuple, not a frozen dataclass: a conversation makes two per message, and building
+    a frozen dataclass costs three times as much."""
 
     message_index: int
     """-1 for the BOS segment, which belongs to no message."""
     kind: SegmentKind
     chunk: tinker.ModelInputChunk
     weight: int | float
+
+
+# The modes whose loss starts after a generation prompt (_first_trained_message_index).
+_PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
 
 
 def _last_user_index(messages: list[Message]) -> int:
@@ -118,6 +124,22 @@ class Renderer(ABC):
             text,
             add_special_tokens=self._encode_adds_special_tokens,
             split_special_tokens=None,
+        )
+
+    def _encode_fixed(self, text: str) -> list[int]:
+        """``_encode`` for text that recurs across conversations: what the renderer writes the
+        same way every time (a built-in system prompt, a header carrying a fixed preamble) and
+        system messages (a dataset's rows share a few system prompts). Such text is encoded
+        once per tokenizer (up to ``encoding.FIXED_TEXT_CHARS``). A subclass that overrides
+        ``_encode`` is asked each time."""
+        if type(self)._encode is not Renderer._encode or "_encode" in vars(self):
+            return self._encode(text)
+        return encode_text(
+            self.tokenizer,
+            text,
+            add_special_tokens=self._encode_adds_special_tokens,
+            split_special_tokens=None,
+            fixed=True,
         )
 
     def _encode_split(self, text: str) -> list[int]:
@@ -201,14 +223,16 @@ class Renderer(ABC):
     def _contexts(self, messages: list[Message], turn_start: int) -> list[RenderContext]:
         last_user = _last_user_index(messages)
         n = len(messages)
+        # Positional: (idx, is_last, prev_message, next_message, last_user_index,
+        # in_last_assistant_turn); keywords cost a tenth of the loop.
         return [
             RenderContext(
-                idx=idx,
-                is_last=idx == n - 1,
-                prev_message=messages[idx - 1] if idx > 0 else None,
-                next_message=messages[idx + 1] if idx + 1 < n else None,
-                last_user_index=last_user,
-                in_last_assistant_turn=idx >= turn_start,
+                idx,
+                idx == n - 1,
+                messages[idx - 1] if idx > 0 else None,
+                messages[idx + 1] if idx + 1 < n else None,
+                last_user,
+                idx >= turn_start,
             )
             for idx in range(n)
         ]
@@ -244,9 +268,17 @@ class Renderer(ABC):
     # -- supervised -----------------------------------------------------------------------
 
     def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat,
+        *,
+        message_indices: Sequence[int] | None = None,
     ) -> list[Segment]:
-        """The chunks of a supervised example in order, each with its message and weight."""
+        """The chunks of a supervised example in order, each with its message and weight.
+
+        ``message_indices[i]``: the index reported for the i-th rendered message, for renderers
+        that render a reshaped conversation (a built-in system message, reordered tool results)
+        but report indices into the caller's; default ``i``."""
         train_on_what = TrainOnWhat(train_on_what)
         if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES and not self.has_extension_property:
             logger.warning(
@@ -255,12 +287,14 @@ class Renderer(ABC):
                 "produces; prefer build_supervised_examples."
             )
         segments: list[Segment] = []
-        if self._bos_tokens:
-            bos = text_chunk(list(self._bos_tokens))
-            segments.append(Segment(-1, SegmentKind.BOS, bos, 0.0))
+        add = segments.append
+        if bos := self._bos_tokens:
+            add(Segment(-1, SegmentKind.BOS, text_chunk(list(bos)), 0.0))
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
+        render, trained = self.render_message, self._output_is_trained
+        header_kind, output_kind = SegmentKind.HEADER, SegmentKind.OUTPUT
         for message, ctx in zip(messages, contexts, strict=True):
             if customized and "trainable" not in message:
                 raise TrainableFlagError(
@@ -270,19 +304,15 @@ class Renderer(ABC):
                 raise TrainableFlagError(
                     f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
                 )
-            rendered = self.render_message(message, ctx)
+            rendered = render(message, ctx)
+            index = ctx.idx if message_indices is None else message_indices[ctx.idx]
             if rendered.header:
-                segments.append(
-                    Segment(ctx.idx, SegmentKind.HEADER, rendered.header, header_weight)
-                )
-            weight = int(self._output_is_trained(message, ctx, train_on_what))
-            segments.extend(
-                Segment(ctx.idx, SegmentKind.OUTPUT, chunk, weight) for chunk in rendered.output
-            )
+                add(Segment(index, header_kind, rendered.header, header_weight))
+            weight = int(trained(message, ctx, train_on_what))
+            for chunk in rendered.output:
+                add(Segment(index, output_kind, chunk, weight))
             if ctx.is_last and rendered.stop_overlap:
-                segments.append(
-                    Segment(ctx.idx, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight)
-                )
+                add(Segment(index, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight))
         return segments
 
     def build_supervised_example(
@@ -291,23 +321,31 @@ class Renderer(ABC):
         train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     ) -> tuple[tinker.ModelInput, np.ndarray]:
         """Tokens and one loss weight per token for supervised fine-tuning."""
+        train_on_what = TrainOnWhat(train_on_what)
+        if train_on_what not in _PROMPTED:
+            return self._assemble_example(messages, train_on_what)
+        # The generation prompt re-renders the conversation's start: memoise this call's texts.
         with rendering_call():
-            train_on_what = TrainOnWhat(train_on_what)
-            segments = self.supervised_segments(messages, train_on_what)
-            lengths = [s.chunk.length for s in segments]
-            # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
-            is_float = not any(lengths) or any(
-                isinstance(s.weight, float) for s, n in zip(segments, lengths, strict=True) if n
-            )
-            weights = np.repeat(
-                np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
-                lengths,
-            )
-            # The chunks are model instances already: nothing to validate.
-            model_input = tinker.ModelInput.model_construct(chunks=[s.chunk for s in segments])
-            return model_input, self._train_after_the_generation_prompt(
-                messages, train_on_what, model_input, weights
-            )
+            return self._assemble_example(messages, train_on_what)
+
+    def _assemble_example(
+        self, messages: list[Message], train_on_what: TrainOnWhat
+    ) -> tuple[tinker.ModelInput, np.ndarray]:
+        segments = self.supervised_segments(messages, train_on_what)
+        lengths = [s.chunk.length for s in segments]
+        # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
+        is_float = not any(lengths) or any(
+            isinstance(s.weight, float) for s, n in zip(segments, lengths, strict=True) if n
+        )
+        weights = np.repeat(
+            np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
+            lengths,
+        )
+        # The chunks are model instances already: nothing to validate.
+        model_input = tinker.ModelInput.model_construct(chunks=[s.chunk for s in segments])
+        return model_input, self._train_after_the_generation_prompt(
+            messages, train_on_what, model_input, weights
+        )
 
     def build_supervised_examples(
         self,

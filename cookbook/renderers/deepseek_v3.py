@@ -182,7 +182,8 @@ class _DeepSeekV3BaseRenderer(Renderer):
                 for call in message["tool_calls"]
             )
             text += f"{CALLS_BEGIN}{calls}{CALLS_END}"
-        tokens = self._encode(text)
+        # A system message recurs across a dataset: memoised.
+        tokens = (self._encode_fixed if role == "system" else self._encode)(text)
         # No end token for an empty assistant message: that is the generation prompt's header.
         if role == "assistant" and message["content"]:
             tokens.append(self._end_message_token)

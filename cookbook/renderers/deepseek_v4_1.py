@@ -54,6 +54,7 @@ from cookbook.renderers.deepseek_v4_1_format import (
     split_assistant_content,
     template_turns,
 )
+from cookbook.renderers.encoding import encode_text
 from cookbook.renderers.parsing import detect_unterminated_tool_block, parse_think_blocks
 from cookbook.renderers.types import (
     Message,
@@ -133,11 +134,39 @@ class DeepSeekV4_1Renderer(Renderer):
         BPE merges across the boundary (the effort line's ``\\n\\n`` with a tools-only system
         turn's leading ``\\n\\n``); a merged token goes with the prefix.
         """
-        tokens = self._encode(prefix + text)
+        tokens = self._encode_fixed(prefix + text)  # a system turn: recurs across a dataset
+        split = self._prefix_split(prefix, tokens)
+        return tokens[:split], tokens[split:]
+
+    def _prefix_split(self, prefix: str, tokens: list[int]) -> int:
+        """The first ``split`` whose ``decode(tokens[:split])`` covers ``prefix``, as the
+        reference finds it, decoding one prefix of ``tokens`` after another.
+
+        Why not just that loop: it decodes twenty-odd times per system message. The prefix is
+        one of a few fixed strings, so its own ids and what their prefixes decode to are worked
+        out once per tokenizer; while ``tokens`` starts with those ids (no BPE merge across the
+        boundary), the loop would stop right after them, having decoded exactly those prefixes.
+        """
+        cached = self.__dict__.get("_prefix_splits")
+        if cached is None or cached[0] is not self.tokenizer:
+            cached = self.__dict__["_prefix_splits"] = (self.tokenizer, {})
+        known = cached[1].get(prefix)
+        if known is None:
+            # Straight from the tokenizer, not through the (hookable) _encode: the answer is
+            # right for any ids, and a batch's recording copy must not leave its stand-ins here.
+            ids = encode_text(
+                self.tokenizer, prefix, add_special_tokens=False, split_special_tokens=None
+            )
+            decoded = [len(self.tokenizer.decode(ids[:n])) for n in range(len(ids) + 1)]
+            exact = decoded[-1] >= len(prefix) and max(decoded[:-1]) < len(prefix)
+            known = cached[1][prefix] = (ids, exact)
+        ids, exact = known
+        if exact and tokens[: len(ids)] == ids:
+            return len(ids)
         split = 0
         while split < len(tokens) and len(self.tokenizer.decode(tokens[:split])) < len(prefix):
             split += 1
-        return tokens[:split], tokens[split:]
+        return split
 
     def _opening(self, role: Role) -> str:
         """What precedes the first message: ``<|System|>`` and, thinking, the effort line."""
@@ -170,7 +199,7 @@ class DeepSeekV4_1Renderer(Renderer):
         if is_user_turn(message):
             if ctx.prev_message is not None and is_user_turn(ctx.prev_message):
                 return RenderedMessage(output=[])  # the turn's first message holds its text
-            header = self._encode(opening + USER)
+            header = self._encode_fixed(opening + USER)
             return _rendered(header, self._encode(ensure_text(message["content"])))
         if role != "assistant":
             raise RendererError(f"Unsupported role for DeepSeek V4.1: {role}")
@@ -194,7 +223,7 @@ class DeepSeekV4_1Renderer(Renderer):
         if tool_calls := message.get("tool_calls"):
             body += format_tool_calls(tool_calls)
         output = text_chunk([*self._encode(body), self._end_message_token])
-        header = text_chunk(self._encode(header_text)) if header_text else None
+        header = text_chunk(self._encode_fixed(header_text)) if header_text else None
         return RenderedMessage(header=header, output=[output])
 
     # -- conversations: reshaped into the template's turns once, then the base class ----------

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -34,6 +34,9 @@ _MEMO_ENTRIES = 4096
 # bodies rarely repeat across conversations, but a supervised example re-renders its own
 # messages for the generation prompt.
 SHORT_TEXT_CHARS = 64
+# Texts a renderer marks as recurring (encode_text's ``fixed``) are memoised up to this length;
+# the bound keeps a memo full of long system prompts to a few megabytes.
+FIXED_TEXT_CHARS = 2048
 
 _Key = tuple[str, bool, bool, int]
 _CALL_MEMO: ContextVar[dict[_Key, tuple[int, ...]] | None] = ContextVar(
@@ -41,22 +44,28 @@ _CALL_MEMO: ContextVar[dict[_Key, tuple[int, ...]] | None] = ContextVar(
 )
 
 
-@contextlib.contextmanager
-def rendering_call() -> Iterator[None]:
+class _RenderingCall:
+    """The context manager :func:`rendering_call` returns (a class: a generator-based one cost
+    more than a memo hit saves on a short conversation)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = None if _CALL_MEMO.get() is not None else _CALL_MEMO.set({})
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _CALL_MEMO.reset(self._token)
+
+
+def rendering_call() -> contextlib.AbstractContextManager[None]:
     """Within it, every text encoded is memoised until the outermost such block ends.
 
     Why: ``build_supervised_example`` renders the conversation, then renders it again up to
     the trained turn for the generation prompt; the second pass finds the ids. A context
     variable, so renderers shared between threads or tasks do not share a call's memo.
     """
-    if _CALL_MEMO.get() is not None:
-        yield
-        return
-    token = _CALL_MEMO.set({})
-    try:
-        yield
-    finally:
-        _CALL_MEMO.reset(token)
+    return _RenderingCall()
 
 
 def _stock_methods() -> tuple[tuple[str, Any], ...]:
@@ -88,51 +97,72 @@ class _Encoder:
         self.backend = backend if stock and fast is not None else None
         self.memo: dict[_Key, tuple[int, ...]] = {}
 
-    def usable(self, tokenizer: Any) -> bool:
-        backend = self.backend
-        return (
-            backend is not None
-            and "encode" not in vars(tokenizer)
-            and backend.truncation is None
-            and backend.padding is None
-        )
-
 
 _ENCODERS: weakref.WeakKeyDictionary[Any, _Encoder] = weakref.WeakKeyDictionary()
+# The last tokenizer looked up and its encoder: a renderer encodes a dozen texts per
+# conversation with one tokenizer, and the weak dictionary's lookup was a tenth of the cost
+# of a memoised text. A weak reference, so it keeps no tokenizer alive.
+_LAST: tuple[Callable[[], Any], _Encoder] = (lambda: None, _Encoder(None))
 
 
 def _encoder(tokenizer: Any) -> _Encoder:
+    last_tokenizer, encoder = _LAST
+    if last_tokenizer() is tokenizer:
+        return encoder
     try:
-        return _ENCODERS[tokenizer]
-    except KeyError:
-        encoder = _ENCODERS[tokenizer] = _Encoder(tokenizer)
+        encoder = _ENCODERS.get(tokenizer)
+        if encoder is None:
+            encoder = _ENCODERS[tokenizer] = _Encoder(tokenizer)
+        _remember(tokenizer, encoder)
         return encoder
     except TypeError:  # not weak-referenceable or unhashable: no direct route
         return _Encoder(None)
 
 
+def _remember(tokenizer: Any, encoder: _Encoder) -> None:
+    global _LAST
+    _LAST = (weakref.ref(tokenizer), encoder)
+
+
 def encode_text(
-    tokenizer: Any, text: str, *, add_special_tokens: bool, split_special_tokens: bool | None
+    tokenizer: Any,
+    text: str,
+    *,
+    add_special_tokens: bool,
+    split_special_tokens: bool | None,
+    fixed: bool = False,
 ) -> list[int]:
     """``tokenizer.encode(text, add_special_tokens=..., split_special_tokens=...)``, fast.
 
-    ``split_special_tokens=None`` means the tokenizer's default, as in ``transformers``. Returns
-    a fresh list each call, so a caller may change it.
+    ``split_special_tokens=None`` means the tokenizer's default, as in ``transformers``.
+    ``fixed``: the text recurs across conversations (a built-in or a dataset's system prompt,
+    a header with a long fixed preamble), so it is memoised for the tokenizer's lifetime up to
+    ``FIXED_TEXT_CHARS``. Returns a fresh list each call, so a caller may change it.
     """
-    encoder = _encoder(tokenizer)
-    if not encoder.usable(tokenizer):
+    last_tokenizer, encoder = _LAST
+    if last_tokenizer() is not tokenizer:
+        encoder = _encoder(tokenizer)
+    backend = encoder.backend
+    if (
+        backend is None
+        or "encode" in vars(tokenizer)
+        or backend.truncation is not None
+        or backend.padding is not None
+    ):
         if split_special_tokens is None:
             return tokenizer.encode(text, add_special_tokens=add_special_tokens)
         return tokenizer.encode(
             text, add_special_tokens=add_special_tokens, split_special_tokens=split_special_tokens
         )
-    backend = encoder.backend
-    split = (
-        bool(getattr(tokenizer, "split_special_tokens", False))
-        if split_special_tokens is None
-        else split_special_tokens
+    split = split_special_tokens
+    if split is None:
+        split = bool(getattr(tokenizer, "split_special_tokens", False))
+    n = len(text)
+    memo = (
+        encoder.memo
+        if n <= SHORT_TEXT_CHARS or (fixed and n <= FIXED_TEXT_CHARS)
+        else _CALL_MEMO.get()
     )
-    memo = encoder.memo if len(text) <= SHORT_TEXT_CHARS else _CALL_MEMO.get()
     key = (text, add_special_tokens, split, id(encoder))
     if memo is not None:
         ids = memo.get(key)
@@ -150,4 +180,6 @@ def encode_text(
 
 def forget(tokenizer: Any) -> None:
     """Drop what is memoised for ``tokenizer`` (after changing its vocabulary)."""
+    global _LAST
     _ENCODERS.pop(tokenizer, None)
+    _LAST = (lambda: None, _Encoder(None))

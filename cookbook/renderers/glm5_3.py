@@ -259,7 +259,8 @@ class Glm5_3Renderer(Renderer):
             text = f"<tool_response>{self._visible_text(message['content'])}</tool_response>"
         else:
             raise RendererError(f"Unsupported role: {role}")
-        tokens = self._encode(text) + trailing
+        # A system message recurs across a dataset: memoised.
+        tokens = (self._encode_fixed if role == "system" else self._encode)(text) + trailing
         return RenderedMessage(
             header=text_chunk(header) if header else None,
             output=[text_chunk(tokens)] if tokens else [],
@@ -294,16 +295,9 @@ class Glm5_3Renderer(Renderer):
     ) -> list[Segment]:
         """Segments in rendered (tool-call) order, each indexing the caller's ``messages``."""
         order = tool_result_order(messages)
-        segments = super().supervised_segments([messages[i] for i in order], train_on_what)
-        return [
-            Segment(
-                s.message_index if s.message_index < 0 else order[s.message_index],
-                s.kind,
-                s.chunk,
-                s.weight,
-            )
-            for s in segments
-        ]
+        return super().supervised_segments(
+            [messages[i] for i in order], train_on_what, message_indices=order
+        )
 
     # -- parsing ----------------------------------------------------------------------------
 

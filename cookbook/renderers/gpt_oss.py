@@ -62,6 +62,7 @@ INTERNAL_SYSTEM_ROLE = "_gptoss_internal_system"
 """Role of a message rendered as harmony's own ``system`` message; a caller's ``system`` role
 becomes ``developer``. The built-in system prompt and the tool routing line use it."""
 
+_WIRE_ROLES = {INTERNAL_SYSTEM_ROLE: "system", "system": "developer"}
 _END_TOKENS = ("<|end|>", "<|call|>", "<|return|>")
 _CHANNEL = re.compile(r"<\|channel\|>([^<\s]+)")
 _RECIPIENT = re.compile(r"to=([^\s<]+)")
@@ -104,15 +105,18 @@ class GptOssRenderer(Renderer):
         if role == "tool":
             return self._render_tool_result(message)
         if role == "assistant":
-            body = self._assistant_body(message, ctx)
+            output = self._chunk(self._assistant_body(message, ctx))
         elif role == "system":
             body = f"<|message|># Instructions\n\n{ensure_text(message['content'])}\n\n<|end|>"
-        else:
+            output = text_chunk(self._encode_fixed(body))
+        elif role == INTERNAL_SYSTEM_ROLE:
+            # The built-in system prompt: the same text in every conversation of the day.
             body = f"<|message|>{ensure_text(message['content'])}<|end|>"
-        wire_role = {INTERNAL_SYSTEM_ROLE: "system", "system": "developer"}.get(role, role)
-        return RenderedMessage(
-            header=self._chunk(f"<|start|>{wire_role}"), output=[self._chunk(body)]
-        )
+            output = text_chunk(self._encode_fixed(body))
+        else:
+            output = self._chunk(f"<|message|>{ensure_text(message['content'])}<|end|>")
+        wire_role = _WIRE_ROLES.get(role, role)
+        return RenderedMessage(header=self._chunk(f"<|start|>{wire_role}"), output=[output])
 
     def _assistant_body(self, message: Message, ctx: RenderContext) -> str:
         """Everything after ``<|start|>assistant``: one harmony message per channel, each
@@ -207,10 +211,11 @@ class GptOssRenderer(Renderer):
         """Segments of the rendering with the system prompt; theirs carry message index -1,
         like a BOS, so every other index still points into the caller's ``messages``."""
         offset = 1 if self.use_system_prompt else 0
-        return [
-            Segment(s.message_index - offset, s.kind, s.chunk, s.weight)
-            for s in super().supervised_segments(self._with_system_prompt(messages), train_on_what)
-        ]
+        return super().supervised_segments(
+            self._with_system_prompt(messages),
+            train_on_what,
+            message_indices=range(-offset, len(messages)),
+        )
 
     def _train_after_the_generation_prompt(
         self,

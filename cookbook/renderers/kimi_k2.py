@@ -162,9 +162,11 @@ class KimiK2Renderer(Renderer):
 
     def _assistant_text(self, message: Message, ctx: RenderContext) -> str:
         content = message["content"]
-        parts = [TextPart(type="text", text=content)] if isinstance(content, str) else content
-        thinking = "".join(p["thinking"] for p in parts if p["type"] == "thinking")
-        text = "".join(p["text"] for p in parts if p["type"] == "text")
+        if isinstance(content, str):
+            thinking, text = "", content
+        else:
+            thinking = "".join(p["thinking"] for p in content if p["type"] == "thinking")
+            text = "".join(p["text"] for p in content if p["type"] == "text")
         keep = ctx.in_last_assistant_turn or not self.strip_thinking_from_history
         out = f"<think>{thinking if keep else ''}</think>{text}"
         calls = message.get("tool_calls") or []
@@ -186,6 +188,8 @@ class KimiK2Renderer(Renderer):
             text = self._assistant_text(message, ctx)
         elif isinstance(content, str) or (len(content) == 1 and content[0]["type"] == "text"):
             text = ensure_text(content) + "<|im_end|>"
+            if message["role"] == "system":  # recurs across a dataset: memoised
+                return RenderedMessage(header=header, output=[text_chunk(self._encode_fixed(text))])
         else:
             end = TextPart(type="text", text="<|im_end|>")
             return RenderedMessage(header=header, output=self._encode_parts([*content, end]))
@@ -222,19 +226,12 @@ class KimiK2Renderer(Renderer):
     ) -> list[Segment]:
         """Segments with the default system message (index -1, as a BOS would be) where it is
         inserted; every other index points into the caller's ``messages``."""
+        ensured = self._with_system_message(messages)
         at = self._inserted_at(messages)
-        segments = super().supervised_segments(self._with_system_message(messages), train_on_what)
         if at is None:
-            return segments
-        return [
-            Segment(
-                -1 if s.message_index == at else s.message_index - (s.message_index > at),
-                s.kind,
-                s.chunk,
-                s.weight,
-            )
-            for s in segments
-        ]
+            return super().supervised_segments(ensured, train_on_what)
+        indices = [*range(at), -1, *range(at, len(messages))]
+        return super().supervised_segments(ensured, train_on_what, message_indices=indices)
 
     def build_supervised_examples(
         self,

@@ -158,18 +158,21 @@ def _chunk_constructor() -> Callable[[list[int]], tinker.EncodedTextChunk]:
     }
     fields_set = reference.model_fields_set
     new, set_attribute = object.__new__, object.__setattr__
+    extra = state.get("__pydantic_extra__")
+    private = state.get("__pydantic_private__")
 
     def construct(tokens: list[int]) -> tinker.EncodedTextChunk:
         chunk = new(cls)
         set_attribute(chunk, "__dict__", {"tokens": tokens, "type": "encoded_text"})
         set_attribute(chunk, "__pydantic_fields_set__", set(fields_set))
-        for name, value in state.items():
-            set_attribute(chunk, name, value)
+        set_attribute(chunk, "__pydantic_extra__", extra)
+        set_attribute(chunk, "__pydantic_private__", private)
         return chunk
 
     probe = construct([0])
     same = (
-        probe.__dict__ == reference.__dict__
+        set(state) == {"__pydantic_extra__", "__pydantic_private__"}
+        and probe.__dict__ == reference.__dict__
         and probe.model_fields_set == fields_set
         and all(getattr(probe, name) == value for name, value in state.items())
         and probe == cls(tokens=[0])
