@@ -1,4 +1,5 @@
-"""The renderers' memo of repeated texts (``cookbook/renderers/text_memo.py``).
+"""The renderers' memo of repeated texts (``Renderer._encode_fixed``, kept per tokenizer by
+``cookbook/renderers/encoding.py``).
 
 The memo only saves encodes; these tests pin that it cannot change a result: an example's token
 lists changed by a caller, the batch renderer's recording copies (placeholder ids from hooks on
@@ -72,9 +73,9 @@ def test_instance_hooks_bypass_the_memo(name: str, model: str) -> None:
 def test_memo_belongs_to_the_tokenizer() -> None:
     """A renderer given another tokenizer does not answer from the old one's memo."""
     renderer = get_renderer("qwen3_5", get_tokenizer(QWEN3_5))
-    assert renderer._encode_memoised(_SYSTEM) == renderer.tokenizer.encode(
+    assert renderer._encode_fixed(_SYSTEM) == renderer.tokenizer.encode(
         _SYSTEM, add_special_tokens=False
     )
     other = get_tokenizer(LLAMA3)
     renderer.tokenizer = other
-    assert renderer._encode_memoised(_SYSTEM) == other.encode(_SYSTEM, add_special_tokens=False)
+    assert renderer._encode_fixed(_SYSTEM) == other.encode(_SYSTEM, add_special_tokens=False)

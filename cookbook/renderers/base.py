@@ -126,19 +126,21 @@ class Renderer(ABC):
             split_special_tokens=None,
         )
 
-    def _encode_fixed(self, text: str) -> list[int]:
-        """``_encode`` for text that recurs across conversations: what the renderer writes the
-        same way every time (a built-in system prompt, a header carrying a fixed preamble) and
-        system messages (a dataset's rows share a few system prompts). Such text is encoded
-        once per tokenizer (up to ``encoding.FIXED_TEXT_CHARS``). A subclass that overrides
-        ``_encode`` is asked each time."""
-        if type(self)._encode is not Renderer._encode or "_encode" in vars(self):
-            return self._encode(text)
+    def _encode_fixed(self, text: str, *, split: bool = False) -> list[int]:
+        """``_encode`` (``_encode_split`` if ``split``) for text that recurs across
+        conversations: what the renderer writes the same way every time (role headers, a
+        built-in system prompt, a header carrying a fixed preamble) and system messages (a
+        dataset's rows share a few system prompts). Such text is encoded once per tokenizer (up
+        to ``encoding.FIXED_TEXT_CHARS``). A subclass that overrides the hook, or a copy whose
+        hook is replaced (the batch path's recording copies), is asked each time."""
+        hook = "_encode_split" if split else "_encode"
+        if getattr(type(self), hook) is not getattr(Renderer, hook) or hook in vars(self):
+            return getattr(self, hook)(text)
         return encode_text(
             self.tokenizer,
             text,
-            add_special_tokens=self._encode_adds_special_tokens,
-            split_special_tokens=None,
+            add_special_tokens=False if split else self._encode_adds_special_tokens,
+            split_special_tokens=True if split else None,
             fixed=True,
         )
 

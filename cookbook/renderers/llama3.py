@@ -11,7 +11,6 @@ from __future__ import annotations
 from functools import cached_property
 
 from cookbook.renderers.base import Renderer, parse_response_for_stop_token
-from cookbook.renderers.text_memo import MemoisedEncoding
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -22,7 +21,7 @@ from cookbook.renderers.types import (
 )
 
 
-class Llama3Renderer(Renderer, MemoisedEncoding):
+class Llama3Renderer(Renderer):
     @property
     def has_extension_property(self) -> bool:
         return True
@@ -31,10 +30,10 @@ class Llama3Renderer(Renderer, MemoisedEncoding):
         header = f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n"
         # Content and <|eot_id|> are encoded in one call, exactly as the reference does.
         output = ensure_text(message["content"]) + "<|eot_id|>"
-        # A system prompt repeats across conversations: memoised (see _encode_memoised).
-        encode = self._encode_memoised if message["role"] == "system" else self._encode
+        # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed).
+        encode = self._encode_fixed if message["role"] == "system" else self._encode
         return RenderedMessage(
-            header=text_chunk(self._encode_memoised(header)),
+            header=text_chunk(self._encode_fixed(header)),
             output=[text_chunk(encode(output))],
         )
 

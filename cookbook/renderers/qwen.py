@@ -21,7 +21,6 @@ from cookbook.renderers.base import (
 )
 from cookbook.renderers.parsing import detect_unterminated_tool_block, parse_content_blocks
 from cookbook.renderers.streaming import parse_even_if_truncated
-from cookbook.renderers.text_memo import MemoisedEncoding
 from cookbook.renderers.types import (
     ContentPart,
     Message,
@@ -65,7 +64,7 @@ def unframe_thinking(parts: list[ContentPart]) -> list[ContentPart]:
     return out
 
 
-class QwenRendererBase(Renderer, MemoisedEncoding):
+class QwenRendererBase(Renderer):
     """Stop token, reply parsing and OpenAI conversion of the Qwen chat formats."""
 
     frames_thinking = True

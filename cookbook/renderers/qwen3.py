@@ -95,13 +95,13 @@ class Qwen3Renderer(QwenRendererBase):
                 for call in message["tool_calls"]
             )
             text += ("\n" if has_text else "") + calls
-        # A system prompt repeats across conversations: memoised (see _encode_memoised).
+        # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed).
         if message["role"] == "system":
-            ids = self._encode_memoised(text, split=True)
+            ids = self._encode_fixed(text, split=True)
         else:
             ids = self._encode_split(text)
         return RenderedMessage(
-            header=text_chunk(self._encode_memoised(header)),
+            header=text_chunk(self._encode_fixed(header)),
             output=[text_chunk(ids), text_chunk([self._end_message_token])],
         )
 
@@ -212,9 +212,9 @@ class Qwen3VLRenderer(Qwen3Renderer):
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         header = f"{self._newline_before(ctx.idx)}<|im_start|>{self._qwen_role(message)}\n"
         parts = self._body_parts(message, ctx)
-        encode = self._encode_memoised if message["role"] == "system" else self._encode
+        encode = self._encode_fixed if message["role"] == "system" else self._encode
         return RenderedMessage(
-            header=text_chunk(self._encode_memoised(header)),
+            header=text_chunk(self._encode_fixed(header)),
             output=parts_to_chunks(parts, encode, self.image_processor),
         )
 

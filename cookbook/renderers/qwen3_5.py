@@ -292,8 +292,8 @@ class Qwen3_5Renderer(QwenRendererBase):
         content = self._trim_content(message["content"])
         header = self._header(message, content, ctx)
         body = self._body(message, content, ctx)
-        # A system prompt repeats across conversations: memoised (see _encode_memoised).
-        encode = self._encode_memoised if message["role"] == "system" else self._encode
+        # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed).
+        encode = self._encode_fixed if message["role"] == "system" else self._encode
         output = parts_to_chunks(body, encode, self.image_processor)
         if message["role"] == "assistant" and ctx.is_last:
             # The produced turn: what the generation prompt already wrote stays in the header,
@@ -302,9 +302,9 @@ class Qwen3_5Renderer(QwenRendererBase):
             if header.startswith(prefill):
                 rest = header[len(prefill) :]
                 if rest:
-                    output.insert(0, text_chunk(self._encode_memoised(rest)))
+                    output.insert(0, text_chunk(self._encode_fixed(rest)))
                 header = prefill
-        return RenderedMessage(header=text_chunk(self._encode_memoised(header)), output=output)
+        return RenderedMessage(header=text_chunk(self._encode_fixed(header)), output=output)
 
     # -- parsing --------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 
 from cookbook.renderers.base import Renderer
-from cookbook.renderers.text_memo import MemoisedEncoding
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -37,7 +36,7 @@ _STOP_OVERLAP = "User:"
 _UNUSED_OVERLAP = "<UNUSED>"
 
 
-class RoleColonRenderer(Renderer, MemoisedEncoding):
+class RoleColonRenderer(Renderer):
     @property
     def has_extension_property(self) -> bool:
         # History is rendered exactly as it was generated; nothing is stripped or re-framed.
@@ -47,12 +46,12 @@ class RoleColonRenderer(Renderer, MemoisedEncoding):
         role = message["role"]
         output = _CONTENT_PREFIX + ensure_text(message["content"]) + _CONTENT_SUFFIX
         overlap = _STOP_OVERLAP if role == "assistant" else _UNUSED_OVERLAP
-        # A system prompt repeats across conversations: memoised (see _encode_memoised).
-        encode = self._encode_memoised if role == "system" else self._encode
+        # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed).
+        encode = self._encode_fixed if role == "system" else self._encode
         return RenderedMessage(
-            header=text_chunk(self._encode_memoised(role.capitalize() + ":")),
+            header=text_chunk(self._encode_fixed(role.capitalize() + ":")),
             output=[text_chunk(encode(output))],
-            stop_overlap=text_chunk(self._encode_memoised(overlap)),
+            stop_overlap=text_chunk(self._encode_fixed(overlap)),
         )
 
     @property
