@@ -20,12 +20,11 @@ import torch
 from test_rl_losses import (
     CASES,
     FORMULAS,
-    LOG_RATIOS,
     VOCAB,
     _actual,
     _expected,
     _model,
-    _naive_logprobs,
+    _policy_datum,
 )
 from tinker import types
 
@@ -67,23 +66,7 @@ def _grouped_batch(model: torch.nn.Module) -> list[types.Datum]:
                 rng.integers(0, VOCAB, completion + 1),
             ]
         )
-        draft = types.Datum(
-            model_input=types.ModelInput.from_ints(tokens[:-1].tolist()),
-            loss_fn_inputs={"target_tokens": tokens[1:].tolist()},
-        )
-        with torch.no_grad():
-            lp = _naive_logprobs(model, draft).numpy()
-        n = prompt + completion
-        log_ratio = np.zeros(n)
-        log_ratio[prompt:] = rng.choice(LOG_RATIOS, completion)
-        advantages = np.zeros(n)
-        advantages[prompt:] = rng.choice([-1.5, -0.5, 0.7, 2.0], completion)
-        inputs = {
-            "target_tokens": tokens[1:].tolist(),
-            "logprobs": np.where(np.arange(n) < prompt, 0.0, lp - log_ratio).astype(np.float32),
-            "advantages": advantages.astype(np.float32),
-        }
-        data.append(types.Datum(model_input=draft.model_input, loss_fn_inputs=inputs))
+        data.append(_policy_datum(model, tokens, prompt, rng))
     return data
 
 

@@ -62,37 +62,54 @@ def _naive_logprobs(model: torch.nn.Module, datum: types.Datum) -> torch.Tensor:
     return F.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]
 
 
+def _policy_datum(
+    model: torch.nn.Module,
+    tokens: np.ndarray,
+    prompt: int,
+    rng: np.random.Generator,
+    off_policy: bool = False,
+) -> types.Datum:
+    """An RL datum over ``tokens``: sampling logprobs the model's own shifted by a random log
+    ratio on the completion, advantages of both signs there, zero on the prompt. With
+    ``off_policy`` the whole completion is far off-policy (GSPO then clips it)."""
+    draft = types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1].tolist()),
+        loss_fn_inputs={"target_tokens": tokens[1:].tolist()},
+    )
+    with torch.no_grad():
+        lp = _naive_logprobs(model, draft).numpy()
+    n = len(tokens) - 1
+    log_ratio = np.zeros(n)
+    log_ratio[prompt:] = rng.choice(LOG_RATIOS, n - prompt)
+    if off_policy:
+        log_ratio[prompt:] = np.abs(log_ratio[prompt:]) + 0.3
+    advantages = np.zeros(n)
+    advantages[prompt:] = rng.choice([-1.5, -0.5, 0.7, 2.0], n - prompt)
+    inputs = {
+        "target_tokens": tokens[1:].tolist(),
+        "logprobs": np.where(np.arange(n) < prompt, 0.0, lp - log_ratio).astype(np.float32),
+        "advantages": advantages.astype(np.float32),
+    }
+    return types.Datum(model_input=draft.model_input, loss_fn_inputs=inputs)
+
+
 def _batch(model: torch.nn.Module, with_ratio_mask: bool = False) -> list[types.Datum]:
     data = []
     for prompt, completion, seed in SHAPES:
         rng = np.random.default_rng(seed)
         tokens = rng.integers(0, VOCAB, prompt + completion + 1)
-        draft = types.Datum(
-            model_input=types.ModelInput.from_ints(tokens[:-1].tolist()),
-            loss_fn_inputs={"target_tokens": tokens[1:].tolist()},
-        )
-        with torch.no_grad():
-            lp = _naive_logprobs(model, draft).numpy()
-        n = prompt + completion
-        log_ratio = np.zeros(n)
-        log_ratio[prompt:] = rng.choice(LOG_RATIOS, completion)
-        if seed == 4:  # one sequence far off-policy as a whole, so GSPO clips it
-            log_ratio[prompt:] = np.abs(log_ratio[prompt:]) + 0.3
-        sampler = np.where(np.arange(n) < prompt, 0.0, lp - log_ratio)
-        advantages = np.zeros(n)
-        advantages[prompt:] = rng.choice([-1.5, -0.5, 0.7, 2.0], completion)
-        inputs = {
-            "target_tokens": tokens[1:].tolist(),
-            "logprobs": sampler.astype(np.float32),
-            "advantages": advantages.astype(np.float32),
-        }
+        # one sequence far off-policy as a whole, so GSPO clips it
+        datum = _policy_datum(model, tokens, prompt, rng, off_policy=seed == 4)
+        inputs = dict(datum.loss_fn_inputs)
         if with_ratio_mask and seed % 2:
-            mask = np.zeros(n, dtype=np.float32)
+            mask = np.zeros(prompt + completion, dtype=np.float32)
             mask[prompt + 1 :] = 1.0  # differs from the non-zero-advantage default
             inputs["sequence_ratio_mask"] = mask
         if seed == 2:  # a completion token with zero advantage: scored, contributes nothing
-            inputs["advantages"][prompt] = 0.0
-        data.append(types.Datum(model_input=draft.model_input, loss_fn_inputs=inputs))
+            advantages = np.asarray(inputs["advantages"].data, dtype=np.float32)
+            advantages[prompt] = 0.0
+            inputs["advantages"] = advantages
+        data.append(types.Datum(model_input=datum.model_input, loss_fn_inputs=inputs))
     return data
 
 
