@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from invariant_strategies import conversations
 
 from cookbook.image_processing_utils import offline_image_processor
 from cookbook.parity.images import has_images, with_images
@@ -32,7 +33,6 @@ from cookbook.renderers import (
 from cookbook.renderers.batch import build_supervised_examples_batch
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import get_tokenizer
-from tests.invariant_strategies import conversations
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
