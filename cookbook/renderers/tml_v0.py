@@ -13,7 +13,6 @@ cookbook messages. tml_renderers is imported lazily (its import pulls in torch).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections.abc import Sequence
@@ -64,10 +63,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@functools.cache
 def _chat() -> Any:
-    """``tml_renderers.chat``, imported on first use (an ``import_module`` per call cost more
-    per conversation than some of the conversions it served)."""
+    """``tml_renderers.chat`` through this module's ``import_module`` on every call, never
+    cached: the reference's own tests replace ``tml_v0.import_module`` with a fake and expect
+    every later use to see it (a cached module leaked one test's fake into the next)."""
     return import_module("tml_renderers.chat")
 
 
