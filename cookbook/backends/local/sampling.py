@@ -11,9 +11,12 @@ every decoded token.
 
 Sampling semantics
 ------------------
-- Each request runs its prompt once (KV cache); every sample continues from a copy of that
-  cache, feeding one new token per step and computing the last position's logits only. The
-  client keeps its latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the
+- Each request runs its prompt once (KV cache); its samples then decode together on that
+  cache repeated once per sample: one step feeds every sample's newest token and computes the
+  last position's logits only, so the vocabulary-sized LM head (what a CPU decode step costs)
+  is read once per step for all samples, not once per sample. A sample that has stopped stays
+  in the batch, its results ignored, so the others' values never depend on when it stopped.
+  The client keeps its latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the
   newest always): the RL loop sends one request per sample, so the members of a group share
   one prompt pass. The pass is a pure function of the prompt and the frozen snapshot, so
   reusing it returns exactly what recomputing it would.
@@ -32,6 +35,13 @@ Sampling semantics
   token(s) are part of the returned sequence, ``stop_reason="stop"``; otherwise sampling ends
   at ``max_tokens`` (default :data:`cookbook.backends.fake.DEFAULT_MAX_TOKENS`) or at the
   model's context length with ``stop_reason="length"``.
+- Determinism: the result is a function of the request (prompt, params, ``num_samples``,
+  seed) and the snapshot. A one-sample request (how the RL loop samples) computes exactly
+  what the plain per-sample loop computes, bit for bit. With several samples the batched
+  float32 products (:func:`~cookbook.backends.local.decoding.head_logits`) can differ from a
+  one-sample request's in the last bits: the first sample of a request and a one-sample
+  request with the same seed draw with the same generator from the same distribution, but a
+  draw on the edge between two tokens may go the other way.
 """
 
 from __future__ import annotations
