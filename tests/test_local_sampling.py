@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from test_local_backend import CONFIG, PROMPT, _adapter, _naive_model, _sampler
@@ -43,6 +44,29 @@ def test_each_sample_carries_the_models_logprobs_of_its_tokens(tmp_path: Path) -
         # top_k: every drawn token is among the 40 most likely (temperature keeps the order).
         ranks = (logprobs > chosen[:, None]).sum(dim=1)
         assert int(ranks.max()) < 40
+
+
+def test_many_samples_decode_in_chunks_of_decode_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cookbook.backends.local import sampling
+
+    sampler, path = _sampler(tmp_path)
+    model = _naive_model(_adapter(path))
+    monkeypatch.setattr(sampling, "DECODE_ROWS", 2)
+    steps: list[int] = []
+    stepped = sampler._next_logits
+    monkeypatch.setattr(
+        sampler, "_next_logits", lambda ids, cache: steps.append(len(ids)) or stepped(ids, cache)
+    )
+    params = types.SamplingParams(max_tokens=5, temperature=1.0, seed=9)
+    response = sampler.sample(PROMPT, 5, params).result()
+    assert steps == [2] * 4 + [2] * 4 + [1] * 4
+    assert [s.sequence_id.rsplit(":", 1)[1] for s in response.sequences] == list("01234")
+    for sequence in response.sequences:
+        logprobs = _teacher_forced(model, PROMPT.to_ints(), sequence.tokens)
+        chosen = logprobs.gather(1, torch.tensor(sequence.tokens)[:, None])[:, 0]
+        np.testing.assert_allclose(sequence.logprobs, chosen.numpy(), rtol=0, atol=1e-5)
 
 
 def test_one_token_samples_with_prompt_logprobs(tmp_path: Path) -> None:

@@ -11,13 +11,14 @@ every decoded token.
 
 Sampling semantics
 ------------------
-- Each request runs its prompt once (KV cache); its samples then decode together on that
-  cache repeated once per sample: one step feeds every sample's newest token and computes the
-  last position's logits only, so the vocabulary-sized LM head (what a CPU decode step costs)
-  is read once per step for all samples, not once per sample. A sample that has stopped stays
-  in the batch, its results ignored, so the others' values never depend on when it stopped.
-  The client keeps its latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the
-  newest always): the RL loop sends one request per sample, so the members of a group share
+- Each request runs its prompt once (KV cache); its samples then decode together
+  (``DECODE_ROWS`` at a time) on that cache repeated once per sample: one step feeds every
+  sample's newest token and computes the last position's logits only, so the
+  vocabulary-sized LM head (what a CPU decode step costs) is read once per step for all
+  samples, not once per sample. A sample that has stopped stays in the batch, its results
+  ignored, so the others' values never depend on when it stopped. The client keeps its
+  latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the newest
+  always): the RL loop sends one request per sample, so the members of a group share
   one prompt pass. The pass is a pure function of the prompt and the frozen snapshot, so
   reusing it returns exactly what recomputing it would.
 - ``temperature == 0``: greedy (ties go to the lowest token id). Otherwise logits are divided
@@ -74,6 +75,7 @@ from cookbook.exceptions import ConfigurationError
 PREFILL_CACHE_TOKENS = (
     4096  # prompt tokens whose passes a sampling client keeps (SmolLM2: 46 kB each)
 )
+DECODE_ROWS = 64  # samples decoded together at most: 64 x 128256 logits = 33 MB per buffer
 
 _SAMPLE_REQUESTS = itertools.count()
 """Numbers the process's sample requests, so every sampled sequence's ``sequence_id`` is
@@ -315,6 +317,13 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             first, prompt_cache = self._prefill(tokens)
         request = next(_SAMPLE_REQUESTS)
         seeds = [_derive_seed(seed, index) for index in range(num_samples)]
+        decoded = [
+            row
+            for start in range(0, num_samples, DECODE_ROWS)
+            for row in self._decode(
+                limit, params, stops, seeds[start : start + DECODE_ROWS], first, prompt_cache
+            )
+        ]
         sequences = [
             types.SampledSequence(
                 stop_reason=reason,
@@ -322,9 +331,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
                 _tokens_list=out,
                 _logprobs_list=logprobs,
             )
-            for index, (out, logprobs, reason) in enumerate(
-                self._decode(limit, params, stops, seeds, first, prompt_cache)
-            )
+            for index, (out, logprobs, reason) in enumerate(decoded)
         ]
         prompt_logprobs = (
             self._prompt_logprobs(tokens, prompt_logprobs_last_n, full)
