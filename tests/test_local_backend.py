@@ -336,16 +336,76 @@ def test_requests_for_one_prompt_share_its_pass_and_match_a_fresh_client(
         assert (sequence.tokens, sequence.logprobs) == (alone.tokens, alone.logprobs)
 
 
-def test_samples_share_one_prompt_pass_and_equal_per_sample_decoding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The prompt's KV cache is computed once per request and copied for each sample; the
-    samples are exactly those of the plain per-sample loop (its own cache, prompt pass and
-    seeded generator, one new token a step), written out here with transformers."""
+def _reference_pick(
+    logits: torch.Tensor, params: types.SamplingParams, generator: torch.Generator
+) -> tuple[int, float]:
+    """The documented token choice for one sample (vocabulary-sized ``logits``): greedy at
+    temperature 0, else temperature, top-k, top-p, then ``torch.multinomial`` with the
+    sample's generator; the logprob is the unfiltered temperature-1 one."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    if params.temperature == 0:
+        token = int(torch.argmax(logits))
+        return token, float(logprobs[token])
+    scores = logits / params.temperature
+    if 0 < params.top_k < len(scores):
+        scores = scores.masked_fill(
+            scores < torch.topk(scores, params.top_k).values[-1], -torch.inf
+        )
+    if params.top_p < 1:
+        ordered, order = torch.sort(scores, descending=True)
+        probs = torch.softmax(ordered, dim=-1)
+        drop = (torch.cumsum(probs, dim=-1) - probs) >= params.top_p
+        scores = scores.index_fill(0, order[drop], -torch.inf)
+    token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))
+    return token, float(logprobs[token])
+
+
+def _per_sample_decoding(
+    model: torch.nn.Module, params: types.SamplingParams, seed: int, count: int
+) -> list[tuple[list[int], list[float]]]:
+    """The plain loop, written out with transformers: per sample, its own cache, prompt pass
+    and seeded generator, one new token a step through the model's own head."""
     from transformers import DynamicCache
 
     from cookbook.backends.local import sampling
 
+    results = []
+    for index in range(count):
+        generator = torch.Generator().manual_seed(sampling._derive_seed(seed, index))
+        cache, ids, tokens, logprobs = DynamicCache(), torch.tensor([PROMPT.to_ints()]), [], []
+        while len(tokens) < params.max_tokens:
+            with torch.no_grad():
+                logits = model(
+                    input_ids=ids, use_cache=True, **{local_model.cache_keyword(): cache}
+                ).logits
+            token, logprob = _reference_pick(logits[0, -1], params, generator)
+            tokens.append(token)
+            logprobs.append(logprob)
+            ids = torch.tensor([[token]])
+        results.append((tokens, logprobs))
+    return results
+
+
+def test_one_sample_is_exactly_the_per_sample_loop(tmp_path: Path) -> None:
+    """A single-sample request (how the RL loop samples) decodes through the model's own head,
+    so its tokens and logprobs are those of the plain loop to the last bit."""
+    sampler, path = _sampler(tmp_path)
+    model = _naive_model(_adapter(path))
+    for params in (
+        types.SamplingParams(max_tokens=10, temperature=0.9, top_k=50, seed=11),
+        types.SamplingParams(max_tokens=10, temperature=1.0, top_p=0.9, seed=12),
+        types.SamplingParams(max_tokens=10, temperature=1.0, seed=13),
+    ):
+        got = sampler.sample(PROMPT, 1, params).result().sequences[0]
+        ((tokens, logprobs),) = _per_sample_decoding(model, params, params.seed, 1)
+        assert (got.tokens, got.logprobs) == (tokens, logprobs)
+
+
+def test_samples_share_one_prompt_pass_and_decode_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt runs once per request; the samples then take one batched step per token and
+    draw what the per-sample loop draws (their logits agree to float32 rounding)."""
     sampler, path = _sampler(tmp_path)
     params = types.SamplingParams(max_tokens=10, temperature=0.9, top_k=50, seed=11)
     passes: list[int] = []
@@ -353,19 +413,15 @@ def test_samples_share_one_prompt_pass_and_equal_per_sample_decoding(
     monkeypatch.setattr(
         sampler, "_logits", lambda ids, **k: passes.append(ids.shape[1]) or counted(ids, **k)
     )
+    steps: list[tuple[int, ...]] = []
+    stepped = sampler._next_logits
+    monkeypatch.setattr(
+        sampler, "_next_logits", lambda ids, cache: steps.append(ids.shape) or stepped(ids, cache)
+    )
     got = sampler.sample(PROMPT, 3, params).result().sequences
-    assert passes.count(PROMPT.length) == 1 and len(passes) == 1 + 3 * 9
-    model, keyword = _naive_model(_adapter(path)), local_model.cache_keyword()
-    for index, sequence in enumerate(got):
-        generator = torch.Generator().manual_seed(sampling._derive_seed(11, index))
-        cache, ids, tokens, logprobs = DynamicCache(), torch.tensor([PROMPT.to_ints()]), [], []
-        while len(tokens) < 10:
-            with torch.no_grad():
-                logits = model(input_ids=ids, use_cache=True, **{keyword: cache}).logits
-            token, logprob = sampling._pick(logits[0, -1], params, generator)
-            tokens.append(token)
-            logprobs.append(logprob)
-            ids = torch.tensor([[token]])
+    assert passes == [PROMPT.length] and steps == [(3, 1)] * 9
+    expected = _per_sample_decoding(_naive_model(_adapter(path)), params, 11, 3)
+    for sequence, (tokens, logprobs) in zip(got, expected, strict=True):
         assert sequence.tokens == tokens
         np.testing.assert_allclose(sequence.logprobs, logprobs, rtol=1e-5, atol=1e-6)
 

@@ -6,7 +6,8 @@ at temperature 1 with no filtering, ``--max-tokens`` new tokens for each of ``--
 samples of each prompt (no stop token, so both produce exactly the same number of tokens):
 
 * ``local``: :class:`cookbook.backends.local.LocalSamplingClient` ``sample`` (KV cache, logits
-  of the last position only, the prompt's cache computed once per request).
+  of the last position only, the prompt's cache computed once per request, the request's
+  samples decoded together: one LM-head product per step for all of them).
 * ``naive``: what one writes first with transformers: one ``model.generate(do_sample=True)``
   call per sample on the training model (which holds the same adapter).
 

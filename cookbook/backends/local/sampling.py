@@ -11,10 +11,14 @@ every decoded token.
 
 Sampling semantics
 ------------------
-- Each request runs its prompt once (KV cache); every sample continues from a copy of that
-  cache, feeding one new token per step and computing the last position's logits only. The
-  client keeps its latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the
-  newest always): the RL loop sends one request per sample, so the members of a group share
+- Each request runs its prompt once (KV cache); its samples then decode together
+  (``DECODE_ROWS`` at a time) on that cache repeated once per sample: one step feeds every
+  sample's newest token and computes the last position's logits only, so the
+  vocabulary-sized LM head (what a CPU decode step costs) is read once per step for all
+  samples, not once per sample. A sample that has stopped stays in the batch, its results
+  ignored, so the others' values never depend on when it stopped. The client keeps its
+  latest prompts' passes (``PREFILL_CACHE_TOKENS`` prompt tokens in all, the newest
+  always): the RL loop sends one request per sample, so the members of a group share
   one prompt pass. The pass is a pure function of the prompt and the frozen snapshot, so
   reusing it returns exactly what recomputing it would.
 - ``temperature == 0``: greedy (ties go to the lowest token id). Otherwise logits are divided
@@ -32,6 +36,13 @@ Sampling semantics
   token(s) are part of the returned sequence, ``stop_reason="stop"``; otherwise sampling ends
   at ``max_tokens`` (default :data:`cookbook.backends.fake.DEFAULT_MAX_TOKENS`) or at the
   model's context length with ``stop_reason="length"``.
+- Determinism: the result is a function of the request (prompt, params, ``num_samples``,
+  seed) and the snapshot. A one-sample request (how the RL loop samples) computes exactly
+  what the plain per-sample loop computes, bit for bit. With several samples the batched
+  float32 products (:func:`~cookbook.backends.local.decoding.head_logits`) can differ from a
+  one-sample request's in the last bits: the first sample of a request and a one-sample
+  request with the same seed draw with the same generator from the same distribution, but a
+  draw on the edge between two tokens may go the other way.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from tinker import types
 
 from cookbook.backends.fake import DEFAULT_MAX_TOKENS
 from cookbook.backends.fake_core import FakeFuture, SamplingClientAsyncTwins
+from cookbook.backends.local.decoding import head_logits, parse_stops, pick
 from cookbook.backends.local.model import (
     LoraSettings,
     adapter_parameters,
@@ -63,6 +75,7 @@ from cookbook.exceptions import ConfigurationError
 PREFILL_CACHE_TOKENS = (
     4096  # prompt tokens whose passes a sampling client keeps (SmolLM2: 46 kB each)
 )
+DECODE_ROWS = 64  # samples decoded together at most: 64 x 128256 logits = 33 MB per buffer
 
 _SAMPLE_REQUESTS = itertools.count()
 """Numbers the process's sample requests, so every sampled sequence's ``sequence_id`` is
@@ -72,38 +85,6 @@ distinct (the SDK's contract; StableReinforce datums name sequences by it)."""
 def _derive_seed(*parts: int) -> int:
     digest = hashlib.sha256(json.dumps(parts).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def _stops(stop: Any) -> tuple[set[int], list[str]]:
-    if stop is None:
-        return set(), []
-    items = [stop] if isinstance(stop, str) else list(stop)
-    ids = {s for s in items if isinstance(s, int)}
-    strings = [s for s in items if isinstance(s, str)]
-    if "" in strings:
-        raise ConfigurationError("sample: an empty stop string would stop before any token")
-    return ids, strings
-
-
-def _pick(
-    logits: torch.Tensor, params: types.SamplingParams, generator: torch.Generator
-) -> tuple[int, float]:
-    logprobs = torch.log_softmax(logits, dim=-1)
-    if params.temperature == 0:
-        token = int(torch.argmax(logits))
-        return token, float(logprobs[token])
-    scores = logits / params.temperature
-    if 0 < params.top_k < scores.numel():
-        kth = torch.topk(scores, params.top_k).values[-1]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if params.top_p < 1:
-        ordered, order = torch.sort(scores, descending=True)
-        probs = torch.softmax(ordered, dim=-1)
-        # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
-        drop = (torch.cumsum(probs, dim=-1) - probs) >= params.top_p
-        scores = scores.index_fill(0, order[drop], float("-inf"))
-    token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))
-    return token, float(logprobs[token])
 
 
 class LocalSamplingClient(SamplingClientAsyncTwins):
@@ -210,48 +191,58 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
             self._prefills.popitem(last=False)
         return logits, cache
 
-    def _one(
+    def _next_logits(self, ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Last-position logits of each row of ``ids`` (``[rows, 1]``) continuing ``cache``.
+        One row runs the model's own head, as it always has; several rows share
+        :func:`~cookbook.backends.local.decoding.head_logits`' faster vocabulary product."""
+        cached = {"use_cache": True, self._cache_keyword: cache}
+        if len(ids) == 1:
+            return self._logits(ids, logits_to_keep=1, **cached)[-1:]
+        with torch.no_grad():
+            hidden = self._model.model(input_ids=ids, **cached).last_hidden_state
+        return head_logits(self._model.lm_head, hidden[:, -1])
+
+    def _decode(
         self,
         limit: int,
         params: types.SamplingParams,
         stops: tuple[set[int], list[str]],
-        sequence_id: str,
-        seed: int,
+        seeds: list[int],
         first_logits: torch.Tensor | None,
         prompt_cache: Any,
-    ) -> types.SampledSequence:
-        """One sample of at most ``limit`` tokens. Its first token comes from the prompt's
-        logits (shared by every sample of the request); a second token starts from a copy of
-        the prompt's KV cache, so each sample then feeds only its own new token per step."""
-        generator = torch.Generator().manual_seed(seed)
+    ) -> list[tuple[list[int], list[float], str]]:
+        """(tokens, logprobs, stop reason) of one sample per seed, at most ``limit`` tokens
+        each, decoded together. Their first tokens come from the prompt's logits; then the
+        prompt's KV cache, repeated once per sample, takes every sample's newest token per
+        step. A finished sample stays in the batch (fed its last token, its results ignored)
+        so the others' products keep their shapes and their values never depend on which
+        samples stopped when."""
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        outs: list[list[int]] = [[] for _ in seeds]
+        logprobs: list[list[float]] = [[] for _ in seeds]
+        reasons = ["length"] * len(seeds)
+        live = list(range(len(seeds)))
         cache = None
-        out: list[int] = []
-        logprobs: list[float] = []
-        reason = "length"
-        while len(out) < limit:
-            if not out:
-                logits = first_logits
+        for step in range(limit):
+            if step == 0:
+                logits = first_logits[None].expand(len(live), -1)
             else:
                 if cache is None:
                     cache = copy.deepcopy(prompt_cache)
-                logits = self._logits(
-                    torch.tensor([[out[-1]]]),
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **{self._cache_keyword: cache},
-                )[-1]
-            token, logprob = _pick(logits, params, generator)
-            out.append(token)
-            logprobs.append(logprob)
-            if self._stopped(out, *stops):
-                reason = "stop"
+                    if len(seeds) > 1:
+                        cache.batch_repeat_interleave(len(seeds))
+                logits = self._next_logits(torch.tensor([out[-1:] for out in outs]), cache)
+            rows = logits if len(live) == len(seeds) else logits[live]
+            tokens, chosen = pick(rows, params, [generators[i] for i in live])
+            for i, token, logprob in zip(live, tokens, chosen, strict=True):
+                outs[i].append(token)
+                logprobs[i].append(logprob)
+                if self._stopped(outs[i], *stops):
+                    reasons[i] = "stop"
+            live = [i for i in live if reasons[i] == "length"]
+            if not live:
                 break
-        return types.SampledSequence(
-            stop_reason=reason,
-            sequence_id=sequence_id,
-            _tokens_list=out,
-            _logprobs_list=logprobs,
-        )
+        return list(zip(outs, logprobs, reasons, strict=True))
 
     def _unseeded(self, tokens: list[int], num_samples: int, params: types.SamplingParams) -> int:
         request = json.dumps([tokens, num_samples, params.model_dump(mode="json")])
@@ -280,7 +271,7 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         params = sampling_params
         if params.temperature < 0 or not 0 < params.top_p <= 1:
             raise ConfigurationError("sample: needs temperature >= 0 and 0 < top_p <= 1")
-        stops = _stops(params.stop)
+        stops = parse_stops(params.stop)
         if stops[1] and self._tokenizer is None:
             raise ConfigurationError(
                 "sample: string stop sequences need a tokenizer (LocalServiceClient(tokenizer=))"
@@ -325,17 +316,22 @@ class LocalSamplingClient(SamplingClientAsyncTwins):
         if first is None and limit > 0:
             first, prompt_cache = self._prefill(tokens)
         request = next(_SAMPLE_REQUESTS)
-        sequences = [
-            self._one(
-                limit,
-                params,
-                stops,
-                f"local-{request}:{index}",
-                _derive_seed(seed, index),
-                first,
-                prompt_cache,
+        seeds = [_derive_seed(seed, index) for index in range(num_samples)]
+        decoded = [
+            row
+            for start in range(0, num_samples, DECODE_ROWS)
+            for row in self._decode(
+                limit, params, stops, seeds[start : start + DECODE_ROWS], first, prompt_cache
             )
-            for index in range(num_samples)
+        ]
+        sequences = [
+            types.SampledSequence(
+                stop_reason=reason,
+                sequence_id=f"local-{request}:{index}",
+                _tokens_list=out,
+                _logprobs_list=logprobs,
+            )
+            for index, (out, logprobs, reason) in enumerate(decoded)
         ]
         prompt_logprobs = (
             self._prompt_logprobs(tokens, prompt_logprobs_last_n, full)
