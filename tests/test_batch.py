@@ -18,10 +18,10 @@ import pytest
 from cookbook.renderers import Llama3Renderer, Renderer, ToolCall, TrainOnWhat, get_renderer
 from cookbook.renderers.batch import (
     _RECORDING_ROUNDS,
-    _SPOT_CHECKS,
     build_supervised_examples_batch,
     encode_many,
 )
+from cookbook.renderers.batch_memo import _SPOT_CHECKS
 from cookbook.tokenizers import get_tokenizer
 
 CONVERSATIONS: list[list[dict[str, Any]]] = [

@@ -33,22 +33,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-from collections.abc import Callable, Collection, Iterable, Sequence
+import weakref
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
 import tinker
 
 from cookbook.renderers.base import Renderer
+from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
 from cookbook.renderers.llama3 import Llama3Renderer
 from cookbook.renderers.role_colon import RoleColonRenderer
 from cookbook.renderers.types import Message, RenderContext, TrainOnWhat, ensure_text, text_chunk
 
 Example = tuple[tinker.ModelInput, np.ndarray]
-
-# Texts checked against ``tokenizer.encode`` after every batch encode: a cheap guard that the
-# backend is configured the way ``encode`` configures it (no truncation, same special tokens).
-_SPOT_CHECKS = 4
 
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).
 _RECORDING_ROUNDS = 3
@@ -72,102 +70,6 @@ def build_supervised_examples_batch(
     return _generic_examples(renderer, conversations, train_on_what)
 
 
-# -- encoding -----------------------------------------------------------------------------
-
-
-class TokenMemo:
-    """Text -> token ids as ``renderer._encode`` / ``renderer._encode_split`` return them,
-    filled in batches; one table per hook, since the same text encodes differently in each.
-
-    ``encode`` and ``encode_split`` are drop-ins for the two hooks: they return a fresh list
-    each call, so a renderer that appends to what it got cannot corrupt the memo.
-    """
-
-    def __init__(self, renderer: Renderer):
-        self._renderer = renderer
-        self.ids: dict[str, list[int]] = {}
-        self.split_ids: dict[str, list[int]] = {}
-
-    def prefetch(self, texts: Iterable[str], *, split: bool = False) -> None:
-        """Encode every text not yet known, all in one batch."""
-        ids = self.split_ids if split else self.ids
-        new = [text for text in dict.fromkeys(texts) if text not in ids]
-        if new:
-            ids.update(zip(new, encode_many(self._renderer, new, split=split), strict=True))
-
-    def encode(self, text: str) -> list[int]:
-        ids = self.ids.get(text)
-        if ids is None:
-            ids = self.ids[text] = self._renderer._encode(text)
-        return list(ids)
-
-    def encode_split(self, text: str) -> list[int]:
-        ids = self.split_ids.get(text)
-        if ids is None:
-            ids = self.split_ids[text] = self._renderer._encode_split(text)
-        return list(ids)
-
-
-def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) -> list[list[int]]:
-    """``[renderer._encode(t) for t in texts]`` (``_encode_split`` if ``split``), in one Rust
-    batch call when that is equivalent.
-
-    The base hooks are ``tokenizer.encode(text, add_special_tokens=False)`` (``True`` where the
-    renderer sets ``_encode_adds_special_tokens``), the second with ``split_special_tokens=True``
-    and ``add_special_tokens=False``. In ``transformers`` that call switches truncation and padding
-    off, sets the backend's ``encode_special_tokens`` to the call's ``split_special_tokens``
-    (default: ``tokenizer.split_special_tokens``) and calls ``backend_tokenizer.encode_batch``;
-    the batch call here sets the flag the same way. A renderer that overrides the hook, or a
-    tokenizer without a Rust backend, is encoded text by text. A few texts are re-encoded
-    through the hook as a guard; any mismatch falls back to text by text too.
-    """
-    one = renderer._encode_split if split else renderer._encode
-    hook = "_encode_split" if split else "_encode"
-    backend = getattr(renderer.tokenizer, "backend_tokenizer", None)
-    if backend is None or getattr(type(renderer), hook) is not getattr(Renderer, hook) or not texts:
-        return [one(text) for text in texts]
-    flag = backend.encode_special_tokens
-    try:
-        ids = _backend_ids(renderer, backend, texts, split, one)
-        return [one(text) for text in texts] if ids is None else ids
-    finally:
-        # transformers sets the flag before every encode; code that calls the backend directly
-        # may not, so leave it as it was found.
-        backend.encode_special_tokens = flag
-
-
-def _backend_ids(
-    renderer: Renderer,
-    backend: Any,
-    texts: list[str],
-    split: bool,
-    one: Callable[[str], list[int]],
-) -> list[list[int]] | None:
-    """The backend's ids for ``texts``, or None where they might differ from ``one``'s."""
-    tokenizer = renderer.tokenizer
-    if not _backend_untruncated(backend):
-        # encode() puts the backend into the state it needs; the per-conversation path would
-        # have done the same on its first call.
-        tokenizer.encode("", add_special_tokens=False)
-        if not _backend_untruncated(backend):
-            return None
-    backend.encode_special_tokens = split or bool(getattr(tokenizer, "split_special_tokens", False))
-    batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    add_special = bool(getattr(renderer, "_encode_adds_special_tokens", False)) and not split
-    ids = [encoding.ids for encoding in batch(texts, add_special_tokens=add_special)]
-    step = max(1, len(texts) // _SPOT_CHECKS)
-    for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
-        if one(texts[i]) != ids[i]:
-            return None
-    return ids
-
-
-def _backend_untruncated(backend: Any) -> bool:
-    return (
-        getattr(backend, "truncation", None) is None and getattr(backend, "padding", None) is None
-    )
-
-
 def _has_instance_overrides(renderer: Renderer) -> bool:
     """True if a method was replaced on the instance, which a type-keyed fast path would miss."""
     cls = type(renderer)
@@ -181,24 +83,26 @@ def _generic_examples(
     renderer: Renderer, conversations: Sequence[list[Message]], train_on_what: TrainOnWhat
 ) -> list[Example]:
     memo = TokenMemo(renderer)
-    _prefetch_rendered_texts(renderer, conversations, memo)
-    view = _memo_view(renderer, memo)
+    _prefetch_rendered_texts(renderer, conversations, memo, train_on_what)
+    view = memo_view(renderer, memo)
     return [view.build_supervised_example(messages, train_on_what) for messages in conversations]
 
 
-def _memo_view(renderer: Renderer, memo: TokenMemo) -> Renderer:
-    """A copy of ``renderer`` whose tokenizer calls go through ``memo``."""
-    view = copy.copy(renderer)
-    view._encode = memo.encode  # type: ignore[method-assign]
-    view._encode_split = memo.encode_split  # type: ignore[method-assign]
-    return view
-
-
 def _prefetch_rendered_texts(
-    renderer: Renderer, conversations: Sequence[list[Message]], memo: TokenMemo
+    renderer: Renderer,
+    conversations: Sequence[list[Message]],
+    memo: TokenMemo,
+    train_on_what: TrainOnWhat,
 ) -> None:
-    """Batch-encode the texts ``render_message`` asks ``_encode`` and ``_encode_split`` for,
-    found by running it on recording copies.
+    """Batch-encode the texts the renderer asks ``_encode`` and ``_encode_split`` for, found
+    by running it on recording copies.
+
+    A renderer that reshapes the conversation before rendering its messages (overrides
+    ``supervised_segments``: Kimi's default system message, DeepSeek V4.1's template turns and
+    dropped reasoning, gpt-oss's system and developer turns) is recorded through its own
+    ``build_supervised_example``, which does the reshaping; every other renderer through
+    ``render_message`` per message, which is all its supervised path renders (a tenth cheaper).
+    A conversation that fails whole is recorded message by message as well.
 
     A recording copy gets the memo's ids for texts already encoded and empty lists for the
     rest, so a renderer that looks at the tokens may fail or ask for other texts; such failures
@@ -208,6 +112,14 @@ def _prefetch_rendered_texts(
     round; one that fails on other unknown ids gets further rounds, each rerunning only the
     failed messages with what the last round found, for as long as a round finds new texts.
     """
+    whole = type(renderer).supervised_segments is not Renderer.supervised_segments
+    # Texts do not depend on which messages are weighted; ALL_ASSISTANT_MESSAGES would log its
+    # warning a second time for each conversation.
+    mode = (
+        TrainOnWhat.ALL_MESSAGES
+        if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES
+        else train_on_what
+    )
     pending: list[tuple[Message, RenderContext]] | None = None
     for _ in range(_RECORDING_ROUNDS):
         texts: dict[str, None] = {}
@@ -218,6 +130,12 @@ def _prefetch_rendered_texts(
         if pending is None:
             pending = []
             for messages in conversations:
+                if whole:
+                    try:
+                        recorder.build_supervised_example(messages, mode)
+                        continue
+                    except Exception:
+                        pass
                 with contextlib.suppress(Exception):
                     turn_start = recorder._last_assistant_turn_start_index(messages[:-1])
                     pending += zip(messages, recorder._contexts(messages, turn_start), strict=False)
@@ -263,12 +181,27 @@ def _recording_copy(
     return recorder
 
 
+# tokenizer -> (its size with added tokens, their texts): ``get_added_vocab`` builds a dict of
+# every added token on each call (0.3-0.6 ms, a few percent of a 64-conversation batch).
+_MARKERS: weakref.WeakKeyDictionary[Any, tuple[int, Collection[str]]] = weakref.WeakKeyDictionary()
+
+
 def _added_token_texts(tokenizer: Any) -> Collection[str]:
-    """The texts of the tokenizer's added tokens (special markers), or none if it cannot say."""
+    """The texts of the tokenizer's added tokens (special markers), or none if it cannot say.
+
+    Only a prefetch hint (a text missing here is recorded and batch-encoded like any other), so
+    a stale answer costs time, never correctness; the tokenizer's size keys it all the same."""
     try:
-        return tokenizer.get_added_vocab()
+        size = len(tokenizer)
+        known = _MARKERS.get(tokenizer)
+        if known is not None and known[0] == size:
+            return known[1]
+        markers = frozenset(tokenizer.get_added_vocab())
     except Exception:  # not a transformers tokenizer: record every text
         return ()
+    with contextlib.suppress(TypeError):  # not weak-referenceable: asked again next batch
+        _MARKERS[tokenizer] = (size, markers)
+    return markers
 
 
 # -- template fast path (Llama 3, role_colon) ---------------------------------------------
@@ -390,7 +323,7 @@ def _template_examples(
         weight_array = np.repeat(np.array(weights, dtype=dtype), lengths)
         if check_prompt:
             if view is None:
-                view = _memo_view(renderer, memo)
+                view = memo_view(renderer, memo)
             weight_array = view._train_after_the_generation_prompt(
                 messages, train_on_what, model_input, weight_array
             )
