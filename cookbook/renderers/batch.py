@@ -12,17 +12,22 @@ The result equals ``[renderer.build_supervised_example(m, train_on_what) for m i
 conversations]``: same chunks, same token ids, same weight values and dtype, same exceptions.
 Two routes get there:
 
-* a fast path for renderers whose template it knows (:class:`Llama3Renderer` and
-  :class:`RoleColonRenderer`, exact types only: a subclass may override anything). It builds
-  the texts directly, reuses one chunk object per distinct text and computes weights with
-  ``numpy``. ``tests/test_batch.py`` pins it to the
-  per-conversation output for every ``TrainOnWhat``.
+* a template fast path for renderers whose plain messages are a fixed frame around their
+  content (``batch_template.py``: Llama 3, role_colon, Kimi K2; exact types only, a subclass
+  may override anything). It builds the texts directly, reuses one chunk object per distinct
+  text and computes weights with ``numpy``.
 * a generic path for every other renderer, through the ``Renderer._encode`` and
   ``Renderer._encode_split`` hooks: a recording pass (or a few) runs ``render_message`` on a
   throwaway copy of the renderer that only records the texts it asks to encode, then those are
   batch-encoded, then a second copy whose hooks look them up runs the renderer's own
-  ``build_supervised_example``. Recording is only a prefetch hint: any text it missed is
-  encoded on demand, so correctness never depends on it.
+  ``build_supervised_example`` (if its first conversations ask for texts the recording missed,
+  the rest are recorded again through the copy's ``build_supervised_example``). Recording is
+  only a prefetch hint: any text it missed is encoded on demand, so correctness never depends
+  on it.
+
+``tests/test_batch.py`` and ``tests/test_batch_parity.py`` pin both routes to the
+per-conversation output for every ``TrainOnWhat``, every golden case and generated
+conversations.
 
 Chunks are frozen pydantic models; the fast path shares one chunk (and its token list) between
 all examples that contain the same text, so treat ``chunk.tokens`` as read-only.
@@ -32,9 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,14 +46,18 @@ import tinker
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
-from cookbook.renderers.llama3 import Llama3Renderer
-from cookbook.renderers.role_colon import RoleColonRenderer
-from cookbook.renderers.types import Message, RenderContext, TrainOnWhat, ensure_text, text_chunk
+from cookbook.renderers.batch_template import TEMPLATES, template_examples
+from cookbook.renderers.types import Message, RenderContext, TrainOnWhat
 
 Example = tuple[tinker.ModelInput, np.ndarray]
 
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).
 _RECORDING_ROUNDS = 3
+
+# The generic path renders this many conversations, then records the rest whole if they asked
+# for more than this many texts per conversation that message-by-message recording missed.
+_PROBE = 8
+_MISSES_PER_CONVERSATION = 0.5
 
 
 def build_supervised_examples_batch(
@@ -64,9 +72,9 @@ def build_supervised_examples_batch(
     if not conversations:
         return []  # like the per-conversation loop, which never looks at train_on_what then
     train_on_what = TrainOnWhat(train_on_what)
-    fast = _FAST_PATHS.get(type(renderer))
-    if fast is not None and not _has_instance_overrides(renderer):
-        return fast(renderer, conversations, train_on_what)
+    template = TEMPLATES.get(type(renderer))
+    if template is not None and not _has_instance_overrides(renderer):
+        return template_examples(template, renderer, conversations, train_on_what)
     return _generic_examples(renderer, conversations, train_on_what)
 
 
@@ -82,27 +90,33 @@ def _has_instance_overrides(renderer: Renderer) -> bool:
 def _generic_examples(
     renderer: Renderer, conversations: Sequence[list[Message]], train_on_what: TrainOnWhat
 ) -> list[Example]:
+    """Record message by message, then render the first ``_PROBE`` conversations for real; if
+    those asked for texts the recording missed (a renderer that reshapes the conversation
+    before rendering its messages: DeepSeek V4.1's template turns drop reasoning from history),
+    record the rest through the renderer's own ``build_supervised_example`` before going on.
+    Message by message is the cheaper recording where it finds everything (most renderers
+    miss nothing, or one fixed text per batch: Kimi's default system prompt)."""
     memo = TokenMemo(renderer)
-    _prefetch_rendered_texts(renderer, conversations, memo, train_on_what)
+    _prefetch_rendered_texts(renderer, conversations, memo)
     view = memo_view(renderer, memo)
-    return [view.build_supervised_example(messages, train_on_what) for messages in conversations]
+    known = _size(memo)
+    examples = [view.build_supervised_example(m, train_on_what) for m in conversations[:_PROBE]]
+    rest = conversations[_PROBE:]
+    if rest and _size(memo) - known > _PROBE * _MISSES_PER_CONVERSATION:
+        _prefetch_whole_conversations(renderer, rest, memo, train_on_what)
+    examples += (view.build_supervised_example(m, train_on_what) for m in rest)
+    return examples
+
+
+def _size(memo: TokenMemo) -> int:
+    return len(memo.ids) + len(memo.split_ids)
 
 
 def _prefetch_rendered_texts(
-    renderer: Renderer,
-    conversations: Sequence[list[Message]],
-    memo: TokenMemo,
-    train_on_what: TrainOnWhat,
+    renderer: Renderer, conversations: Sequence[list[Message]], memo: TokenMemo
 ) -> None:
-    """Batch-encode the texts the renderer asks ``_encode`` and ``_encode_split`` for, found
-    by running it on recording copies.
-
-    A renderer that reshapes the conversation before rendering its messages (overrides
-    ``supervised_segments``: Kimi's default system message, DeepSeek V4.1's template turns and
-    dropped reasoning, gpt-oss's system and developer turns) is recorded through its own
-    ``build_supervised_example``, which does the reshaping; every other renderer through
-    ``render_message`` per message, which is all its supervised path renders (a tenth cheaper).
-    A conversation that fails whole is recorded message by message as well.
+    """Batch-encode the texts ``render_message`` asks ``_encode`` and ``_encode_split`` for,
+    found by running it on recording copies.
 
     A recording copy gets the memo's ids for texts already encoded and empty lists for the
     rest, so a renderer that looks at the tokens may fail or ask for other texts; such failures
@@ -112,14 +126,6 @@ def _prefetch_rendered_texts(
     round; one that fails on other unknown ids gets further rounds, each rerunning only the
     failed messages with what the last round found, for as long as a round finds new texts.
     """
-    whole = type(renderer).supervised_segments is not Renderer.supervised_segments
-    # Texts do not depend on which messages are weighted; ALL_ASSISTANT_MESSAGES would log its
-    # warning a second time for each conversation.
-    mode = (
-        TrainOnWhat.ALL_MESSAGES
-        if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES
-        else train_on_what
-    )
     pending: list[tuple[Message, RenderContext]] | None = None
     for _ in range(_RECORDING_ROUNDS):
         texts: dict[str, None] = {}
@@ -130,12 +136,6 @@ def _prefetch_rendered_texts(
         if pending is None:
             pending = []
             for messages in conversations:
-                if whole:
-                    try:
-                        recorder.build_supervised_example(messages, mode)
-                        continue
-                    except Exception:
-                        pass
                 with contextlib.suppress(Exception):
                     turn_start = recorder._last_assistant_turn_start_index(messages[:-1])
                     pending += zip(messages, recorder._contexts(messages, turn_start), strict=False)
@@ -145,12 +145,35 @@ def _prefetch_rendered_texts(
                 recorder.render_message(message, ctx)
             except Exception:
                 failed.append((message, ctx))
-        known = len(memo.ids) + len(memo.split_ids)
+        known = _size(memo)
         memo.prefetch(texts)
         memo.prefetch(split_texts, split=True)
-        if not failed or len(memo.ids) + len(memo.split_ids) == known:
+        if not failed or _size(memo) == known:
             return
         pending = failed
+
+
+def _prefetch_whole_conversations(
+    renderer: Renderer,
+    conversations: Sequence[list[Message]],
+    memo: TokenMemo,
+    train_on_what: TrainOnWhat,
+) -> None:
+    """Batch-encode what a recording copy's ``build_supervised_example`` asks for: every text
+    of the real pass, reshaping and generation prompt included, where the copy does not fail
+    on its stand-in ids (a conversation that fails is encoded on demand in the real pass)."""
+    texts: dict[str, None] = {}
+    split_texts: dict[str, None] = {}
+    recorder = _recording_copy(renderer, memo, texts, split_texts)
+    # Texts do not depend on which messages are weighted, and ALL_ASSISTANT_MESSAGES would log
+    # its warning a second time for each conversation.
+    if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES:
+        train_on_what = TrainOnWhat.ALL_MESSAGES
+    for messages in conversations:
+        with contextlib.suppress(Exception):
+            recorder.build_supervised_example(messages, train_on_what)
+    memo.prefetch(texts)
+    memo.prefetch(split_texts, split=True)
 
 
 def _recording_copy(
@@ -181,162 +204,29 @@ def _recording_copy(
     return recorder
 
 
-# tokenizer -> (its size with added tokens, their texts): ``get_added_vocab`` builds a dict of
-# every added token on each call (0.3-0.6 ms, a few percent of a 64-conversation batch).
-_MARKERS: weakref.WeakKeyDictionary[Any, tuple[int, Collection[str]]] = weakref.WeakKeyDictionary()
+# tokenizer -> its added tokens' texts: ``get_added_vocab`` builds a dict of every added
+# token on each call (0.3-0.6 ms, a few percent of a 64-conversation batch).
+_MARKERS: weakref.WeakKeyDictionary[Any, Collection[str]] = weakref.WeakKeyDictionary()
 
 
 def _added_token_texts(tokenizer: Any) -> Collection[str]:
     """The texts of the tokenizer's added tokens (special markers), or none if it cannot say.
 
-    Only a prefetch hint (a text missing here is recorded and batch-encoded like any other), so
-    a stale answer costs time, never correctness; the tokenizer's size keys it all the same."""
-    try:
-        size = len(tokenizer)
+    Asked once per tokenizer: only a prefetch hint (a text missing here is recorded and
+    batch-encoded like any other, a text no longer special is still encoded exactly), so a
+    token added later costs time, never correctness. Not keyed on the vocabulary size:
+    ``len(tokenizer)`` rebuilds the whole vocabulary (70 ms for Kimi's)."""
+    with contextlib.suppress(TypeError):  # not weak-referenceable: asked each batch
         known = _MARKERS.get(tokenizer)
-        if known is not None and known[0] == size:
-            return known[1]
+        if known is not None:
+            return known
+    try:
         markers = frozenset(tokenizer.get_added_vocab())
     except Exception:  # not a transformers tokenizer: record every text
         return ()
-    with contextlib.suppress(TypeError):  # not weak-referenceable: asked again next batch
-        _MARKERS[tokenizer] = (size, markers)
+    with contextlib.suppress(TypeError):
+        _MARKERS[tokenizer] = markers
     return markers
 
-
-# -- template fast path (Llama 3, role_colon) ---------------------------------------------
-
-
-def _output_is_trained(
-    train_on_what: TrainOnWhat, message: Message, is_last: bool, in_last_turn: bool
-) -> bool:
-    """``Renderer._output_is_trained`` without building a ``RenderContext`` per message."""
-    is_assistant = message["role"] == "assistant"
-    match train_on_what:
-        case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-            return is_last and is_assistant
-        case TrainOnWhat.LAST_ASSISTANT_TURN:
-            return is_assistant and in_last_turn
-        case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-            return is_assistant
-        case TrainOnWhat.ALL_MESSAGES | TrainOnWhat.ALL_TOKENS:
-            return True
-        case TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
-            return message["role"] in ("user", "system")
-        case TrainOnWhat.CUSTOMIZED:
-            return bool(message.get("trainable", False))
-    raise AssertionError(f"unhandled train_on_what: {train_on_what}")
-
-
-# (header, output, stop_overlap) text of one message; the stop_overlap is used only when the
-# message is the conversation's last, as Renderer.supervised_segments does.
-MessageTexts = tuple[str, str, str | None]
-
-
-def _llama3_texts(message: Message) -> MessageTexts:
-    """As ``Llama3Renderer.render_message``."""
-    return (
-        f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n",
-        ensure_text(message["content"]) + "<|eot_id|>",
-        None,
-    )
-
-
-def _role_colon_texts(message: Message) -> MessageTexts:
-    """As ``RoleColonRenderer.render_message``."""
-    role = message["role"]
-    return (
-        role.capitalize() + ":",
-        f" {ensure_text(message['content'])}\n\n",
-        "User:" if role == "assistant" else "<UNUSED>",
-    )
-
-
-def _conversation_texts(
-    message_texts: Callable[[Message], MessageTexts], messages: list[Message], customized: bool
-) -> list[MessageTexts]:
-    """Every message's texts; raises on anything unusual (a ``trainable`` flag that does not
-    fit ``customized``, a missing field, multimodal content), and the caller then lets the
-    renderer raise its own error."""
-    texts = []
-    for message in messages:
-        if ("trainable" in message) != customized:
-            raise ValueError("trainable flag does not fit train_on_what")
-        texts.append(message_texts(message))
-    return texts
-
-
-def _template_examples(
-    message_texts: Callable[[Message], MessageTexts],
-    renderer: Renderer,
-    conversations: Sequence[list[Message]],
-    train_on_what: TrainOnWhat,
-) -> list[Example]:
-    """Examples of a renderer whose messages are fixed functions of their own text (no context:
-    Llama 3, role_colon): texts planned directly, encoded in one batch, one chunk per distinct
-    text, weights with numpy."""
-    bos = renderer._bos_tokens
-    customized = train_on_what == TrainOnWhat.CUSTOMIZED
-    plans: list[list[MessageTexts] | None] = []
-    for messages in conversations:
-        try:
-            plans.append(_conversation_texts(message_texts, messages, customized))
-        except Exception:
-            # The renderer raises its own error (type and message) for this conversation, in
-            # conversation order; should it not, its own result is used for this one.
-            renderer.build_supervised_example(messages, train_on_what)
-            plans.append(None)
-
-    memo = TokenMemo(renderer)
-    memo.prefetch(text for plan in plans if plan for texts in plan for text in texts if text)
-    chunks = {text: text_chunk(ids) for text, ids in memo.ids.items()}
-    bos_chunk = text_chunk(list(bos))
-    header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
-    # Only these two modes can zero a generation prompt (Renderer._first_trained_message_index).
-    check_prompt = train_on_what in (
-        TrainOnWhat.LAST_ASSISTANT_MESSAGE,
-        TrainOnWhat.LAST_ASSISTANT_TURN,
-    )
-    view: Renderer | None = None
-
-    examples: list[Example] = []
-    for messages, plan in zip(conversations, plans, strict=True):
-        if plan is None:
-            examples.append(renderer.build_supervised_example(messages, train_on_what))
-            continue
-        last = len(messages) - 1
-        # Renderer._last_assistant_turn_start_index(messages[:-1]), as supervised_segments.
-        turn_start = 1 + max((i for i in range(last) if messages[i]["role"] == "user"), default=-1)
-        conv_chunks = [bos_chunk] if bos else []
-        weights: list[int | float] = [0.0] if bos else []
-        for i, (message, (header, output, overlap)) in enumerate(zip(messages, plan, strict=True)):
-            trained = int(_output_is_trained(train_on_what, message, i == last, i >= turn_start))
-            conv_chunks += (chunks[header], chunks[output])
-            weights += (header_weight, trained)
-            if overlap is not None and i == last:
-                conv_chunks.append(chunks[overlap])
-                weights.append(trained)
-        lengths = [len(chunk.tokens) for chunk in conv_chunks]
-        model_input = tinker.ModelInput.model_construct(chunks=conv_chunks)
-        # torch.tensor() of the reference: the BOS weight 0.0 (or no data) makes it float32.
-        dtype = np.float32 if bos or not any(lengths) else np.int64
-        weight_array = np.repeat(np.array(weights, dtype=dtype), lengths)
-        if check_prompt:
-            if view is None:
-                view = memo_view(renderer, memo)
-            weight_array = view._train_after_the_generation_prompt(
-                messages, train_on_what, model_input, weight_array
-            )
-        examples.append((model_input, weight_array))
-    return examples
-
-
-_FAST_PATHS: dict[
-    type[Renderer],
-    Callable[[Renderer, Sequence[list[Message]], TrainOnWhat], list[Example]],
-] = {
-    Llama3Renderer: functools.partial(_template_examples, _llama3_texts),
-    RoleColonRenderer: functools.partial(_template_examples, _role_colon_texts),
-}
 
 __all__ = ["TokenMemo", "build_supervised_examples_batch", "encode_many"]
