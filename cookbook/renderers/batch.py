@@ -73,7 +73,7 @@ def build_supervised_examples_batch(
         return []  # like the per-conversation loop, which never looks at train_on_what then
     train_on_what = TrainOnWhat(train_on_what)
     template = TEMPLATES.get(type(renderer))
-    if template is not None and not _has_instance_overrides(renderer):
+    if template is not None and not _has_instance_overrides(renderer) and template.usable(renderer):
         return template_examples(template, renderer, conversations, train_on_what)
     return _generic_examples(renderer, conversations, train_on_what)
 

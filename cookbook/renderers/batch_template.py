@@ -17,12 +17,12 @@ handed to the renderer itself, in order, so errors are its own.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tinker
 
-from cookbook.renderers import role_colon
+from cookbook.renderers import deepseek_v3, role_colon
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
@@ -31,9 +31,11 @@ from cookbook.renderers.types import Message, TrainOnWhat, text_chunk
 
 Example = tuple[tinker.ModelInput, np.ndarray]
 
-# (header, output, stop_overlap) text of one message; the stop_overlap is used only when the
-# message is the conversation's last, as Renderer.supervised_segments does.
-MessageTexts = tuple[str, str, str | None]
+# A chunk's text, or texts whose ids the renderer concatenates (encoded one by one, as it does).
+Texts = str | tuple[str, ...]
+# (header, output, stop_overlap) of one message; the stop_overlap is used only when the message
+# is the conversation's last, as Renderer.supervised_segments does.
+MessageTexts = tuple[Texts | None, Texts, str | None]
 
 # Fields a plain message may have: any other (tool_calls, name, thinking...) may change the text.
 _PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
@@ -43,31 +45,55 @@ _PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
 class MessageTemplate:
     """How the renderer writes a plain message of one role."""
 
-    header: str
-    """``str.format`` pattern over ``{role}`` and ``{Role}`` (``role.capitalize()``)."""
+    header: Texts | None
+    """``str.format`` pattern(s) over ``{role}`` and ``{Role}`` (``role.capitalize()``); several
+    where the renderer joins their ids; None: no header chunk (DeepSeek's leading system)."""
     prefix: str = ""
     suffix: str = ""
     stop_overlap: str | None = None
+    end_token: str | None = None
+    """A special token whose id the renderer appends to the output ids, not to the text,
+    unless the content is empty (DeepSeek's end of sentence)."""
 
 
 @dataclass(frozen=True)
 class ChatTemplate:
     roles: Mapping[str, MessageTemplate]
     """By role; ``"*"`` for every role not listed (a template without it takes no other)."""
+    first_roles: Mapping[str, MessageTemplate] = field(default_factory=dict)
+    """By role, for the conversation's first message, looked up before ``roles``."""
     default_system_attribute: str | None = None
     """The renderer attribute holding the system prompt it puts first when the conversation
     does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
+    refused: tuple[str, ...] = ()
+    """Content containing any of these is not plain (DeepSeek strips think blocks from it)."""
 
-    def message_texts(self, message: Message, customized: bool) -> MessageTexts:
+    def message_texts(self, message: Message, customized: bool, first: bool) -> MessageTexts:
         """Raises on anything not plain; the caller then lets the renderer render it."""
         if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
             raise ValueError("not a plain message")
         content, role = message["content"], message["role"]
         if not isinstance(content, str) or not isinstance(role, str):
             raise ValueError("not a plain message")
-        template = self.roles.get(role) or self.roles["*"]
-        header = template.header.format(role=role, Role=role.capitalize())
-        return header, template.prefix + content + template.suffix, template.stop_overlap
+        if any(text in content for text in self.refused):
+            raise ValueError("not a plain message")
+        template = (first and self.first_roles.get(role)) or self.roles.get(role)
+        if template is None:
+            template = self.roles["*"]
+        header = template.header
+        if isinstance(header, str):
+            header = header.format(role=role, Role=role.capitalize())
+        elif header is not None:
+            header = tuple(part.format(role=role, Role=role.capitalize()) for part in header)
+        output: Texts = template.prefix + content + template.suffix
+        if template.end_token is not None and content:
+            output = (output, template.end_token)
+        return header, output, template.stop_overlap
+
+    def usable(self, renderer: Renderer) -> bool:
+        """Whether each end token is one id, as the renderer unpacks it (else it raises)."""
+        ends = {t.end_token for t in (*self.roles.values(), *self.first_roles.values())}
+        return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
 
     def conversation(self, renderer: Renderer, messages: list[Message]) -> list[Message]:
         """The messages the renderer renders: the default system message put first if due."""
@@ -114,7 +140,8 @@ def template_examples(
     for messages in conversations:
         try:
             rendered = template.conversation(renderer, messages)
-            plans.append((rendered, [template.message_texts(m, customized) for m in rendered]))
+            plan = template.message_texts
+            plans.append((rendered, [plan(m, customized, i == 0) for i, m in enumerate(rendered)]))
         except Exception:
             # The renderer raises its own error (type and message) for this conversation, in
             # conversation order; should it not, its own result is used for this one.
@@ -122,8 +149,25 @@ def template_examples(
             plans.append(None)
 
     memo = TokenMemo(renderer)
-    memo.prefetch(text for plan in plans if plan for texts in plan[1] for text in texts if text)
-    chunks = {text: text_chunk(ids) for text, ids in memo.ids.items()}
+    memo.prefetch(
+        text
+        for plan in plans
+        if plan
+        for message_texts in plan[1]
+        for texts in message_texts
+        if texts is not None
+        for text in ((texts,) if isinstance(texts, str) else texts)
+    )
+    chunks: dict[Texts, tinker.EncodedTextChunk] = {
+        text: text_chunk(ids) for text, ids in memo.ids.items()
+    }
+
+    def chunk(texts: Texts) -> tinker.EncodedTextChunk:
+        found = chunks.get(texts)
+        if found is None:  # several texts: their ids joined, once per distinct tuple
+            found = chunks[texts] = text_chunk([i for text in texts for i in memo.ids[text]])
+        return found
+
     bos_chunk = text_chunk(list(bos))
     header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
     # Only these two modes can zero a generation prompt (Renderer._first_trained_message_index).
@@ -146,12 +190,15 @@ def template_examples(
         weights: list[int | float] = [0.0] if bos else []
         for i, (message, (header, output, overlap)) in enumerate(zip(rendered, texts, strict=True)):
             trained = int(_output_is_trained(train_on_what, message, i == last, i >= turn_start))
-            conv_chunks += (chunks[header], chunks[output])
-            weights += (header_weight, trained)
+            if header is not None:
+                conv_chunks.append(chunk(header))
+                weights.append(header_weight)
+            conv_chunks.append(chunk(output))
+            weights.append(trained)
             if overlap is not None and i == last:
                 conv_chunks.append(chunks[overlap])
                 weights.append(trained)
-        lengths = [len(chunk.tokens) for chunk in conv_chunks]
+        lengths = [len(c.tokens) for c in conv_chunks]
         model_input = tinker.ModelInput.model_construct(chunks=conv_chunks)
         # torch.tensor() of the reference: the BOS weight 0.0 (or no data) makes it float32.
         dtype = np.float32 if bos or not any(lengths) else np.int64
@@ -195,7 +242,23 @@ _KIMI_K2 = ChatTemplate(
     default_system_attribute="DEFAULT_SYSTEM_PROMPT",
 )
 
+# DeepSeekV3DisableThinkingRenderer: no header on a leading system message (a later one is
+# refused or rendered as a user turn: not plain), ``</think>`` encoded after the assistant
+# marker, the end-of-sentence id after non-empty assistant content, think blocks stripped from
+# assistant content (not plain).
+_DEEPSEEK_V3_DISABLE_THINKING = ChatTemplate(
+    {
+        "user": MessageTemplate(deepseek_v3.special("User")),
+        "assistant": MessageTemplate(
+            (deepseek_v3.special("Assistant"), "</think>"), end_token=deepseek_v3.EOS
+        ),
+    },
+    first_roles={"system": MessageTemplate(None)},
+    refused=("<think>",),
+)
+
 TEMPLATES: dict[type[Renderer], ChatTemplate] = {
+    deepseek_v3.DeepSeekV3DisableThinkingRenderer: _DEEPSEEK_V3_DISABLE_THINKING,
     Llama3Renderer: _LLAMA3,
     role_colon.RoleColonRenderer: _ROLE_COLON,
     KimiK2Renderer: _KIMI_K2,
