@@ -136,23 +136,22 @@ def template_examples(
     one batch, one chunk per distinct text, weights with numpy."""
     bos = renderer._bos_tokens
     customized = train_on_what == TrainOnWhat.CUSTOMIZED
-    plans: list[tuple[list[Message], list[MessageTexts]] | None] = []
+    # A plan: the rendered messages and their texts; or, for a conversation that is not plain,
+    # the renderer's own example (or its error, raised in conversation order).
+    plans: list[tuple[list[Message], list[MessageTexts]] | Example] = []
     for messages in conversations:
         try:
             rendered = template.conversation(renderer, messages)
             plan = template.message_texts
             plans.append((rendered, [plan(m, customized, i == 0) for i, m in enumerate(rendered)]))
         except Exception:
-            # The renderer raises its own error (type and message) for this conversation, in
-            # conversation order; should it not, its own result is used for this one.
-            renderer.build_supervised_example(messages, train_on_what)
-            plans.append(None)
+            plans.append(renderer.build_supervised_example(messages, train_on_what))
 
     memo = TokenMemo(renderer)
     memo.prefetch(
         text
         for plan in plans
-        if plan
+        if isinstance(plan[0], list)
         for message_texts in plan[1]
         for texts in message_texts
         if texts is not None
@@ -178,9 +177,9 @@ def template_examples(
     view: Renderer | None = None
 
     examples: list[Example] = []
-    for messages, plan in zip(conversations, plans, strict=True):
-        if plan is None:
-            examples.append(renderer.build_supervised_example(messages, train_on_what))
+    for plan in plans:
+        if not isinstance(plan[0], list):
+            examples.append(plan)  # type: ignore[arg-type]
             continue
         rendered, texts = plan
         renderer._warn_if_prefixes_differ(train_on_what)
