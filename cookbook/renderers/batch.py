@@ -21,7 +21,7 @@ Two routes get there:
   throwaway copy of the renderer that only records the texts it asks to encode, then those are
   batch-encoded, then a second copy whose hooks look them up runs the renderer's own
   ``build_supervised_example`` (if its first conversations ask for texts the recording missed,
-  the rest are recorded again through the copy's ``build_supervised_example``). Recording is
+  the rest are recorded through the copy's ``build_supervised_example`` instead). Recording is
   only a prefetch hint: any text it missed is encoded on demand, so correctness never depends
   on it.
 
@@ -54,8 +54,8 @@ Example = tuple[tinker.ModelInput, np.ndarray]
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).
 _RECORDING_ROUNDS = 3
 
-# The generic path renders this many conversations, then records the rest whole if they asked
-# for more than this many texts per conversation that message-by-message recording missed.
+# The generic path records and renders this many conversations first, then records the rest
+# whole if those asked for more than this many texts per conversation that recording missed.
 _PROBE = 8
 _MISSES_PER_CONVERSATION = 0.5
 
@@ -90,21 +90,24 @@ def _has_instance_overrides(renderer: Renderer) -> bool:
 def _generic_examples(
     renderer: Renderer, conversations: Sequence[list[Message]], train_on_what: TrainOnWhat
 ) -> list[Example]:
-    """Record message by message, then render the first ``_PROBE`` conversations for real; if
-    those asked for texts the recording missed (a renderer that reshapes the conversation
+    """Record the first ``_PROBE`` conversations message by message and render them for real;
+    if they asked for texts the recording missed (a renderer that reshapes the conversation
     before rendering its messages: DeepSeek V4.1's template turns drop reasoning from history),
-    record the rest through the renderer's own ``build_supervised_example`` before going on.
-    Message by message is the cheaper recording where it finds everything (most renderers
-    miss nothing, or one fixed text per batch: Kimi's default system prompt)."""
+    record the rest through the renderer's own ``build_supervised_example``, else message by
+    message, which is cheaper where it finds everything (most renderers miss nothing, or one
+    fixed text per batch: Kimi's default system prompt)."""
     memo = TokenMemo(renderer)
-    _prefetch_rendered_texts(renderer, conversations, memo)
     view = memo_view(renderer, memo)
+    head, rest = conversations[:_PROBE], conversations[_PROBE:]
+    _prefetch_rendered_texts(renderer, head, memo)
     known = _size(memo)
-    examples = [view.build_supervised_example(m, train_on_what) for m in conversations[:_PROBE]]
-    rest = conversations[_PROBE:]
-    if rest and _size(memo) - known > _PROBE * _MISSES_PER_CONVERSATION:
-        _prefetch_whole_conversations(renderer, rest, memo, train_on_what)
-    examples += (view.build_supervised_example(m, train_on_what) for m in rest)
+    examples = [view.build_supervised_example(m, train_on_what) for m in head]
+    if rest:
+        if _size(memo) - known > len(head) * _MISSES_PER_CONVERSATION:
+            _prefetch_whole_conversations(renderer, rest, memo, train_on_what)
+        else:
+            _prefetch_rendered_texts(renderer, rest, memo)
+        examples += (view.build_supervised_example(m, train_on_what) for m in rest)
     return examples
 
 
