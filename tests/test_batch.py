@@ -17,11 +17,12 @@ import pytest
 
 from cookbook.renderers import Llama3Renderer, Renderer, ToolCall, TrainOnWhat, get_renderer
 from cookbook.renderers.batch import (
+    _PROBE,
     _RECORDING_ROUNDS,
-    _SPOT_CHECKS,
     build_supervised_examples_batch,
     encode_many,
 )
+from cookbook.renderers.batch_memo import _SPOT_CHECKS
 from cookbook.tokenizers import get_tokenizer
 
 CONVERSATIONS: list[list[dict[str, Any]]] = [
@@ -277,3 +278,109 @@ def test_encode_many_split_equals_encode_split(flag_before: bool) -> None:
     (stop,) = renderer.get_stop_sequences()
     assert encode_many(renderer, ["<|im_end|>"]) == [[stop]]
     assert len(encode_many(renderer, ["<|im_end|>"], split=True)[0]) > 1
+
+
+# Conversations the data-driven templates (batch_template.py) must render as the renderer does,
+# or hand to it: a leading, a later or no system message, think blocks in content (DeepSeek
+# strips them), empty content, format braces, literal markers, a structured content, tool calls.
+TEMPLATE_CONVERSATIONS: list[list[dict[str, Any]]] = [
+    *CONVERSATIONS,
+    [{"role": "user", "content": "{role} {Role} {} {0}"}],
+    [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": ""},
+    ],
+    [
+        {"role": "user", "content": "q <think>u</think> <|im_end|>"},
+        {"role": "assistant", "content": "<think>r</think>ans"},
+        {"role": "user", "content": "z"},
+        {"role": "assistant", "content": " </think> t "},
+    ],
+    [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": [{"type": "text", "text": "b"}]},
+    ],
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "tool_calls": []}],
+]
+TEMPLATE_RENDERERS = [
+    ("kimi_k2", "cookbook-standin/kimi-k2"),
+    ("deepseekv3", "deepseek-ai/DeepSeek-V3.1"),
+]
+
+
+@pytest.mark.parametrize("train_on_what", list(TrainOnWhat), ids=str)
+@pytest.mark.parametrize(("name", "model"), TEMPLATE_RENDERERS)
+def test_template_path_equals_per_conversation(
+    name: str, model: str, train_on_what: TrainOnWhat, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kimi K2 and DeepSeek V3 take the template path: same examples, and the same warnings
+    (one per conversation where ALL_ASSISTANT_MESSAGES meets no extension property)."""
+    renderer = get_renderer(name, get_tokenizer(model, "offline"))
+    conversations = TEMPLATE_CONVERSATIONS
+    if train_on_what == TrainOnWhat.CUSTOMIZED:
+        conversations = [
+            [{**m, "trainable": (i + j) % 2 == 0} for j, m in enumerate(c)]
+            for i, c in enumerate(conversations)
+        ]
+    outcomes = [_outcome(renderer, m, train_on_what) for m in conversations]
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    if errors:  # Kimi K2 with CUSTOMIZED: its default system message carries no flag
+        with pytest.raises(type(errors[0]), match=re.escape(str(errors[0]))):
+            build_supervised_examples_batch(renderer, conversations, train_on_what)
+    conversations = [c for c, o in zip(conversations, outcomes, strict=True) if o not in errors]
+    with caplog.at_level("WARNING"):
+        caplog.clear()
+        single = [renderer.build_supervised_example(m, train_on_what) for m in conversations]
+        single_warnings = len(caplog.records)
+        caplog.clear()
+        batch = build_supervised_examples_batch(renderer, conversations, train_on_what)
+    _assert_same(batch, single)
+    assert len(caplog.records) == single_warnings
+
+
+def _outcome(renderer: Renderer, messages: list, train_on_what: TrainOnWhat) -> Any:
+    try:
+        return renderer.build_supervised_example(messages, train_on_what)
+    except Exception as error:
+        return error
+
+
+def test_template_path_raises_the_renderers_error() -> None:
+    """DeepSeek refuses a system message after the first: the template hands it over."""
+    renderer = get_renderer("deepseekv3", get_tokenizer("deepseek-ai/DeepSeek-V3.1", "offline"))
+    late_system = [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]
+    with pytest.raises(Exception) as single_error:
+        renderer.build_supervised_example(late_system)
+    with pytest.raises(type(single_error.value), match=re.escape(str(single_error.value))):
+        build_supervised_examples_batch(renderer, [*CONVERSATIONS, late_system])
+
+
+def test_reshaping_renderer_is_recorded_whole(monkeypatch) -> None:
+    """DeepSeek V4.1 drops reasoning from history inside its own conversation-level path, so
+    message-by-message recording misses every earlier assistant text; after the first
+    ``_PROBE`` conversations the rest are recorded whole, not encoded one text at a time."""
+    tokenizer = get_tokenizer("cookbook-standin/deepseek-v4.1", "offline")
+    renderer = get_renderer("deepseekv4_1", tokenizer)
+    conversations = [
+        [
+            {"role": "user", "content": f"Question {i}?"},
+            {"role": "assistant", "content": f"Answer {i}."},
+            {"role": "user", "content": f"And {i + 1}?"},
+            {"role": "assistant", "content": f"Then {i + 1}."},
+        ]
+        for i in range(40)
+    ]
+    single = [renderer.build_supervised_example(m) for m in conversations]
+    calls: list[str] = []
+    encode = tokenizer.encode
+
+    def counting_encode(text: str, *args: Any, **kwargs: Any) -> list[int]:
+        calls.append(text)
+        return encode(text, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "encode", counting_encode)
+    batch = build_supervised_examples_batch(renderer, conversations)
+    _assert_same(batch, single)
+    # Recording message by message only, it would be one call per conversation at least.
+    assert len(calls) <= _PROBE + 4 * (_SPOT_CHECKS + 1) < len(conversations), calls

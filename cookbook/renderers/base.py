@@ -282,12 +282,7 @@ class Renderer(ABC):
         that render a reshaped conversation (a built-in system message, reordered tool results)
         but report indices into the caller's; default ``i``."""
         train_on_what = TrainOnWhat(train_on_what)
-        if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES and not self.has_extension_property:
-            logger.warning(
-                "train_on_what=ALL_ASSISTANT_MESSAGES with a renderer that lacks the extension "
-                "property: earlier assistant messages see a prefix that generation never "
-                "produces; prefer build_supervised_examples."
-            )
+        self._warn_if_prefixes_differ(train_on_what)
         segments: list[Segment] = []
         add = segments.append
         if bos := self._bos_tokens:
@@ -316,6 +311,15 @@ class Renderer(ABC):
             if ctx.is_last and rendered.stop_overlap:
                 add(Segment(index, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight))
         return segments
+
+    def _warn_if_prefixes_differ(self, train_on_what: TrainOnWhat) -> None:
+        """Once per conversation, as the reference warns (the batch path's templates too)."""
+        if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES and not self.has_extension_property:
+            logger.warning(
+                "train_on_what=ALL_ASSISTANT_MESSAGES with a renderer that lacks the extension "
+                "property: earlier assistant messages see a prefix that generation never "
+                "produces; prefer build_supervised_examples."
+            )
 
     def build_supervised_example(
         self,

@@ -12,17 +12,22 @@ The result equals ``[renderer.build_supervised_example(m, train_on_what) for m i
 conversations]``: same chunks, same token ids, same weight values and dtype, same exceptions.
 Two routes get there:
 
-* a fast path for renderers whose template it knows (:class:`Llama3Renderer` and
-  :class:`RoleColonRenderer`, exact types only: a subclass may override anything). It builds
-  the texts directly, reuses one chunk object per distinct text and computes weights with
-  ``numpy``. ``tests/test_batch.py`` pins it to the
-  per-conversation output for every ``TrainOnWhat``.
+* a template fast path for renderers whose plain messages are a fixed frame around their
+  content (``batch_template.py``: Llama 3, role_colon, Kimi K2; exact types only, a subclass
+  may override anything). It builds the texts directly, reuses one chunk object per distinct
+  text and computes weights with ``numpy``.
 * a generic path for every other renderer, through the ``Renderer._encode`` and
   ``Renderer._encode_split`` hooks: a recording pass (or a few) runs ``render_message`` on a
   throwaway copy of the renderer that only records the texts it asks to encode, then those are
   batch-encoded, then a second copy whose hooks look them up runs the renderer's own
-  ``build_supervised_example``. Recording is only a prefetch hint: any text it missed is
-  encoded on demand, so correctness never depends on it.
+  ``build_supervised_example`` (if its first conversations ask for texts the recording missed,
+  the rest are recorded through the copy's ``build_supervised_example`` instead). Recording is
+  only a prefetch hint: any text it missed is encoded on demand, so correctness never depends
+  on it.
+
+``tests/test_batch.py`` and ``tests/test_batch_parity.py`` pin both routes to the
+per-conversation output for every ``TrainOnWhat``, every golden case and generated
+conversations.
 
 Chunks are frozen pydantic models; the fast path shares one chunk (and its token list) between
 all examples that contain the same text, so treat ``chunk.tokens`` as read-only.
@@ -32,26 +37,27 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-from collections.abc import Callable, Collection, Iterable, Sequence
+import weakref
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
 import tinker
 
 from cookbook.renderers.base import Renderer
-from cookbook.renderers.llama3 import Llama3Renderer
-from cookbook.renderers.role_colon import RoleColonRenderer
-from cookbook.renderers.types import Message, RenderContext, TrainOnWhat, ensure_text, text_chunk
+from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
+from cookbook.renderers.batch_template import TEMPLATES, template_examples
+from cookbook.renderers.types import Message, RenderContext, TrainOnWhat
 
 Example = tuple[tinker.ModelInput, np.ndarray]
 
-# Texts checked against ``tokenizer.encode`` after every batch encode: a cheap guard that the
-# backend is configured the way ``encode`` configures it (no truncation, same special tokens).
-_SPOT_CHECKS = 4
-
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).
 _RECORDING_ROUNDS = 3
+
+# The generic path records and renders this many conversations first, then records the rest
+# whole if those asked for more than this many texts per conversation that recording missed.
+_PROBE = 8
+_MISSES_PER_CONVERSATION = 0.5
 
 
 def build_supervised_examples_batch(
@@ -66,106 +72,10 @@ def build_supervised_examples_batch(
     if not conversations:
         return []  # like the per-conversation loop, which never looks at train_on_what then
     train_on_what = TrainOnWhat(train_on_what)
-    fast = _FAST_PATHS.get(type(renderer))
-    if fast is not None and not _has_instance_overrides(renderer):
-        return fast(renderer, conversations, train_on_what)
+    template = TEMPLATES.get(type(renderer))
+    if template is not None and not _has_instance_overrides(renderer) and template.usable(renderer):
+        return template_examples(template, renderer, conversations, train_on_what)
     return _generic_examples(renderer, conversations, train_on_what)
-
-
-# -- encoding -----------------------------------------------------------------------------
-
-
-class TokenMemo:
-    """Text -> token ids as ``renderer._encode`` / ``renderer._encode_split`` return them,
-    filled in batches; one table per hook, since the same text encodes differently in each.
-
-    ``encode`` and ``encode_split`` are drop-ins for the two hooks: they return a fresh list
-    each call, so a renderer that appends to what it got cannot corrupt the memo.
-    """
-
-    def __init__(self, renderer: Renderer):
-        self._renderer = renderer
-        self.ids: dict[str, list[int]] = {}
-        self.split_ids: dict[str, list[int]] = {}
-
-    def prefetch(self, texts: Iterable[str], *, split: bool = False) -> None:
-        """Encode every text not yet known, all in one batch."""
-        ids = self.split_ids if split else self.ids
-        new = [text for text in dict.fromkeys(texts) if text not in ids]
-        if new:
-            ids.update(zip(new, encode_many(self._renderer, new, split=split), strict=True))
-
-    def encode(self, text: str) -> list[int]:
-        ids = self.ids.get(text)
-        if ids is None:
-            ids = self.ids[text] = self._renderer._encode(text)
-        return list(ids)
-
-    def encode_split(self, text: str) -> list[int]:
-        ids = self.split_ids.get(text)
-        if ids is None:
-            ids = self.split_ids[text] = self._renderer._encode_split(text)
-        return list(ids)
-
-
-def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) -> list[list[int]]:
-    """``[renderer._encode(t) for t in texts]`` (``_encode_split`` if ``split``), in one Rust
-    batch call when that is equivalent.
-
-    The base hooks are ``tokenizer.encode(text, add_special_tokens=False)`` (``True`` where the
-    renderer sets ``_encode_adds_special_tokens``), the second with ``split_special_tokens=True``
-    and ``add_special_tokens=False``. In ``transformers`` that call switches truncation and padding
-    off, sets the backend's ``encode_special_tokens`` to the call's ``split_special_tokens``
-    (default: ``tokenizer.split_special_tokens``) and calls ``backend_tokenizer.encode_batch``;
-    the batch call here sets the flag the same way. A renderer that overrides the hook, or a
-    tokenizer without a Rust backend, is encoded text by text. A few texts are re-encoded
-    through the hook as a guard; any mismatch falls back to text by text too.
-    """
-    one = renderer._encode_split if split else renderer._encode
-    hook = "_encode_split" if split else "_encode"
-    backend = getattr(renderer.tokenizer, "backend_tokenizer", None)
-    if backend is None or getattr(type(renderer), hook) is not getattr(Renderer, hook) or not texts:
-        return [one(text) for text in texts]
-    flag = backend.encode_special_tokens
-    try:
-        ids = _backend_ids(renderer, backend, texts, split, one)
-        return [one(text) for text in texts] if ids is None else ids
-    finally:
-        # transformers sets the flag before every encode; code that calls the backend directly
-        # may not, so leave it as it was found.
-        backend.encode_special_tokens = flag
-
-
-def _backend_ids(
-    renderer: Renderer,
-    backend: Any,
-    texts: list[str],
-    split: bool,
-    one: Callable[[str], list[int]],
-) -> list[list[int]] | None:
-    """The backend's ids for ``texts``, or None where they might differ from ``one``'s."""
-    tokenizer = renderer.tokenizer
-    if not _backend_untruncated(backend):
-        # encode() puts the backend into the state it needs; the per-conversation path would
-        # have done the same on its first call.
-        tokenizer.encode("", add_special_tokens=False)
-        if not _backend_untruncated(backend):
-            return None
-    backend.encode_special_tokens = split or bool(getattr(tokenizer, "split_special_tokens", False))
-    batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    add_special = bool(getattr(renderer, "_encode_adds_special_tokens", False)) and not split
-    ids = [encoding.ids for encoding in batch(texts, add_special_tokens=add_special)]
-    step = max(1, len(texts) // _SPOT_CHECKS)
-    for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
-        if one(texts[i]) != ids[i]:
-            return None
-    return ids
-
-
-def _backend_untruncated(backend: Any) -> bool:
-    return (
-        getattr(backend, "truncation", None) is None and getattr(backend, "padding", None) is None
-    )
 
 
 def _has_instance_overrides(renderer: Renderer) -> bool:
@@ -180,18 +90,29 @@ def _has_instance_overrides(renderer: Renderer) -> bool:
 def _generic_examples(
     renderer: Renderer, conversations: Sequence[list[Message]], train_on_what: TrainOnWhat
 ) -> list[Example]:
+    """Record the first ``_PROBE`` conversations message by message and render them for real;
+    if they asked for texts the recording missed (a renderer that reshapes the conversation
+    before rendering its messages: DeepSeek V4.1's template turns drop reasoning from history),
+    record the rest through the renderer's own ``build_supervised_example``, else message by
+    message, which is cheaper where it finds everything (most renderers miss nothing, or one
+    fixed text per batch: Kimi's default system prompt)."""
     memo = TokenMemo(renderer)
-    _prefetch_rendered_texts(renderer, conversations, memo)
-    view = _memo_view(renderer, memo)
-    return [view.build_supervised_example(messages, train_on_what) for messages in conversations]
+    view = memo_view(renderer, memo)
+    head, rest = conversations[:_PROBE], conversations[_PROBE:]
+    _prefetch_rendered_texts(renderer, head, memo)
+    known = _size(memo)
+    examples = [view.build_supervised_example(m, train_on_what) for m in head]
+    if rest:
+        if _size(memo) - known > len(head) * _MISSES_PER_CONVERSATION:
+            _prefetch_whole_conversations(renderer, rest, memo, train_on_what)
+        else:
+            _prefetch_rendered_texts(renderer, rest, memo)
+        examples += (view.build_supervised_example(m, train_on_what) for m in rest)
+    return examples
 
 
-def _memo_view(renderer: Renderer, memo: TokenMemo) -> Renderer:
-    """A copy of ``renderer`` whose tokenizer calls go through ``memo``."""
-    view = copy.copy(renderer)
-    view._encode = memo.encode  # type: ignore[method-assign]
-    view._encode_split = memo.encode_split  # type: ignore[method-assign]
-    return view
+def _size(memo: TokenMemo) -> int:
+    return len(memo.ids) + len(memo.split_ids)
 
 
 def _prefetch_rendered_texts(
@@ -227,12 +148,35 @@ def _prefetch_rendered_texts(
                 recorder.render_message(message, ctx)
             except Exception:
                 failed.append((message, ctx))
-        known = len(memo.ids) + len(memo.split_ids)
+        known = _size(memo)
         memo.prefetch(texts)
         memo.prefetch(split_texts, split=True)
-        if not failed or len(memo.ids) + len(memo.split_ids) == known:
+        if not failed or _size(memo) == known:
             return
         pending = failed
+
+
+def _prefetch_whole_conversations(
+    renderer: Renderer,
+    conversations: Sequence[list[Message]],
+    memo: TokenMemo,
+    train_on_what: TrainOnWhat,
+) -> None:
+    """Batch-encode what a recording copy's ``build_supervised_example`` asks for: every text
+    of the real pass, reshaping and generation prompt included, where the copy does not fail
+    on its stand-in ids (a conversation that fails is encoded on demand in the real pass)."""
+    texts: dict[str, None] = {}
+    split_texts: dict[str, None] = {}
+    recorder = _recording_copy(renderer, memo, texts, split_texts)
+    # Texts do not depend on which messages are weighted, and ALL_ASSISTANT_MESSAGES would log
+    # its warning a second time for each conversation.
+    if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES:
+        train_on_what = TrainOnWhat.ALL_MESSAGES
+    for messages in conversations:
+        with contextlib.suppress(Exception):
+            recorder.build_supervised_example(messages, train_on_what)
+    memo.prefetch(texts)
+    memo.prefetch(split_texts, split=True)
 
 
 def _recording_copy(
@@ -263,147 +207,29 @@ def _recording_copy(
     return recorder
 
 
+# tokenizer -> its added tokens' texts: ``get_added_vocab`` builds a dict of every added
+# token on each call (0.3-0.6 ms, a few percent of a 64-conversation batch).
+_MARKERS: weakref.WeakKeyDictionary[Any, Collection[str]] = weakref.WeakKeyDictionary()
+
+
 def _added_token_texts(tokenizer: Any) -> Collection[str]:
-    """The texts of the tokenizer's added tokens (special markers), or none if it cannot say."""
+    """The texts of the tokenizer's added tokens (special markers), or none if it cannot say.
+
+    Asked once per tokenizer: only a prefetch hint (a text missing here is recorded and
+    batch-encoded like any other, a text no longer special is still encoded exactly), so a
+    token added later costs time, never correctness. Not keyed on the vocabulary size:
+    ``len(tokenizer)`` rebuilds the whole vocabulary (70 ms for Kimi's)."""
+    with contextlib.suppress(TypeError):  # not weak-referenceable: asked each batch
+        known = _MARKERS.get(tokenizer)
+        if known is not None:
+            return known
     try:
-        return tokenizer.get_added_vocab()
+        markers = frozenset(tokenizer.get_added_vocab())
     except Exception:  # not a transformers tokenizer: record every text
         return ()
+    with contextlib.suppress(TypeError):
+        _MARKERS[tokenizer] = markers
+    return markers
 
-
-# -- template fast path (Llama 3, role_colon) ---------------------------------------------
-
-
-def _output_is_trained(
-    train_on_what: TrainOnWhat, message: Message, is_last: bool, in_last_turn: bool
-) -> bool:
-    """``Renderer._output_is_trained`` without building a ``RenderContext`` per message."""
-    is_assistant = message["role"] == "assistant"
-    match train_on_what:
-        case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-            return is_last and is_assistant
-        case TrainOnWhat.LAST_ASSISTANT_TURN:
-            return is_assistant and in_last_turn
-        case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-            return is_assistant
-        case TrainOnWhat.ALL_MESSAGES | TrainOnWhat.ALL_TOKENS:
-            return True
-        case TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
-            return message["role"] in ("user", "system")
-        case TrainOnWhat.CUSTOMIZED:
-            return bool(message.get("trainable", False))
-    raise AssertionError(f"unhandled train_on_what: {train_on_what}")
-
-
-# (header, output, stop_overlap) text of one message; the stop_overlap is used only when the
-# message is the conversation's last, as Renderer.supervised_segments does.
-MessageTexts = tuple[str, str, str | None]
-
-
-def _llama3_texts(message: Message) -> MessageTexts:
-    """As ``Llama3Renderer.render_message``."""
-    return (
-        f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n",
-        ensure_text(message["content"]) + "<|eot_id|>",
-        None,
-    )
-
-
-def _role_colon_texts(message: Message) -> MessageTexts:
-    """As ``RoleColonRenderer.render_message``."""
-    role = message["role"]
-    return (
-        role.capitalize() + ":",
-        f" {ensure_text(message['content'])}\n\n",
-        "User:" if role == "assistant" else "<UNUSED>",
-    )
-
-
-def _conversation_texts(
-    message_texts: Callable[[Message], MessageTexts], messages: list[Message], customized: bool
-) -> list[MessageTexts]:
-    """Every message's texts; raises on anything unusual (a ``trainable`` flag that does not
-    fit ``customized``, a missing field, multimodal content), and the caller then lets the
-    renderer raise its own error."""
-    texts = []
-    for message in messages:
-        if ("trainable" in message) != customized:
-            raise ValueError("trainable flag does not fit train_on_what")
-        texts.append(message_texts(message))
-    return texts
-
-
-def _template_examples(
-    message_texts: Callable[[Message], MessageTexts],
-    renderer: Renderer,
-    conversations: Sequence[list[Message]],
-    train_on_what: TrainOnWhat,
-) -> list[Example]:
-    """Examples of a renderer whose messages are fixed functions of their own text (no context:
-    Llama 3, role_colon): texts planned directly, encoded in one batch, one chunk per distinct
-    text, weights with numpy."""
-    bos = renderer._bos_tokens
-    customized = train_on_what == TrainOnWhat.CUSTOMIZED
-    plans: list[list[MessageTexts] | None] = []
-    for messages in conversations:
-        try:
-            plans.append(_conversation_texts(message_texts, messages, customized))
-        except Exception:
-            # The renderer raises its own error (type and message) for this conversation, in
-            # conversation order; should it not, its own result is used for this one.
-            renderer.build_supervised_example(messages, train_on_what)
-            plans.append(None)
-
-    memo = TokenMemo(renderer)
-    memo.prefetch(text for plan in plans if plan for texts in plan for text in texts if text)
-    chunks = {text: text_chunk(ids) for text, ids in memo.ids.items()}
-    bos_chunk = text_chunk(list(bos))
-    header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
-    # Only these two modes can zero a generation prompt (Renderer._first_trained_message_index).
-    check_prompt = train_on_what in (
-        TrainOnWhat.LAST_ASSISTANT_MESSAGE,
-        TrainOnWhat.LAST_ASSISTANT_TURN,
-    )
-    view: Renderer | None = None
-
-    examples: list[Example] = []
-    for messages, plan in zip(conversations, plans, strict=True):
-        if plan is None:
-            examples.append(renderer.build_supervised_example(messages, train_on_what))
-            continue
-        last = len(messages) - 1
-        # Renderer._last_assistant_turn_start_index(messages[:-1]), as supervised_segments.
-        turn_start = 1 + max((i for i in range(last) if messages[i]["role"] == "user"), default=-1)
-        conv_chunks = [bos_chunk] if bos else []
-        weights: list[int | float] = [0.0] if bos else []
-        for i, (message, (header, output, overlap)) in enumerate(zip(messages, plan, strict=True)):
-            trained = int(_output_is_trained(train_on_what, message, i == last, i >= turn_start))
-            conv_chunks += (chunks[header], chunks[output])
-            weights += (header_weight, trained)
-            if overlap is not None and i == last:
-                conv_chunks.append(chunks[overlap])
-                weights.append(trained)
-        lengths = [len(chunk.tokens) for chunk in conv_chunks]
-        model_input = tinker.ModelInput.model_construct(chunks=conv_chunks)
-        # torch.tensor() of the reference: the BOS weight 0.0 (or no data) makes it float32.
-        dtype = np.float32 if bos or not any(lengths) else np.int64
-        weight_array = np.repeat(np.array(weights, dtype=dtype), lengths)
-        if check_prompt:
-            if view is None:
-                view = _memo_view(renderer, memo)
-            weight_array = view._train_after_the_generation_prompt(
-                messages, train_on_what, model_input, weight_array
-            )
-        examples.append((model_input, weight_array))
-    return examples
-
-
-_FAST_PATHS: dict[
-    type[Renderer],
-    Callable[[Renderer, Sequence[list[Message]], TrainOnWhat], list[Example]],
-] = {
-    Llama3Renderer: functools.partial(_template_examples, _llama3_texts),
-    RoleColonRenderer: functools.partial(_template_examples, _role_colon_texts),
-}
 
 __all__ = ["TokenMemo", "build_supervised_examples_batch", "encode_many"]

@@ -1,0 +1,121 @@
+"""The batch renderer's tokenizer side: texts -> ids in one Rust call, memoised per batch.
+
+Split from ``batch.py`` (which re-exports :class:`TokenMemo` and :func:`encode_many`): the
+template fast path and the generic recording path both encode through it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cookbook.renderers.base import Renderer
+
+# Texts checked against ``tokenizer.encode`` after every batch encode: a cheap guard that the
+# backend is configured the way ``encode`` configures it (no truncation, same special tokens).
+_SPOT_CHECKS = 4
+
+
+class TokenMemo:
+    """Text -> token ids as ``renderer._encode`` / ``renderer._encode_split`` return them,
+    filled in batches; one table per hook, since the same text encodes differently in each.
+
+    ``encode`` and ``encode_split`` are drop-ins for the two hooks: they return a fresh list
+    each call, so a renderer that appends to what it got cannot corrupt the memo.
+    """
+
+    def __init__(self, renderer: Renderer):
+        self._renderer = renderer
+        self.ids: dict[str, list[int]] = {}
+        self.split_ids: dict[str, list[int]] = {}
+
+    def prefetch(self, texts: Iterable[str], *, split: bool = False) -> None:
+        """Encode every text not yet known, all in one batch."""
+        ids = self.split_ids if split else self.ids
+        new = [text for text in dict.fromkeys(texts) if text not in ids]
+        if new:
+            ids.update(zip(new, encode_many(self._renderer, new, split=split), strict=True))
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.ids.get(text)
+        if ids is None:
+            ids = self.ids[text] = self._renderer._encode(text)
+        return list(ids)
+
+    def encode_split(self, text: str) -> list[int]:
+        ids = self.split_ids.get(text)
+        if ids is None:
+            ids = self.split_ids[text] = self._renderer._encode_split(text)
+        return list(ids)
+
+
+def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) -> list[list[int]]:
+    """``[renderer._encode(t) for t in texts]`` (``_encode_split`` if ``split``), in one Rust
+    batch call when that is equivalent.
+
+    The base hooks are ``tokenizer.encode(text, add_special_tokens=False)`` (``True`` where the
+    renderer sets ``_encode_adds_special_tokens``), the second with ``split_special_tokens=True``
+    and ``add_special_tokens=False``. In ``transformers`` that call switches truncation and padding
+    off, sets the backend's ``encode_special_tokens`` to the call's ``split_special_tokens``
+    (default: ``tokenizer.split_special_tokens``) and calls ``backend_tokenizer.encode_batch``;
+    the batch call here sets the flag the same way. A renderer that overrides the hook, or a
+    tokenizer without a Rust backend, is encoded text by text. A few texts are re-encoded
+    through the hook as a guard; any mismatch falls back to text by text too.
+    """
+    one = renderer._encode_split if split else renderer._encode
+    hook = "_encode_split" if split else "_encode"
+    backend = getattr(renderer.tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(type(renderer), hook) is not getattr(Renderer, hook) or not texts:
+        return [one(text) for text in texts]
+    flag = backend.encode_special_tokens
+    try:
+        ids = _backend_ids(renderer, backend, texts, split, one)
+        return [one(text) for text in texts] if ids is None else ids
+    finally:
+        # transformers sets the flag before every encode; code that calls the backend directly
+        # may not, so leave it as it was found.
+        backend.encode_special_tokens = flag
+
+
+def _backend_ids(
+    renderer: Renderer,
+    backend: Any,
+    texts: list[str],
+    split: bool,
+    one: Callable[[str], list[int]],
+) -> list[list[int]] | None:
+    """The backend's ids for ``texts``, or None where they might differ from ``one``'s."""
+    tokenizer = renderer.tokenizer
+    if not _backend_untruncated(backend):
+        # encode() puts the backend into the state it needs; the per-conversation path would
+        # have done the same on its first call.
+        tokenizer.encode("", add_special_tokens=False)
+        if not _backend_untruncated(backend):
+            return None
+    backend.encode_special_tokens = split or bool(getattr(tokenizer, "split_special_tokens", False))
+    batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    add_special = bool(getattr(renderer, "_encode_adds_special_tokens", False)) and not split
+    ids = [encoding.ids for encoding in batch(texts, add_special_tokens=add_special)]
+    step = max(1, len(texts) // _SPOT_CHECKS)
+    for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
+        if one(texts[i]) != ids[i]:
+            return None
+    return ids
+
+
+def _backend_untruncated(backend: Any) -> bool:
+    return (
+        getattr(backend, "truncation", None) is None and getattr(backend, "padding", None) is None
+    )
+
+
+def memo_view(renderer: Renderer, memo: TokenMemo) -> Renderer:
+    """A copy of ``renderer`` whose tokenizer calls go through ``memo``."""
+    view = copy.copy(renderer)
+    view._encode = memo.encode  # type: ignore[method-assign]
+    view._encode_split = memo.encode_split  # type: ignore[method-assign]
+    return view
+
+
+__all__ = ["TokenMemo", "encode_many", "memo_view"]

@@ -1,0 +1,266 @@
+"""The batch renderer's template fast path: plain conversations of renderers whose text per
+message is a fixed frame around the message's own content, written as data.
+
+Why: the generic path runs the renderer's own Python twice per message (a recording pass and
+the real one), which on short chat turns costs as much as encoding the text. A renderer whose
+plain message (string content, no tool calls or other fields) is ``header`` + ``prefix +
+content + suffix`` (+ ``stop_overlap`` when last) needs none of it: its texts are planned here,
+encoded in one batch, and each distinct text becomes one shared chunk.
+
+One :class:`ChatTemplate` per renderer class (exact types: a subclass may override anything),
+each proven equal to the renderer by ``tests/test_batch.py`` and ``tests/test_batch_parity.py``
+(every golden case and generated conversations, errors included). A conversation with anything
+else (a multimodal or structured content, tool calls, a role the template does not list) is
+handed to the renderer itself, in order, so errors are its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tinker
+
+from cookbook.renderers import deepseek_v3, role_colon
+from cookbook.renderers.base import Renderer
+from cookbook.renderers.batch_memo import TokenMemo, memo_view
+from cookbook.renderers.kimi_k2 import KimiK2Renderer
+from cookbook.renderers.llama3 import Llama3Renderer
+from cookbook.renderers.types import Message, TrainOnWhat, text_chunk
+
+Example = tuple[tinker.ModelInput, np.ndarray]
+
+# A chunk's text, or texts whose ids the renderer concatenates (encoded one by one, as it does).
+Texts = str | tuple[str, ...]
+# (header, output, stop_overlap) of one message; the stop_overlap is used only when the message
+# is the conversation's last, as Renderer.supervised_segments does.
+MessageTexts = tuple[Texts | None, Texts, str | None]
+
+# Fields a plain message may have: any other (tool_calls, name, thinking...) may change the text.
+_PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """How the renderer writes a plain message of one role."""
+
+    header: Texts | None
+    """``str.format`` pattern(s) over ``{role}`` and ``{Role}`` (``role.capitalize()``); several
+    where the renderer joins their ids; None: no header chunk (DeepSeek's leading system)."""
+    prefix: str = ""
+    suffix: str = ""
+    stop_overlap: str | None = None
+    end_token: str | None = None
+    """A special token whose id the renderer appends to the output ids, not to the text,
+    unless the content is empty (DeepSeek's end of sentence)."""
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    roles: Mapping[str, MessageTemplate]
+    """By role; ``"*"`` for every role not listed (a template without it takes no other)."""
+    first_roles: Mapping[str, MessageTemplate] = field(default_factory=dict)
+    """By role, for the conversation's first message, looked up before ``roles``."""
+    default_system_attribute: str | None = None
+    """The renderer attribute holding the system prompt it puts first when the conversation
+    does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
+    refused: tuple[str, ...] = ()
+    """Content containing any of these is not plain (DeepSeek strips think blocks from it)."""
+
+    def message_texts(self, message: Message, customized: bool, first: bool) -> MessageTexts:
+        """Raises on anything not plain; the caller then lets the renderer render it."""
+        if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
+            raise ValueError("not a plain message")
+        content, role = message["content"], message["role"]
+        if not isinstance(content, str) or not isinstance(role, str):
+            raise ValueError("not a plain message")
+        if any(text in content for text in self.refused):
+            raise ValueError("not a plain message")
+        template = (first and self.first_roles.get(role)) or self.roles.get(role)
+        if template is None:
+            template = self.roles["*"]
+        header = template.header
+        if isinstance(header, str):
+            header = header.format(role=role, Role=role.capitalize())
+        elif header is not None:
+            header = tuple(part.format(role=role, Role=role.capitalize()) for part in header)
+        output: Texts = template.prefix + content + template.suffix
+        if template.end_token is not None and content:
+            output = (output, template.end_token)
+        return header, output, template.stop_overlap
+
+    def usable(self, renderer: Renderer) -> bool:
+        """Whether each end token is one id, as the renderer unpacks it (else it raises)."""
+        ends = {t.end_token for t in (*self.roles.values(), *self.first_roles.values())}
+        return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
+
+    def conversation(self, renderer: Renderer, messages: list[Message]) -> list[Message]:
+        """The messages the renderer renders: the default system message put first if due."""
+        if not messages:
+            raise ValueError("empty conversation")  # the renderer's own business
+        if self.default_system_attribute is None or messages[0]["role"] == "system":
+            return messages
+        prompt = getattr(renderer, self.default_system_attribute)
+        return [Message(role="system", content=prompt), *messages]
+
+
+def _output_is_trained(
+    train_on_what: TrainOnWhat, message: Message, is_last: bool, in_last_turn: bool
+) -> bool:
+    """``Renderer._output_is_trained`` without building a ``RenderContext`` per message."""
+    is_assistant = message["role"] == "assistant"
+    match train_on_what:
+        case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+            return is_last and is_assistant
+        case TrainOnWhat.LAST_ASSISTANT_TURN:
+            return is_assistant and in_last_turn
+        case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
+            return is_assistant
+        case TrainOnWhat.ALL_MESSAGES | TrainOnWhat.ALL_TOKENS:
+            return True
+        case TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
+            return message["role"] in ("user", "system")
+        case TrainOnWhat.CUSTOMIZED:
+            return bool(message.get("trainable", False))
+    raise AssertionError(f"unhandled train_on_what: {train_on_what}")
+
+
+def template_examples(
+    template: ChatTemplate,
+    renderer: Renderer,
+    conversations: Sequence[list[Message]],
+    train_on_what: TrainOnWhat,
+) -> list[Example]:
+    """Examples of plain conversations from the template: texts planned directly, encoded in
+    one batch, one chunk per distinct text, weights with numpy."""
+    bos = renderer._bos_tokens
+    customized = train_on_what == TrainOnWhat.CUSTOMIZED
+    # A plan: the rendered messages and their texts; or, for a conversation that is not plain,
+    # the renderer's own example (or its error, raised in conversation order).
+    plans: list[tuple[list[Message], list[MessageTexts]] | Example] = []
+    for messages in conversations:
+        try:
+            rendered = template.conversation(renderer, messages)
+            plan = template.message_texts
+            plans.append((rendered, [plan(m, customized, i == 0) for i, m in enumerate(rendered)]))
+        except Exception:
+            plans.append(renderer.build_supervised_example(messages, train_on_what))
+
+    memo = TokenMemo(renderer)
+    memo.prefetch(
+        text
+        for plan in plans
+        if isinstance(plan[0], list)
+        for message_texts in plan[1]
+        for texts in message_texts
+        if texts is not None
+        for text in ((texts,) if isinstance(texts, str) else texts)
+    )
+    chunks: dict[Texts, tinker.EncodedTextChunk] = {
+        text: text_chunk(ids) for text, ids in memo.ids.items()
+    }
+
+    def chunk(texts: Texts) -> tinker.EncodedTextChunk:
+        found = chunks.get(texts)
+        if found is None:  # several texts: their ids joined, once per distinct tuple
+            found = chunks[texts] = text_chunk([i for text in texts for i in memo.ids[text]])
+        return found
+
+    bos_chunk = text_chunk(list(bos))
+    header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
+    # Only these two modes can zero a generation prompt (Renderer._first_trained_message_index).
+    check_prompt = train_on_what in (
+        TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+        TrainOnWhat.LAST_ASSISTANT_TURN,
+    )
+    view: Renderer | None = None
+
+    examples: list[Example] = []
+    for plan in plans:
+        if not isinstance(plan[0], list):
+            examples.append(plan)  # type: ignore[arg-type]
+            continue
+        rendered, texts = plan
+        renderer._warn_if_prefixes_differ(train_on_what)
+        last = len(rendered) - 1
+        turn_start = renderer._last_assistant_turn_start_index(rendered[:-1])
+        conv_chunks = [bos_chunk] if bos else []
+        weights: list[int | float] = [0.0] if bos else []
+        for i, (message, (header, output, overlap)) in enumerate(zip(rendered, texts, strict=True)):
+            trained = int(_output_is_trained(train_on_what, message, i == last, i >= turn_start))
+            if header is not None:
+                conv_chunks.append(chunk(header))
+                weights.append(header_weight)
+            conv_chunks.append(chunk(output))
+            weights.append(trained)
+            if overlap is not None and i == last:
+                conv_chunks.append(chunks[overlap])
+                weights.append(trained)
+        lengths = [len(c.tokens) for c in conv_chunks]
+        model_input = tinker.ModelInput.model_construct(chunks=conv_chunks)
+        # torch.tensor() of the reference: the BOS weight 0.0 (or no data) makes it float32.
+        dtype = np.float32 if bos or not any(lengths) else np.int64
+        weight_array = np.repeat(np.array(weights, dtype=dtype), lengths)
+        if check_prompt:
+            if view is None:
+                view = memo_view(renderer, memo)
+            weight_array = view._train_after_the_generation_prompt(
+                rendered, train_on_what, model_input, weight_array
+            )
+        examples.append((model_input, weight_array))
+    return examples
+
+
+_LLAMA3 = ChatTemplate(
+    {"*": MessageTemplate("<|start_header_id|>{role}<|end_header_id|>\n\n", suffix="<|eot_id|>")}
+)
+
+_ROLE_COLON_FRAME = {"prefix": role_colon._CONTENT_PREFIX, "suffix": role_colon._CONTENT_SUFFIX}
+_ROLE_COLON = ChatTemplate(
+    {
+        "assistant": MessageTemplate(
+            "{Role}:", **_ROLE_COLON_FRAME, stop_overlap=role_colon._STOP_OVERLAP
+        ),
+        "*": MessageTemplate(
+            "{Role}:", **_ROLE_COLON_FRAME, stop_overlap=role_colon._UNUSED_OVERLAP
+        ),
+    }
+)
+
+# String content never carries reasoning, so history and the last turn alike get the empty
+# think block (KimiK2Renderer._assistant_text).
+_KIMI_K2 = ChatTemplate(
+    {
+        "user": MessageTemplate("<|im_user|>user<|im_middle|>", suffix="<|im_end|>"),
+        "assistant": MessageTemplate(
+            "<|im_assistant|>assistant<|im_middle|>", prefix="<think></think>", suffix="<|im_end|>"
+        ),
+        "system": MessageTemplate("<|im_system|>system<|im_middle|>", suffix="<|im_end|>"),
+    },
+    default_system_attribute="DEFAULT_SYSTEM_PROMPT",
+)
+
+# DeepSeekV3DisableThinkingRenderer: no header on a leading system message (a later one is
+# refused or rendered as a user turn: not plain), ``</think>`` encoded after the assistant
+# marker, the end-of-sentence id after non-empty assistant content, think blocks stripped from
+# assistant content (not plain).
+_DEEPSEEK_V3_DISABLE_THINKING = ChatTemplate(
+    {
+        "user": MessageTemplate(deepseek_v3.special("User")),
+        "assistant": MessageTemplate(
+            (deepseek_v3.special("Assistant"), "</think>"), end_token=deepseek_v3.EOS
+        ),
+    },
+    first_roles={"system": MessageTemplate(None)},
+    refused=("<think>",),
+)
+
+TEMPLATES: dict[type[Renderer], ChatTemplate] = {
+    deepseek_v3.DeepSeekV3DisableThinkingRenderer: _DEEPSEEK_V3_DISABLE_THINKING,
+    Llama3Renderer: _LLAMA3,
+    role_colon.RoleColonRenderer: _ROLE_COLON,
+    KimiK2Renderer: _KIMI_K2,
+}
+
+__all__ = ["TEMPLATES", "ChatTemplate", "MessageTemplate", "template_examples"]
