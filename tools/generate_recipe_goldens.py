@@ -53,6 +53,7 @@ from cookbook.data.sources import (
     file_digest,
     read_conversations_jsonl,
 )
+from cookbook.digests import datum_to_json
 from cookbook.parity import golden as g
 from cookbook.parity import recipe as r
 from cookbook.parity.rl_golden import RL_MANIFEST_REGENERATE, RL_PREFIX
@@ -305,7 +306,7 @@ def dataset_layers(source: Source, case: Case, observed: Observed) -> tuple[dict
         _check_rows(source_rows, row_ids, messages)
         epochs[-1].append(row_ids)
         if len(first_batches) < 3:
-            first_batches.append([r.datum_to_json(d) for d in batch])
+            first_batches.append([datum_to_json(d) for d in batch])
     test_rows = source.rows.get("test", source.rows.get("all"))
     test_batches = []
     for _, _, row_ids, messages, _ in test:

@@ -77,8 +77,8 @@ from cookbook.backends.fake_rl import (
     draw_key,
     draw_sequence,
 )
+from cookbook.digests import datum_digest, tokens_digest
 from cookbook.exceptions import ConfigurationError
-from cookbook.parity.recipe import datum_digest, tokens_digest
 
 DEFAULT_MAX_TOKENS = 16
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
