@@ -23,8 +23,8 @@ from cookbook.backends.fake import (
     FakeServiceClient,
     FakeTrainingClient,
 )
+from cookbook.digests import datum_digest
 from cookbook.exceptions import ConfigurationError
-from cookbook.parity.recipe import datum_digest
 
 MODEL = "meta-llama/Llama-3.1-8B"
 

@@ -29,7 +29,7 @@ from test_rl_losses import (
 from tinker import types
 
 from cookbook.backends.local import model as local_model
-from cookbook.parity.recipe import datum_digest
+from cookbook.digests import datum_digest
 
 
 @pytest.fixture(autouse=True)

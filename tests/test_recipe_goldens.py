@@ -22,6 +22,7 @@ from tinker import types
 
 from cookbook.backends.fake import fake_logprobs
 from cookbook.data.sources import example_conversations_path, file_digest
+from cookbook.digests import datum_digest
 from cookbook.exceptions import GoldenError
 from cookbook.parity import recipe as r
 from cookbook.parity.rl_golden import RL_PREFIX
@@ -126,7 +127,7 @@ def test_the_recorded_datum_digests_are_those_of_the_recorded_datums(golden: dic
             json.dumps(record, sort_keys=True, separators=(",", ":")).encode() for record in batch
         ]
         assert digests == [hashlib.sha256(text).hexdigest() for text in canonical]
-        assert digests == [r.datum_digest(_datum(record)) for record in batch]
+        assert digests == [datum_digest(_datum(record)) for record in batch]
 
 
 def test_truncation_caps_every_datum_below_max_length(golden: dict) -> None:

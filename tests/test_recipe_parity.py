@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from cookbook.backends.fake import CallRecorder, FakeServiceClient
+from cookbook.digests import datum_to_json
 from cookbook.parity import recipe as r
 from cookbook.parity.rl_golden import RL_PREFIX
 from cookbook.specs.recipe import Backend, CheckpointSemantics, DatasetBuilder, RecipeSpec
@@ -151,7 +152,7 @@ def test_first_batches_datums(golden: dict[str, Any]) -> None:
     data = _data(spec_for(golden, CheckpointSemantics.REFERENCE))
     data.train.set_epoch(seed=0)
     n = len(golden["layers"]["datums"]["batches"])
-    actual = {"batches": [[r.datum_to_json(d) for d in data.train.get_batch(i)] for i in range(n)]}
+    actual = {"batches": [[datum_to_json(d) for d in data.train.get_batch(i)] for i in range(n)]}
     found = r.compare_layer(golden, "datums", actual)
     assert found is None, found
 

@@ -13,7 +13,7 @@ import torch
 
 from cookbook.backends.fake import CallRecorder, FakeServiceClient
 from cookbook.completers import TokensWithLogprobs
-from cookbook.parity.recipe import tokens_digest
+from cookbook.digests import tokens_digest
 from cookbook.rl.data_processing import (
     assemble_training_data,
     compute_advantages,

@@ -10,6 +10,7 @@ given with --set is one line, exit 2, nothing written.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,19 @@ def test_a_loss_the_local_backend_refuses_is_a_spec_error_before_anything_is_wri
     assert rc == 2 and err.count("\n") == 1
     assert f"{spec}:" in err and "loss_fn" in err and "not implemented by the local backend" in err
     assert not run.exists()
+
+
+def test_the_gsm8k_stand_in_is_announced_once_per_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The recipe resolves the rows before the run starts; the builder must reuse them.
+    spec = ROOT / "specs" / "rl_basic.yaml"
+    with caplog.at_level(logging.WARNING, logger="cookbook.recipes.math_rl.math_env"):
+        assert (
+            run_cli(spec, "--set", "backend=fake", "--set", "max_steps=1", "--log-dir", tmp_path)
+            == 0
+        )
+    warnings = [r for r in caplog.records if "using the declared stand-in" in r.getMessage()]
+    assert len(warnings) == 1
+    config = json.loads((tmp_path / "config.json").read_text("utf-8"))
+    assert config["dataset"]["source"] == "gsm8k_stand_in"

@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,9 @@ from cookbook.renderers import TrainOnWhat, get_renderer
 from cookbook.supervised.common import conversation_to_datum
 from cookbook.tokenizers import get_tokenizer
 from cookbook.versions import package_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_timing import time_rounds
 
 MODEL_NAME = "meta-llama/Llama-3.1-8B-Instruct"
 TARGET_SPEEDUP = 2.0
@@ -129,28 +131,6 @@ def make_variant(name: str, config: LocalModelConfig, vocab_size: int, tmp: Path
     if name == "local":
         return LocalVariant(tmp, config, vocab_size)
     return NaiveVariant(config, vocab_size)
-
-
-def time_rounds(
-    variants: dict[str, Callable[[], object]],
-    rounds: int,
-    cpu: dict[str, list[float]] | None = None,
-) -> dict[str, list[float]]:
-    """Wall seconds of each variant per round, after a warm-up round, the order rotating each
-    round. ``cpu``, if given, gets this process's CPU seconds (all its threads: an in-process
-    server's too) for the same runs."""
-    names = list(variants)
-    for name in names:  # warm-up, not counted
-        variants[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
-            if cpu is not None:
-                cpu.setdefault(name, []).append(time.process_time() - start_cpu)
-    return times
 
 
 def throughput_summary(times: dict[str, list[float]], tokens: int) -> dict[str, Any]:

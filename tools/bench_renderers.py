@@ -43,7 +43,6 @@ and the offline tokenizer assets (``nox -s bench`` does all of it)::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -51,7 +50,6 @@ import platform
 import random
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +62,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import numpy as np
 
 from cookbook.versions import package_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_timing import time_rounds
 
 RENDERER = "llama3"
 TARGET_SPEEDUP_VS_REFERENCE = 2.0
@@ -178,30 +179,6 @@ def verify_datums(reference: list[Any], ours: list[Any]) -> None:
                 fail(f"conversation {i}: datum {key} differ from the reference")
 
 
-def time_rounds(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Seconds per run of each variant, one run per variant per round, order rotating.
-
-    What exists before the rounds (tokenizers, renderers, conversations) is frozen out of the
-    collector, so the ``gc.collect()`` before each run frees the previous run's garbage without
-    walking every loaded vocabulary: that walk took 1.6 s a call once a few tokenizers were
-    loaded, most of an all-renderer run."""
-    names = list(variants)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    gc.collect()
-    gc.freeze()
-    try:
-        for r in range(rounds):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
-                gc.collect()
-                start = time.perf_counter()
-                variants[name]()
-                samples[name].append(time.perf_counter() - start)
-    finally:
-        gc.unfreeze()
-    return samples
-
-
 def bench_renderer(
     renderer_name: str,
     spec: BenchSpec,
@@ -298,7 +275,7 @@ def bench_renderer(
     token_counts["baseline"] = token_counts["baseline_encode_batch_fast"] = baseline_tokens
     recipe_tokens = sum(d.model_input.length for d in recipe_datums)
     token_counts["sl_recipe_rows_reference"] = token_counts["sl_recipe_rows_ours"] = recipe_tokens
-    samples = time_rounds(variants, args.rounds)
+    samples = time_rounds(variants, args.rounds, warm_up=False, collect=True)
 
     results: dict[str, dict[str, Any]] = {}
     for name, seconds in samples.items():

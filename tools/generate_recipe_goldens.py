@@ -16,16 +16,13 @@ Usage: python tools/generate_recipe_goldens.py [--golden golden] [--only NAME ..
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import importlib.metadata
-import io
 import json
-import logging
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,6 @@ from typing import Any
 import chz
 import datasets
 import tinker
-from tinker_cookbook import tokenizer_utils
 from tinker_cookbook.recipes.chat_sl.chat_datasets import NoRobotsBuilder
 from tinker_cookbook.renderers import TrainOnWhat
 from tinker_cookbook.supervised import train as ref_train
@@ -44,7 +40,6 @@ from tinker_cookbook.supervised.data import (
 from tinker_cookbook.supervised.types import ChatDatasetBuilderCommonConfig
 from tinker_cookbook.utils.lr_scheduling import compute_schedule_lr_multiplier
 
-from cookbook.backends.fake import CallRecorder, FakeServiceClient
 from cookbook.data.sources import (
     EXAMPLE_CONVERSATIONS_DISTRIBUTION,
     EXAMPLE_CONVERSATIONS_PATH,
@@ -53,17 +48,16 @@ from cookbook.data.sources import (
     file_digest,
     read_conversations_jsonl,
 )
+from cookbook.digests import datum_to_json
 from cookbook.parity import golden as g
 from cookbook.parity import recipe as r
 from cookbook.parity.rl_golden import RL_MANIFEST_REGENERATE, RL_PREFIX
-from cookbook.tokenizers import TokenizerSource, get_tokenizer, offline_directory, provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_no_robots_sample import DEFAULT_OUT as NO_ROBOTS_SAMPLE
 from make_no_robots_sample import write_sample
+from reference_harness import MODEL, RENDERER, patched, prepare_reference, run_on_fake
 
-MODEL = "meta-llama/Llama-3.1-8B"
-RENDERER = "llama3"
 CONVERSATIONS_TEST_SIZE = 16
 FAULT_STEP = 5
 """The resume layer crashes run 1 at this step's forward_backward (after the step-2 save)."""
@@ -106,11 +100,6 @@ CASES = (
         test_size=0,
     ),
 )
-
-
-def versions() -> dict[str, str]:
-    names = (g.REFERENCE_PACKAGE, "tinker", "transformers", "tokenizers", "datasets", "numpy")
-    return {name: importlib.metadata.version(name) for name in names}
 
 
 def _with_row_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,16 +181,6 @@ def no_robots_source(scratch: Path) -> Source:
     )
 
 
-@contextlib.contextmanager
-def patched(target: Any, name: str, value: Any) -> Iterator[None]:
-    saved = getattr(target, name)
-    setattr(target, name, value)
-    try:
-        yield
-    finally:
-        setattr(target, name, saved)
-
-
 @dataclass
 class Observed:
     """What the reference's datasets were asked for, in order."""
@@ -240,48 +219,6 @@ def observing_datasets() -> Iterator[Observed]:
         yield observed
 
 
-def run_on_fake(
-    log_path: str,
-    state_dir: Path,
-    start: Callable[[], None],
-    faults: dict | None = None,
-    tokenizer: Any = None,
-) -> dict[str, Any]:
-    """Run ``start`` (a reference loop) with ``tinker.ServiceClient`` as our recording fake:
-    its calls, new metrics rows (timings dropped) and new checkpoint rows. With ``faults``, a
-    ``RuntimeError`` ends the run and is recorded (``crashed_with``)."""
-    recorder = CallRecorder()
-    log = Path(log_path)
-    before = {name: r.read_jsonl(log / name) for name in ("metrics.jsonl", "checkpoints.jsonl")}
-
-    def service_client(**_kwargs: Any) -> FakeServiceClient:
-        return FakeServiceClient(state_dir, recorder, faults, tokenizer=tokenizer)
-
-    crashed = None
-    logging.disable(logging.WARNING)
-    try:
-        with (
-            patched(tinker, "ServiceClient", service_client),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            start()
-    except RuntimeError as exc:
-        if faults is None:
-            raise
-        crashed = repr(exc)
-    finally:
-        logging.disable(logging.NOTSET)
-    after = {name: r.read_jsonl(log / name) for name in before}
-    return {
-        "calls": recorder.calls,
-        "metrics": [r.without_wall_clock(row) for row in after["metrics.jsonl"]][
-            len(before["metrics.jsonl"]) :
-        ],
-        "checkpoints": after["checkpoints.jsonl"][len(before["checkpoints.jsonl"]) :],
-        **({"crashed_with": crashed} if faults is not None else {}),
-    }
-
-
 def run_reference(config: Any, state_dir: Path, faults: dict | None = None) -> dict[str, Any]:
     """One ``train.main`` on the fake backend (:func:`run_on_fake`)."""
     return run_on_fake(
@@ -305,7 +242,7 @@ def dataset_layers(source: Source, case: Case, observed: Observed) -> tuple[dict
         _check_rows(source_rows, row_ids, messages)
         epochs[-1].append(row_ids)
         if len(first_batches) < 3:
-            first_batches.append([r.datum_to_json(d) for d in batch])
+            first_batches.append([datum_to_json(d) for d in batch])
     test_rows = source.rows.get("test", source.rows.get("all"))
     test_batches = []
     for _, _, row_ids, messages, _ in test:
@@ -424,27 +361,6 @@ def generate(case: Case, source: Source, tokenizer_info: dict, reference: dict) 
         "config": config_record(case, config),
         "layers": layers,
     }
-
-
-def prepare_reference(
-    argv: list[str] | None, description: str
-) -> tuple[argparse.Namespace, dict[str, str], dict[str, Any], Any] | None:
-    """What every recipe-golden generator starts with: its arguments, the reference's versions
-    (None, after saying why, when it is not the pinned one), our offline tokenizer's provenance,
-    and that tokenizer as the reference loads it, registered under MODEL so the reference's
-    own code finds it offline."""
-    parser = argparse.ArgumentParser(description=description.splitlines()[0])
-    parser.add_argument("--golden", type=Path, default=Path("golden"))
-    parser.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
-    args = parser.parse_args(argv)
-    reference = versions()
-    if reference[g.REFERENCE_PACKAGE] != g.REFERENCE_VERSION:
-        print(f"error: need {g.REFERENCE_PACKAGE}=={g.REFERENCE_VERSION}, found {reference}")
-        return None
-    tokenizer_info = provenance(get_tokenizer(MODEL, TokenizerSource.OFFLINE)).to_json()
-    ref_tokenizer = tokenizer_utils.get_tokenizer(str(offline_directory(MODEL)))
-    tokenizer_utils.register_tokenizer(MODEL, lambda: ref_tokenizer)
-    return args, reference, tokenizer_info, ref_tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:

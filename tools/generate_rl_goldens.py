@@ -40,10 +40,7 @@ from cookbook.recipes.math_rl.gsm8k_data import stand_in_rows
 from cookbook.tokenizers import TokenizerSource, get_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_recipe_goldens import patched, prepare_reference, run_on_fake
-
-MODEL = "meta-llama/Llama-3.1-8B"
-RENDERER = "llama3"
+from reference_harness import MODEL, RENDERER, patched, prepare_reference, run_on_fake
 
 
 @dataclass(frozen=True)

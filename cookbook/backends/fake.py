@@ -33,13 +33,14 @@ optimizer restores ``optim_steps``; loading weights only resets it to 0.
 
 Sampling
 --------
-With a ``SamplingParams.seed`` (evals), ``sample`` returns tokens cycled from the prompt,
-starting at an offset derived from the prompt, seed and sample index, up to ``max_tokens``
-(default :data:`DEFAULT_MAX_TOKENS`), stopping after a token listed in ``stop`` when ``stop`` is
-a list of ids; string stop sequences are ignored. Without a seed (the RL completers), each call
-draws afresh from the prompt's tokens with a mix of stopped and cut-off samples, honouring stop
-ids and - when the service client was given a ``tokenizer`` - stop strings: see
-:mod:`cookbook.backends.fake_rl`, which also defines the RL losses ``forward_backward`` takes.
+(:mod:`cookbook.backends.fake_sampling`) With a ``SamplingParams.seed`` (evals), ``sample``
+returns tokens cycled from the prompt, starting at an offset derived from the prompt, seed and
+sample index, up to ``max_tokens`` (default :data:`DEFAULT_MAX_TOKENS`), stopping after a token
+listed in ``stop`` when ``stop`` is a list of ids; string stop sequences are ignored. Without a
+seed (the RL completers), each call draws afresh from the prompt's tokens with a mix of stopped
+and cut-off samples, honouring stop ids and - when the service client was given a ``tokenizer``
+- stop strings: see :mod:`cookbook.backends.fake_rl`, which also defines the RL losses
+``forward_backward`` takes.
 
 For RL loops (rl-core): ``FakeServiceClient(state_dir, tokenizer=tok)``, pass the renderer's
 tokenizer so string stop sequences (role_colon & co.) end samples; loops must leave the seed
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ from cookbook.backends.fake_core import (
     CallRecorder,
     FakeFuture,
     ModelState,
-    SamplingClientAsyncTwins,
     ServiceClientAsyncTwins,
     TrainingClientAsyncTwins,
     adam_params_of,
@@ -72,93 +71,13 @@ from cookbook.backends.fake_core import (
 from cookbook.backends.fake_rl import (
     check_loss_fn,
     check_loss_inputs,
-    cycle_sequence,
     datum_loss,
-    draw_key,
-    draw_sequence,
 )
+from cookbook.backends.fake_sampling import DEFAULT_MAX_TOKENS, FakeSamplingClient
+from cookbook.digests import datum_digest
 from cookbook.exceptions import ConfigurationError
-from cookbook.parity.recipe import datum_digest, tokens_digest
 
-DEFAULT_MAX_TOKENS = 16
 _EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
-
-
-class FakeSamplingClient(SamplingClientAsyncTwins):
-    """Scores and samples with a frozen copy of the model state."""
-
-    def __init__(self, backend: Backend, state: ModelState) -> None:
-        self._backend = backend
-        self._state = ModelState(**asdict(state))
-
-    def get_base_model(self) -> str:
-        return self._state.base_model
-
-    def compute_logprobs(
-        self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
-    ) -> FakeFuture[list[float | None]]:
-        call_index = self._backend.call("compute_logprobs", prompt=tokens_digest(prompt))
-        return self._backend.future(
-            call_index, self._prompt_logprobs(prompt.to_ints(), prompt_logprobs_last_n)
-        )
-
-    def _prompt_logprobs(self, tokens: list[int], last_n: int | None) -> list[float | None]:
-        scored = fake_logprobs(tokens[1:], 0, self._state.applied_lr_sum).tolist()
-        values: list[float | None] = [None, *scored]
-        if last_n is not None:
-            values[: len(values) - last_n] = [None] * (len(values) - last_n)
-        return values
-
-    def sample(
-        self,
-        prompt: types.ModelInput,
-        num_samples: int,
-        sampling_params: types.SamplingParams,
-        include_prompt_logprobs: bool = False,
-        topk_prompt_logprobs: int = 0,
-        topk_sample_logprobs: int = 0,
-        target_prompt_logprobs: types.TensorData | None = None,
-        prompt_alt_tokens_k: int = 0,
-        prompt_logprobs_last_n: int | None = None,
-    ) -> FakeFuture[types.SampleResponse]:
-        call_index = self._backend.call(
-            "sample",
-            prompt=tokens_digest(prompt),
-            num_samples=num_samples,
-            sampling_params=sampling_params.model_dump(mode="json"),
-        )
-        tokens = prompt.to_ints()
-        if not tokens:
-            raise ConfigurationError("fake sample: the prompt is empty")
-        max_tokens = sampling_params.max_tokens
-        limit = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        sequences = []
-        for index in range(num_samples):
-            if sampling_params.seed is None:
-                key = [*draw_key(tokens, sampling_params, call_index), index]
-                out, reason = draw_sequence(
-                    tokens, key, limit, sampling_params.stop, self._backend.tokenizer
-                )
-            else:
-                out, reason = cycle_sequence(tokens, sampling_params, index, limit)
-            logprobs = fake_logprobs(out, len(tokens) - 1, self._state.applied_lr_sum)
-            sequences.append(
-                types.SampledSequence(
-                    stop_reason=reason,
-                    sequence_id=f"fake-{call_index}:{index}",  # distinct, as the SDK says
-                    _tokens_list=out,
-                    _logprobs_list=logprobs.tolist(),
-                )
-            )
-        prompt_logprobs = (
-            self._prompt_logprobs(tokens, prompt_logprobs_last_n)
-            if include_prompt_logprobs
-            else None
-        )
-        return self._backend.future(
-            call_index,
-            types.SampleResponse(sequences=sequences, _prompt_logprobs_list=prompt_logprobs),
-        )
 
 
 class FakeTrainingClient(TrainingClientAsyncTwins):

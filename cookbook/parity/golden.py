@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from cookbook.digests import content_digest
 from cookbook.exceptions import ConfigurationError, GoldenError
 from cookbook.specs.models import RendererCase, RendererCasesSpec, RendererExclusionsSpec
 
@@ -32,10 +33,6 @@ GOLDEN_DIR_ENV = "COOKBOOK_GOLDEN_DIR"
 _REQUIRED = ("schema_version", "case_id", "renderer", "input", "tokenizer", "reference", "outputs")
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 def case_digest(spec: RendererCasesSpec, case: RendererCase) -> str:
     """sha256 of everything that decides a case's output except the tokenizer files."""
     payload = {
@@ -44,7 +41,7 @@ def case_digest(spec: RendererCasesSpec, case: RendererCase) -> str:
         "messages": case.message_dicts(),
         "train_on_what": [str(t) for t in case.resolved_train_on_what()],
     }
-    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return content_digest(payload)
 
 
 def reference_dir(root: Path, version: str) -> Path:

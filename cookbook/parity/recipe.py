@@ -8,8 +8,9 @@ from the data to the client calls: (a) dataset order, (b) the first batches' dat
 layer that drifts, which is where a port's bug usually is: a wrong shuffle shows up in (a) long
 before it shows up as a different loss in (d).
 
-Datums are compared as JSON (:func:`datum_to_json`) and referred to in call records by
-:func:`datum_digest`, so both the reference side and ours identify a datum the same way.
+Datums are compared as JSON (:func:`cookbook.digests.datum_to_json`) and referred to in call
+records by :func:`cookbook.digests.datum_digest`, so both the reference side and ours identify a
+datum the same way.
 
 Layer shapes (``golden["layers"][name]``; pass ``actual`` in the same shape, extra keys in a
 layer's top level, like ``n_batches``, are informational and not compared):
@@ -28,16 +29,12 @@ layer's top level, like ``n_batches``, are informational and not compared):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cookbook.exceptions import ConfigurationError, GoldenError
-from cookbook.parity.golden import canonical_json
 from cookbook.parity.layers import EXACT, at, diff_items, first_layer_difference
 
 RECIPE_SCHEMA_VERSION = 1
@@ -59,50 +56,6 @@ LAYERS: dict[str, str] = {
 LR_REL_TOL = 1e-12
 METRIC_REL_TOL = 1e-5
 _REQUIRED = ("schema_version", "name", "provenance", "config", "layers")
-
-
-def datum_to_json(datum: Any) -> dict[str, Any]:
-    """A ``tinker.Datum`` as plain JSON: chunk token lists, then each loss input by name.
-
-    ``target_tokens`` as ints; every other input (``weights``, and for RL ``logprobs``,
-    ``advantages``, ``mask``) through float32 (what ``TensorData`` stores) as Python floats,
-    so a value computed in float64 by one side and float32 by the other still compares equal
-    when the stored tensors are equal. A supervised datum gives exactly ``model_input``,
-    ``target_tokens``, ``weights``. Only text chunks are supported: recipes here are text-only.
-    """
-    chunks = []
-    for chunk in datum.model_input.chunks:
-        if getattr(chunk, "type", None) != "encoded_text":
-            raise ConfigurationError(f"datum_to_json: unsupported chunk type {chunk.type!r}")
-        chunks.append([int(t) for t in chunk.tokens])
-    out: dict[str, Any] = {"model_input": chunks}
-    for key in sorted(datum.loss_fn_inputs):  # supervised: target_tokens, weights
-        dtype = np.int64 if key == "target_tokens" else np.float32
-        out[key] = np.asarray(datum.loss_fn_inputs[key].data, dtype=dtype).tolist()
-    return out
-
-
-def _sha256(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
-
-
-def datum_digest(datum: Any) -> str:
-    """sha256 of the canonical JSON of :func:`datum_to_json` (sorted keys, no spaces).
-
-    Canonical form, for ports: ``{"model_input":[[ids..],..],"target_tokens":[..],
-    "weights":[..]}`` with weights written as Python's shortest round-trip float repr
-    (``0.25``, ``1.0``, ``0.3333333432674408``); an RL datum has its ``logprobs`` and
-    ``advantages`` (any other input likewise) in place of or beside ``weights``.
-    """
-    return _sha256(datum_to_json(datum))
-
-
-def tokens_digest(model_input: Any) -> str:
-    """sha256 of a prompt's flat token list: the server sees no chunk boundaries in a prompt.
-
-    (``ModelInput.append_int`` adds a one-token chunk, so chunking would be noise here.)
-    """
-    return _sha256([int(t) for t in model_input.to_ints()])
 
 
 def without_wall_clock(row: Mapping[str, Any]) -> dict[str, Any]:

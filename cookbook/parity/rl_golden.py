@@ -12,7 +12,7 @@ one small run of ``tinker_cookbook.rl.train.main`` (arithmetic env) or ``recipes
 - ``rewards``: per group, ``total`` rewards and per-turn ``reward`` and env ``metrics``;
 - ``kept_groups``: per step, indices of the groups left after ``remove_constant_reward_groups``;
 - ``advantages``: per step and kept group, each trajectory's advantage;
-- ``datums``: per step, :func:`~cookbook.parity.recipe.datum_to_json` of every datum (with mask);
+- ``datums``: per step, :func:`~cookbook.digests.datum_to_json` of every datum (with mask);
 - ``run``: client calls, metrics rows (``time/*`` dropped), checkpoint rows
   (:func:`cookbook.parity.recipe.compare_run`);
 - ``resume``: a run crashed at a step's forward_backward and its resume.

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from cookbook.parity.recipe import datum_to_json
+from cookbook.digests import datum_to_json
 
 ROLLOUT = "do_group_rollout_and_filter_constant_reward"
 REMOVE = "remove_constant_reward_groups"

@@ -19,13 +19,13 @@ A resumed run rewrites the rows from its first step on, as metrics.jsonl does.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cookbook.parity.golden import canonical_json, write_atomic
+from cookbook.digests import content_digest
+from cookbook.parity.golden import write_atomic
 from cookbook.parity.layers import at
 from cookbook.parity.recipe import read_jsonl
 from cookbook.parity.rl_golden import nested_diff
@@ -52,7 +52,7 @@ _TITLES = {
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:16]
+    return content_digest(value)[:16]
 
 
 def _compact(value: Any, depth: int) -> Any:

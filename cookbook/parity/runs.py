@@ -4,7 +4,7 @@ A recipe run writes, besides config.json and metrics.jsonl, three small files th
 what it trained on (:func:`write_run_artifacts`): ``dataset_order.json`` (row ids per batch,
 per epoch, and of the test split), ``rendered_samples.json`` (the first batch's first rows as
 the renderer made them: ids, pieces, weights) and ``first_batch.json`` (the first batch's
-datums, :func:`~cookbook.parity.recipe.datum_to_json`). Two runs are compared in the order
+datums, :func:`~cookbook.digests.datum_to_json`). Two runs are compared in the order
 data flows - resolved config, dataset order, rendered samples, first-batch datums, per-step
 metrics - and the *first* differing layer is where to look: a different shuffle shows up as
 dataset order long before it shows up as a different loss. RL runs (with ``rl_steps.jsonl``)
@@ -20,17 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.data.dataset import ConversationDataset, SupervisedDataset
+from cookbook.digests import datum_to_json
 from cookbook.exceptions import ConfigurationError
 from cookbook.parity.diff import first_divergence
 from cookbook.parity.golden import write_atomic
 from cookbook.parity.html import esc, facts, page
 from cookbook.parity.layers import first_diff
-from cookbook.parity.recipe import (
-    METRIC_REL_TOL,
-    datum_to_json,
-    read_jsonl,
-    without_wall_clock,
-)
+from cookbook.parity.recipe import METRIC_REL_TOL, read_jsonl, without_wall_clock
 from cookbook.parity.record import rle, token_view, unrle
 from cookbook.parity.rl_runs import RL_RUN_LAYERS, RL_STEPS_FILE, is_rl_run
 

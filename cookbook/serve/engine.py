@@ -6,7 +6,8 @@ through the server trains exactly the stand-in an in-process ``backend: local`` 
 same seed trains. Ids follow the service's shapes (the SDK itself derives a model id as
 ``{session}:train:{model_seq_id}`` when it creates a client from a checkpoint); checkpoint
 paths are ``tinker://{model_id}/weights/{name}``, mapped to the local backend's files through
-an index kept in the state directory, so they survive a server restart.
+an index kept in the state directory (:mod:`cookbook.serve.paths`), so they survive a server
+restart.
 
 Every applied operation is recorded in the shape :func:`~cookbook.backends.tinker.codec.
 describe_call` gives a client call (datums by digest, optimizer parameters in full): the same
@@ -15,7 +16,6 @@ shape as the recipe goldens' call layer, so two clients' traffic compares call f
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,8 +29,7 @@ from cookbook.backends.tinker.codec import describe_call
 from cookbook.exceptions import ConfigurationError
 from cookbook.serve.codec import ForwardBackwardCall
 from cookbook.serve.futures import FutureTable, Pending
-
-INDEX_FILE = "paths.jsonl"
+from cookbook.serve.paths import PathIndex
 
 
 def _is_compute_logprobs(request: types.SampleRequest) -> bool:
@@ -101,7 +100,7 @@ class Engine:
         starts = state_dir / "starts"
         self._instance = int(starts.read_text()) + 1 if starts.exists() else 1
         starts.write_text(str(self._instance))
-        self._paths = self._read_index()
+        self._paths = PathIndex(state_dir)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -113,44 +112,16 @@ class Engine:
 
     # -- checkpoint paths ----------------------------------------------------------------------
 
-    def _read_index(self) -> dict[str, dict[str, str]]:
-        index = self.state_dir / INDEX_FILE
-        if not index.exists():
-            return {}
-        paths = {}
-        lines = index.read_text().splitlines()
-        for number, line in enumerate(lines, start=1):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    break  # torn by a server killed mid-write; that save never answered
-                raise ConfigurationError(f"{index}:{number}: corrupted path index line") from None
-            paths[entry["tinker"]] = entry
-        return paths
-
     def _publish(self, model_id: str, kind_dir: str, name: str, local_path: str) -> str:
         path = f"tinker://{model_id}/{kind_dir}/{name}"
         run = self.model(model_id)
-        entry = {
-            "tinker": path,
-            "local": local_path,
-            "base_model": run.base_model,
-            "lora_rank": run.rank,
-        }
-        with self._lock:
-            self._paths[path] = entry
-            with (self.state_dir / INDEX_FILE).open("a") as index:
-                index.write(json.dumps(entry) + "\n")
+        self._paths.add(path, local_path, run.base_model, run.rank)
         return path
 
     def checkpoint(self, path: str) -> dict[str, Any]:
         """The index entry of a ``tinker://`` path of this server: its local file
         (``local``), ``base_model`` and ``lora_rank``."""
-        entry = self._paths.get(path)
-        if entry is None:
-            raise ConfigurationError(f"{path!r}: no checkpoint of this server has that path")
-        return entry
+        return self._paths.entry(path)
 
     # -- models --------------------------------------------------------------------------------
 
@@ -385,11 +356,10 @@ class Engine:
         if (run := self._models.get(model_id)) is not None:
             base_model, rank = run.base_model, run.rank
         else:
-            prefix = f"tinker://{model_id}/"
-            saved = [e for path, e in self._paths.items() if path.startswith(prefix)]
-            if not saved:
+            saved = self._paths.last_of(model_id)
+            if saved is None:
                 raise ConfigurationError(f"unknown model_id {model_id!r}")
-            base_model, rank = saved[-1]["base_model"], saved[-1]["lora_rank"]
+            base_model, rank = saved["base_model"], saved["lora_rank"]
         return types.TrainingRun(
             training_run_id=model_id,
             base_model=base_model,

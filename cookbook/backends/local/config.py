@@ -26,7 +26,7 @@ SMOLLM2_TOKENIZER_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_RENDERERS = ("qwen3_instruct", "role_colon")
 """Renderers that render SmolLM2's chat format with its tokenizer: ChatML without ``<think>``
 (``<|im_start|>``/``<|im_end|>`` are its specials 1 and 2), or plain role-colon text."""
-_ARCHITECTURE = (
+ARCHITECTURE = (
     "hidden_size",
     "num_hidden_layers",
     "num_attention_heads",
@@ -34,6 +34,7 @@ _ARCHITECTURE = (
     "intermediate_size",
     "max_position_embeddings",
 )
+"""The fields that shape a random_llama; a pretrained kind brings its own values for them."""
 
 
 class LocalModelConfig(BaseModel):
@@ -91,7 +92,7 @@ class LocalModelConfig(BaseModel):
             # cookbook-serve's healthz) carries them, and they say nothing.
             given = [
                 name
-                for name in _ARCHITECTURE
+                for name in ARCHITECTURE
                 if getattr(self, name) != type(self).model_fields[name].default
             ]
             if given:

@@ -51,8 +51,8 @@ import torch
 from tinker import types
 
 from cookbook.backends.local.model import Coefficients, Scored, check_tokens, score
+from cookbook.digests import datum_digest
 from cookbook.exceptions import ConfigurationError
-from cookbook.parity.recipe import datum_digest
 
 Objective = Callable[[torch.Tensor, Mapping[str, torch.Tensor], Mapping[str, float]], torch.Tensor]
 """(lp at the scored positions, the datum's inputs there, the resolved config) -> its loss."""

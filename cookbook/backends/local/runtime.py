@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from cookbook.backends.local import checkpoints, pretrained
-from cookbook.backends.local.config import LocalModelConfig, LocalModelKind
+from cookbook.backends.local.config import ARCHITECTURE, LocalModelConfig, LocalModelKind
 from cookbook.exceptions import ConfigurationError
 
 
@@ -131,11 +131,17 @@ class Runtime:
             )
         else:
             what = f"LlamaForCausalLM randomly initialised from seed {self.seed}"
+        record = self.stand_in_record()
+        # The config's architecture fields are a random_llama's; a pretrained stand-in has its
+        # own, so the run records those of the network actually built (checkpoints keep the
+        # config as given: it is what a resume is checked against).
+        built = {name: getattr(self.base.config, name) for name in ARCHITECTURE}
         return {
             "stand_in": f"{self.config.kind}: {what}, {parameters / 1e6:.1f}M parameters, "
             f"vocabulary {self.vocab_size}",
             "parameters": parameters,
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
-            **self.stand_in_record(),
+            **record,
+            "config": {**record["config"], **built},
         }

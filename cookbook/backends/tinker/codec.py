@@ -19,8 +19,8 @@ from typing import Any
 import pydantic
 from tinker import types
 
+from cookbook.digests import datum_digest, tokens_digest
 from cookbook.exceptions import ConfigurationError
-from cookbook.parity.recipe import datum_digest, tokens_digest
 
 CLIENT_RESULTS = {
     "create_lora_training_client": "training",

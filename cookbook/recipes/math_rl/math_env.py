@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -225,6 +225,13 @@ class Gsm8kDatasetBuilder(RLDatasetBuilder):
     offline_fallback: bool = False
 
     def rows(self) -> Gsm8kRows:
+        """The rows this builder trains on, loaded once: the recipe resolves them before the
+        run starts (to fail early and to describe them) and ``__call__`` reuses them, so a
+        stand-in is announced once and the hub is not asked twice."""
+        return self._loaded_rows
+
+    @cached_property
+    def _loaded_rows(self) -> Gsm8kRows:
         try:
             return load_gsm8k(Path(self.local_copy) if self.local_copy else None)
         except DatasetUnavailableError:

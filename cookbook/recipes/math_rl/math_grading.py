@@ -1,13 +1,13 @@
 """Answer grading for the math RL environments: the reward, so it must match the reference.
 
 Port of ``tinker_cookbook.recipes.math_rl.math_grading`` (0.5.8). Two normalisers run in turn:
-the MATH dataset's ``normalize_answer`` (string surgery on LaTeX) and a looser ``_normalize``
-(units, words, pylatexenc's LaTeX-to-text), then a per-element sympy comparison. Every quirk is
-kept on purpose, because a reward that differs from the reference on odd input trains a
-different policy: e.g. ``0.5`` equals ``\\frac{1}{2}`` but ``0.25`` needs sympy, an integer
-ground truth refuses sympy, unreduced fractions never match, and an input that trips one of the
-reference's ``assert``s comes back from ``normalize_answer`` un-normalised. The corpus in
-``golden/rl/grading.json`` (``tools/generate_grading_goldens.py``) pins all of it.
+the MATH dataset's ``normalize_answer`` (:mod:`.mathd_normalize`: string surgery on LaTeX) and a
+looser ``_normalize`` (units, words, pylatexenc's LaTeX-to-text), then a per-element sympy
+comparison. Every quirk is kept on purpose, because a reward that differs from the reference on
+odd input trains a different policy: e.g. ``0.5`` equals ``\\frac{1}{2}`` but ``0.25`` needs
+sympy, an integer ground truth refuses sympy, unreduced fractions never match, and an input that
+trips one of the reference's ``assert``s comes back from ``normalize_answer`` un-normalised. The
+corpus in ``golden/rl/grading.json`` (``tools/generate_grading_goldens.py``) pins all of it.
 """
 
 from __future__ import annotations
@@ -24,123 +24,11 @@ import sympy
 from pylatexenc import latex2text
 from sympy.parsing import sympy_parser
 
+from cookbook.recipes.math_rl.mathd_normalize import TEXT_WRAPPER, normalize_answer
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_TEXT_WRAPPER = re.compile(r"^\\text\{(?P<text>.+?)\}$")
-
-# ----------------------------------------------------------------------------------------------
-# The MATH dataset's normaliser (mathd)
-# ----------------------------------------------------------------------------------------------
-
-
-def normalize_answer(answer: str | None) -> str | None:
-    """The mathd normal form; an input the normaliser cannot handle comes back only stripped
-    (and unwrapped from ``\\text{}``), as in the reference."""
-    if answer is None:
-        return None
-    answer = answer.strip()
-    try:
-        m = _TEXT_WRAPPER.search(answer)
-        if m is not None:
-            answer = m.group("text").strip()
-        return _strip_string(str(answer))
-    except Exception:
-        return answer
-
-
-def _fix_fracs(string: str) -> str:
-    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\frac1b`` -> ``\\frac{1}{b}``; a ``\\frac`` followed by
-    a single character leaves the whole string as it was, one followed by nothing raises."""
-    pieces = string.split("\\frac")
-    out = pieces[0]
-    for piece in pieces[1:]:
-        out += "\\frac"
-        if piece[0] == "{":
-            out += piece
-            continue
-        if len(piece) < 2:
-            return string
-        numerator, second, rest = piece[0], piece[1], piece[2:]
-        if second != "{":
-            out += "{" + numerator + "}{" + second + "}" + rest
-        else:
-            out += "{" + numerator + "}" + second + rest
-    return out
-
-
-def _fix_a_slash_b(string: str) -> str:
-    parts = string.split("/")
-    if len(parts) != 2:
-        return string
-    try:
-        a, b = int(parts[0]), int(parts[1])
-    except ValueError:
-        return string
-    if string != f"{a}/{b}":
-        # The reference asserts here (outside its try), so normalize_answer gives up.
-        raise ValueError(f"{string!r} is not a canonical a/b")
-    return "\\frac{" + str(a) + "}{" + str(b) + "}"
-
-
-def _remove_right_units(string: str) -> str:
-    if "\\text{ " not in string:
-        return string
-    splits = string.split("\\text{ ")
-    if len(splits) != 2:
-        raise ValueError("more than one unit")  # an assert in the reference
-    return splits[0]
-
-
-def _fix_sqrt(string: str) -> str:
-    if "\\sqrt" not in string:
-        return string
-    splits = string.split("\\sqrt")
-    out = splits[0]
-    for split in splits[1:]:
-        if split and split[0] == "{":
-            out += "\\sqrt" + split
-        else:
-            out += "\\sqrt{" + split[:1] + "}" + split[1:]
-    return out
-
-
-_STRIP_REPLACEMENTS = (
-    ("\n", ""),
-    ("\\!", ""),
-    ("\\\\", "\\"),
-    ("tfrac", "frac"),
-    ("dfrac", "frac"),
-    ("\\left", ""),
-    ("\\right", ""),
-    ("^{\\circ}", ""),
-    ("^\\circ", ""),
-    ("\\$", ""),
-)
-
-
-def _strip_string(string: str) -> str:
-    for old, new in _STRIP_REPLACEMENTS:
-        string = string.replace(old, new)
-    string = _remove_right_units(string)
-    string = string.replace("\\%", "")
-    string = string.replace(" .", " 0.").replace("{.", "{0.")
-    if not string:
-        return string
-    if string[0] == ".":
-        string = "0" + string
-    # "k = 5" -> "5" when what stands left of a single "=" is at most two characters.
-    sides = string.split("=")
-    if len(sides) == 2 and len(sides[0]) <= 2:
-        string = sides[1]
-    string = _fix_sqrt(string)
-    string = string.replace(" ", "")
-    string = _fix_fracs(string)
-    if string == "0.5":
-        string = "\\frac{1}{2}"
-    return _fix_a_slash_b(string)
-
 
 # ----------------------------------------------------------------------------------------------
 # \boxed{} extraction
@@ -264,7 +152,7 @@ def _normalize(expr: str | None) -> str | None:
     """The looser normal form: no units, words for powers of ten, LaTeX as text, lower case."""
     if expr is None:
         return None
-    m = _TEXT_WRAPPER.search(expr)
+    m = TEXT_WRAPPER.search(expr)
     if m is not None:
         expr = m.group("text")
     for old, new in (("\\%", "%"), ("\\$", "$"), ("$", ""), ("%", "")):

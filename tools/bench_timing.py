@@ -1,0 +1,54 @@
+"""Timing rounds shared by the benchmarks in tools/: standard library only, so the renderer
+bench (run in the reference's virtualenv, no torch assumed) and the local-backend benches can
+both import it.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+
+
+def time_rounds(
+    variants: dict[str, Callable[[], object]],
+    rounds: int,
+    cpu: dict[str, list[float]] | None = None,
+    *,
+    warm_up: bool = True,
+    collect: bool = False,
+) -> dict[str, list[float]]:
+    """Wall seconds of each variant per round, one run per variant per round, the order
+    rotating each round so no variant always runs first.
+
+    ``warm_up`` runs every variant once first, not counted (lazy builds, caches, allocators).
+    ``collect`` freezes what exists before the rounds out of the collector and runs
+    ``gc.collect()`` (untimed) before each run, so a run does not pay for the previous run's
+    garbage, nor the collector for walking every loaded vocabulary: that walk took 1.6 s a
+    call once a few tokenizers were loaded. ``cpu``, if given, gets this process's CPU seconds
+    (all its threads: an in-process server's too) for the same runs.
+    """
+    names = list(variants)
+    if warm_up:
+        for name in names:
+            variants[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    if collect:
+        gc.collect()
+        gc.freeze()
+    try:
+        for r in range(rounds):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                if collect:
+                    gc.collect()
+                start_cpu = time.process_time() if cpu is not None else 0.0
+                start = time.perf_counter()
+                variants[name]()
+                times[name].append(time.perf_counter() - start)
+                if cpu is not None:
+                    cpu.setdefault(name, []).append(time.process_time() - start_cpu)
+    finally:
+        if collect:
+            gc.unfreeze()
+    return times
