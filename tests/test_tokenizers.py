@@ -233,3 +233,38 @@ def test_names_of_one_family_share_one_load_but_not_their_provenance(llama3_toke
     assert provenance(base).files == provenance(llama3_tokenizer).files
     text = "Hello <|eot_id|> world"
     assert base.encode(text) == llama3_tokenizer.encode(text)
+
+
+def test_added_tokens_are_read_from_the_top_level_only(tmp_path) -> None:
+    from cookbook.tokenizers.loading import added_tokens
+
+    path = tmp_path / "tokenizer.json"
+    token = {"id": 5, "content": "<x>", "special": True}
+    head = ' {"version": "1.0", "padding": {"added_tokens": []},\n "added_tokens" : '
+    path.write_text(head + json.dumps([token]) + ', "model": {"vocab": {"a": 0}}}')
+    assert added_tokens(path) == [token]
+    for text in ('{"model": {}}', "[1]", '{"added_tokens": [1', "", '{"added_tokens": {}}'):
+        path.write_text(text)
+        assert added_tokens(path) is None, text
+
+
+def test_loading_with_known_added_tokens_builds_the_same_tokenizer(tmp_path) -> None:
+    """The shortcut (the added tokens handed to from_pretrained instead of transformers
+    re-parsing tokenizer.json) changes nothing: backend, added tokens, specials, init kwargs,
+    and what save_pretrained writes."""
+    from transformers import PreTrainedTokenizerFast
+
+    from cookbook.tokenizers.loading import _known_added_tokens, load_directory
+
+    directory = offline.materialize("llama3")[0]
+    assert _known_added_tokens(directory) is not None  # the shortcut is taken here
+    plain = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    ours = load_directory(directory)
+    assert ours.backend_tokenizer.to_str() == plain.backend_tokenizer.to_str()
+    assert ours.added_tokens_decoder == plain.added_tokens_decoder
+    assert ours.special_tokens_map == plain.special_tokens_map
+    assert ours.init_kwargs == plain.init_kwargs
+    for tokenizer, name in ((plain, "plain"), (ours, "ours")):
+        tokenizer.save_pretrained(tmp_path / name)
+    for file in sorted((tmp_path / "plain").iterdir()):
+        assert (tmp_path / "ours" / file.name).read_bytes() == file.read_bytes(), file.name

@@ -21,6 +21,7 @@ from typing import Any
 
 from cookbook.exceptions import TokenizerError
 from cookbook.hub import hub_reachable
+from cookbook.tokenizers.loading import load_directory
 from cookbook.tokenizers.offline import RECIPES, OfflineRecipe, materialize
 from cookbook.tokenizers.tml import inkling_tokenizer, is_tml_model
 
@@ -110,12 +111,6 @@ def file_digests(directory: Path) -> dict[str, str]:
     }
 
 
-def _load_directory(directory: Path) -> Tokenizer:
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast.from_pretrained(str(directory))
-
-
 def _hub_repo(model_name: str) -> str:
     base = model_name.split(":", 1)[0]
     for prefix, repo in _HUB_ALIASES:
@@ -142,10 +137,10 @@ def _try_hub(model_name: str) -> tuple[Tokenizer, str] | None:
 @cache
 def _offline_family(family: str) -> tuple[Tokenizer, OfflineRecipe, dict[str, str]]:
     """One offline family's tokenizer, loaded once per process for all the model names that map
-    to it (Llama 3.1 and its Instruct, the Qwen3 sizes...): loading parses the whole vocabulary
-    twice (transformers and the Rust backend), most of a parity run's time before."""
+    to it (Llama 3.1 and its Instruct, the Qwen3 sizes...): the Rust load of a 6-20 MB
+    tokenizer.json is the largest part of a parity run that is not rendering."""
     directory, recipe = materialize(family)
-    return _load_directory(directory), recipe, file_digests(directory)
+    return load_directory(directory), recipe, file_digests(directory)
 
 
 @cache
@@ -164,7 +159,7 @@ def get_tokenizer(
         return inkling_tokenizer(model_name)
     if os.path.isdir(model_name):
         directory = Path(model_name)
-        tokenizer = _load_directory(directory)
+        tokenizer = load_directory(directory)
         prov = TokenizerProvenance(
             model_name, f"directory:{directory}", file_digests(directory), len(tokenizer)
         )
