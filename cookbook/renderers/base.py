@@ -31,6 +31,7 @@ from cookbook.renderers.types import (
     Role,
     ToolSpec,
     TrainOnWhat,
+    model_input,
     text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
@@ -61,9 +62,26 @@ class Segment(NamedTuple):
 # The modes whose loss starts after a generation prompt (_first_trained_message_index).
 _PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
 
+# Whether a message's output carries loss, per mode (Renderer._output_is_trained): a table, so
+# the per-message test is one call rather than a walk down a match statement.
+_OUTPUT_IS_TRAINED: dict[TrainOnWhat, Callable[[Message, RenderContext], bool]] = {
+    TrainOnWhat.LAST_ASSISTANT_MESSAGE: lambda m, ctx: ctx.is_last and m["role"] == "assistant",
+    TrainOnWhat.LAST_ASSISTANT_TURN: lambda m, ctx: (
+        m["role"] == "assistant" and ctx.in_last_assistant_turn
+    ),
+    TrainOnWhat.ALL_ASSISTANT_MESSAGES: lambda m, ctx: m["role"] == "assistant",
+    TrainOnWhat.ALL_MESSAGES: lambda m, ctx: True,
+    TrainOnWhat.ALL_TOKENS: lambda m, ctx: True,
+    TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES: lambda m, ctx: m["role"] in ("user", "system"),
+    TrainOnWhat.CUSTOMIZED: lambda m, ctx: bool(m.get("trainable", False)),
+}
+
 
 def _last_user_index(messages: list[Message]) -> int:
-    return max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index]["role"] == "user":
+            return index
+    return -1
 
 
 class Renderer(ABC):
@@ -290,7 +308,14 @@ class Renderer(ABC):
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
-        render, trained = self.render_message, self._output_is_trained
+        render = self.render_message
+        if type(self)._output_is_trained is Renderer._output_is_trained:
+            trained = _OUTPUT_IS_TRAINED[train_on_what]
+        else:
+
+            def trained(message: Message, ctx: RenderContext) -> bool:
+                return self._output_is_trained(message, ctx, train_on_what)
+
         header_kind, output_kind = SegmentKind.HEADER, SegmentKind.OUTPUT
         for message, ctx in zip(messages, contexts, strict=True):
             if customized and "trainable" not in message:
@@ -305,7 +330,7 @@ class Renderer(ABC):
             index = ctx.idx if message_indices is None else message_indices[ctx.idx]
             if rendered.header:
                 add(Segment(index, header_kind, rendered.header, header_weight))
-            weight = int(trained(message, ctx, train_on_what))
+            weight = int(trained(message, ctx))
             for chunk in rendered.output:
                 add(Segment(index, output_kind, chunk, weight))
             if ctx.is_last and rendered.stop_overlap:
@@ -338,19 +363,15 @@ class Renderer(ABC):
         self, messages: list[Message], train_on_what: TrainOnWhat
     ) -> tuple[tinker.ModelInput, np.ndarray]:
         segments = self.supervised_segments(messages, train_on_what)
-        lengths = [s.chunk.length for s in segments]
-        # torch.tensor() of the reference: any float (the BOS 0.0) or no data -> float32.
-        is_float = not any(lengths) or any(
-            isinstance(s.weight, float) for s, n in zip(segments, lengths, strict=True) if n
-        )
-        weights = np.repeat(
-            np.array([s.weight for s in segments], dtype=np.float32 if is_float else np.int64),
-            lengths,
-        )
+        _, _, chunks, weights = zip(*segments, strict=True) if segments else ((), (), (), ())
+        lengths = [chunk.length for chunk in chunks]
         # The chunks are model instances already: nothing to validate.
-        model_input = tinker.ModelInput.model_construct(chunks=[s.chunk for s in segments])
-        return model_input, self._train_after_the_generation_prompt(
-            messages, train_on_what, model_input, weights
+        example = model_input(list(chunks))
+        weight_array = np.repeat(np.array(weights, dtype=_weight_dtype(weights, lengths)), lengths)
+        if train_on_what not in _PROMPTED:  # no generation prompt to withhold loss from
+            return example, weight_array
+        return example, self._train_after_the_generation_prompt(
+            messages, train_on_what, example, weight_array
         )
 
     def build_supervised_examples(
@@ -412,21 +433,10 @@ class Renderer(ABC):
     def _output_is_trained(
         self, message: Message, ctx: RenderContext, train_on_what: TrainOnWhat
     ) -> bool:
-        is_assistant = message["role"] == "assistant"
-        match train_on_what:
-            case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-                return ctx.is_last and is_assistant
-            case TrainOnWhat.LAST_ASSISTANT_TURN:
-                return is_assistant and ctx.in_last_assistant_turn
-            case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-                return is_assistant
-            case TrainOnWhat.ALL_MESSAGES | TrainOnWhat.ALL_TOKENS:
-                return True
-            case TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
-                return message["role"] in ("user", "system")
-            case TrainOnWhat.CUSTOMIZED:
-                return bool(message.get("trainable", False))
-        raise RendererError(f"Unknown train_on_what: {train_on_what}")
+        is_trained = _OUTPUT_IS_TRAINED.get(train_on_what)
+        if is_trained is None:
+            raise RendererError(f"Unknown train_on_what: {train_on_what}")
+        return is_trained(message, ctx)
 
     def _last_assistant_turn_start_index(self, messages: list[Message]) -> int:
         return _last_user_index(messages) + 1
@@ -484,6 +494,18 @@ def add_openai_tool_fields(
             if key in message:
                 result[key] = message[key]
     return result
+
+
+def _weight_dtype(weights: Sequence[int | float], lengths: list[int]) -> type[np.generic]:
+    """The dtype of ``torch.tensor(weights)`` in the reference: float32 if any weight of a
+    non-empty segment is a float (the BOS 0.0), or if there is no token at all; else int64."""
+    if set(map(type, weights)) <= {int}:  # the common case, decided without a Python loop
+        return np.int64 if any(lengths) else np.float32
+    if not any(lengths) or any(
+        isinstance(w, float) for w, n in zip(weights, lengths, strict=True) if n
+    ):
+        return np.float32
+    return np.int64
 
 
 def _non_empty(chunk: tinker.ModelInputChunk) -> bool:

@@ -210,24 +210,23 @@ class Qwen3VLRenderer(Qwen3Renderer):
         return parts
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        role, content = message["role"], message["content"]
         header = f"{self._newline_before(ctx.idx)}<|im_start|>{self._qwen_role(message)}\n"
-        parts = self._body_parts(message, ctx)
-        encode = self._encode_fixed if message["role"] == "system" else self._encode
-        return RenderedMessage(
-            header=text_chunk(self._encode_fixed(header)),
-            output=parts_to_chunks(parts, encode, self.image_processor),
-        )
-
-    def _body_parts(self, message: Message, ctx: RenderContext) -> list[ImagePart | TextPart]:
-        """The turn's parts with the tool framing and ``<|im_end|>``, merged if asked."""
-        content = message["content"]
+        encode = self._encode_fixed if role == "system" else self._encode
         if (
             isinstance(content, str)
             and self.merge_text_chunks
-            and message["role"] != "tool"
+            and role != "tool"
             and "tool_calls" not in message
         ):
-            return [_text(content + "<|im_end|>")]  # the common turn, without the general walk
+            # The common turn, without the general walk: its text and <|im_end|>, one encode.
+            output = [text_chunk(encode(content + "<|im_end|>"))]
+        else:
+            output = parts_to_chunks(self._body_parts(message, ctx), encode, self.image_processor)
+        return RenderedMessage(header=text_chunk(self._encode_fixed(header)), output=output)
+
+    def _body_parts(self, message: Message, ctx: RenderContext) -> list[ImagePart | TextPart]:
+        """The turn's parts with the tool framing and ``<|im_end|>``, merged if asked."""
         parts = self._parts(message, ctx)
         if message["role"] == "tool":
             parts = [_text("<tool_response>\n"), *parts, _text("\n</tool_response>")]

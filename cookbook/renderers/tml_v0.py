@@ -33,6 +33,7 @@ from cookbook.renderers.types import (
     ToolCall,
     ToolSpec,
     TrainOnWhat,
+    model_input,
     text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
@@ -159,24 +160,26 @@ def _validate_effort(effort: float) -> None:
         raise ValueError(f"thinking effort must be a finite number in [0, 1), got {effort}")
 
 
-def _ensure_model_end_sampling(messages: list[Any]) -> list[Any]:
+def _ensure_model_end_sampling(messages: list[Any], chat: Any) -> list[Any]:
     """Close every run of model messages with ``ModelEndSampling`` (idempotent).
 
     That boundary is the trained stop token: without it a native model turn would train no
-    end. ``from_oss_messages`` writes it for dict input; native input may lack it.
+    end. ``from_oss_messages`` writes it for dict input; native input may lack it. Only the
+    last message of a run decides (an earlier one is followed by a model message), so only its
+    content is read: each read copies the message out of tml_renderers.
     """
-    chat = _chat()
+    model = chat.AuthorKind.Model
+    kinds = [message.author.kind for message in messages]
     result: list[Any] = []
     for i, message in enumerate(messages):
         result.append(message)
-        if message.author.kind != chat.AuthorKind.Model or isinstance(
-            message.content, chat.ModelEndSampling
+        if (
+            kinds[i] == model
+            and (i + 1 == len(messages) or kinds[i + 1] != model)
+            and not isinstance(message.content, chat.ModelEndSampling)
         ):
-            continue
-        following = messages[i + 1] if i + 1 < len(messages) else None
-        if following is None or following.author.kind != chat.AuthorKind.Model:
             end = chat.ModelEndSampling()
-            result.append(chat.Message(content=end, author=chat.Author(chat.AuthorKind.Model)))
+            result.append(chat.Message(content=end, author=chat.Author(model)))
     return result
 
 
@@ -193,7 +196,7 @@ def _prepare_sft_input(messages: TmlRenderInput, effort: float) -> list[Any]:
             natives.extend(message.to_messages())
         else:
             natives.append(message)
-    natives = _ensure_model_end_sampling(natives)
+    natives = _ensure_model_end_sampling(natives, chat)
     # ThinkingEffort counts thousandths; tml_renderers decides how it is written.
     effort_message = chat.Message(
         content=chat.ThinkingEffort(round(effort * 1000)),
@@ -218,20 +221,24 @@ def _training_example_to_model_input_and_weights(
     result to the adapter's."""
     text_span = _chat().EncodedTextTokenSpan
     chunks: list[tinker.ModelInputChunk] = []
+    input_len = 0
     for span in example.input_token_spans:
         inner = span.span
         if isinstance(inner, text_span):
-            chunks.append(text_chunk(list(inner.tokens)))
+            tokens = inner.tokens  # a fresh list on every read: the chunk may keep it
+            chunks.append(text_chunk(tokens))
+            input_len += len(tokens)
         else:
-            chunks.append(import_module("tml_renderers.tinker").token_span_to_tinker_chunk(span))
-    weights = np.asarray(example.per_token_loss_weight_unshifted, dtype=np.float32)
-    input_len = sum(chunk.length for chunk in chunks)
+            chunk = import_module("tml_renderers.tinker").token_span_to_tinker_chunk(span)
+            chunks.append(chunk)
+            input_len += chunk.length
+    weights = np.array(example.per_token_loss_weight_unshifted, dtype=np.float32)
     if input_len != len(weights):
         raise ValueError(
             f"token count {input_len} != loss-weight count {len(weights)}; "
             "input_token_spans and per_token_loss_weight_unshifted must align 1:1"
         )
-    return tinker.ModelInput.model_construct(chunks=chunks), weights
+    return model_input(chunks), weights
 
 
 def _parsed_messages_to_cookbook(parsed: list[Any]) -> Message | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import pydantic
 import tinker
@@ -140,49 +140,63 @@ class RenderedMessage:
     stop_overlap: tinker.EncodedTextChunk | None = None
 
 
-def _chunk_constructor() -> Callable[[list[int]], tinker.EncodedTextChunk]:
-    """The fastest way to make an ``EncodedTextChunk`` equal to a validated one.
+def _unvalidated_constructor(cls: type[pydantic.BaseModel], field: str, probe: Any) -> Callable:
+    """The fastest way to make a ``cls`` (a tinker model of one required field) equal to a
+    validated one: ``construct(value)`` == ``cls(**{field: value})``.
 
-    Why: validating ``tokens`` (a ``Sequence[int]``, checked item by item in Python) was the
-    largest cost of rendering after the encode itself. The renderers' token lists come straight
-    from the tokenizer, so there is nothing to validate. Filling the instance's slots directly is
-    3x cheaper than ``model_construct``; it is used only if the result is indistinguishable from
-    ``model_construct``'s (same dict, fields set and private state) with the installed pydantic.
+    Why: validating ``EncodedTextChunk.tokens`` (a ``Sequence[int]``, checked item by item in
+    Python) was the largest cost of rendering after the encode itself, and ``model_construct``
+    a large part of what was left. The renderers' values come straight from the tokenizer or
+    are chunks already, so there is nothing to validate. Filling the instance's slots directly
+    is 3x cheaper than ``model_construct``; it is used only if the result is indistinguishable
+    from ``model_construct``'s (same dict, fields set and private state) with the installed
+    pydantic.
     """
-    cls = tinker.EncodedTextChunk
-    reference = cls.model_construct(tokens=[0])
+    reference = cls.model_construct(**{field: probe})
     state = {
         name: getattr(reference, name)
         for name in ("__pydantic_extra__", "__pydantic_private__")
         if hasattr(reference, name)
     }
     fields_set = reference.model_fields_set
+    template = dict(reference.__dict__)
     new, set_attribute = object.__new__, object.__setattr__
     extra = state.get("__pydantic_extra__")
     private = state.get("__pydantic_private__")
 
-    def construct(tokens: list[int]) -> tinker.EncodedTextChunk:
-        chunk = new(cls)
-        set_attribute(chunk, "__dict__", {"tokens": tokens, "type": "encoded_text"})
-        set_attribute(chunk, "__pydantic_fields_set__", set(fields_set))
-        set_attribute(chunk, "__pydantic_extra__", extra)
-        set_attribute(chunk, "__pydantic_private__", private)
-        return chunk
+    def construct(value: Any) -> Any:
+        instance = new(cls)
+        values = template.copy()
+        values[field] = value
+        set_attribute(instance, "__dict__", values)
+        set_attribute(instance, "__pydantic_fields_set__", set(fields_set))
+        set_attribute(instance, "__pydantic_extra__", extra)
+        set_attribute(instance, "__pydantic_private__", private)
+        return instance
 
-    probe = construct([0])
+    built = construct(probe)
     same = (
         set(state) == {"__pydantic_extra__", "__pydantic_private__"}
-        and probe.__dict__ == reference.__dict__
-        and probe.model_fields_set == fields_set
-        and all(getattr(probe, name) == value for name, value in state.items())
-        and probe == cls(tokens=[0])
+        and built.__dict__ == reference.__dict__
+        and list(built.__dict__) == list(reference.__dict__)
+        and built.model_fields_set == fields_set
+        and all(getattr(built, name) == value for name, value in state.items())
+        and built == cls(**{field: probe})
     )
-    return construct if same else lambda tokens: cls.model_construct(tokens=tokens)
+    return construct if same else lambda value: cls.model_construct(**{field: value})
 
 
-text_chunk = _chunk_constructor()
+text_chunk: Callable[[list[int]], tinker.EncodedTextChunk] = _unvalidated_constructor(
+    tinker.EncodedTextChunk, "tokens", [0]
+)
 """``tinker.EncodedTextChunk(tokens=tokens)`` without validation, for token lists a tokenizer
 produced (ints, fresh lists: the chunk keeps the list itself, it does not copy it)."""
+
+model_input: Callable[[list[tinker.ModelInputChunk]], tinker.ModelInput] = _unvalidated_constructor(
+    tinker.ModelInput, "chunks", []
+)
+"""``tinker.ModelInput(chunks=chunks)`` without validation, for a list of chunks (kept, not
+copied)."""
 
 
 def ensure_text(content: Content) -> str:
