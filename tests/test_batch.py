@@ -66,6 +66,19 @@ def _assert_same(batch: list, single: list) -> None:
         np.testing.assert_array_equal(b_weights, s_weights, err_msg=f"conversation {index}")
 
 
+def _record_encodes(monkeypatch: pytest.MonkeyPatch, tokenizer: Any) -> list[str]:
+    """The texts the tokenizer's ``encode`` is called with from now on, in call order."""
+    calls: list[str] = []
+    encode = tokenizer.encode
+
+    def counting_encode(text: str, *args: Any, **kwargs: Any) -> list[int]:
+        calls.append(text)
+        return encode(text, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "encode", counting_encode)
+    return calls
+
+
 @pytest.mark.parametrize("train_on_what", MODES, ids=str)
 def test_batch_equals_per_conversation(llama3_renderer: Renderer, train_on_what) -> None:
     single = [llama3_renderer.build_supervised_example(m, train_on_what) for m in CONVERSATIONS]
@@ -250,14 +263,7 @@ def test_batch_does_not_call_the_tokenizer_per_text(name: str, model: str, monke
         for i in range(60)
     ]
     single = [renderer.build_supervised_example(m) for m in conversations]
-    calls: list[str] = []
-    encode = tokenizer.encode
-
-    def counting_encode(text: str, *args: Any, **kwargs: Any) -> list[int]:
-        calls.append(text)
-        return encode(text, *args, **kwargs)
-
-    monkeypatch.setattr(tokenizer, "encode", counting_encode)
+    calls = _record_encodes(monkeypatch, tokenizer)
     batch = build_supervised_examples_batch(renderer, conversations)
     _assert_same(batch, single)
     assert len(calls) <= _RECORDING_ROUNDS * 2 * (_SPOT_CHECKS + 1), calls
@@ -372,14 +378,7 @@ def test_reshaping_renderer_is_recorded_whole(monkeypatch) -> None:
         for i in range(40)
     ]
     single = [renderer.build_supervised_example(m) for m in conversations]
-    calls: list[str] = []
-    encode = tokenizer.encode
-
-    def counting_encode(text: str, *args: Any, **kwargs: Any) -> list[int]:
-        calls.append(text)
-        return encode(text, *args, **kwargs)
-
-    monkeypatch.setattr(tokenizer, "encode", counting_encode)
+    calls = _record_encodes(monkeypatch, tokenizer)
     batch = build_supervised_examples_batch(renderer, conversations)
     _assert_same(batch, single)
     # Recording message by message only, it would be one call per conversation at least.

@@ -27,7 +27,7 @@ from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
-from cookbook.renderers.types import Message, TrainOnWhat, text_chunk
+from cookbook.renderers.types import Message, TrainOnWhat, model_input, text_chunk
 
 Example = tuple[tinker.ModelInput, np.ndarray]
 
@@ -198,7 +198,7 @@ def template_examples(
                 conv_chunks.append(chunks[overlap])
                 weights.append(trained)
         lengths = [len(c.tokens) for c in conv_chunks]
-        model_input = tinker.ModelInput.model_construct(chunks=conv_chunks)
+        example_input = model_input(conv_chunks)
         # torch.tensor() of the reference: the BOS weight 0.0 (or no data) makes it float32.
         dtype = np.float32 if bos or not any(lengths) else np.int64
         weight_array = np.repeat(np.array(weights, dtype=dtype), lengths)
@@ -206,9 +206,9 @@ def template_examples(
             if view is None:
                 view = memo_view(renderer, memo)
             weight_array = view._train_after_the_generation_prompt(
-                rendered, train_on_what, model_input, weight_array
+                rendered, train_on_what, example_input, weight_array
             )
-        examples.append((model_input, weight_array))
+        examples.append((example_input, weight_array))
     return examples
 
 
