@@ -62,18 +62,18 @@ class Segment(NamedTuple):
 # The modes whose loss starts after a generation prompt (_first_trained_message_index).
 _PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
 
-# Whether a message's output carries loss, per mode (Renderer._output_is_trained): a table, so
-# the per-message test is one call rather than a walk down a match statement.
-_OUTPUT_IS_TRAINED: dict[TrainOnWhat, Callable[[Message, RenderContext], bool]] = {
-    TrainOnWhat.LAST_ASSISTANT_MESSAGE: lambda m, ctx: ctx.is_last and m["role"] == "assistant",
-    TrainOnWhat.LAST_ASSISTANT_TURN: lambda m, ctx: (
-        m["role"] == "assistant" and ctx.in_last_assistant_turn
-    ),
-    TrainOnWhat.ALL_ASSISTANT_MESSAGES: lambda m, ctx: m["role"] == "assistant",
-    TrainOnWhat.ALL_MESSAGES: lambda m, ctx: True,
-    TrainOnWhat.ALL_TOKENS: lambda m, ctx: True,
-    TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES: lambda m, ctx: m["role"] in ("user", "system"),
-    TrainOnWhat.CUSTOMIZED: lambda m, ctx: bool(m.get("trainable", False)),
+# Whether a message's output carries loss, per mode, from the message, whether it is the last
+# one and whether it is in the last assistant turn (Renderer._output_is_trained; the batch
+# templates call it without building a RenderContext): one call per message rather than a walk
+# down a match statement.
+OUTPUT_IS_TRAINED: dict[TrainOnWhat, Callable[[Message, bool, bool], bool]] = {
+    TrainOnWhat.LAST_ASSISTANT_MESSAGE: lambda m, last, turn: last and m["role"] == "assistant",
+    TrainOnWhat.LAST_ASSISTANT_TURN: lambda m, last, turn: turn and m["role"] == "assistant",
+    TrainOnWhat.ALL_ASSISTANT_MESSAGES: lambda m, last, turn: m["role"] == "assistant",
+    TrainOnWhat.ALL_MESSAGES: lambda m, last, turn: True,
+    TrainOnWhat.ALL_TOKENS: lambda m, last, turn: True,
+    TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES: lambda m, last, turn: m["role"] in ("user", "system"),
+    TrainOnWhat.CUSTOMIZED: lambda m, last, turn: bool(m.get("trainable", False)),
 }
 
 
@@ -309,13 +309,12 @@ class Renderer(ABC):
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
         render = self.render_message
-        if type(self)._output_is_trained is Renderer._output_is_trained:
-            trained = _OUTPUT_IS_TRAINED[train_on_what]
-        else:
-
-            def trained(message: Message, ctx: RenderContext) -> bool:
-                return self._output_is_trained(message, ctx, train_on_what)
-
+        # The table directly unless a subclass decides for itself.
+        rule = (
+            OUTPUT_IS_TRAINED[train_on_what]
+            if type(self)._output_is_trained is Renderer._output_is_trained
+            else None
+        )
         header_kind, output_kind = SegmentKind.HEADER, SegmentKind.OUTPUT
         for message, ctx in zip(messages, contexts, strict=True):
             if customized and "trainable" not in message:
@@ -330,7 +329,11 @@ class Renderer(ABC):
             index = ctx.idx if message_indices is None else message_indices[ctx.idx]
             if rendered.header:
                 add(Segment(index, header_kind, rendered.header, header_weight))
-            weight = int(trained(message, ctx))
+            weight = int(
+                self._output_is_trained(message, ctx, train_on_what)
+                if rule is None
+                else rule(message, ctx.is_last, ctx.in_last_assistant_turn)
+            )
             for chunk in rendered.output:
                 add(Segment(index, output_kind, chunk, weight))
             if ctx.is_last and rendered.stop_overlap:
@@ -433,10 +436,10 @@ class Renderer(ABC):
     def _output_is_trained(
         self, message: Message, ctx: RenderContext, train_on_what: TrainOnWhat
     ) -> bool:
-        is_trained = _OUTPUT_IS_TRAINED.get(train_on_what)
+        is_trained = OUTPUT_IS_TRAINED.get(train_on_what)
         if is_trained is None:
             raise RendererError(f"Unknown train_on_what: {train_on_what}")
-        return is_trained(message, ctx)
+        return is_trained(message, ctx.is_last, ctx.in_last_assistant_turn)
 
     def _last_assistant_turn_start_index(self, messages: list[Message]) -> int:
         return _last_user_index(messages) + 1

@@ -23,7 +23,7 @@ import numpy as np
 import tinker
 
 from cookbook.renderers import deepseek_v3, role_colon
-from cookbook.renderers.base import Renderer
+from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
@@ -105,27 +105,6 @@ class ChatTemplate:
         return [Message(role="system", content=prompt), *messages]
 
 
-def _output_is_trained(
-    train_on_what: TrainOnWhat, message: Message, is_last: bool, in_last_turn: bool
-) -> bool:
-    """``Renderer._output_is_trained`` without building a ``RenderContext`` per message."""
-    is_assistant = message["role"] == "assistant"
-    match train_on_what:
-        case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-            return is_last and is_assistant
-        case TrainOnWhat.LAST_ASSISTANT_TURN:
-            return is_assistant and in_last_turn
-        case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-            return is_assistant
-        case TrainOnWhat.ALL_MESSAGES | TrainOnWhat.ALL_TOKENS:
-            return True
-        case TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
-            return message["role"] in ("user", "system")
-        case TrainOnWhat.CUSTOMIZED:
-            return bool(message.get("trainable", False))
-    raise AssertionError(f"unhandled train_on_what: {train_on_what}")
-
-
 def template_examples(
     template: ChatTemplate,
     renderer: Renderer,
@@ -136,6 +115,7 @@ def template_examples(
     one batch, one chunk per distinct text, weights with numpy."""
     bos = renderer._bos_tokens
     customized = train_on_what == TrainOnWhat.CUSTOMIZED
+    is_trained = OUTPUT_IS_TRAINED[train_on_what]
     # A plan: the rendered messages and their texts; or, for a conversation that is not plain,
     # the renderer's own example (or its error, raised in conversation order).
     plans: list[tuple[list[Message], list[MessageTexts]] | Example] = []
@@ -188,7 +168,7 @@ def template_examples(
         conv_chunks = [bos_chunk] if bos else []
         weights: list[int | float] = [0.0] if bos else []
         for i, (message, (header, output, overlap)) in enumerate(zip(rendered, texts, strict=True)):
-            trained = int(_output_is_trained(train_on_what, message, i == last, i >= turn_start))
+            trained = int(is_trained(message, i == last, i >= turn_start))
             if header is not None:
                 conv_chunks.append(chunk(header))
                 weights.append(header_weight)
