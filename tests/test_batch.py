@@ -286,6 +286,21 @@ def test_encode_many_split_equals_encode_split(flag_before: bool) -> None:
     assert len(encode_many(renderer, ["<|im_end|>"], split=True)[0]) > 1
 
 
+KIMI_K25_NAMES = [
+    "kimi_k25",
+    "kimi_k25_disable_thinking",
+    "kimi_k26",
+    "kimi_k26_disable_thinking",
+    "kimi_k26_preserve_thinking",
+]
+DEEPSEEK_V4_1_NAMES = [
+    "deepseekv4_1",
+    "deepseekv4_1_disable_thinking",
+    "deepseekv4_1_low_reasoning",
+    "deepseekv4_1_max_reasoning",
+    "deepseekv4_1_preserve_thinking",
+]
+
 # Conversations the data-driven templates (batch_template.py) must render as the renderer does,
 # or hand to it: a leading, a later or no system message, think blocks in content (DeepSeek
 # strips them), empty content, format braces, literal markers, a structured content, tool calls.
@@ -312,6 +327,10 @@ TEMPLATE_CONVERSATIONS: list[list[dict[str, Any]]] = [
 TEMPLATE_RENDERERS = [
     ("kimi_k2", "cookbook-standin/kimi-k2"),
     ("deepseekv3", "deepseek-ai/DeepSeek-V3.1"),
+    # batch_templates_kimi.py, batch_templates_deepseek.py
+    *((name, "cookbook-standin/kimi-k2.5") for name in KIMI_K25_NAMES),
+    ("deepseekv3_thinking", "deepseek-ai/DeepSeek-V3.1"),
+    *((name, "cookbook-standin/deepseek-v4.1") for name in DEEPSEEK_V4_1_NAMES),
 ]
 
 

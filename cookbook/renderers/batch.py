@@ -44,12 +44,21 @@ from typing import Any
 import numpy as np
 import tinker
 
+from cookbook.renderers import batch_templates_deepseek, batch_templates_kimi
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
-from cookbook.renderers.batch_template import TEMPLATES, template_examples
+from cookbook.renderers.batch_template import TEMPLATES as _CORE_TEMPLATES
+from cookbook.renderers.batch_template import ChatTemplate, template_examples
 from cookbook.renderers.types import Message, RenderContext, TrainOnWhat
 
 Example = tuple[tinker.ModelInput, np.ndarray]
+
+# Every renderer class on the template path: the core's and each family module's.
+TEMPLATES: dict[type[Renderer], ChatTemplate] = {
+    **_CORE_TEMPLATES,
+    **batch_templates_kimi.TEMPLATES,
+    **batch_templates_deepseek.TEMPLATES,
+}
 
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).
 _RECORDING_ROUNDS = 3

@@ -16,8 +16,10 @@ handed to the renderer itself, in order, so errors are its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import tinker
@@ -33,9 +35,20 @@ Example = tuple[tinker.ModelInput, np.ndarray]
 
 # A chunk's text, or texts whose ids the renderer concatenates (encoded one by one, as it does).
 Texts = str | tuple[str, ...]
-# (header, output, stop_overlap) of one message; the stop_overlap is used only when the message
-# is the conversation's last, as Renderer.supervised_segments does.
-MessageTexts = tuple[Texts | None, Texts, str | None]
+
+
+class MessageTexts(NamedTuple):
+    """What one message's chunks are made of."""
+
+    header: Texts | None
+    output: Texts
+    stop_overlap: str | None
+    """Used only when the message is the conversation's last, as Renderer.supervised_segments
+    does."""
+    split: tuple[str, str] | None = None
+    """(renderer method, header text) where ``output`` is header and output in one text."""
+    drop_empty_output: bool = False
+
 
 # Fields a plain message may have: any other (tool_calls, name, thinking...) may change the text.
 _PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
@@ -54,6 +67,17 @@ class MessageTemplate:
     end_token: str | None = None
     """A special token whose id the renderer appends to the output ids, not to the text,
     unless the content is empty (DeepSeek's end of sentence)."""
+    end_on_empty: bool = False
+    """Append ``end_token`` after empty content too (DeepSeek V4.1)."""
+    lead: str | None = None
+    """Text encoded on its own, its ids put before the output's (DeepSeek V3's ``<think></think>``
+    on a last turn that did not reason)."""
+    split: str | None = None
+    """A renderer method ``(prefix, ids) -> int``: the header text is not encoded on its own but
+    as the start of the output text, and the ids split where the method says (DeepSeek V4.1's
+    system turn, where BPE merges across the boundary)."""
+    drop_empty_output: bool = False
+    """No output chunk where the output has no ids (DeepSeek V4.1 leaves empty chunks out)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +91,25 @@ class ChatTemplate:
     does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
     refused: tuple[str, ...] = ()
     """Content containing any of these is not plain (DeepSeek strips think blocks from it)."""
+    reshape: Callable[[Renderer, list[Message]], list[Message]] | None = None
+    """The renderer's own reshaping of the caller's conversation into the messages it renders
+    (DeepSeek V4.1's template turns); may raise where the template does not apply."""
+    choose: Callable[[Renderer, list[Message]], Sequence[str]] | None = None
+    """Keys into ``roles``, one per rendered message, where the template depends on more than
+    the role and first place (the last message, the previous role, the last user turn); may
+    raise where it does not apply. Replaces the ``first_roles``/``roles``/``"*"`` lookup."""
+    scope: str | None = None
+    """A renderer method: a context manager over the caller's messages within which the
+    renderer renders them (DeepSeek V4.1's ``_template_turns``, which fixes where reasoning is
+    dropped); the generation-prompt check runs inside it, as in the renderer."""
 
-    def message_texts(self, message: Message, customized: bool, first: bool) -> MessageTexts:
+    def message_texts(
+        self,
+        message: Message,
+        customized: bool,
+        first: bool,
+        template: MessageTemplate | None = None,
+    ) -> MessageTexts:
         """Raises on anything not plain; the caller then lets the renderer render it."""
         if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
             raise ValueError("not a plain message")
@@ -77,7 +118,8 @@ class ChatTemplate:
             raise ValueError("not a plain message")
         if any(text in content for text in self.refused):
             raise ValueError("not a plain message")
-        template = (first and self.first_roles.get(role)) or self.roles.get(role)
+        if template is None:
+            template = (first and self.first_roles.get(role)) or self.roles.get(role)
         if template is None:
             template = self.roles["*"]
         header = template.header
@@ -86,9 +128,30 @@ class ChatTemplate:
         elif header is not None:
             header = tuple(part.format(role=role, Role=role.capitalize()) for part in header)
         output: Texts = template.prefix + content + template.suffix
-        if template.end_token is not None and content:
-            output = (output, template.end_token)
-        return header, output, template.stop_overlap
+        if template.split is not None:
+            assert isinstance(header, str)
+            split = (template.split, header)
+            return MessageTexts(None, header + output, None, split, template.drop_empty_output)
+        if template.lead is not None:
+            output = (template.lead, output)
+        if template.end_token is not None and (content or template.end_on_empty):
+            output = (*((output,) if isinstance(output, str) else output), template.end_token)
+        return MessageTexts(header, output, template.stop_overlap, None, template.drop_empty_output)
+
+    def plan(
+        self, renderer: Renderer, messages: list[Message], customized: bool
+    ) -> tuple[list[Message], list[MessageTexts]]:
+        """The rendered messages and their texts; raises where the conversation is not plain."""
+        rendered = self.conversation(renderer, messages)
+        texts = self.message_texts
+        if self.choose is None:
+            return rendered, [texts(m, customized, i == 0) for i, m in enumerate(rendered)]
+        keys = self.choose(renderer, rendered)
+        roles = self.roles
+        return rendered, [
+            texts(m, customized, i == 0, roles[key])
+            for i, (m, key) in enumerate(zip(rendered, keys, strict=True))
+        ]
 
     def usable(self, renderer: Renderer) -> bool:
         """Whether each end token is one id, as the renderer unpacks it (else it raises)."""
@@ -99,6 +162,8 @@ class ChatTemplate:
         """The messages the renderer renders: the default system message put first if due."""
         if not messages:
             raise ValueError("empty conversation")  # the renderer's own business
+        if self.reshape is not None:
+            return self.reshape(renderer, messages)
         if self.default_system_attribute is None or messages[0]["role"] == "system":
             return messages
         prompt = getattr(renderer, self.default_system_attribute)
@@ -118,12 +183,10 @@ def template_examples(
     is_trained = OUTPUT_IS_TRAINED[train_on_what]
     # A plan: the rendered messages and their texts; or, for a conversation that is not plain,
     # the renderer's own example (or its error, raised in conversation order).
-    plans: list[tuple[list[Message], list[MessageTexts]] | Example] = []
+    plans: list[tuple[list[Message], list[MessageTexts], list[Message]] | Example] = []
     for messages in conversations:
         try:
-            rendered = template.conversation(renderer, messages)
-            plan = template.message_texts
-            plans.append((rendered, [plan(m, customized, i == 0) for i, m in enumerate(rendered)]))
+            plans.append((*template.plan(renderer, messages, customized), messages))
         except Exception:
             plans.append(renderer.build_supervised_example(messages, train_on_what))
 
@@ -133,7 +196,7 @@ def template_examples(
         for plan in plans
         if isinstance(plan[0], list)
         for message_texts in plan[1]
-        for texts in message_texts
+        for texts in message_texts[:3]
         if texts is not None
         for text in ((texts,) if isinstance(texts, str) else texts)
     )
@@ -145,6 +208,17 @@ def template_examples(
         found = chunks.get(texts)
         if found is None:  # several texts: their ids joined, once per distinct tuple
             found = chunks[texts] = text_chunk([i for text in texts for i in memo.ids[text]])
+        return found
+
+    split_chunks: dict[tuple[str, str], tuple[tinker.EncodedTextChunk, ...]] = {}
+
+    def split_chunk(text: str, method: str, prefix: str) -> tuple[tinker.EncodedTextChunk, ...]:
+        """(header, output) of one text split by the renderer, once per distinct text."""
+        found = split_chunks.get((prefix, text))
+        if found is None:
+            ids = memo.ids[text]
+            at = getattr(renderer, method)(prefix, ids)
+            found = split_chunks[(prefix, text)] = (text_chunk(ids[:at]), text_chunk(ids[at:]))
         return found
 
     bos_chunk = text_chunk(list(bos))
@@ -161,19 +235,27 @@ def template_examples(
         if not isinstance(plan[0], list):
             examples.append(plan)  # type: ignore[arg-type]
             continue
-        rendered, texts = plan
+        rendered, texts, messages = plan
         renderer._warn_if_prefixes_differ(train_on_what)
         last = len(rendered) - 1
         turn_start = renderer._last_assistant_turn_start_index(rendered[:-1])
         conv_chunks = [bos_chunk] if bos else []
         weights: list[int | float] = [0.0] if bos else []
-        for i, (message, (header, output, overlap)) in enumerate(zip(rendered, texts, strict=True)):
+        for i, (message, message_texts) in enumerate(zip(rendered, texts, strict=True)):
+            header, output, overlap, split, drop_empty = message_texts
             trained = int(is_trained(message, i == last, i >= turn_start))
-            if header is not None:
-                conv_chunks.append(chunk(header))
+            if split is not None:
+                head, out = split_chunk(output, *split)  # type: ignore[arg-type]
+                conv_chunks.append(head)
                 weights.append(header_weight)
-            conv_chunks.append(chunk(output))
-            weights.append(trained)
+            else:
+                if header is not None:
+                    conv_chunks.append(chunk(header))
+                    weights.append(header_weight)
+                out = chunk(output)
+            if out.tokens or not drop_empty:
+                conv_chunks.append(out)
+                weights.append(trained)
             if overlap is not None and i == last:
                 conv_chunks.append(chunks[overlap])
                 weights.append(trained)
@@ -185,9 +267,15 @@ def template_examples(
         if check_prompt:
             if view is None:
                 view = memo_view(renderer, memo)
-            weight_array = view._train_after_the_generation_prompt(
-                rendered, train_on_what, example_input, weight_array
+            scope = (
+                contextlib.nullcontext()
+                if template.scope is None
+                else getattr(view, template.scope)(messages)
             )
+            with scope:
+                weight_array = view._train_after_the_generation_prompt(
+                    rendered, train_on_what, example_input, weight_array
+                )
         examples.append((example_input, weight_array))
     return examples
 
