@@ -1,0 +1,170 @@
+"""The Kimi K2.5/K2.6, DeepSeek V3 thinking and DeepSeek V4.1 batch templates
+(``batch_templates_kimi.py``, ``batch_templates_deepseek.py``) equal the renderers on the inputs
+where they could go wrong, and are really used.
+
+The generated conversations aim at what the templates decide on: the last message (DeepSeek V3
+thinking's ``<think></think>``), the previous role and runs of user messages (V4.1's markers and
+template turns), the last user turn (V4.1's dropped reasoning), a first or later system message
+(V4.1 splits the system turn; BPE merges whitespace across the effort line), empty content,
+``<think>`` and literal markers in content, ``trainable`` flags, and every ``TrainOnWhat``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
+from cookbook.renderers import batch as batch_module
+from cookbook.renderers.batch import TEMPLATES, build_supervised_examples_batch
+from cookbook.renderers.deepseek_v3 import EOS, special
+from cookbook.tokenizers import get_tokenizer
+
+MODELS = {
+    **dict.fromkeys(
+        [
+            "kimi_k25",
+            "kimi_k25_disable_thinking",
+            "kimi_k26",
+            "kimi_k26_disable_thinking",
+            "kimi_k26_preserve_thinking",
+        ],
+        "cookbook-standin/kimi-k2.5",
+    ),
+    "deepseekv3_thinking": "deepseek-ai/DeepSeek-V3.1",
+    **dict.fromkeys(
+        [
+            "deepseekv4_1",
+            "deepseekv4_1_disable_thinking",
+            "deepseekv4_1_low_reasoning",
+            "deepseekv4_1_max_reasoning",
+            "deepseekv4_1_preserve_thinking",
+        ],
+        "cookbook-standin/deepseek-v4.1",
+    ),
+}
+
+_FRAGMENTS = [
+    "",
+    " ",
+    "\n",
+    "\n\n",
+    "  spaced  ",
+    "Hello",
+    "你好",
+    "<think>",
+    "</think>",
+    "<think>why</think>",
+    "<|im_end|>",
+    "<|im_middle|>",
+    special("User"),
+    special("Assistant"),
+    special("System"),
+    EOS,
+    "{role}",
+]
+_TEXT = st.lists(st.sampled_from(_FRAGMENTS), max_size=3).map("".join)
+
+
+@cache
+def _renderer(name: str) -> Renderer:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return get_renderer(name, get_tokenizer(MODELS[name], "offline"))
+
+
+@st.composite
+def _message(draw: st.DrawFn) -> dict[str, Any]:
+    role = draw(st.sampled_from(["system", "user", "user", "assistant", "assistant", "tool"]))
+    content: Any = draw(_TEXT)
+    if draw(st.integers(0, 9)) == 0:  # structured content: handed to the renderer
+        content = [{"type": "text", "text": content}]
+    return {"role": role, "content": content}
+
+
+@st.composite
+def _batch(draw: st.DrawFn, mode: TrainOnWhat) -> list[list[dict[str, Any]]]:
+    conversations = draw(st.lists(st.lists(_message(), min_size=1, max_size=5), max_size=4))
+    for messages in conversations:
+        flags = draw(st.sampled_from(["mode", "mode", "mode", "all", "none"]))
+        for message in messages:
+            if flags == "all" or (flags == "mode" and mode == TrainOnWhat.CUSTOMIZED):
+                message["trainable"] = draw(st.booleans())
+    return conversations
+
+
+def _outcome(renderer: Renderer, messages: list, mode: TrainOnWhat) -> Any:
+    try:
+        return renderer.build_supervised_example(messages, mode)
+    except Exception as error:
+        return error
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_template_equals_per_conversation_on_edge_cases(name: str, data: st.DataObject) -> None:
+    renderer = _renderer(name)
+    mode = data.draw(st.sampled_from(list(TrainOnWhat)))
+    conversations = data.draw(_batch(mode))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        singles = [_outcome(renderer, messages, mode) for messages in conversations]
+        errors = [single for single in singles if isinstance(single, Exception)]
+        if errors:
+            with pytest.raises(type(errors[0]), match=re.escape(str(errors[0]))):
+                build_supervised_examples_batch(renderer, conversations, mode)
+            return
+        examples = build_supervised_examples_batch(renderer, conversations, mode)
+    assert len(examples) == len(singles)
+    for i, ((b_input, b_weights), (s_input, s_weights)) in enumerate(
+        zip(examples, singles, strict=True)
+    ):
+        assert b_input == s_input, f"#{i}: chunks differ"
+        assert b_weights.dtype == s_weights.dtype, f"#{i}: weight dtype differs"
+        np.testing.assert_array_equal(b_weights, s_weights, err_msg=f"#{i}")
+
+
+# Each renderer's template must claim these outright: the shapes of everyday data.
+PLAIN = [
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "Seven."},
+        {"role": "user", "content": "Another?"},
+        {"role": "assistant", "content": "Eleven."},
+    ],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_plain_conversations_take_the_template_path(name: str, monkeypatch) -> None:
+    """Neither the generic path nor the renderer's own rendering runs for a plain batch (the
+    prompt-free mode: the generation-prompt check renders prompts through the renderer)."""
+    renderer = _renderer(name)
+    assert type(renderer) in TEMPLATES
+    mode = TrainOnWhat.ALL_MESSAGES
+    single = [renderer.build_supervised_example(m, mode) for m in PLAIN]
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the template path handed a plain conversation over")
+
+    monkeypatch.setattr(batch_module, "_generic_examples", refuse)
+    monkeypatch.setattr(type(renderer), "render_message", refuse)
+    batch = build_supervised_examples_batch(renderer, PLAIN, mode)
+    for (b_input, b_weights), (s_input, s_weights) in zip(batch, single, strict=True):
+        assert b_input == s_input
+        np.testing.assert_array_equal(b_weights, s_weights)
