@@ -12,6 +12,12 @@ each proven equal to the renderer by ``tests/test_batch.py`` and ``tests/test_ba
 (every golden case and generated conversations, errors included). A conversation with anything
 else (a multimodal or structured content, tool calls, a role the template does not list) is
 handed to the renderer itself, in order, so errors are its own.
+
+Where the frame depends on more than the role and first place, a template also names the
+renderer's own reshaping of the conversation (``reshape``) and picks a message template per
+message (``choose``: the last message, the previous role, the last user turn). Family modules
+(``batch_templates_kimi.py``, ``batch_templates_deepseek.py``) hold such templates;
+``batch.TEMPLATES`` joins them with the ones here.
 """
 
 from __future__ import annotations
