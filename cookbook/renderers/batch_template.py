@@ -213,7 +213,10 @@ def template_examples(
     def chunk(texts: Texts) -> tinker.EncodedTextChunk:
         found = chunks.get(texts)
         if found is None:  # several texts: their ids joined, once per distinct tuple
-            found = chunks[texts] = text_chunk([i for text in texts for i in memo.ids[text]])
+            ids: list[int] = []
+            for text in texts:
+                ids += memo.ids[text]  # list.extend: no Python step per token
+            found = chunks[texts] = text_chunk(ids)
         return found
 
     split_chunks: dict[tuple[str, str], tuple[tinker.EncodedTextChunk, ...]] = {}
