@@ -163,3 +163,65 @@ def test_plain_conversations_take_the_template_path(name: str, monkeypatch) -> N
     batch = build_supervised_examples_batch(renderer, PLAIN, mode)
     for i, (example, expected) in enumerate(zip(batch, single, strict=True)):
         _assert_same(example, expected, f"#{i}")
+
+
+# The cases each template decides on, pinned outright (the generated ones may miss some).
+DECISIVE = [
+    # DeepSeek V4.1 thinking: "\n" after the effort line's "\n\n" merges across the boundary,
+    # so the system turn is split by the renderer's own _prefix_split.
+    [
+        {"role": "system", "content": "\nBe brief."},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+    ],
+    # A run of users (one template turn), then two assistants (no marker on the second).
+    [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+        {"role": "assistant", "content": ""},
+    ],
+    # A later system message starts a turn (V4.1) or is refused (V3).
+    [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "system", "content": "s"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ],
+    # The assistant speaks first; the last turn reasons in its text (V3: no empty block).
+    [
+        {"role": "assistant", "content": "first"},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "<think>r</think>a"},
+    ],
+    [{"role": "system", "content": ""}, {"role": "user", "content": ""}],
+]
+
+
+@pytest.mark.parametrize("train_on_what", list(TrainOnWhat), ids=str)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_decisive_cases(name: str, train_on_what: TrainOnWhat) -> None:
+    renderer = _renderer(name)
+    conversations = DECISIVE
+    if train_on_what == TrainOnWhat.CUSTOMIZED:
+        conversations = [
+            [{**m, "trainable": (i + j) % 2 == 0} for j, m in enumerate(c)]
+            for i, c in enumerate(conversations)
+        ]
+    for i, messages in enumerate(conversations):
+        single = _outcome(renderer, messages, train_on_what)
+        if _ok(single):
+            (example,) = build_supervised_examples_batch(renderer, [messages], train_on_what)
+            _assert_same(example, single, f"#{i}")
+        else:
+            with pytest.raises(type(single), match=re.escape(str(single))):
+                build_supervised_examples_batch(renderer, [messages], train_on_what)
+
+
+def test_decisive_cases_merge_across_the_effort_line() -> None:
+    """The first case's point: its system text does not encode apart from the opening."""
+    renderer = _renderer("deepseekv4_1")
+    opening = renderer._opening("system")
+    joined = renderer._encode(opening + DECISIVE[0][0]["content"])
+    assert joined[: len(renderer._encode(opening))] != renderer._encode(opening)
