@@ -339,7 +339,7 @@ TEMPLATE_RENDERERS = [
 def test_template_path_equals_per_conversation(
     name: str, model: str, train_on_what: TrainOnWhat, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Kimi K2 and DeepSeek V3 take the template path: same examples, and the same warnings
+    """The template renderers: same examples as one at a time, and the same warnings
     (one per conversation where ALL_ASSISTANT_MESSAGES meets no extension property)."""
     renderer = get_renderer(name, get_tokenizer(model, "offline"))
     conversations = TEMPLATE_CONVERSATIONS
