@@ -24,6 +24,7 @@ import tinker
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.tml_media import audio_part_to_openai, normalize_cookbook_media
+from cookbook.renderers.tml_v0_plain import PlainFrame, assistant_target_indices
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -105,21 +106,6 @@ def _messages_to_render_input(messages: Sequence[Message] | TmlRenderInput) -> T
     return chat.OpenAIMessage.from_oss_messages(normalize_cookbook_media(messages))
 
 
-def _assistant_target_indices(messages: Sequence[Message], train_on_what: TrainOnWhat) -> set[int]:
-    assistants = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
-    if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-        return set(assistants)
-    if train_on_what == TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-        return set(assistants[-1:])
-    if train_on_what == TrainOnWhat.CUSTOMIZED:
-        return {i for i in assistants if messages[i].get("trainable", True)}
-    raise NotImplementedError(
-        f"tml_v0 currently supports {TrainOnWhat.ALL_ASSISTANT_MESSAGES.value}, "
-        f"{TrainOnWhat.LAST_ASSISTANT_MESSAGE.value}, and {TrainOnWhat.CUSTOMIZED.value}; "
-        f"got {TrainOnWhat(train_on_what).value!r}"
-    )
-
-
 def _cookbook_messages_to_sft_input(
     messages: Sequence[Message] | TmlRenderInput, train_on_what: TrainOnWhat
 ) -> TmlRenderInput:
@@ -139,7 +125,7 @@ def _cookbook_messages_to_sft_input(
         )
     chat = _chat()
     converted = chat.OpenAIMessage.from_oss_messages(normalize_cookbook_media(messages))
-    targets = _assistant_target_indices(messages, train_on_what)
+    targets = assistant_target_indices(messages, train_on_what)
     untrained = chat.MessageMetadata(training_metadata=chat.TrainingMetadata(0.0, False))
     flattened: list[Any] = []
     for idx, (message, openai_message) in enumerate(zip(messages, converted, strict=True)):
@@ -280,6 +266,9 @@ class TmlV0Renderer(Renderer):
         TrainOnWhat.CUSTOMIZED,
     )
     """The modes it renders; the others raise NotImplementedError, as in the reference."""
+    renders_whole_conversations = True
+    """No per-message rendering: the batch renderer calls ``build_supervised_example`` per
+    conversation (whose plain path is already string assembly plus the encode)."""
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__(tokenizer)
@@ -287,6 +276,7 @@ class TmlV0Renderer(Renderer):
         ensure_tml_renderers_importable()
         self._tml_tokenizer = _unwrap_tml_tokenizer(tokenizer)
         self._tml_renderer = import_module("tml_renderers.v0").Renderer(self._tml_tokenizer)
+        self._plain = PlainFrame(self._tml_tokenizer, self._rendered_ids)
 
     @property
     def has_extension_property(self) -> bool:
@@ -335,7 +325,19 @@ class TmlV0Renderer(Renderer):
         effort: float = DEFAULT_EFFORT,
     ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
         """Examples (unshifted input, float32 weights) at ``effort``, whose prompt part equals
-        ``build_generation_prompt(..., effort=effort)``; one unless tml_renderers splits."""
+        ``build_generation_prompt(..., effort=effort)``; one unless tml_renderers splits.
+        Plain conversations are framed directly (``tml_v0_plain``), the rest by tml_renderers."""
+        plain = self._plain.examples(messages, train_on_what, effort)
+        if plain is not None:
+            return plain
+        return self._tml_renderers_examples(messages, train_on_what, effort)
+
+    def _tml_renderers_examples(
+        self,
+        messages: list[Message] | TmlRenderInput,
+        train_on_what: TrainOnWhat,
+        effort: float,
+    ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
         render_input = _cookbook_messages_to_sft_input(messages, train_on_what)
         return [
             _training_example_to_model_input_and_weights(example)
@@ -343,6 +345,13 @@ class TmlV0Renderer(Renderer):
                 _prepare_sft_input(render_input, effort)
             )
         ]
+
+    def _rendered_ids(self, messages: list[Message], effort: float) -> list[int]:
+        """The ids of tml_renderers' one example of ``messages``, every assistant trained."""
+        ((example, _weights),) = self._tml_renderers_examples(
+            messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES, effort
+        )
+        return example.to_ints()
 
     def build_supervised_example(
         self,
