@@ -44,6 +44,16 @@ _SUPPORTED = (
 )
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text with lone surrogates, which tml-renderers refuses as content (with its
+    own error) where the tokenizer would raise a UnicodeEncodeError."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def assistant_target_indices(messages: Sequence[Message], train_on_what: TrainOnWhat) -> set[int]:
     """The assistant messages ``train_on_what`` trains (the others get zero weight)."""
     assistants = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
@@ -92,11 +102,13 @@ class PlainFrame:
             return None
         headers = self._headers
         for message in messages:
+            content = message.get("content") if type(message) is dict else None
             if (
-                type(message) is not dict
+                type(content) is not str
                 or not message.keys() <= _PLAIN_FIELDS
-                or type(message.get("content")) is not str
-                or message.get("role") not in headers
+                or type(message.get("role")) is not str
+                or message["role"] not in headers
+                or not (content.isascii() or _is_utf8(content))
             ):
                 return None
         targets = assistant_target_indices(messages, train_on_what)
