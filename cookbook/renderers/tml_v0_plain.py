@@ -37,21 +37,12 @@ _AUTHORS = {
     "tool": "message_tool",
 }
 _PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
+_ONE = np.float32(1.0).tobytes()  # the weights are built as bytes: numpy slices cost more
 _SUPPORTED = (
     TrainOnWhat.ALL_ASSISTANT_MESSAGES,
     TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     TrainOnWhat.CUSTOMIZED,
 )
-
-
-def _is_utf8(text: str) -> bool:
-    """False for text with lone surrogates, which tml-renderers refuses as content (with its
-    own error) where the tokenizer would raise a UnicodeEncodeError."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def assistant_target_indices(messages: Sequence[Message], train_on_what: TrainOnWhat) -> set[int]:
@@ -100,44 +91,45 @@ class PlainFrame:
             or not 0.0 <= effort < 1.0
         ):
             return None
-        headers = self._headers
-        for message in messages:
+        headers, encode = self._headers, self._encode
+        end, end_sampling = self._end, self._end_sampling
+        ids: list[int] = []
+        spans: dict[int, tuple[int, int]] = {}  # each assistant message's tokens
+        leading_system = True
+        # One pass: a message that is not plain is found before anything is returned.
+        for i, message in enumerate(messages):
             content = message.get("content") if type(message) is dict else None
             if (
                 type(content) is not str
                 or not message.keys() <= _PLAIN_FIELDS
                 or type(message.get("role")) is not str
                 or message["role"] not in headers
-                or not (content.isascii() or _is_utf8(content))
             ):
                 return None
-        targets = assistant_target_indices(messages, train_on_what)
-        if not targets:
-            return []
-        stop = max(targets) + 1
-        leading_system = 0
-        while messages[leading_system]["role"] == "system":
-            leading_system += 1
-        encode, end, end_sampling = self._encode, self._end, self._end_sampling
-        ids: list[int] = []
-        trained: list[tuple[int, int]] = []
-        for i in range(stop):
-            if i == leading_system:
-                ids += self._effort_tokens(effort)
-            message = messages[i]
             role = message["role"]
+            if leading_system and role != "system":
+                ids += self._effort_tokens(effort)
+                leading_system = False
             start = len(ids)
             ids += headers[role]
-            ids += encode(message["content"])
+            try:
+                ids += encode(content)
+            except UnicodeEncodeError:  # lone surrogates: tml_renderers refuses the content
+                return None
             ids.append(end)
             if role == "assistant":
                 ids.append(end_sampling)
-                if i in targets:
-                    trained.append((start, len(ids)))
-        weights = np.zeros(len(ids), dtype=np.float32)
-        for start, end_index in trained:
-            weights[start:end_index] = 1.0
-        return [(model_input([text_chunk(ids)]), weights)]
+                spans[i] = (start, len(ids))
+        targets = assistant_target_indices(messages, train_on_what)
+        if not targets:
+            return []
+        stop = spans[max(targets)][1]
+        del ids[stop:]
+        weights = bytearray(4 * stop)
+        for target in targets:
+            start, end_index = spans[target]
+            weights[4 * start : 4 * end_index] = _ONE * (end_index - start)
+        return [(model_input([text_chunk(ids)]), np.frombuffer(weights, dtype=np.float32))]
 
     def _effort_tokens(self, effort: float) -> list[int]:
         # tml_v0 hands tml-renderers ThinkingEffort(round(effort * 1000)).
