@@ -128,7 +128,7 @@ def _cookbook_messages_to_sft_input(
         )
     chat = _chat()
     converted = chat.OpenAIMessage.from_oss_messages(normalize_cookbook_media(messages))
-    targets = assistant_target_indices(messages, train_on_what)
+    targets = set(assistant_target_indices(messages, train_on_what))
     untrained = chat.MessageMetadata(training_metadata=chat.TrainingMetadata(0.0, False))
     flattened: list[Any] = []
     for idx, (message, openai_message) in enumerate(zip(messages, converted, strict=True)):

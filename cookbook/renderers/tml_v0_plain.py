@@ -45,15 +45,19 @@ _SUPPORTED = (
 )
 
 
-def assistant_target_indices(messages: Sequence[Message], train_on_what: TrainOnWhat) -> set[int]:
-    """The assistant messages ``train_on_what`` trains (the others get zero weight)."""
-    assistants = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
+def assistant_target_indices(
+    messages: Sequence[Message], train_on_what: TrainOnWhat, assistants: list[int] | None = None
+) -> list[int]:
+    """The assistant messages ``train_on_what`` trains (the others get zero weight), in order;
+    ``assistants``: the assistant messages' indices where the caller has them."""
+    if assistants is None:
+        assistants = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
     if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-        return set(assistants)
+        return assistants
     if train_on_what == TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-        return set(assistants[-1:])
+        return assistants[-1:]
     if train_on_what == TrainOnWhat.CUSTOMIZED:
-        return {i for i in assistants if messages[i].get("trainable", True)}
+        return [i for i in assistants if messages[i].get("trainable", True)]
     raise NotImplementedError(
         f"tml_v0 currently supports {TrainOnWhat.ALL_ASSISTANT_MESSAGES.value}, "
         f"{TrainOnWhat.LAST_ASSISTANT_MESSAGE.value}, and {TrainOnWhat.CUSTOMIZED.value}; "
@@ -94,24 +98,25 @@ class PlainFrame:
         headers, encode = self._headers, self._encode
         end, end_sampling = self._end, self._end_sampling
         ids: list[int] = []
-        spans: dict[int, tuple[int, int]] = {}  # each assistant message's tokens
+        spans: dict[int, tuple[int, int]] = {}  # each assistant message's tokens, by index
         leading_system = True
         # One pass: a message that is not plain is found before anything is returned.
         for i, message in enumerate(messages):
-            content = message.get("content") if type(message) is dict else None
-            if (
-                type(content) is not str
-                or not message.keys() <= _PLAIN_FIELDS
-                or type(message.get("role")) is not str
-                or message["role"] not in headers
-            ):
+            if type(message) is not dict:
                 return None
-            role = message["role"]
+            role, content = message.get("role"), message.get("content")
+            if type(role) is not str or type(content) is not str:
+                return None
+            if len(message) != 2 and not message.keys() <= _PLAIN_FIELDS:  # 2: role, content
+                return None
+            header = headers.get(role)
+            if header is None:
+                return None
             if leading_system and role != "system":
                 ids += self._effort_tokens(effort)
                 leading_system = False
             start = len(ids)
-            ids += headers[role]
+            ids += header
             try:
                 ids += encode(content)
             except UnicodeEncodeError:  # lone surrogates: tml_renderers refuses the content
@@ -120,10 +125,10 @@ class PlainFrame:
             if role == "assistant":
                 ids.append(end_sampling)
                 spans[i] = (start, len(ids))
-        targets = assistant_target_indices(messages, train_on_what)
+        targets = assistant_target_indices(messages, train_on_what, list(spans))
         if not targets:
             return []
-        stop = spans[max(targets)][1]
+        stop = spans[targets[-1]][1]
         del ids[stop:]
         weights = bytearray(4 * stop)
         for target in targets:
