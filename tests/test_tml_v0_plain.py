@@ -72,7 +72,7 @@ _CONVERSATIONS = st.tuples(
     st.lists(st.builds(Message, role=st.just("system"), content=_CONTENT), max_size=2),
     st.lists(plain_messages(), min_size=1, max_size=6),
 ).map(lambda parts: [*parts[0], *parts[1]])
-_EFFORTS = st.sampled_from([0.9, 0.0, 0.25, 0.5555, 0.999, 0.0004, 0.0005, 0.9995])
+_EFFORTS = st.sampled_from([0.9, 0, 0.0, 0.25, 0.5555, 0.999, 0.0004, 0.0005, 0.9995])
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +142,12 @@ def test_what_is_not_plain_goes_to_tml_renderers(renderer, messages) -> None:
         assert renderer._plain.examples(messages, mode, 0.9) is None
 
 
-@pytest.mark.parametrize("effort", [1.0, -0.1, float("nan"), float("inf")])
+@pytest.mark.parametrize("effort", [1.0, -0.1, float("nan"), float("inf"), "0.5", None])
 def test_invalid_effort_goes_to_tml_renderers(renderer, effort) -> None:
-    """tml-renderers' path raises for it, with its message."""
+    """tml-renderers' path raises for it, with its error."""
     messages = [Message(role="user", content="Hi"), Message(role="assistant", content="Yo")]
     assert renderer._plain.examples(messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES, effort) is None
-    with pytest.raises(ValueError, match="thinking effort must be"):
-        renderer.build_supervised_example(messages, effort=effort)
+    theirs = _outcome(renderer._tml_renderers_examples, messages, "all_assistant_messages", effort)
+    assert isinstance(theirs, (ValueError, TypeError))
+    ours = _outcome(renderer.build_supervised_example, messages, "all_assistant_messages", effort)
+    _assert_same_outcome(ours, theirs)

@@ -10,9 +10,10 @@ conversation needs none of it: every message is the fixed frame ``<|message_{aut
 messages, and the example ends with the last trained model message (none trained: no example).
 
 Plain means: a list of dicts with string content, no fields but ``role``, ``content`` and
-``trainable``, roles ``system``, ``user``, ``assistant`` and ``tool``, a supported
-``train_on_what`` and a valid effort. Anything else returns None and the renderer goes through
-tml-renderers, errors included. ``tests/test_tml_v0_plain.py`` pins this path to that one on
+``trainable``, roles ``system``, ``user``, ``assistant`` and ``tool``, text UTF-8 can encode
+(no lone surrogates), a supported ``train_on_what`` and a valid effort (a float or int in
+[0, 1)). Anything else returns None and the renderer goes through tml-renderers, errors
+included. ``tests/test_tml_v0_plain.py`` pins this path to that one on
 generated conversations for every ``TrainOnWhat``; the goldens check both.
 """
 
@@ -92,6 +93,7 @@ class PlainFrame:
             type(messages) is not list
             or not messages
             or train_on_what not in _SUPPORTED
+            or type(effort) not in (float, int)
             or not 0.0 <= effort < 1.0
         ):
             return None
