@@ -10,7 +10,7 @@ from those ids.
 
 The result equals ``[renderer.build_supervised_example(m, train_on_what) for m in
 conversations]``: same chunks, same token ids, same weight values and dtype, same exceptions.
-Two routes get there:
+Three routes get there:
 
 * a template fast path for renderers whose plain messages are a fixed frame around their
   content (``batch_template.py``: Llama 3, role_colon, Kimi K2, DeepSeek V3 without thinking;
@@ -18,6 +18,9 @@ Two routes get there:
   with thinking, DeepSeek V4.1; exact types only, a subclass may override anything). It
   builds the texts directly, reuses one chunk object per distinct text and computes weights
   with ``numpy``.
+* a renderer that renders whole conversations only (``renders_whole_conversations``: tml_v0,
+  whose tokenizer has no batch call and ~0.1 us of overhead per call) is called per
+  conversation; recording its messages would only raise.
 * a generic path for every other renderer, through the ``Renderer._encode`` and
   ``Renderer._encode_split`` hooks: a recording pass (or a few) runs ``render_message`` on a
   throwaway copy of the renderer that only records the texts it asks to encode, then those are
@@ -83,6 +86,8 @@ def build_supervised_examples_batch(
     if not conversations:
         return []  # like the per-conversation loop, which never looks at train_on_what then
     train_on_what = TrainOnWhat(train_on_what)
+    if getattr(type(renderer), "renders_whole_conversations", False):  # nothing to batch: tml_v0
+        return [renderer.build_supervised_example(m, train_on_what) for m in conversations]
     template = TEMPLATES.get(type(renderer))
     if template is not None and not _has_instance_overrides(renderer) and template.usable(renderer):
         return template_examples(template, renderer, conversations, train_on_what)

@@ -7,8 +7,10 @@ and a system message states the thinking effort. What cookbook owns - and what t
 check against the reference - is the integration around it: cookbook messages (text, thinking,
 tool calls, images, audio) converted to OpenAI-style messages, the effort message inserted
 after the leading system messages, assistant turns outside ``train_on_what`` given zero
-training weight, ``(ModelInput, weights)`` built from the spans, and replies parsed back into
-cookbook messages. tml_renderers is imported lazily (its import pulls in torch).
+training weight, ``(ModelInput, weights)`` built from the spans (``tml_v0_results``), and
+replies parsed back into cookbook messages. Plain conversations skip the conversion and are
+framed directly (``tml_v0_plain``), token for token as tml_renderers frames them. tml_renderers
+is imported lazily (its import pulls in torch).
 """
 
 from __future__ import annotations
@@ -17,24 +19,26 @@ import json
 import math
 from collections.abc import Sequence
 from importlib import import_module
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import tinker
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.tml_media import audio_part_to_openai, normalize_cookbook_media
+from cookbook.renderers.tml_v0_plain import PlainFrame, assistant_target_indices
+from cookbook.renderers.tml_v0_results import (
+    example_to_model_input_and_weights,
+    parsed_to_cookbook_message,
+)
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
     RenderContext,
     RenderedMessage,
     Role,
-    ToolCall,
     ToolSpec,
     TrainOnWhat,
-    model_input,
-    text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 from cookbook.tokenizers.tml import (
@@ -105,21 +109,6 @@ def _messages_to_render_input(messages: Sequence[Message] | TmlRenderInput) -> T
     return chat.OpenAIMessage.from_oss_messages(normalize_cookbook_media(messages))
 
 
-def _assistant_target_indices(messages: Sequence[Message], train_on_what: TrainOnWhat) -> set[int]:
-    assistants = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
-    if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-        return set(assistants)
-    if train_on_what == TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-        return set(assistants[-1:])
-    if train_on_what == TrainOnWhat.CUSTOMIZED:
-        return {i for i in assistants if messages[i].get("trainable", True)}
-    raise NotImplementedError(
-        f"tml_v0 currently supports {TrainOnWhat.ALL_ASSISTANT_MESSAGES.value}, "
-        f"{TrainOnWhat.LAST_ASSISTANT_MESSAGE.value}, and {TrainOnWhat.CUSTOMIZED.value}; "
-        f"got {TrainOnWhat(train_on_what).value!r}"
-    )
-
-
 def _cookbook_messages_to_sft_input(
     messages: Sequence[Message] | TmlRenderInput, train_on_what: TrainOnWhat
 ) -> TmlRenderInput:
@@ -139,7 +128,7 @@ def _cookbook_messages_to_sft_input(
         )
     chat = _chat()
     converted = chat.OpenAIMessage.from_oss_messages(normalize_cookbook_media(messages))
-    targets = _assistant_target_indices(messages, train_on_what)
+    targets = set(assistant_target_indices(messages, train_on_what))
     untrained = chat.MessageMetadata(training_metadata=chat.TrainingMetadata(0.0, False))
     flattened: list[Any] = []
     for idx, (message, openai_message) in enumerate(zip(messages, converted, strict=True)):
@@ -209,58 +198,6 @@ def _prepare_sft_input(messages: TmlRenderInput, effort: float) -> list[Any]:
     return natives
 
 
-def _training_example_to_model_input_and_weights(
-    example: Any,
-) -> tuple[tinker.ModelInput, np.ndarray]:
-    """``tml_renderers.tinker.training_example_to_tinker_model_input_and_weights`` with float32
-    weights, without validating every token again: text spans (ints from the compiled renderer)
-    become chunks directly; other spans (images, audio) go through the library's converter.
-
-    Why: that adapter validated each token through pydantic and built the weights as Python
-    floats, which cost more than ``render_for_sft`` itself. ``tests/test_tml_vl.py`` pins the
-    result to the adapter's."""
-    text_span = _chat().EncodedTextTokenSpan
-    chunks: list[tinker.ModelInputChunk] = []
-    input_len = 0
-    for span in example.input_token_spans:
-        inner = span.span
-        if isinstance(inner, text_span):
-            tokens = inner.tokens  # a fresh list on every read: the chunk may keep it
-            chunks.append(text_chunk(tokens))
-            input_len += len(tokens)
-        else:
-            chunk = import_module("tml_renderers.tinker").token_span_to_tinker_chunk(span)
-            chunks.append(chunk)
-            input_len += chunk.length
-    weights = np.array(example.per_token_loss_weight_unshifted, dtype=np.float32)
-    if input_len != len(weights):
-        raise ValueError(
-            f"token count {input_len} != loss-weight count {len(weights)}; "
-            "input_token_spans and per_token_loss_weight_unshifted must align 1:1"
-        )
-    return model_input(chunks), weights
-
-
-def _parsed_messages_to_cookbook(parsed: list[Any]) -> Message | None:
-    """The last message of a parsed reply as a cookbook message (tool calls as ToolCall)."""
-    chat = _chat()
-    openai_messages = chat.OpenAIMessage.from_messages(parsed)
-    if not openai_messages:
-        return None
-    message = dict(chat.OpenAIMessage.to_oss_messages(openai_messages)[-1])
-    if calls := message.get("tool_calls"):
-        message["tool_calls"] = [
-            ToolCall(
-                id=call.get("id"),
-                function=ToolCall.FunctionBody(
-                    name=call["function"]["name"], arguments=call["function"]["arguments"]
-                ),
-            )
-            for call in calls
-        ]
-    return cast(Message, message)
-
-
 def _unwrap_tml_tokenizer(tokenizer: Tokenizer) -> TmlTokenizer:
     if isinstance(tokenizer, SupportsTmlTokenizer):
         return tokenizer.tml_tokenizer
@@ -280,6 +217,9 @@ class TmlV0Renderer(Renderer):
         TrainOnWhat.CUSTOMIZED,
     )
     """The modes it renders; the others raise NotImplementedError, as in the reference."""
+    renders_whole_conversations = True
+    """No per-message rendering: the batch renderer calls ``build_supervised_example`` per
+    conversation (whose plain path is already string assembly plus the encode)."""
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__(tokenizer)
@@ -287,6 +227,7 @@ class TmlV0Renderer(Renderer):
         ensure_tml_renderers_importable()
         self._tml_tokenizer = _unwrap_tml_tokenizer(tokenizer)
         self._tml_renderer = import_module("tml_renderers.v0").Renderer(self._tml_tokenizer)
+        self._plain = PlainFrame(self._tml_tokenizer, self._rendered_ids)
 
     @property
     def has_extension_property(self) -> bool:
@@ -335,14 +276,33 @@ class TmlV0Renderer(Renderer):
         effort: float = DEFAULT_EFFORT,
     ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
         """Examples (unshifted input, float32 weights) at ``effort``, whose prompt part equals
-        ``build_generation_prompt(..., effort=effort)``; one unless tml_renderers splits."""
+        ``build_generation_prompt(..., effort=effort)``; one unless tml_renderers splits.
+        Plain conversations are framed directly (``tml_v0_plain``), the rest by tml_renderers."""
+        plain = self._plain.examples(messages, train_on_what, effort)
+        if plain is not None:
+            return plain
+        return self._tml_renderers_examples(messages, train_on_what, effort)
+
+    def _tml_renderers_examples(
+        self,
+        messages: list[Message] | TmlRenderInput,
+        train_on_what: TrainOnWhat,
+        effort: float,
+    ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
         render_input = _cookbook_messages_to_sft_input(messages, train_on_what)
         return [
-            _training_example_to_model_input_and_weights(example)
+            example_to_model_input_and_weights(example)
             for example in self._tml_renderer.render_for_sft(
                 _prepare_sft_input(render_input, effort)
             )
         ]
+
+    def _rendered_ids(self, messages: list[Message], effort: float) -> list[int]:
+        """The ids of tml_renderers' one example of ``messages``, every assistant trained."""
+        ((example, _weights),) = self._tml_renderers_examples(
+            messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES, effort
+        )
+        return example.to_ints()
 
     def build_supervised_example(
         self,
@@ -411,7 +371,7 @@ class TmlV0Renderer(Renderer):
         chat = _chat()
         content = [m for m in parsed if not isinstance(m.content, chat.ModelEndSampling)]
         stopped = len(content) != len(parsed)
-        message = _parsed_messages_to_cookbook(content) if content else None
+        message = parsed_to_cookbook_message(content) if content else None
         if message is None:
             message = Message(role="assistant", content=self._decode_or_empty(response))
         return message, ParseTermination.STOP_SEQUENCE if stopped else ParseTermination.MALFORMED
