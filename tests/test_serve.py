@@ -20,6 +20,7 @@ from tinker import types
 
 from cookbook.backends.local.config import LocalModelConfig
 from cookbook.backends.local.service import LocalServiceClient
+from cookbook.backends.tinker import TinkerServiceClient
 from cookbook.exceptions import ConfigurationError
 from cookbook.serve import compat
 from cookbook.serve.cli import main as serve_main
@@ -182,8 +183,26 @@ def test_the_sdk_itself_reports_the_version_error(
     from tinker.lib import internal_client_holder
 
     monkeypatch.setattr(internal_client_holder, "tinker_sdk_version", "0.37.0")
-    with pytest.raises(tinker.BadRequestError, match=r"this client is tinker 0\.37\.0"):
-        _sdk(server).create_lora_training_client(base_model=MODEL, rank=8).result()
+    with (
+        pytest.raises(tinker.BadRequestError, match=r"this client is tinker 0\.37\.0"),
+        _sdk(server) as sdk,
+    ):
+        sdk.create_lora_training_client(base_model=MODEL, rank=8).result()
+
+
+def test_the_tinker_backend_ends_its_sdk_session_however_the_block_ends(
+    server: RunningServer,
+) -> None:
+    """An open SDK session keeps heartbeating after its server is gone; conftest.py's check
+    sees it, and ``closing()`` (what cookbook-run and evals use) ends it, error or not."""
+    from conftest import _live_sdk_sessions
+
+    client = TinkerServiceClient(_sdk(server), secrets=[KEY])
+    with pytest.raises(RuntimeError, match="mid-run"), client.closing():
+        client.create_lora_training_client(base_model=MODEL, rank=8).result()
+        assert list(_live_sdk_sessions().values()) == ["session-1-1"]
+        raise RuntimeError("mid-run")
+    assert _live_sdk_sessions() == {}
 
 
 def test_keys_are_required_and_never_logged(
