@@ -52,26 +52,33 @@ def llama3_renderer(llama3_tokenizer):
     return get_renderer("llama3", llama3_tokenizer)
 
 
-def _live_sdk_sessions() -> dict[int, str]:
+def _live_sdk_sessions(settle_s: float = 0.0) -> dict[int, str]:
     """The running tinker SDK heartbeats (task id -> session id): each one a
     ``tinker.ServiceClient`` nobody closed. It outlives the test's server and, 120 s later,
-    logs "Session heartbeat failed" into whatever runs next. Free when no test imported the SDK
-    or started its event loop."""
+    logs "Session heartbeat failed" into whatever runs next. ``settle_s``: first wait up to that
+    long for them to end (a client being released). Free when no test imported the SDK or
+    started its event loop."""
     holder = sys.modules.get("tinker.lib.internal_client_holder")
     loop = holder._internal_client_holder_thread_singleton.loop_if_started() if holder else None
     if loop is None or not loop.is_running():
         return {}
 
     async def heartbeats() -> dict[int, str]:
-        coros = {id(t): t.get_coro() for t in asyncio.all_tasks() if not t.done()}
+        tasks = [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__qualname__", "") == HEARTBEAT
+        ]
+        if tasks and settle_s:
+            await asyncio.wait(tasks, timeout=settle_s)
         return {
-            key: str(coro.cr_frame.f_locals.get("session_id") if coro.cr_frame else "?")
-            for key, coro in coros.items()
-            if getattr(coro, "__qualname__", "") == HEARTBEAT
+            id(t): str(t.get_coro().cr_frame.f_locals.get("session_id", "?"))
+            for t in tasks
+            if not t.done()
         }
 
     # Asked on the SDK's own loop thread: its task set is not safe to read from this one.
-    return asyncio.run_coroutine_threadsafe(heartbeats(), loop).result(timeout=10)
+    return asyncio.run_coroutine_threadsafe(heartbeats(), loop).result(timeout=settle_s + 10)
 
 
 @pytest.fixture(autouse=True)

@@ -35,10 +35,10 @@ from cookbook.backends.tinker.retry import (
 
 logger = logging.getLogger(__name__)
 
-CLOSE_TIMEOUT_S = 30.0
-"""How long ending the session may hold up the end of a run. The SDK retries its finish
-request for up to five minutes when the service is gone; the run has said what it had to by
-then, so it does not wait that long (the heartbeat then stops when the SDK gives up)."""
+CLOSE_TIMEOUT_S = 10.0
+"""How long ending the session may hold up the end of a run (the SDK's own per-request bound
+for heartbeats). The SDK would retry its finish request for five minutes when the service is
+gone, heartbeating all the while; past this the finish is given up and the client released."""
 
 
 class _Session:
@@ -223,10 +223,14 @@ class TinkerServiceClient:
         session; a replay would even take ``close`` for a recorded call."""
         if not isinstance(self._sdk, tinker.ServiceClient):
             return
+        closing = self._sdk.close(status).future()
         try:
-            self._sdk.close(status).result(timeout=CLOSE_TIMEOUT_S)
+            closing.result(timeout=CLOSE_TIMEOUT_S)
         except Exception as exc:  # the run's outcome stands; a session left open is not it
-            message = self._session.retrier.scrub(f"{type(exc).__name__}: {exc}")
+            # Cancelling drops the finish request; the SDK still releases its client (the
+            # heartbeat stops) on the way out.
+            closing.cancel()
+            message = self._session.retrier.scrub(f"{type(exc).__name__}: {exc}".strip(": "))
             logger.warning("tinker: could not end the session cleanly (%s)", message)
 
     @contextmanager
