@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
+from collections.abc import Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -10,6 +13,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+HEARTBEAT = "InternalClientHolder._session_heartbeat"
 
 # The quick suite keeps property tests short; `nox -s parity` selects the thorough profile.
 # derandomize: examples come from a fixed seed, so every run checks the same conversations.
@@ -45,6 +50,43 @@ def llama3_renderer(llama3_tokenizer):
     from cookbook.renderers import get_renderer
 
     return get_renderer("llama3", llama3_tokenizer)
+
+
+def _live_sdk_sessions(settle_s: float = 0.0) -> dict[int, str]:
+    """The running tinker SDK heartbeats (task id -> session id): each one a
+    ``tinker.ServiceClient`` nobody closed. It outlives the test's server and, 120 s later,
+    logs "Session heartbeat failed" into whatever runs next. ``settle_s``: first wait up to that
+    long for them to end (a client being released). Free when no test imported the SDK or
+    started its event loop."""
+    holder = sys.modules.get("tinker.lib.internal_client_holder")
+    loop = holder._internal_client_holder_thread_singleton.loop_if_started() if holder else None
+    if loop is None or not loop.is_running():
+        return {}
+
+    async def heartbeats() -> dict[int, str]:
+        tasks = [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "__qualname__", "") == HEARTBEAT
+        ]
+        if tasks and settle_s:
+            await asyncio.wait(tasks, timeout=settle_s)
+        return {
+            id(t): str(t.get_coro().cr_frame.f_locals.get("session_id", "?"))
+            for t in tasks
+            if not t.done()
+        }
+
+    # Asked on the SDK's own loop thread: its task set is not safe to read from this one.
+    return asyncio.run_coroutine_threadsafe(heartbeats(), loop).result(timeout=settle_s + 10)
+
+
+@pytest.fixture(autouse=True)
+def _sdk_clients_are_closed() -> Iterator[None]:
+    before = _live_sdk_sessions()
+    yield
+    leaked = sorted(s for key, s in _live_sdk_sessions().items() if key not in before)
+    assert not leaked, f"tinker SDK session(s) {leaked} left open: close the ServiceClient"
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

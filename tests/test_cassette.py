@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -241,3 +243,14 @@ def test_a_run_that_stops_short_of_the_recording_says_so(
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert f"of the {len(calls)} recorded calls" in err and "was never made" in err, err
+
+
+def test_the_tinker_backend_does_not_depend_on_parity() -> None:
+    """Backends sit below parity (which compares their runs); the cassette's first-difference
+    messages come from cookbook.json_diff, which both share."""
+    code = (
+        "import sys, cookbook.backends.tinker\n"
+        "print(any(m.startswith('cookbook.parity') for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

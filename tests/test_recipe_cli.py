@@ -288,3 +288,21 @@ def test_a_local_run_trains_and_samples(tiny_spec: Path, tmp_path: Path) -> None
     (sample,) = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     assert sample["prompt"] == "What is the capital of France?"
     assert isinstance(sample["reply"], str) and sample["tokens"]
+
+
+def test_a_run_warns_once_per_conversation_the_reference_renders(
+    tiny_spec: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ALL_ASSISTANT_MESSAGES (the spec default) with a renderer lacking the extension property:
+    the reference warns at every build_supervised_example, so once per training row per epoch
+    and per test row (rendered once, up front). Our run's comparison artifacts re-render the
+    first batch; that is not a reference call and adds no warning."""
+    run = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="cookbook.renderers.base"):
+        qwen3 = ("--set", "renderer_name=qwen3", "--set", "model_name=Qwen/Qwen3-8B")
+        assert run_cli(tiny_spec, *qwen3, "--log-dir", run) == 0
+    warned = [r for r in caplog.records if "extension property" in r.getMessage()]
+    order = json.loads((run / "dataset_order.json").read_text())
+    rendered = [row for epoch in order["epochs"] for batch in epoch for row in batch]
+    rendered += [row for batch in order["test"] for row in batch]
+    assert len(rendered) > 0 and len(warned) == len(rendered)

@@ -20,8 +20,9 @@ from tinker import types
 
 from cookbook.backends.local.config import LocalModelConfig
 from cookbook.backends.local.service import LocalServiceClient
+from cookbook.backends.tinker import TinkerServiceClient, clients
 from cookbook.exceptions import ConfigurationError
-from cookbook.serve import compat
+from cookbook.serve import compat, routes
 from cookbook.serve.cli import main as serve_main
 from cookbook.serve.engine import ModelMap
 from cookbook.serve.faults import FaultPlan
@@ -182,8 +183,49 @@ def test_the_sdk_itself_reports_the_version_error(
     from tinker.lib import internal_client_holder
 
     monkeypatch.setattr(internal_client_holder, "tinker_sdk_version", "0.37.0")
-    with pytest.raises(tinker.BadRequestError, match=r"this client is tinker 0\.37\.0"):
-        _sdk(server).create_lora_training_client(base_model=MODEL, rank=8).result()
+    with (
+        pytest.raises(tinker.BadRequestError, match=r"this client is tinker 0\.37\.0"),
+        _sdk(server) as sdk,
+    ):
+        sdk.create_lora_training_client(base_model=MODEL, rank=8).result()
+
+
+def test_the_tinker_backend_ends_its_sdk_session_however_the_block_ends(
+    server: RunningServer,
+) -> None:
+    """An open SDK session keeps heartbeating after its server is gone; conftest.py's check
+    sees it, and ``closing()`` (what cookbook-run and evals use) ends it, error or not."""
+    from conftest import _live_sdk_sessions
+
+    client = TinkerServiceClient(_sdk(server), secrets=[KEY])
+    with pytest.raises(RuntimeError, match="mid-run"), client.closing():
+        client.create_lora_training_client(base_model=MODEL, rank=8).result()
+        assert list(_live_sdk_sessions().values()) == ["session-1-1"]
+        raise RuntimeError("mid-run")
+    assert _live_sdk_sessions() == {}
+
+
+def test_a_session_the_service_cannot_finish_is_released_within_the_bound(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK would retry a failing finish for five minutes, heartbeating all the while; the
+    run waits CLOSE_TIMEOUT_S, says so in one line, and the SDK client is released."""
+    from conftest import _live_sdk_sessions
+
+    dispatch = routes.Routes._dispatch
+
+    def finish_unavailable(self: routes.Routes, method: str, endpoint: str, *rest: object):
+        if endpoint.endswith("/finish"):  # retryable: the SDK backs off and asks again
+            return routes._error(503, "finish unavailable")
+        return dispatch(self, method, endpoint, *rest)
+
+    monkeypatch.setattr(routes.Routes, "_dispatch", finish_unavailable)
+    monkeypatch.setattr(clients, "CLOSE_TIMEOUT_S", 0.5)
+    client = TinkerServiceClient(_sdk(server), secrets=[KEY])
+    client.create_lora_training_client(base_model=MODEL, rank=8).result()
+    client.close("errored")
+    assert "tinker: could not end the session cleanly (TimeoutError)" in caplog.text
+    assert _live_sdk_sessions(settle_s=10) == {}
 
 
 def test_keys_are_required_and_never_logged(

@@ -11,6 +11,8 @@ or chat format they were not trained for.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +93,12 @@ def resolve_checkpoint(given: str | None, spec: EvalSpec, renderer_name: str) ->
     return Checkpoint(given)
 
 
+@contextmanager
 def sampling_client(
     spec: EvalSpec, checkpoint: Checkpoint | None, tokenizer: Any, scratch: Path
-) -> tuple[Any, list[str]]:
-    """A sampling client of the spec's backend, and what stands in for what (for the banner).
+) -> Iterator[tuple[Any, list[str]]]:
+    """A sampling client of the spec's backend, and what stands in for what (for the banner),
+    for the duration of the block.
 
     ``scratch`` is where a fake or local service may keep state; nothing is written there
     unless a backend needs to.
@@ -135,8 +139,10 @@ def sampling_client(
                 max_attempts=options.max_attempts,
                 user_metadata={"eval": spec.name},
             )
-    if checkpoint is None:
-        client = service.create_sampling_client(base_model=spec.model_name)
-    else:
-        client = service.create_sampling_client(model_path=checkpoint.sampler_path)
-    return client.result(), notes
+    # A Tinker session ends with the block (its heartbeat would outlive the eval otherwise).
+    with service.closing() if spec.backend == Backend.TINKER else nullcontext():
+        if checkpoint is None:
+            client = service.create_sampling_client(base_model=spec.model_name)
+        else:
+            client = service.create_sampling_client(model_path=checkpoint.sampler_path)
+        yield client.result(), notes

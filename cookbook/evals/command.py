@@ -109,31 +109,31 @@ def run_eval_spec(spec_path: Path, spec: EvalSpec, options: EvalOptions, console
     checkpoint = resolve_checkpoint(options.checkpoint or spec.checkpoint, spec, renderer_name)
     task = prepare_task(spec_path, spec, renderer_name, tokenizer)
     log_dir = options.log_dir or default_log_dir(spec, checkpoint)
-    client, notes = sampling_client(spec, checkpoint, tokenizer, log_dir)
-    _prepare_log_dir(log_dir, options.overwrite)
+    with sampling_client(spec, checkpoint, tokenizer, log_dir) as (client, notes):
+        _prepare_log_dir(log_dir, options.overwrite)
 
-    tok = provenance(tokenizer)
-    stand_ins = [*task.stand_ins, *notes]
-    if not tok.source.startswith("hub:"):
-        stand_ins.append(f"tokenizer: {tok.source} ({tok.note or 'offline build'})")
-    weights = checkpoint.sampler_path if checkpoint else f"{spec.model_name} (base model)"
-    facts = {
-        "task": f"{spec.name}: {spec.description}" if spec.description else spec.name,
-        "metric": spec.metric.kind.value,
-        "examples": f"{len(task.examples)} from {task.source['kind']}",
-        "renderer": f"{renderer_name} (from {renderer_source})",
-        "backend": spec.backend.value,
-        "weights": weights,
-        "results": str(log_dir),
-    }
-    display.banner(console, f"cookbook-run eval {spec.name}", facts, stand_ins)
-    what = (
-        "scoring"
-        if spec.metric.kind in (MetricKind.NLL, MetricKind.MULTIPLE_CHOICE)
-        else ("sampling")
-    )
-    with EvalProgress(console, spec.name, task.requests, what) as progress:
-        result = run_task(task, client, progress.advance)
+        tok = provenance(tokenizer)
+        stand_ins = [*task.stand_ins, *notes]
+        if not tok.source.startswith("hub:"):
+            stand_ins.append(f"tokenizer: {tok.source} ({tok.note or 'offline build'})")
+        weights = checkpoint.sampler_path if checkpoint else f"{spec.model_name} (base model)"
+        facts = {
+            "task": f"{spec.name}: {spec.description}" if spec.description else spec.name,
+            "metric": spec.metric.kind.value,
+            "examples": f"{len(task.examples)} from {task.source['kind']}",
+            "renderer": f"{renderer_name} (from {renderer_source})",
+            "backend": spec.backend.value,
+            "weights": weights,
+            "results": str(log_dir),
+        }
+        display.banner(console, f"cookbook-run eval {spec.name}", facts, stand_ins)
+        what = (
+            "scoring"
+            if spec.metric.kind in (MetricKind.NLL, MetricKind.MULTIPLE_CHOICE)
+            else ("sampling")
+        )
+        with EvalProgress(console, spec.name, task.requests, what) as progress:
+            result = run_task(task, client, progress.advance)
     context = {
         "spec_file": str(spec_path),
         "overrides": list(options.overrides),

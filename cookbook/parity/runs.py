@@ -29,6 +29,7 @@ from cookbook.parity.layers import first_diff
 from cookbook.parity.recipe import METRIC_REL_TOL, read_jsonl, without_wall_clock
 from cookbook.parity.record import rle, token_view, unrle
 from cookbook.parity.rl_runs import RL_RUN_LAYERS, RL_STEPS_FILE, is_rl_run
+from cookbook.renderers.supervised_example import renderings_of_our_own
 
 DATASET_ORDER_FILE = "dataset_order.json"
 RENDERED_SAMPLES_FILE = "rendered_samples.json"
@@ -68,13 +69,14 @@ def write_run_artifacts(
     order = {"n_batches": len(train), "epochs": epochs, "test": held_out}
     _write(log_dir / DATASET_ORDER_FILE, order)
     samples = []
-    for row in train.rows_for_batch(0)[:RENDERED_SAMPLES]:
-        model_input, weights = renderer.build_supervised_example(row["messages"], train_on_what)
-        view = token_view(renderer.tokenizer, model_input.to_ints())
-        samples.append({"row_id": row.get("row_id"), **view, "weights": rle(weights.tolist())})
+    with renderings_of_our_own():  # the loop renders these again, and warns as the reference
+        for row in train.rows_for_batch(0)[:RENDERED_SAMPLES]:
+            model_input, weights = renderer.build_supervised_example(row["messages"], train_on_what)
+            view = token_view(renderer.tokenizer, model_input.to_ints())
+            samples.append({"row_id": row.get("row_id"), **view, "weights": rle(weights.tolist())})
+        datums = [datum_to_json(d) for d in train.get_batch(0)]
     rendered = {"train_on_what": str(train_on_what), "samples": samples}
     _write(log_dir / RENDERED_SAMPLES_FILE, rendered)
-    datums = [datum_to_json(d) for d in train.get_batch(0)]
     first_batch = {"epoch": 0, "batch": 0, "row_ids": train.batch_row_ids(0), "datums": datums}
     _write(log_dir / FIRST_BATCH_FILE, first_batch)
 

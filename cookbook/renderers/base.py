@@ -2,27 +2,30 @@
 
 Same public surface and semantics as ``tinker_cookbook.renderers.base.Renderer`` (0.5.8), with
 one deliberate difference: weights are ``numpy`` arrays, not ``torch`` tensors, so the renderer
-and parity path needs no torch (``torch.from_numpy(weights)`` converts without a copy). The
-dtype follows the reference: float32 once a BOS weight or prompt zeroing is involved, else int64.
+and parity path needs no torch (``torch.from_numpy(weights)`` converts without a copy).
 
-The supervised example is assembled from :class:`Segment`s so the parity harness can report which
-message and part (bos/header/output/stop_overlap) a diverging token belongs to.
+The supervised half (``build_supervised_example(s)``, segments and weights) lives in
+:mod:`cookbook.renderers.supervised_example`, which :class:`Renderer` mixes in; its names are
+importable from here too, where the reference keeps them.
 """
 
 from __future__ import annotations
 
-import logging
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from enum import StrEnum
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
 
-import numpy as np
 import tinker
 
-from cookbook.exceptions import RendererError, TrainableFlagError
-from cookbook.renderers.encoding import encode_text, rendering_call
+from cookbook.exceptions import RendererError
+from cookbook.renderers.encoding import encode_text
+from cookbook.renderers.supervised_example import (
+    OUTPUT_IS_TRAINED,
+    Segment,
+    SegmentKind,
+    SupervisedExampleMixin,
+    _last_user_index,
+)
 from cookbook.renderers.types import (
     Message,
     ParseTermination,
@@ -31,60 +34,12 @@ from cookbook.renderers.types import (
     Role,
     ToolSpec,
     TrainOnWhat,
-    model_input,
     text_chunk,
 )
 from cookbook.tokenizers import Tokenizer
 
-logger = logging.getLogger(__name__)
 
-
-class SegmentKind(StrEnum):
-    BOS = "bos"
-    HEADER = "header"
-    OUTPUT = "output"
-    STOP_OVERLAP = "stop_overlap"
-
-
-class Segment(NamedTuple):
-    """One chunk of a supervised example and the weight every token in it gets.
-
-    A named tuple, not a frozen dataclass: a conversation makes two per message, and building
-    a frozen dataclass costs three times as much."""
-
-    message_index: int
-    """-1 for the BOS segment, which belongs to no message."""
-    kind: SegmentKind
-    chunk: tinker.ModelInputChunk
-    weight: int | float
-
-
-# The modes whose loss starts after a generation prompt (_first_trained_message_index).
-_PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
-
-# Whether a message's output carries loss, per mode, from the message, whether it is the last
-# one and whether it is in the last assistant turn (Renderer._output_is_trained; the batch
-# templates call it without building a RenderContext): one call per message rather than a walk
-# down a match statement.
-OUTPUT_IS_TRAINED: dict[TrainOnWhat, Callable[[Message, bool, bool], bool]] = {
-    TrainOnWhat.LAST_ASSISTANT_MESSAGE: lambda m, last, turn: last and m["role"] == "assistant",
-    TrainOnWhat.LAST_ASSISTANT_TURN: lambda m, last, turn: turn and m["role"] == "assistant",
-    TrainOnWhat.ALL_ASSISTANT_MESSAGES: lambda m, last, turn: m["role"] == "assistant",
-    TrainOnWhat.ALL_MESSAGES: lambda m, last, turn: True,
-    TrainOnWhat.ALL_TOKENS: lambda m, last, turn: True,
-    TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES: lambda m, last, turn: m["role"] in ("user", "system"),
-    TrainOnWhat.CUSTOMIZED: lambda m, last, turn: bool(m.get("trainable", False)),
-}
-
-
-def _last_user_index(messages: list[Message]) -> int:
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index]["role"] == "user":
-            return index
-    return -1
-
-
-class Renderer(ABC):
+class Renderer(SupervisedExampleMixin, ABC):
     """Base class of every renderer; subclasses implement the three abstract methods."""
 
     tokenizer: Tokenizer
@@ -285,178 +240,8 @@ class Renderer(ABC):
             chunks.append(text_chunk(self._encode(prefill)))
         return tinker.ModelInput(chunks=chunks)
 
-    # -- supervised -----------------------------------------------------------------------
-
-    def supervised_segments(
-        self,
-        messages: list[Message],
-        train_on_what: TrainOnWhat,
-        *,
-        message_indices: Sequence[int] | None = None,
-    ) -> list[Segment]:
-        """The chunks of a supervised example in order, each with its message and weight.
-
-        ``message_indices[i]``: the index reported for the i-th rendered message, for renderers
-        that render a reshaped conversation (a built-in system message, reordered tool results)
-        but report indices into the caller's; default ``i``."""
-        train_on_what = TrainOnWhat(train_on_what)
-        self._warn_if_prefixes_differ(train_on_what)
-        segments: list[Segment] = []
-        add = segments.append
-        if bos := self._bos_tokens:
-            add(Segment(-1, SegmentKind.BOS, text_chunk(list(bos)), 0.0))
-        customized = train_on_what == TrainOnWhat.CUSTOMIZED
-        header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
-        contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
-        render = self.render_message
-        # The table directly unless a subclass decides for itself.
-        rule = (
-            OUTPUT_IS_TRAINED[train_on_what]
-            if type(self)._output_is_trained is Renderer._output_is_trained
-            else None
-        )
-        header_kind, output_kind = SegmentKind.HEADER, SegmentKind.OUTPUT
-        for message, ctx in zip(messages, contexts, strict=True):
-            if customized and "trainable" not in message:
-                raise TrainableFlagError(
-                    f"message {ctx.idx} has no 'trainable' field, which CUSTOMIZED requires"
-                )
-            if not customized and "trainable" in message:
-                raise TrainableFlagError(
-                    f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
-                )
-            rendered = render(message, ctx)
-            index = ctx.idx if message_indices is None else message_indices[ctx.idx]
-            if rendered.header:
-                add(Segment(index, header_kind, rendered.header, header_weight))
-            weight = int(
-                self._output_is_trained(message, ctx, train_on_what)
-                if rule is None
-                else rule(message, ctx.is_last, ctx.in_last_assistant_turn)
-            )
-            for chunk in rendered.output:
-                add(Segment(index, output_kind, chunk, weight))
-            if ctx.is_last and rendered.stop_overlap:
-                add(Segment(index, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight))
-        return segments
-
-    def _warn_if_prefixes_differ(self, train_on_what: TrainOnWhat) -> None:
-        """Once per conversation, as the reference warns (the batch path's templates too)."""
-        if train_on_what == TrainOnWhat.ALL_ASSISTANT_MESSAGES and not self.has_extension_property:
-            logger.warning(
-                "train_on_what=ALL_ASSISTANT_MESSAGES with a renderer that lacks the extension "
-                "property: earlier assistant messages see a prefix that generation never "
-                "produces; prefer build_supervised_examples."
-            )
-
-    def build_supervised_example(
-        self,
-        messages: list[Message],
-        train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
-    ) -> tuple[tinker.ModelInput, np.ndarray]:
-        """Tokens and one loss weight per token for supervised fine-tuning."""
-        train_on_what = TrainOnWhat(train_on_what)
-        if train_on_what not in _PROMPTED:
-            return self._assemble_example(messages, train_on_what)
-        # The generation prompt re-renders the conversation's start: memoise this call's texts.
-        with rendering_call():
-            return self._assemble_example(messages, train_on_what)
-
-    def _assemble_example(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> tuple[tinker.ModelInput, np.ndarray]:
-        segments = self.supervised_segments(messages, train_on_what)
-        _, _, chunks, weights = zip(*segments, strict=True) if segments else ((), (), (), ())
-        lengths = [chunk.length for chunk in chunks]
-        # The chunks are model instances already: nothing to validate.
-        example = model_input(list(chunks))
-        weight_array = np.repeat(np.array(weights, dtype=_weight_dtype(weights, lengths)), lengths)
-        if train_on_what not in _PROMPTED:  # no generation prompt to withhold loss from
-            return example, weight_array
-        return example, self._train_after_the_generation_prompt(
-            messages, train_on_what, example, weight_array
-        )
-
-    def build_supervised_examples(
-        self,
-        messages: list[Message],
-        train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_TURN,
-    ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
-        """One example, or one per trained assistant message without the extension property."""
-        train_on_what = TrainOnWhat(train_on_what)
-        if self.has_extension_property:
-            return [self.build_supervised_example(messages, train_on_what)]
-        match train_on_what:
-            case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-                candidates = range(len(messages) - 1, len(messages))
-            case TrainOnWhat.LAST_ASSISTANT_TURN:
-                candidates = range(self._last_assistant_turn_start_index(messages), len(messages))
-            case TrainOnWhat.ALL_ASSISTANT_MESSAGES:
-                candidates = range(len(messages))
-            case _:
-                raise NotImplementedError(
-                    f"build_supervised_examples cannot split {train_on_what} for a renderer "
-                    "without the extension property: it weights messages that are not turns "
-                    "the model produces, so there is no prompt to end each example at."
-                )
-        return [
-            self.build_supervised_example(messages[: idx + 1], TrainOnWhat.LAST_ASSISTANT_MESSAGE)
-            for idx in candidates
-            if messages[idx]["role"] == "assistant"
-        ]
-
-    def _train_after_the_generation_prompt(
-        self,
-        messages: list[Message],
-        train_on_what: TrainOnWhat,
-        model_input: tinker.ModelInput,
-        weights: np.ndarray,
-    ) -> np.ndarray:
-        """Withhold loss from every token the generation prompt would have supplied."""
-        boundary = self._first_trained_message_index(messages, train_on_what)
-        if boundary is None:
-            return weights
-        if not all(isinstance(c, tinker.EncodedTextChunk) for c in model_input.chunks):
-            return weights
-        prompt = self.build_generation_prompt(messages[:boundary]).to_ints()
-        if model_input.to_ints()[: len(prompt)] != prompt:
-            if self.disables_thinking:
-                raise RendererError(
-                    f"{type(self).__name__} has thinking turned off: its generation prompt "
-                    "closes the think block, which tells the model not to reason. This turn "
-                    "contains reasoning, so training on it would teach the model to reason "
-                    "anyway, after being told not to. Either use the thinking version of this "
-                    "renderer, or remove the reasoning from this turn."
-                )
-            return weights
-        return np.concatenate(
-            [np.zeros(len(prompt), dtype=np.float32), weights[len(prompt) :].astype(np.float32)]
-        )
-
-    def _output_is_trained(
-        self, message: Message, ctx: RenderContext, train_on_what: TrainOnWhat
-    ) -> bool:
-        is_trained = OUTPUT_IS_TRAINED.get(train_on_what)
-        if is_trained is None:
-            raise RendererError(f"Unknown train_on_what: {train_on_what}")
-        return is_trained(message, ctx.is_last, ctx.in_last_assistant_turn)
-
     def _last_assistant_turn_start_index(self, messages: list[Message]) -> int:
         return _last_user_index(messages) + 1
-
-    def _first_trained_message_index(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> int | None:
-        match train_on_what:
-            case TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-                boundary = len(messages) - 1
-            case TrainOnWhat.LAST_ASSISTANT_TURN:
-                boundary = _last_user_index(messages) + 1
-            case _:
-                return None
-        if not 0 <= boundary < len(messages):
-            return None
-        return boundary if messages[boundary]["role"] == "assistant" else None
 
 
 def openai_message_with_reasoning(
@@ -497,18 +282,6 @@ def add_openai_tool_fields(
             if key in message:
                 result[key] = message[key]
     return result
-
-
-def _weight_dtype(weights: Sequence[int | float], lengths: list[int]) -> type[np.generic]:
-    """The dtype of ``torch.tensor(weights)`` in the reference: float32 if any weight of a
-    non-empty segment is a float (the BOS 0.0), or if there is no token at all; else int64."""
-    if set(map(type, weights)) <= {int}:  # the common case, decided without a Python loop
-        return np.int64 if any(lengths) else np.float32
-    if not any(lengths) or any(
-        isinstance(w, float) for w, n in zip(weights, lengths, strict=True) if n
-    ):
-        return np.float32
-    return np.int64
 
 
 def _non_empty(chunk: tinker.ModelInputChunk) -> bool:
@@ -588,6 +361,7 @@ from cookbook.renderers.types import (  # noqa: E402
 )
 
 __all__ = [
+    "OUTPUT_IS_TRAINED",
     "PARSE_FAILURE_DETAIL_MAX_CHARS",
     "UNTERMINATED_TOOL_BLOCK_ERROR",
     "Content",

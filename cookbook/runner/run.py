@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,9 +240,12 @@ class RecipeRun:
     def stopping_resumably(self, n_batches: int = 1) -> Iterator[None]:
         """A service failure (exit 1) or Ctrl-C (exit 130) mid-run ends in one line that names
         the last checkpoint and the ``--resume`` command; the run directory stays as it is. A
-        replay starts from its first call, so it gets no resume note."""
+        replay starts from its first call, so it gets no resume note. However the run ends, a
+        Tinker session is closed with that outcome (every service call happens in here)."""
+        tinker = self.spec.backend == Backend.TINKER
         try:
-            yield
+            with self.service_client.closing() if tinker else nullcontext():
+                yield
         except BackendError as exc:
             if getattr(getattr(self.spec, "tinker", None), "replay", None) is not None:
                 raise
@@ -255,7 +258,8 @@ class RecipeRun:
         progress: display.TrainingProgress,
         plots: list[tuple[str, Callable[[list[dict[str, Any]], Path], Path | None]]],
     ) -> None:
-        """Close the backend session, draw the curves from metrics.jsonl, print the summary."""
+        """Check a replay used its whole recording, draw the curves from metrics.jsonl, print
+        the summary. (:meth:`stopping_resumably` closes the session.)"""
         if self.spec.backend == Backend.TINKER:
             self.service_client.finish()
         rows = self.run_log.read_metrics()

@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from cookbook.backends.tinker.codec import decode_result, describe_call, encode_result
 from cookbook.exceptions import BackendError, ConfigurationError
-from cookbook.parity.layers import first_diff
+from cookbook.json_diff import first_diff
 from cookbook.versions import package_versions
 
 CASSETTE_KIND = "cookbook-tinker-cassette"

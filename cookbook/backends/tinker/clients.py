@@ -13,12 +13,15 @@ of argument order and lets one replay class answer for every client.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
+import tinker
 from tinker import types
 
 from cookbook.backends.tinker.cassette import CassetteWriter, ReplayClient
@@ -29,6 +32,13 @@ from cookbook.backends.tinker.retry import (
     RetryPolicy,
     Scrubber,
 )
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 10.0
+"""How long ending the session may hold up the end of a run (the SDK's own per-request bound
+for heartbeats). The SDK would retry its finish request for five minutes when the service is
+gone, heartbeating all the while; past this the finish is given up and the client released."""
 
 
 class _Session:
@@ -205,6 +215,36 @@ class TinkerServiceClient:
         """The run is over. A replayed run must have used the whole recording."""
         if isinstance(self._sdk, ReplayClient):
             self._sdk.finish_replay()
+
+    def close(self, status: Literal["success", "errored", "interrupted"] = "success") -> None:
+        """End the SDK session: its heartbeat thread would otherwise outlive the run (in a
+        process that goes on - a notebook, a test - it keeps calling a service that may be
+        gone and logs "Session heartbeat failed" two minutes later). Fakes and replays hold no
+        session; a replay would even take ``close`` for a recorded call."""
+        if not isinstance(self._sdk, tinker.ServiceClient):
+            return
+        closing = self._sdk.close(status).future()
+        try:
+            closing.result(timeout=CLOSE_TIMEOUT_S)
+        except Exception as exc:  # the run's outcome stands; a session left open is not it
+            # Cancelling drops the finish request; the SDK still releases its client (the
+            # heartbeat stops) on the way out.
+            closing.cancel()
+            message = self._session.retrier.scrub(f"{type(exc).__name__}: {exc}".strip(": "))
+            logger.warning("tinker: could not end the session cleanly (%s)", message)
+
+    @contextmanager
+    def closing(self) -> Iterator[TinkerServiceClient]:
+        """Every service call in the block; then the session ends with the block's outcome."""
+        status: Literal["success", "errored", "interrupted"] = "errored"
+        try:
+            yield self
+            status = "success"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.close(status)
 
     def _training(self, raw: Any) -> TinkerTrainingClient:
         return TinkerTrainingClient(self._session, raw)
