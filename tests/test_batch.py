@@ -10,6 +10,7 @@ so equality here carries that parity over to the batch path.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -312,6 +313,10 @@ TEMPLATE_CONVERSATIONS: list[list[dict[str, Any]]] = [
 TEMPLATE_RENDERERS = [
     ("kimi_k2", "cookbook-standin/kimi-k2"),
     ("deepseekv3", "deepseek-ai/DeepSeek-V3.1"),
+    *(
+        (f"gpt_oss_{variant}", "openai/gpt-oss-20b")
+        for variant in ("high_reasoning", "low_reasoning", "medium_reasoning", "no_sysprompt")
+    ),
 ]
 
 
@@ -324,6 +329,17 @@ def test_template_path_equals_per_conversation(
     (one per conversation where ALL_ASSISTANT_MESSAGES meets no extension property)."""
     renderer = get_renderer(name, get_tokenizer(model, "offline"))
     conversations = TEMPLATE_CONVERSATIONS
+    _assert_same_as_per_conversation(renderer, conversations, train_on_what, caplog)
+
+
+def _assert_same_as_per_conversation(
+    renderer: Renderer,
+    conversations: list[list[dict[str, Any]]],
+    train_on_what: TrainOnWhat,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch equals the conversations one by one (trainable flags added for CUSTOMIZED),
+    raises the first error one of them raises, and logs as many warnings."""
     if train_on_what == TrainOnWhat.CUSTOMIZED:
         conversations = [
             [{**m, "trainable": (i + j) % 2 == 0} for j, m in enumerate(c)]
@@ -335,14 +351,16 @@ def test_template_path_equals_per_conversation(
         with pytest.raises(type(errors[0]), match=re.escape(str(errors[0]))):
             build_supervised_examples_batch(renderer, conversations, train_on_what)
     conversations = [c for c, o in zip(conversations, outcomes, strict=True) if o not in errors]
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")  # gpt-oss warns of a system message beside its own
         caplog.clear()
         single = [renderer.build_supervised_example(m, train_on_what) for m in conversations]
-        single_warnings = len(caplog.records)
+        single_warnings = [str(w.message) for w in warned], len(caplog.records)
         caplog.clear()
+        warned.clear()
         batch = build_supervised_examples_batch(renderer, conversations, train_on_what)
     _assert_same(batch, single)
-    assert len(caplog.records) == single_warnings
+    assert ([str(w.message) for w in warned], len(caplog.records)) == single_warnings
 
 
 def _outcome(renderer: Renderer, messages: list, train_on_what: TrainOnWhat) -> Any:

@@ -51,6 +51,9 @@ class MessageTemplate:
     prefix: str = ""
     suffix: str = ""
     stop_overlap: str | None = None
+    last_suffix: str | None = None
+    """The suffix instead of ``suffix`` when the message is the conversation's last (gpt-oss
+    ends the last answer with ``<|return|>``, an earlier one with ``<|end|>``)."""
     end_token: str | None = None
     """A special token whose id the renderer appends to the output ids, not to the text,
     unless the content is empty (DeepSeek's end of sentence)."""
@@ -67,8 +70,18 @@ class ChatTemplate:
     does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
     refused: tuple[str, ...] = ()
     """Content containing any of these is not plain (DeepSeek strips think blocks from it)."""
+    leading_message_method: str | None = None
+    """The renderer method returning the message (or None) it renders before every
+    conversation inside its own supervised path (gpt-oss's dated system prompt): asked once
+    per batch, planned as the first message, and left out of the conversation handed to the
+    generation-prompt check, which the renderer's own override adds it to."""
+    warning_method: str | None = None
+    """The renderer method its ``build_supervised_example`` calls with each conversation for
+    its warnings (gpt-oss's about a system message next to its own); called likewise."""
 
-    def message_texts(self, message: Message, customized: bool, first: bool) -> MessageTexts:
+    def message_texts(
+        self, message: Message, customized: bool, first: bool, last: bool
+    ) -> MessageTexts:
         """Raises on anything not plain; the caller then lets the renderer render it."""
         if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
             raise ValueError("not a plain message")
@@ -85,7 +98,10 @@ class ChatTemplate:
             header = header.format(role=role, Role=role.capitalize())
         elif header is not None:
             header = tuple(part.format(role=role, Role=role.capitalize()) for part in header)
-        output: Texts = template.prefix + content + template.suffix
+        suffix = template.suffix
+        if last and template.last_suffix is not None:
+            suffix = template.last_suffix
+        output: Texts = template.prefix + content + suffix
         if template.end_token is not None and content:
             output = (output, template.end_token)
         return header, output, template.stop_overlap
@@ -95,8 +111,16 @@ class ChatTemplate:
         ends = {t.end_token for t in (*self.roles.values(), *self.first_roles.values())}
         return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
 
+    def leading_messages(self, renderer: Renderer) -> list[Message]:
+        """What :attr:`leading_message_method` puts first in every conversation."""
+        if self.leading_message_method is None:
+            return []
+        message = getattr(renderer, self.leading_message_method)()
+        return [] if message is None else [message]
+
     def conversation(self, renderer: Renderer, messages: list[Message]) -> list[Message]:
-        """The messages the renderer renders: the default system message put first if due."""
+        """The messages the renderer's base supervised path renders (before any leading
+        message): the default system message put first if due."""
         if not messages:
             raise ValueError("empty conversation")  # the renderer's own business
         if self.default_system_attribute is None or messages[0]["role"] == "system":
@@ -116,23 +140,32 @@ def template_examples(
     bos = renderer._bos_tokens
     customized = train_on_what == TrainOnWhat.CUSTOMIZED
     is_trained = OUTPUT_IS_TRAINED[train_on_what]
-    # A plan: the rendered messages and their texts; or, for a conversation that is not plain,
-    # the renderer's own example (or its error, raised in conversation order).
-    plans: list[tuple[list[Message], list[MessageTexts]] | Example] = []
+    # A plan: the messages the generation-prompt check gets, the rendered messages and their
+    # texts; or, for a conversation that is not plain, the renderer's own example (or its
+    # error, raised in conversation order).
+    plans: list[tuple[list[Message], list[Message], list[MessageTexts]] | Example] = []
+    leading = template.leading_messages(renderer)
+    warn = None if template.warning_method is None else getattr(renderer, template.warning_method)
+    plan_message = template.message_texts
     for messages in conversations:
         try:
-            rendered = template.conversation(renderer, messages)
-            plan = template.message_texts
-            plans.append((rendered, [plan(m, customized, i == 0) for i, m in enumerate(rendered)]))
+            checked = template.conversation(renderer, messages)
+            rendered = [*leading, *checked]
+            last = len(rendered) - 1
+            texts = [plan_message(m, customized, i == 0, i == last) for i, m in enumerate(rendered)]
         except Exception:
             plans.append(renderer.build_supervised_example(messages, train_on_what))
+            continue
+        if warn is not None:
+            warn(messages)
+        plans.append((checked, rendered, texts))
 
     memo = TokenMemo(renderer)
     memo.prefetch(
         text
         for plan in plans
         if isinstance(plan[0], list)
-        for message_texts in plan[1]
+        for message_texts in plan[2]
         for texts in message_texts
         if texts is not None
         for text in ((texts,) if isinstance(texts, str) else texts)
@@ -161,7 +194,7 @@ def template_examples(
         if not isinstance(plan[0], list):
             examples.append(plan)  # type: ignore[arg-type]
             continue
-        rendered, texts = plan
+        checked, rendered, texts = plan
         renderer._warn_if_prefixes_differ(train_on_what)
         last = len(rendered) - 1
         turn_start = renderer._last_assistant_turn_start_index(rendered[:-1])
@@ -186,7 +219,7 @@ def template_examples(
             if view is None:
                 view = memo_view(renderer, memo)
             weight_array = view._train_after_the_generation_prompt(
-                rendered, train_on_what, example_input, weight_array
+                checked, train_on_what, example_input, weight_array
             )
         examples.append((example_input, weight_array))
     return examples
@@ -242,5 +275,10 @@ TEMPLATES: dict[type[Renderer], ChatTemplate] = {
     role_colon.RoleColonRenderer: _ROLE_COLON,
     KimiK2Renderer: _KIMI_K2,
 }
+
+# Families whose template data lives in a module of its own (which imports this one).
+from cookbook.renderers import batch_templates_gpt_oss  # noqa: E402
+
+TEMPLATES.update(batch_templates_gpt_oss.TEMPLATES)
 
 __all__ = ["TEMPLATES", "ChatTemplate", "MessageTemplate", "template_examples"]

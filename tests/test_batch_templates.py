@@ -1,0 +1,149 @@
+"""The batch templates (``cookbook/renderers/batch_template*.py``) against the renderers.
+
+``test_batch.py`` and ``test_batch_parity.py`` compare the batch path with the per-conversation
+one on fixed and golden conversations; here generated plain conversations aim at what a
+template must reproduce or refuse (empty and whitespace-only content, think tags, literal
+markers, format braces, a system message anywhere, trainable flags, every ``TrainOnWhat``), and
+each renderer listed is pinned to the template path, so a refactor cannot silently send it back
+to the slower generic path.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from functools import cache
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_batch import _assert_same, _outcome
+
+import cookbook.renderers.batch as batch
+from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
+from cookbook.renderers.batch import build_supervised_examples_batch
+from cookbook.renderers.batch_template import TEMPLATES
+from cookbook.tokenizers import get_tokenizer
+
+# Renderer name -> the tokenizer of its parity spec.
+TEMPLATE_PATH_RENDERERS = {
+    **{
+        f"gpt_oss_{variant}": "openai/gpt-oss-20b"
+        for variant in ("high_reasoning", "low_reasoning", "medium_reasoning", "no_sysprompt")
+    },
+}
+
+
+@cache
+def _renderer(name: str) -> Renderer:
+    return get_renderer(name, get_tokenizer(TEMPLATE_PATH_RENDERERS[name], "offline"))
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "",
+        " ",
+        "\n",
+        "\n\n",
+        "\t",
+        "a",
+        "Hi there.",
+        "你好",
+        "{role}",
+        "{}",
+        "<think>",
+        "</think>",
+        "<think></think>",
+        "<|end|>",
+        "<|return|>",
+        "<|im_end|>",
+        "<|im_start|>",
+        "<tool_call>",
+        "{reasoning effort: low}",
+    ]
+)
+_TEXT = st.lists(_FRAGMENTS, max_size=4).map("".join)
+
+
+@st.composite
+def _conversation(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """1-5 messages of any plain role order: a system message first, later or not at all,
+    consecutive turns of one role, a last message of any role."""
+    roles = draw(st.lists(st.sampled_from(["system", "user", "assistant"]), min_size=1, max_size=5))
+    return [{"role": role, "content": draw(_TEXT)} for role in roles]
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATE_PATH_RENDERERS))
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_template_equals_per_conversation_on_generated_conversations(
+    name: str, data: st.DataObject
+) -> None:
+    renderer = _renderer(name)
+    conversations = data.draw(st.lists(_conversation(), min_size=1, max_size=4))
+    mode = data.draw(st.sampled_from(list(TrainOnWhat)))
+    if mode == TrainOnWhat.CUSTOMIZED:
+        flags = st.lists(st.booleans(), min_size=5, max_size=5)
+        conversations = [
+            [{**m, "trainable": flag} for m, flag in zip(c, data.draw(flags), strict=False)]
+            for c in conversations
+        ]
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            singles = [_outcome(renderer, m, mode) for m in conversations]
+            errors = [single for single in singles if isinstance(single, Exception)]
+            if errors:
+                with pytest.raises(type(errors[0])) as raised:
+                    build_supervised_examples_batch(renderer, conversations, mode)
+                assert str(raised.value) == str(errors[0])
+                return
+            examples = build_supervised_examples_batch(renderer, conversations, mode)
+    finally:
+        logging.disable(logging.NOTSET)
+    for example, single in zip(examples, singles, strict=True):
+        _assert_same([example], [single])
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATE_PATH_RENDERERS))
+def test_plain_conversations_take_the_template_path(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain conversation is planned by the template: the renderer's own ``render_message``
+    is never called (it would be, per message, on the generic path or a fallback)."""
+    renderer = _renderer(name)
+    assert type(renderer) in TEMPLATES
+    conversations = [
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+        ],
+        [{"role": "user", "content": " x "}, {"role": "assistant", "content": ""}],
+    ]
+    mode = TrainOnWhat.ALL_MESSAGES
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = [renderer.build_supervised_example(m, mode) for m in conversations]
+        used: list[str] = []
+        template_examples = batch.template_examples
+
+        def recording(*args: Any) -> Any:
+            used.append(name)
+            return template_examples(*args)
+
+        def refuse(*args: Any) -> Any:
+            raise AssertionError("the renderer rendered a message itself")
+
+        monkeypatch.setattr(batch, "template_examples", recording)
+        monkeypatch.setattr(type(renderer), "render_message", refuse)
+        examples = build_supervised_examples_batch(renderer, conversations, mode)
+    assert used == [name]
+    _assert_same(examples, single)
