@@ -317,6 +317,7 @@ TEMPLATE_RENDERERS = [
         (f"gpt_oss_{variant}", "openai/gpt-oss-20b")
         for variant in ("high_reasoning", "low_reasoning", "medium_reasoning", "no_sysprompt")
     ),
+    ("nemotron3_low_thinking", "cookbook-standin/nemotron-3"),
 ]
 
 
@@ -325,8 +326,9 @@ TEMPLATE_RENDERERS = [
 def test_template_path_equals_per_conversation(
     name: str, model: str, train_on_what: TrainOnWhat, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Kimi K2 and DeepSeek V3 take the template path: same examples, and the same warnings
-    (one per conversation where ALL_ASSISTANT_MESSAGES meets no extension property)."""
+    """Renderers on the template path: same examples, and the same warnings (one log record
+    per conversation where ALL_ASSISTANT_MESSAGES meets no extension property, gpt-oss's
+    UserWarning where a system message meets its own)."""
     renderer = get_renderer(name, get_tokenizer(model, "offline"))
     conversations = TEMPLATE_CONVERSATIONS
     _assert_same_as_per_conversation(renderer, conversations, train_on_what, caplog)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import warnings
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,20 +25,33 @@ import cookbook.renderers.batch as batch
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
 from cookbook.renderers.batch import build_supervised_examples_batch
 from cookbook.renderers.batch_template import TEMPLATES
+from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import get_tokenizer
 
-# Renderer name -> the tokenizer of its parity spec.
-TEMPLATE_PATH_RENDERERS = {
-    **{
-        f"gpt_oss_{variant}": "openai/gpt-oss-20b"
-        for variant in ("high_reasoning", "low_reasoning", "medium_reasoning", "no_sysprompt")
-    },
-}
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each is built with the tokenizer of its parity spec.
+TEMPLATE_PATH_RENDERERS = [
+    "gpt_oss_high_reasoning",
+    "gpt_oss_low_reasoning",
+    "gpt_oss_medium_reasoning",
+    "gpt_oss_no_sysprompt",
+    "nemotron3",
+    "nemotron3_disable_thinking",
+    "nemotron3_low_thinking",
+    "nemotron3_preserve_thinking",
+    "nemotron3_ultra",
+    "nemotron3_ultra_disable_thinking",
+    "nemotron3_ultra_medium_thinking",
+    "nemotron3_ultra_preserve_thinking",
+]
 
 
 @cache
 def _renderer(name: str) -> Renderer:
-    return get_renderer(name, get_tokenizer(TEMPLATE_PATH_RENDERERS[name], "offline"))
+    spec = load_spec(ROOT / "specs" / "renderers" / f"{name}.yaml")
+    assert isinstance(spec, RendererCasesSpec)
+    return get_renderer(name, get_tokenizer(spec.model_name, "offline"))
 
 
 _FRAGMENTS = st.sampled_from(
@@ -74,7 +88,7 @@ def _conversation(draw: st.DrawFn) -> list[dict[str, Any]]:
     return [{"role": role, "content": draw(_TEXT)} for role in roles]
 
 
-@pytest.mark.parametrize("name", sorted(TEMPLATE_PATH_RENDERERS))
+@pytest.mark.parametrize("name", TEMPLATE_PATH_RENDERERS)
 @settings(
     max_examples=25,
     deadline=None,
@@ -112,7 +126,7 @@ def test_template_equals_per_conversation_on_generated_conversations(
         _assert_same([example], [single])
 
 
-@pytest.mark.parametrize("name", sorted(TEMPLATE_PATH_RENDERERS))
+@pytest.mark.parametrize("name", TEMPLATE_PATH_RENDERERS)
 def test_plain_conversations_take_the_template_path(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

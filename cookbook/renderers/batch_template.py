@@ -4,12 +4,15 @@ message is a fixed frame around the message's own content, written as data.
 Why: the generic path runs the renderer's own Python twice per message (a recording pass and
 the real one), which on short chat turns costs as much as encoding the text. A renderer whose
 plain message (string content, no tool calls or other fields) is ``header`` + ``prefix +
-content + suffix`` (+ ``stop_overlap`` when last) needs none of it: its texts are planned here,
-encoded in one batch, and each distinct text becomes one shared chunk.
+content + suffix`` (+ ``stop_overlap`` when last; the content trimmed or with a fixed note, the
+suffix or the frame chosen by position: first, last, last user message) needs none of it: its
+texts are planned here, encoded in one batch, and each distinct text becomes one shared chunk.
 
 One :class:`ChatTemplate` per renderer class (exact types: a subclass may override anything),
-each proven equal to the renderer by ``tests/test_batch.py`` and ``tests/test_batch_parity.py``
-(every golden case and generated conversations, errors included). A conversation with anything
+each proven equal to the renderer by ``tests/test_batch.py``, ``tests/test_batch_parity.py``
+(every golden case and generated conversations, errors included) and
+``tests/test_batch_templates.py``; families with more than a line of data keep it in a module
+of their own (``batch_templates_<family>.py``, merged into :data:`TEMPLATES` below). A conversation with anything
 else (a multimodal or structured content, tool calls, a role the template does not list) is
 handed to the renderer itself, in order, so errors are its own.
 """
@@ -23,7 +26,7 @@ import numpy as np
 import tinker
 
 from cookbook.renderers import deepseek_v3, role_colon
-from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer
+from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer, _last_user_index
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
@@ -54,6 +57,12 @@ class MessageTemplate:
     last_suffix: str | None = None
     """The suffix instead of ``suffix`` when the message is the conversation's last (gpt-oss
     ends the last answer with ``<|return|>``, an earlier one with ``<|end|>``)."""
+    strip: bool = False
+    """Whether the content (with ``content_suffix``) is stripped first: a chat template's
+    ``content|trim`` (Nemotron 3)."""
+    content_suffix: str = ""
+    """Text the renderer appends to the content itself, before any strip (Nemotron 3's
+    reasoning-effort note on the last user message)."""
     end_token: str | None = None
     """A special token whose id the renderer appends to the output ids, not to the text,
     unless the content is empty (DeepSeek's end of sentence)."""
@@ -65,9 +74,13 @@ class ChatTemplate:
     """By role; ``"*"`` for every role not listed (a template without it takes no other)."""
     first_roles: Mapping[str, MessageTemplate] = field(default_factory=dict)
     """By role, for the conversation's first message, looked up before ``roles``."""
+    last_user: MessageTemplate | None = None
+    """For the conversation's last user message, looked up before ``roles``."""
     default_system_attribute: str | None = None
     """The renderer attribute holding the system prompt it puts first when the conversation
     does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
+    default_system_text: str | None = None
+    """The same, a fixed text (Nemotron 3 always writes a system turn, empty by default)."""
     refused: tuple[str, ...] = ()
     """Content containing any of these is not plain (DeepSeek strips think blocks from it)."""
     leading_message_method: str | None = None
@@ -80,7 +93,7 @@ class ChatTemplate:
     its warnings (gpt-oss's about a system message next to its own); called likewise."""
 
     def message_texts(
-        self, message: Message, customized: bool, first: bool, last: bool
+        self, message: Message, customized: bool, first: bool, last: bool, last_user: bool
     ) -> MessageTexts:
         """Raises on anything not plain; the caller then lets the renderer render it."""
         if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
@@ -90,7 +103,11 @@ class ChatTemplate:
             raise ValueError("not a plain message")
         if any(text in content for text in self.refused):
             raise ValueError("not a plain message")
-        template = (first and self.first_roles.get(role)) or self.roles.get(role)
+        template = (
+            (first and self.first_roles.get(role))
+            or (last_user and self.last_user)
+            or self.roles.get(role)
+        )
         if template is None:
             template = self.roles["*"]
         header = template.header
@@ -101,14 +118,16 @@ class ChatTemplate:
         suffix = template.suffix
         if last and template.last_suffix is not None:
             suffix = template.last_suffix
-        output: Texts = template.prefix + content + suffix
+        text = content + template.content_suffix
+        output: Texts = template.prefix + (text.strip() if template.strip else text) + suffix
         if template.end_token is not None and content:
             output = (output, template.end_token)
         return header, output, template.stop_overlap
 
     def usable(self, renderer: Renderer) -> bool:
         """Whether each end token is one id, as the renderer unpacks it (else it raises)."""
-        ends = {t.end_token for t in (*self.roles.values(), *self.first_roles.values())}
+        templates = [*self.roles.values(), *self.first_roles.values(), self.last_user]
+        ends = {t.end_token for t in templates if t is not None}
         return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
 
     def leading_messages(self, renderer: Renderer) -> list[Message]:
@@ -123,9 +142,14 @@ class ChatTemplate:
         message): the default system message put first if due."""
         if not messages:
             raise ValueError("empty conversation")  # the renderer's own business
-        if self.default_system_attribute is None or messages[0]["role"] == "system":
+        if messages[0]["role"] == "system":
             return messages
-        prompt = getattr(renderer, self.default_system_attribute)
+        if self.default_system_attribute is not None:
+            prompt = getattr(renderer, self.default_system_attribute)
+        elif self.default_system_text is not None:
+            prompt = self.default_system_text
+        else:
+            return messages
         return [Message(role="system", content=prompt), *messages]
 
 
@@ -152,7 +176,11 @@ def template_examples(
             checked = template.conversation(renderer, messages)
             rendered = [*leading, *checked]
             last = len(rendered) - 1
-            texts = [plan_message(m, customized, i == 0, i == last) for i, m in enumerate(rendered)]
+            last_user = _last_user_index(rendered)
+            texts = [
+                plan_message(m, customized, i == 0, i == last, i == last_user)
+                for i, m in enumerate(rendered)
+            ]
         except Exception:
             plans.append(renderer.build_supervised_example(messages, train_on_what))
             continue
@@ -277,8 +305,9 @@ TEMPLATES: dict[type[Renderer], ChatTemplate] = {
 }
 
 # Families whose template data lives in a module of its own (which imports this one).
-from cookbook.renderers import batch_templates_gpt_oss  # noqa: E402
+from cookbook.renderers import batch_templates_gpt_oss, batch_templates_nemotron3  # noqa: E402
 
 TEMPLATES.update(batch_templates_gpt_oss.TEMPLATES)
+TEMPLATES.update(batch_templates_nemotron3.TEMPLATES)
 
 __all__ = ["TEMPLATES", "ChatTemplate", "MessageTemplate", "template_examples"]
