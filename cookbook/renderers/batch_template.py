@@ -12,9 +12,9 @@ One :class:`ChatTemplate` per renderer class (exact types: a subclass may overri
 each proven equal to the renderer by ``tests/test_batch.py``, ``tests/test_batch_parity.py``
 (every golden case and generated conversations, errors included) and
 ``tests/test_batch_templates.py``; families with more than a line of data keep it in a module
-of their own (``batch_templates_<family>.py``, merged into :data:`TEMPLATES` below). A conversation with anything
-else (a multimodal or structured content, tool calls, a role the template does not list) is
-handed to the renderer itself, in order, so errors are its own.
+of their own (``batch_templates_<family>.py``, merged into :data:`TEMPLATES` below). A
+conversation with anything else (a multimodal or structured content, tool calls, a role the
+template does not list) is handed to the renderer itself, in order, so errors are its own.
 """
 
 from __future__ import annotations
