@@ -318,6 +318,7 @@ TEMPLATE_RENDERERS = [
         for variant in ("high_reasoning", "low_reasoning", "medium_reasoning", "no_sysprompt")
     ),
     ("nemotron3_low_thinking", "cookbook-standin/nemotron-3"),
+    ("glm5_3_high_reasoning", "cookbook-standin/glm-5.3"),
 ]
 
 

@@ -44,6 +44,9 @@ TEMPLATE_PATH_RENDERERS = [
     "nemotron3_ultra_disable_thinking",
     "nemotron3_ultra_medium_thinking",
     "nemotron3_ultra_preserve_thinking",
+    "glm5_3_high_reasoning",
+    "glm5_3_low_reasoning",
+    "glm5_3_max_reasoning",
 ]
 
 
@@ -74,6 +77,8 @@ _FRAGMENTS = st.sampled_from(
         "<|im_end|>",
         "<|im_start|>",
         "<tool_call>",
+        "<|user|>",
+        "<|assistant|>",
         "{reasoning effort: low}",
     ]
 )

@@ -14,7 +14,7 @@ Two routes get there:
 
 * a template fast path for renderers whose plain messages are a fixed frame around their
   content (``batch_template.py``: Llama 3, role_colon, Kimi K2, DeepSeek V3 without thinking,
-  gpt-oss, Nemotron 3; exact types only, a subclass may override anything). It builds the
+  gpt-oss, Nemotron 3, GLM-5.3; exact types only, a subclass may override anything). It builds the
   texts directly, reuses one chunk object per distinct text and computes weights with
   ``numpy``.
 * a generic path for every other renderer, through the ``Renderer._encode`` and

@@ -65,7 +65,8 @@ class MessageTemplate:
     reasoning-effort note on the last user message)."""
     end_token: str | None = None
     """A special token whose id the renderer appends to the output ids, not to the text,
-    unless the content is empty (DeepSeek's end of sentence)."""
+    unless the output text is empty (DeepSeek's end of sentence after non-empty content,
+    GLM-5.3's terminator, the next turn's role token, after ``</think>{content}``)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,14 @@ class ChatTemplate:
     """By role, for the conversation's first message, looked up before ``roles``."""
     last_user: MessageTemplate | None = None
     """For the conversation's last user message, looked up before ``roles``."""
+    after: Mapping[str, Mapping[str, MessageTemplate]] = field(default_factory=dict)
+    """By the previous message's role, then role; looked up before ``roles`` (GLM-5.3's user
+    turn after an assistant turn, whose terminator already wrote its header)."""
+    before: Mapping[str, Mapping[str, MessageTemplate]] = field(default_factory=dict)
+    """By the next message's role, then role; looked up after ``after`` (GLM-5.3's assistant
+    turn before a user turn: it owns the terminator)."""
+    drops_empty_output: bool = False
+    """Whether an output of no tokens is left out rather than an empty chunk (GLM-5.3)."""
     default_system_attribute: str | None = None
     """The renderer attribute holding the system prompt it puts first when the conversation
     does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
@@ -93,9 +102,12 @@ class ChatTemplate:
     its warnings (gpt-oss's about a system message next to its own); called likewise."""
 
     def message_texts(
-        self, message: Message, customized: bool, first: bool, last: bool, last_user: bool
+        self, messages: list[Message], index: int, customized: bool, last_user: int
     ) -> MessageTexts:
-        """Raises on anything not plain; the caller then lets the renderer render it."""
+        """Texts of ``messages[index]`` (``last_user``: the index of the last user message).
+
+        Raises on anything not plain; the caller then lets the renderer render it."""
+        message = messages[index]
         if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
             raise ValueError("not a plain message")
         content, role = message["content"], message["role"]
@@ -103,9 +115,12 @@ class ChatTemplate:
             raise ValueError("not a plain message")
         if any(text in content for text in self.refused):
             raise ValueError("not a plain message")
+        last = index == len(messages) - 1
         template = (
-            (first and self.first_roles.get(role))
-            or (last_user and self.last_user)
+            (index == 0 and self.first_roles.get(role))
+            or (index == last_user and self.last_user)
+            or (index > 0 and self.after.get(messages[index - 1]["role"], {}).get(role))
+            or (not last and self.before.get(messages[index + 1]["role"], {}).get(role))
             or self.roles.get(role)
         )
         if template is None:
@@ -120,13 +135,19 @@ class ChatTemplate:
             suffix = template.last_suffix
         text = content + template.content_suffix
         output: Texts = template.prefix + (text.strip() if template.strip else text) + suffix
-        if template.end_token is not None and content:
+        if template.end_token is not None and output:
             output = (output, template.end_token)
         return header, output, template.stop_overlap
 
     def usable(self, renderer: Renderer) -> bool:
         """Whether each end token is one id, as the renderer unpacks it (else it raises)."""
-        templates = [*self.roles.values(), *self.first_roles.values(), self.last_user]
+        by_neighbour = (*self.after.values(), *self.before.values())
+        templates = [
+            *self.roles.values(),
+            *self.first_roles.values(),
+            self.last_user,
+            *(template for by_role in by_neighbour for template in by_role.values()),
+        ]
         ends = {t.end_token for t in templates if t is not None}
         return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
 
@@ -175,12 +196,8 @@ def template_examples(
         try:
             checked = template.conversation(renderer, messages)
             rendered = [*leading, *checked]
-            last = len(rendered) - 1
             last_user = _last_user_index(rendered)
-            texts = [
-                plan_message(m, customized, i == 0, i == last, i == last_user)
-                for i, m in enumerate(rendered)
-            ]
+            texts = [plan_message(rendered, i, customized, last_user) for i in range(len(rendered))]
         except Exception:
             plans.append(renderer.build_supervised_example(messages, train_on_what))
             continue
@@ -216,6 +233,7 @@ def template_examples(
         TrainOnWhat.LAST_ASSISTANT_TURN,
     )
     view: Renderer | None = None
+    drop_empty = template.drops_empty_output
 
     examples: list[Example] = []
     for plan in plans:
@@ -233,8 +251,10 @@ def template_examples(
             if header is not None:
                 conv_chunks.append(chunk(header))
                 weights.append(header_weight)
-            conv_chunks.append(chunk(output))
-            weights.append(trained)
+            output_chunk = chunk(output)
+            if output_chunk.tokens or not drop_empty:
+                conv_chunks.append(output_chunk)
+                weights.append(trained)
             if overlap is not None and i == last:
                 conv_chunks.append(chunks[overlap])
                 weights.append(trained)
@@ -305,9 +325,14 @@ TEMPLATES: dict[type[Renderer], ChatTemplate] = {
 }
 
 # Families whose template data lives in a module of its own (which imports this one).
-from cookbook.renderers import batch_templates_gpt_oss, batch_templates_nemotron3  # noqa: E402
+from cookbook.renderers import (  # noqa: E402
+    batch_templates_glm5_3,
+    batch_templates_gpt_oss,
+    batch_templates_nemotron3,
+)
 
 TEMPLATES.update(batch_templates_gpt_oss.TEMPLATES)
 TEMPLATES.update(batch_templates_nemotron3.TEMPLATES)
+TEMPLATES.update(batch_templates_glm5_3.TEMPLATES)
 
 __all__ = ["TEMPLATES", "ChatTemplate", "MessageTemplate", "template_examples"]
