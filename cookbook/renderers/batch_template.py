@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import tinker
@@ -125,11 +126,7 @@ class ChatTemplate:
         )
         if template is None:
             template = self.roles["*"]
-        header = template.header
-        if isinstance(header, str):
-            header = header.format(role=role, Role=role.capitalize())
-        elif header is not None:
-            header = tuple(part.format(role=role, Role=role.capitalize()) for part in header)
+        header = _header(template.header, role)
         suffix = template.suffix
         if last and template.last_suffix is not None:
             suffix = template.last_suffix
@@ -172,6 +169,16 @@ class ChatTemplate:
         else:
             return messages
         return [Message(role="system", content=prompt), *messages]
+
+
+@lru_cache(maxsize=1024)
+def _header(pattern: Texts | None, role: str) -> Texts | None:
+    """A header pattern filled in for a role: once per pattern and role, not per message."""
+    if isinstance(pattern, str):
+        return pattern.format(role=role, Role=role.capitalize())
+    if pattern is None:
+        return None
+    return tuple(part.format(role=role, Role=role.capitalize()) for part in pattern)
 
 
 def template_examples(
