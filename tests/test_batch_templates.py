@@ -25,6 +25,7 @@ import cookbook.renderers.batch as batch
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
 from cookbook.renderers.batch import build_supervised_examples_batch
 from cookbook.renderers.batch_template import TEMPLATES
+from cookbook.renderers.gpt_oss import INTERNAL_SYSTEM_ROLE
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import get_tokenizer
 
@@ -83,13 +84,20 @@ _FRAGMENTS = st.sampled_from(
     ]
 )
 _TEXT = st.lists(_FRAGMENTS, max_size=4).map("".join)
+_ROLES = [
+    *["system", "user", "assistant"] * 4,
+    "tool",
+    "developer",
+    INTERNAL_SYSTEM_ROLE,  # gpt-oss's own system prompt's role, given by a caller
+]
 
 
 @st.composite
 def _conversation(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """1-5 messages of any plain role order: a system message first, later or not at all,
-    consecutive turns of one role, a last message of any role."""
-    roles = draw(st.lists(st.sampled_from(["system", "user", "assistant"]), min_size=1, max_size=5))
+    """1-5 messages in any role order: a system message first, later or not at all,
+    consecutive turns of one role, a last message of any role; now and then a role some
+    template does not take (handed to the renderer within the same batch)."""
+    roles = draw(st.lists(st.sampled_from(_ROLES), min_size=1, max_size=5))
     return [{"role": role, "content": draw(_TEXT)} for role in roles]
 
 
