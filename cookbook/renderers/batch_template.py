@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 import tinker
@@ -228,8 +229,9 @@ def template_examples(
 
     def chunk(texts: Texts) -> tinker.EncodedTextChunk:
         found = chunks.get(texts)
-        if found is None:  # several texts: their ids joined, once per distinct tuple
-            found = chunks[texts] = text_chunk([i for text in texts for i in memo.ids[text]])
+        if found is None:  # several texts: their ids joined (in C), once per distinct tuple
+            ids = list(chain.from_iterable(memo.ids[text] for text in texts))
+            found = chunks[texts] = text_chunk(ids)
         return found
 
     bos_chunk = text_chunk(list(bos))
