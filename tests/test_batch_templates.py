@@ -10,7 +10,6 @@ to the slower generic path.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from functools import cache
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_batch import _assert_same, _outcome
+from test_batch import _assert_same, _assert_same_as_per_conversation
 
 import cookbook.renderers.batch as batch
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
@@ -103,40 +102,19 @@ def _conversation(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("name", TEMPLATE_PATH_RENDERERS)
 @settings(
-    max_examples=25,
+    max_examples=50,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_template_equals_per_conversation_on_generated_conversations(
-    name: str, data: st.DataObject
+    name: str, data: st.DataObject, caplog: pytest.LogCaptureFixture
 ) -> None:
-    renderer = _renderer(name)
+    """Same examples or first error, same warnings; CUSTOMIZED gets alternating flags."""
     conversations = data.draw(st.lists(_conversation(), min_size=1, max_size=4))
     mode = data.draw(st.sampled_from(list(TrainOnWhat)))
-    if mode == TrainOnWhat.CUSTOMIZED:
-        flags = st.lists(st.booleans(), min_size=5, max_size=5)
-        conversations = [
-            [{**m, "trainable": flag} for m, flag in zip(c, data.draw(flags), strict=False)]
-            for c in conversations
-        ]
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            singles = [_outcome(renderer, m, mode) for m in conversations]
-            errors = [single for single in singles if isinstance(single, Exception)]
-            if errors:
-                with pytest.raises(type(errors[0])) as raised:
-                    build_supervised_examples_batch(renderer, conversations, mode)
-                assert str(raised.value) == str(errors[0])
-                return
-            examples = build_supervised_examples_batch(renderer, conversations, mode)
-    finally:
-        logging.disable(logging.NOTSET)
-    for example, single in zip(examples, singles, strict=True):
-        _assert_same([example], [single])
+    _assert_same_as_per_conversation(_renderer(name), conversations, mode, caplog)
 
 
 @pytest.mark.parametrize("name", TEMPLATE_PATH_RENDERERS)
