@@ -4,8 +4,9 @@ Every variant is :class:`~cookbook.renderers.gpt_oss.GptOssRenderer`; the ``*_re
 put their dated system prompt first (``_system_prompt``, asked once per batch) and warn about a
 caller's leading system message (``_warn_if_user_system_message``), as the renderer does.
 String content is written as it is: no trimming, no reasoning (only a thinking part opens the
-analysis channel), no tool calls (those messages are not plain). A tool result, a ``developer``
-or any other role, and the internal system role anywhere but first are handed to the renderer.
+analysis channel), no tool calls (those messages are not plain). A tool result, a role other
+than system, user, assistant and developer, and the internal system role anywhere but first
+are handed to the renderer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from cookbook.renderers.gpt_oss import INTERNAL_SYSTEM_ROLE, GptOssRenderer
 _GPT_OSS = ChatTemplate(
     {
         "user": MessageTemplate("<|start|>user", prefix="<|message|>", suffix="<|end|>"),
+        # As written by create_conversation_prefix_with_tools (instructions, tool types).
+        "developer": MessageTemplate("<|start|>developer", prefix="<|message|>", suffix="<|end|>"),
         # A caller's system message is harmony's developer message, under a heading.
         "system": MessageTemplate(
             "<|start|>developer", prefix="<|message|># Instructions\n\n", suffix="\n\n<|end|>"
