@@ -10,6 +10,7 @@ so equality here carries that parity over to the batch path.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -331,6 +332,12 @@ TEMPLATE_RENDERERS = [
     *((name, "cookbook-standin/kimi-k2.5") for name in KIMI_K25_NAMES),
     ("deepseekv3_thinking", "deepseek-ai/DeepSeek-V3.1"),
     *((name, "cookbook-standin/deepseek-v4.1") for name in DEEPSEEK_V4_1_NAMES),
+    *(
+        (f"gpt_oss_{variant}", "openai/gpt-oss-20b")
+        for variant in ("high_reasoning", "low_reasoning", "medium_reasoning", "no_sysprompt")
+    ),
+    ("nemotron3_low_thinking", "cookbook-standin/nemotron-3"),
+    ("glm5_3_high_reasoning", "cookbook-standin/glm-5.3"),
 ]
 
 
@@ -339,10 +346,22 @@ TEMPLATE_RENDERERS = [
 def test_template_path_equals_per_conversation(
     name: str, model: str, train_on_what: TrainOnWhat, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The template renderers: same examples as one at a time, and the same warnings
-    (one per conversation where ALL_ASSISTANT_MESSAGES meets no extension property)."""
+    """Renderers on the template path: same examples, and the same warnings (one log record
+    per conversation where ALL_ASSISTANT_MESSAGES meets no extension property, gpt-oss's
+    UserWarning where a system message meets its own)."""
     renderer = get_renderer(name, get_tokenizer(model, "offline"))
     conversations = TEMPLATE_CONVERSATIONS
+    _assert_same_as_per_conversation(renderer, conversations, train_on_what, caplog)
+
+
+def _assert_same_as_per_conversation(
+    renderer: Renderer,
+    conversations: list[list[dict[str, Any]]],
+    train_on_what: TrainOnWhat,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch equals the conversations one by one (trainable flags added for CUSTOMIZED),
+    raises the first error one of them raises, and logs as many warnings."""
     if train_on_what == TrainOnWhat.CUSTOMIZED:
         conversations = [
             [{**m, "trainable": (i + j) % 2 == 0} for j, m in enumerate(c)]
@@ -354,14 +373,16 @@ def test_template_path_equals_per_conversation(
         with pytest.raises(type(errors[0]), match=re.escape(str(errors[0]))):
             build_supervised_examples_batch(renderer, conversations, train_on_what)
     conversations = [c for c, o in zip(conversations, outcomes, strict=True) if o not in errors]
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")  # gpt-oss warns of a system message beside its own
         caplog.clear()
         single = [renderer.build_supervised_example(m, train_on_what) for m in conversations]
-        single_warnings = len(caplog.records)
+        single_warnings = [str(w.message) for w in warned], len(caplog.records)
         caplog.clear()
+        warned.clear()
         batch = build_supervised_examples_batch(renderer, conversations, train_on_what)
     _assert_same(batch, single)
-    assert len(caplog.records) == single_warnings
+    assert ([str(w.message) for w in warned], len(caplog.records)) == single_warnings
 
 
 def _outcome(renderer: Renderer, messages: list, train_on_what: TrainOnWhat) -> Any:

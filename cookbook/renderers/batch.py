@@ -13,11 +13,11 @@ conversations]``: same chunks, same token ids, same weight values and dtype, sam
 Three routes get there:
 
 * a template fast path for renderers whose plain messages are a fixed frame around their
-  content (``batch_template.py``: Llama 3, role_colon, Kimi K2, DeepSeek V3 without thinking;
-  ``batch_templates_kimi.py``: Kimi K2.5/K2.6; ``batch_templates_deepseek.py``: DeepSeek V3
-  with thinking, DeepSeek V4.1; exact types only, a subclass may override anything). It
-  builds the texts directly, reuses one chunk object per distinct text and computes weights
-  with ``numpy``.
+  content (mechanism: ``batch_template.py``; data: ``batch_templates_core.py`` for Llama 3,
+  role_colon, Kimi K2 and DeepSeek V3 without thinking, ``batch_templates_<family>.py`` for
+  Kimi K2.5/K2.6, DeepSeek V3 with thinking and V4.1, gpt-oss, Nemotron 3 and GLM-5.3; exact
+  types only, a subclass may override anything). It builds the texts directly, reuses one
+  chunk object per distinct text and computes weights with ``numpy``.
 * a renderer that renders whole conversations only (``renders_whole_conversations``: tml_v0,
   whose tokenizer has no batch call and ~0.1 us of overhead per call) is called per
   conversation; recording its messages would only raise.
@@ -49,10 +49,16 @@ from typing import Any
 import numpy as np
 import tinker
 
-from cookbook.renderers import batch_templates_deepseek, batch_templates_kimi
+from cookbook.renderers import (
+    batch_templates_core,
+    batch_templates_deepseek,
+    batch_templates_glm5_3,
+    batch_templates_gpt_oss,
+    batch_templates_kimi,
+    batch_templates_nemotron3,
+)
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
-from cookbook.renderers.batch_template import TEMPLATES as _CORE_TEMPLATES
 from cookbook.renderers.batch_template import ChatTemplate, template_examples
 from cookbook.renderers.types import Message, RenderContext, TrainOnWhat
 
@@ -60,9 +66,12 @@ Example = tuple[tinker.ModelInput, np.ndarray]
 
 # Every renderer class on the template path: the core's and each family module's.
 TEMPLATES: dict[type[Renderer], ChatTemplate] = {
-    **_CORE_TEMPLATES,
+    **batch_templates_core.TEMPLATES,
     **batch_templates_kimi.TEMPLATES,
     **batch_templates_deepseek.TEMPLATES,
+    **batch_templates_gpt_oss.TEMPLATES,
+    **batch_templates_nemotron3.TEMPLATES,
+    **batch_templates_glm5_3.TEMPLATES,
 }
 
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).

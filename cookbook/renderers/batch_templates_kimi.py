@@ -12,8 +12,8 @@ content never carries (every assistant turn gets ``<think></think>``).
 from __future__ import annotations
 
 from cookbook.renderers.base import Renderer
-from cookbook.renderers.batch_template import TEMPLATES as _CORE
 from cookbook.renderers.batch_template import ChatTemplate
+from cookbook.renderers.batch_templates_core import TEMPLATES as _CORE
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.kimi_k25 import KimiK25DisableThinkingRenderer, KimiK25Renderer
 from cookbook.renderers.kimi_k26 import KimiK26PreserveThinkingRenderer
