@@ -16,14 +16,14 @@ handed to the renderer itself, in order, so errors are its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import tinker
 
 from cookbook.renderers import deepseek_v3, role_colon
-from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer
+from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer, _last_user_index
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
@@ -33,9 +33,14 @@ Example = tuple[tinker.ModelInput, np.ndarray]
 
 # A chunk's text, or texts whose ids the renderer concatenates (encoded one by one, as it does).
 Texts = str | tuple[str, ...]
-# (header, output, stop_overlap) of one message; the stop_overlap is used only when the message
-# is the conversation's last, as Renderer.supervised_segments does.
-MessageTexts = tuple[Texts | None, Texts, str | None]
+
+# Conditions a Variant may put on a message's place: (its index, the last index, the index of
+# the conversation's last user message or -1) -> whether it holds.
+_CONDITIONS: dict[str, Callable[[int, int, int], bool]] = {
+    "last": lambda index, last, last_user: index == last,
+    "after_last_user": lambda index, last, last_user: index > last_user,
+    "user_seen": lambda index, last, last_user: last_user >= 0,
+}
 
 # Fields a plain message may have: any other (tool_calls, name, thinking...) may change the text.
 _PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
@@ -43,7 +48,8 @@ _PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
 
 @dataclass(frozen=True)
 class MessageTemplate:
-    """How the renderer writes a plain message of one role."""
+    """How the renderer writes a plain message of one role: chunks ``header``, ``lead``,
+    ``prefix + content + suffix``, ``close`` (+ ``stop_overlap`` when last)."""
 
     header: Texts | None
     """``str.format`` pattern(s) over ``{role}`` and ``{Role}`` (``role.capitalize()``); several
@@ -51,9 +57,41 @@ class MessageTemplate:
     prefix: str = ""
     suffix: str = ""
     stop_overlap: str | None = None
+    """Used only when the message is the conversation's last, as
+    ``Renderer.supervised_segments`` does."""
     end_token: str | None = None
     """A special token whose id the renderer appends to the output ids, not to the text,
     unless the content is empty (DeepSeek's end of sentence)."""
+    content: Callable[[str], str] | None = None
+    """What the renderer does to the content before framing it (Qwen3.5's ``str.strip``)."""
+    split: bool = False
+    """The output is encoded with special-token parsing off (``Renderer._encode_split``)."""
+    lead: str | None = None
+    """A fixed text encoded as an output chunk of its own before the output (the part of
+    Qwen3.5's produced-turn header that the generation prompt does not prefill)."""
+    close: str | None = None
+    """A fixed text encoded as an output chunk of its own after the output (Qwen3's
+    ``<|im_end|>``)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A role's template where the message's place in the conversation changes its text."""
+
+    role: str
+    when: tuple[str, ...]
+    """Names of ``_CONDITIONS`` that must all hold."""
+    template: MessageTemplate | None
+    """None: such a message is not plain (the renderer renders, or refuses, the conversation)."""
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.when) - _CONDITIONS.keys():
+            raise ValueError(f"unknown variant conditions: {sorted(unknown)}")
+
+
+# (header, output, template) of one message: the template says how the output is encoded and
+# which fixed chunks go around it.
+MessageTexts = tuple[Texts | None, Texts, MessageTemplate]
 
 
 @dataclass(frozen=True)
@@ -67,8 +105,21 @@ class ChatTemplate:
     does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
     refused: tuple[str, ...] = ()
     """Content containing any of these is not plain (DeepSeek strips think blocks from it)."""
+    variants: tuple[Variant, ...] = ()
+    """Looked up in order before ``first_roles`` and ``roles``: the first for the message's
+    role whose conditions all hold (Qwen's produced turn)."""
+    separator: str = ""
+    """Put before the header of every message but the first (Qwen's newline between turns)."""
+    normalizer: str | None = None
+    """The renderer method that reshapes the conversation before rendering it (Qwen3.5's
+    ``_normalize_messages``, which adds Qwen3.8's reasoning-effort system message)."""
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    """Renderer attribute values the template was written for: a renderer with other values
+    (``strip_thinking_from_history=False``) is not served by it."""
 
-    def message_texts(self, message: Message, customized: bool, first: bool) -> MessageTexts:
+    def message_texts(
+        self, message: Message, customized: bool, index: int, last: int, last_user: int
+    ) -> MessageTexts:
         """Raises on anything not plain; the caller then lets the renderer render it."""
         if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
             raise ValueError("not a plain message")
@@ -77,32 +128,69 @@ class ChatTemplate:
             raise ValueError("not a plain message")
         if any(text in content for text in self.refused):
             raise ValueError("not a plain message")
-        template = (first and self.first_roles.get(role)) or self.roles.get(role)
-        if template is None:
-            template = self.roles["*"]
+        for variant in self.variants:
+            if variant.role == role and all(
+                _CONDITIONS[condition](index, last, last_user) for condition in variant.when
+            ):
+                if variant.template is None:
+                    raise ValueError("not a plain message")
+                template = variant.template
+                break
+        else:
+            template = (
+                (index == 0 and self.first_roles.get(role))
+                or self.roles.get(role)
+                or self.roles["*"]
+            )
         header = template.header
         if isinstance(header, str):
             header = header.format(role=role, Role=role.capitalize())
+            if index:
+                header = self.separator + header
         elif header is not None:
             header = tuple(part.format(role=role, Role=role.capitalize()) for part in header)
+            if index:
+                header = (self.separator + header[0], *header[1:])
+        if template.content is not None:
+            content = template.content(content)
         output: Texts = template.prefix + content + template.suffix
         if template.end_token is not None and content:
             output = (output, template.end_token)
-        return header, output, template.stop_overlap
+        return header, output, template
+
+    def _templates(self) -> list[MessageTemplate]:
+        variants = [v.template for v in self.variants if v.template is not None]
+        return [*self.roles.values(), *self.first_roles.values(), *variants]
+
+    def fixed_texts(self) -> list[str]:
+        """The texts of the fixed chunks (lead, close, stop overlap) the templates may add."""
+        texts = (t for m in self._templates() for t in (m.lead, m.close, m.stop_overlap))
+        return [text for text in texts if text is not None]
 
     def usable(self, renderer: Renderer) -> bool:
-        """Whether each end token is one id, as the renderer unpacks it (else it raises)."""
-        ends = {t.end_token for t in (*self.roles.values(), *self.first_roles.values())}
+        """Whether the renderer has the attributes the template was written for, and each end
+        token is one id, as the renderer unpacks it (else it raises)."""
+        if any(
+            getattr(renderer, name, _MISSING) != value for name, value in self.attributes.items()
+        ):
+            return False
+        ends = {t.end_token for t in self._templates()}
         return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
 
     def conversation(self, renderer: Renderer, messages: list[Message]) -> list[Message]:
-        """The messages the renderer renders: the default system message put first if due."""
+        """The messages the renderer renders: reshaped by its normalizer, the default system
+        message put first if due."""
         if not messages:
             raise ValueError("empty conversation")  # the renderer's own business
+        if self.normalizer is not None:
+            messages = getattr(renderer, self.normalizer)(messages)
         if self.default_system_attribute is None or messages[0]["role"] == "system":
             return messages
         prompt = getattr(renderer, self.default_system_attribute)
         return [Message(role="system", content=prompt), *messages]
+
+
+_MISSING = object()
 
 
 def template_examples(
@@ -112,39 +200,52 @@ def template_examples(
     train_on_what: TrainOnWhat,
 ) -> list[Example]:
     """Examples of plain conversations from the template: texts planned directly, encoded in
-    one batch, one chunk per distinct text, weights with numpy."""
+    one batch per hook, one chunk per distinct text, weights with numpy. A conversation that is
+    not plain is rendered by the renderer where it stands, so errors come in order."""
     bos = renderer._bos_tokens
     customized = train_on_what == TrainOnWhat.CUSTOMIZED
     is_trained = OUTPUT_IS_TRAINED[train_on_what]
-    # A plan: the rendered messages and their texts; or, for a conversation that is not plain,
-    # the renderer's own example (or its error, raised in conversation order).
-    plans: list[tuple[list[Message], list[MessageTexts]] | Example] = []
+    # A plan: the rendered messages and their texts; or the caller's messages and None for a
+    # conversation that is not plain.
+    plans: list[tuple[list[Message], list[MessageTexts] | None]] = []
+    plan = template.message_texts
     for messages in conversations:
         try:
             rendered = template.conversation(renderer, messages)
-            plan = template.message_texts
-            plans.append((rendered, [plan(m, customized, i == 0) for i, m in enumerate(rendered)]))
+            last, last_user = len(rendered) - 1, _last_user_index(rendered)
+            plans.append(
+                (
+                    rendered,
+                    [plan(m, customized, i, last, last_user) for i, m in enumerate(rendered)],
+                )
+            )
         except Exception:
-            plans.append(renderer.build_supervised_example(messages, train_on_what))
+            plans.append((messages, None))
 
+    texts: dict[str, None] = dict.fromkeys(template.fixed_texts())
+    split_texts: dict[str, None] = {}
+    for _, message_texts in plans:
+        for header, output, message_template in message_texts or ():
+            if header is not None:
+                texts.update(dict.fromkeys((header,) if isinstance(header, str) else header))
+            into = split_texts if message_template.split else texts
+            into.update(dict.fromkeys((output,) if isinstance(output, str) else output))
     memo = TokenMemo(renderer)
-    memo.prefetch(
-        text
-        for plan in plans
-        if isinstance(plan[0], list)
-        for message_texts in plan[1]
-        for texts in message_texts
-        if texts is not None
-        for text in ((texts,) if isinstance(texts, str) else texts)
-    )
+    memo.prefetch(texts)
+    memo.prefetch(split_texts, split=True)
     chunks: dict[Texts, tinker.EncodedTextChunk] = {
         text: text_chunk(ids) for text, ids in memo.ids.items()
     }
+    split_chunks: dict[Texts, tinker.EncodedTextChunk] = {
+        text: text_chunk(ids) for text, ids in memo.split_ids.items()
+    }
 
-    def chunk(texts: Texts) -> tinker.EncodedTextChunk:
-        found = chunks.get(texts)
+    def chunk(texts: Texts, split: bool) -> tinker.EncodedTextChunk:
+        table = split_chunks if split else chunks
+        found = table.get(texts)
         if found is None:  # several texts: their ids joined, once per distinct tuple
-            found = chunks[texts] = text_chunk([i for text in texts for i in memo.ids[text]])
+            ids = memo.split_ids if split else memo.ids
+            found = table[texts] = text_chunk([i for text in texts for i in ids[text]])
         return found
 
     bos_chunk = text_chunk(list(bos))
@@ -157,25 +258,32 @@ def template_examples(
     view: Renderer | None = None
 
     examples: list[Example] = []
-    for plan in plans:
-        if not isinstance(plan[0], list):
-            examples.append(plan)  # type: ignore[arg-type]
+    for rendered, message_texts in plans:
+        if message_texts is None:
+            examples.append(renderer.build_supervised_example(rendered, train_on_what))
             continue
-        rendered, texts = plan
         renderer._warn_if_prefixes_differ(train_on_what)
         last = len(rendered) - 1
         turn_start = renderer._last_assistant_turn_start_index(rendered[:-1])
         conv_chunks = [bos_chunk] if bos else []
         weights: list[int | float] = [0.0] if bos else []
-        for i, (message, (header, output, overlap)) in enumerate(zip(rendered, texts, strict=True)):
+        for i, (message, (header, output, message_template)) in enumerate(
+            zip(rendered, message_texts, strict=True)
+        ):
             trained = int(is_trained(message, i == last, i >= turn_start))
             if header is not None:
-                conv_chunks.append(chunk(header))
+                conv_chunks.append(chunk(header, False))
                 weights.append(header_weight)
-            conv_chunks.append(chunk(output))
+            if message_template.lead is not None:
+                conv_chunks.append(chunks[message_template.lead])
+                weights.append(trained)
+            conv_chunks.append(chunk(output, message_template.split))
             weights.append(trained)
-            if overlap is not None and i == last:
-                conv_chunks.append(chunks[overlap])
+            if message_template.close is not None:
+                conv_chunks.append(chunks[message_template.close])
+                weights.append(trained)
+            if message_template.stop_overlap is not None and i == last:
+                conv_chunks.append(chunks[message_template.stop_overlap])
                 weights.append(trained)
         lengths = [len(c.tokens) for c in conv_chunks]
         example_input = model_input(conv_chunks)
