@@ -312,6 +312,10 @@ TEMPLATE_CONVERSATIONS: list[list[dict[str, Any]]] = [
 TEMPLATE_RENDERERS = [
     ("kimi_k2", "cookbook-standin/kimi-k2"),
     ("deepseekv3", "deepseek-ai/DeepSeek-V3.1"),
+    ("qwen3", "Qwen/Qwen3-8B"),
+    ("qwen3_vl", "Qwen/Qwen3-VL-30B-A3B-Instruct"),
+    ("qwen3_5", "Qwen/Qwen3.5-9B"),
+    ("qwen3_8_low_reasoning", "Qwen/Qwen3.8-27B"),
 ]
 
 
@@ -320,8 +324,9 @@ TEMPLATE_RENDERERS = [
 def test_template_path_equals_per_conversation(
     name: str, model: str, train_on_what: TrainOnWhat, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Kimi K2 and DeepSeek V3 take the template path: same examples, and the same warnings
-    (one per conversation where ALL_ASSISTANT_MESSAGES meets no extension property)."""
+    """Kimi K2, DeepSeek V3 and the Qwen families take the template path: same examples, and
+    the same warnings (one per conversation where ALL_ASSISTANT_MESSAGES meets no extension
+    property)."""
     renderer = get_renderer(name, get_tokenizer(model, "offline"))
     conversations = TEMPLATE_CONVERSATIONS
     if train_on_what == TrainOnWhat.CUSTOMIZED:

@@ -14,7 +14,8 @@ Two routes get there:
 
 * a template fast path for renderers whose plain messages are a fixed frame around their
   content (``batch_template.py``: Llama 3, role_colon, Kimi K2, DeepSeek V3 without thinking;
-  exact types only, a subclass may override anything). It builds the texts directly, reuses
+  ``batch_templates_qwen.py``: Qwen3, Qwen3-VL, Qwen3.5, Qwen3.8; exact types only, a subclass
+  may override anything). It builds the texts directly, reuses
   one chunk object per distinct text and computes weights with ``numpy``.
 * a generic path for every other renderer, through the ``Renderer._encode`` and
   ``Renderer._encode_split`` hooks: a recording pass (or a few) runs ``render_message`` on a
@@ -47,9 +48,13 @@ import tinker
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
 from cookbook.renderers.batch_template import TEMPLATES, template_examples
+from cookbook.renderers.batch_templates_qwen import QWEN_TEMPLATES
 from cookbook.renderers.types import Message, RenderContext, TrainOnWhat
 
 Example = tuple[tinker.ModelInput, np.ndarray]
+
+# Every renderer on the template path, by exact type (the families' data modules add theirs).
+_TEMPLATES = {**TEMPLATES, **QWEN_TEMPLATES}
 
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).
 _RECORDING_ROUNDS = 3
@@ -72,7 +77,7 @@ def build_supervised_examples_batch(
     if not conversations:
         return []  # like the per-conversation loop, which never looks at train_on_what then
     train_on_what = TrainOnWhat(train_on_what)
-    template = TEMPLATES.get(type(renderer))
+    template = _TEMPLATES.get(type(renderer))
     if template is not None and not _has_instance_overrides(renderer) and template.usable(renderer):
         return template_examples(template, renderer, conversations, train_on_what)
     return _generic_examples(renderer, conversations, train_on_what)
