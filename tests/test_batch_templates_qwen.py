@@ -16,7 +16,7 @@ from functools import cache
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_batch_parity import SPECS, _assert_same, _outcome
+from test_batch_parity import SPECS, _assert_same, check_generated
 
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
 from cookbook.renderers.batch import _TEMPLATES, build_supervised_examples_batch
@@ -119,12 +119,12 @@ def test_generated_plain_conversations_equal_per_conversation(
     batch = data.draw(st.lists(st.lists(_MESSAGE, max_size=5), min_size=1, max_size=4))
     if mode == TrainOnWhat.CUSTOMIZED:
         batch = [[{**m, "trainable": data.draw(st.booleans())} for m in c] for c in batch]
-    _check(_renderer(name), batch, mode)
+    check_generated(_renderer(name), batch, mode)
 
 
 # Each variant's edge: the produced turn with and without a user message, a turn after the last
 # user message that is not last, a first assistant turn, empty and whitespace-only content (a
-# system message Qwen3.8 drops), leading newlines, inline reasoning.
+# system message Qwen3.8 drops), leading newlines, inline reasoning, a later system message.
 EDGE_CONVERSATIONS = [
     [
         {"role": "system", "content": "  You are terse. "},
@@ -158,6 +158,14 @@ EDGE_CONVERSATIONS = [
         {"role": "assistant", "content": "a"},
         {"role": "user", "content": "u"},
     ],
+    # Qwen3.8 without an instruction drops an empty system message; the renderer normalizes
+    # twice, so it drops the second one too: the template must not claim this conversation.
+    [
+        {"role": "system", "content": ""},
+        {"role": "system", "content": " "},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+    ],
 ]
 
 
@@ -170,21 +178,6 @@ def test_edge_conversations_equal_per_conversation(name: str, train_on_what: Tra
             [{**m, "trainable": (i + j) % 2 == 0} for j, m in enumerate(c)]
             for i, c in enumerate(batch)
         ]
-    _check(_renderer(name), batch, train_on_what)
+    check_generated(_renderer(name), batch, train_on_what)
     for conversation in batch:  # one by one too: an error in one hides nothing in the others
-        _check(_renderer(name), [conversation], train_on_what)
-
-
-def _check(renderer: Renderer, batch: list, mode: TrainOnWhat) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        singles = [_outcome(renderer, messages, mode) for messages in batch]
-        errors = [single for single in singles if isinstance(single, Exception)]
-        if errors:
-            with pytest.raises(type(errors[0])) as raised:
-                build_supervised_examples_batch(renderer, batch, mode)
-            assert str(raised.value) == str(errors[0])
-            return
-        examples = build_supervised_examples_batch(renderer, batch, mode)
-    for i, (example, single) in enumerate(zip(examples, singles, strict=True)):
-        _assert_same(example, single, f"#{i} {mode}")
+        check_generated(_renderer(name), [conversation], train_on_what)

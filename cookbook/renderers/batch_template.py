@@ -5,13 +5,17 @@ Why: the generic path runs the renderer's own Python twice per message (a record
 the real one), which on short chat turns costs as much as encoding the text. A renderer whose
 plain message (string content, no tool calls or other fields) is ``header`` + ``prefix +
 content + suffix`` (+ ``stop_overlap`` when last) needs none of it: its texts are planned here,
-encoded in one batch, and each distinct text becomes one shared chunk.
+encoded in one batch, and each distinct text becomes one shared chunk. What varies with the
+message's place (:class:`Variant`: the last message, a turn after the last user message), a
+content rule (trimmed), extra fixed output chunks, split encoding, a renderer's own
+conversation rewrite and the renderer attributes a template assumes are data too.
 
 One :class:`ChatTemplate` per renderer class (exact types: a subclass may override anything),
 each proven equal to the renderer by ``tests/test_batch.py`` and ``tests/test_batch_parity.py``
 (every golden case and generated conversations, errors included). A conversation with anything
 else (a multimodal or structured content, tool calls, a role the template does not list) is
-handed to the renderer itself, in order, so errors are its own.
+handed to the renderer itself, in order, so errors are its own. Families' templates live in
+their own modules (``batch_templates_qwen.py``).
 """
 
 from __future__ import annotations
@@ -112,7 +116,8 @@ class ChatTemplate:
     """Put before the header of every message but the first (Qwen's newline between turns)."""
     normalizer: str | None = None
     """The renderer method that reshapes the conversation before rendering it (Qwen3.5's
-    ``_normalize_messages``, which adds Qwen3.8's reasoning-effort system message)."""
+    ``_normalize_messages``, which adds Qwen3.8's reasoning-effort system message); a
+    conversation that a second pass would change again is not plain."""
     attributes: Mapping[str, object] = field(default_factory=dict)
     """Renderer attribute values the template was written for: a renderer with other values
     (``strip_thinking_from_history=False``) is not served by it."""
@@ -183,7 +188,13 @@ class ChatTemplate:
         if not messages:
             raise ValueError("empty conversation")  # the renderer's own business
         if self.normalizer is not None:
-            messages = getattr(renderer, self.normalizer)(messages)
+            normalize = getattr(renderer, self.normalizer)
+            messages = normalize(messages)
+            # The renderer's supervised path normalizes a second time (Qwen3.5's
+            # build_supervised_example, then its supervised_segments): only a conversation
+            # that pass leaves as it is renders from the messages planned here.
+            if normalize(messages) != messages:
+                raise ValueError("not a plain conversation")
         if self.default_system_attribute is None or messages[0]["role"] == "system":
             return messages
         prompt = getattr(renderer, self.default_system_attribute)
