@@ -181,3 +181,25 @@ def test_edge_conversations_equal_per_conversation(name: str, train_on_what: Tra
     check_generated(_renderer(name), batch, train_on_what)
     for conversation in batch:  # one by one too: an error in one hides nothing in the others
         check_generated(_renderer(name), [conversation], train_on_what)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("qwen3", {"strip_thinking_from_history": False}),
+        ("qwen3_vl", {"merge_text_chunks": False}),
+        ("qwen3_8_xhigh_reasoning", {"strip_thinking_from_history": True}),
+    ],
+)
+def test_other_renderer_options_leave_the_template_path(name: str, options: dict) -> None:
+    """A template is written for the registered options; a renderer built with others (which
+    frame or encode plain turns differently) is rendered by the generic path, still equal."""
+    registered = _renderer(name)
+    renderer = type(registered)(registered.tokenizer, **options)
+    assert _TEMPLATES[type(renderer)].usable(registered)
+    assert not _TEMPLATES[type(renderer)].usable(renderer)
+    for mode in TrainOnWhat:
+        batch = EDGE_CONVERSATIONS
+        if mode == TrainOnWhat.CUSTOMIZED:
+            batch = [[{**m, "trainable": True} for m in c] for c in batch]
+        check_generated(renderer, batch, mode)
