@@ -158,8 +158,8 @@ EDGE_CONVERSATIONS = [
         {"role": "assistant", "content": "a"},
         {"role": "user", "content": "u"},
     ],
-    # Qwen3.8 without an instruction drops an empty system message; the renderer normalizes
-    # twice, so it drops the second one too: the template must not claim this conversation.
+    # Qwen3.8 without an instruction drops an empty leading system message, once: the second
+    # renders (normalizing twice, as the renderer once did, would drop it too).
     [
         {"role": "system", "content": ""},
         {"role": "system", "content": " "},

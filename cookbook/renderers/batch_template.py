@@ -116,8 +116,8 @@ class ChatTemplate:
     """Put before the header of every message but the first (Qwen's newline between turns)."""
     normalizer: str | None = None
     """The renderer method that reshapes the conversation before rendering it (Qwen3.5's
-    ``_normalize_messages``, which adds Qwen3.8's reasoning-effort system message); a
-    conversation that a second pass would change again is not plain."""
+    ``_normalize_messages``, which adds Qwen3.8's reasoning-effort system message), once, as
+    the renderer's supervised path does."""
     attributes: Mapping[str, object] = field(default_factory=dict)
     """Renderer attribute values the template was written for: a renderer with other values
     (``strip_thinking_from_history=False``) is not served by it."""
@@ -188,13 +188,7 @@ class ChatTemplate:
         if not messages:
             raise ValueError("empty conversation")  # the renderer's own business
         if self.normalizer is not None:
-            normalize = getattr(renderer, self.normalizer)
-            messages = normalize(messages)
-            # The renderer's supervised path normalizes a second time (Qwen3.5's
-            # build_supervised_example, then its supervised_segments): only a conversation
-            # that pass leaves as it is renders from the messages planned here.
-            if normalize(messages) != messages:
-                raise ValueError("not a plain conversation")
+            messages = getattr(renderer, self.normalizer)(messages)
         if self.default_system_attribute is None or messages[0]["role"] == "system":
             return messages
         prompt = getattr(renderer, self.default_system_attribute)
