@@ -76,6 +76,9 @@ class MessageTemplate:
     close: str | None = None
     """A fixed text encoded as an output chunk of its own after the output (Qwen3's
     ``<|im_end|>``)."""
+    refused: tuple[str, ...] = ()
+    """Content containing any of these is not plain in this template (Qwen3's produced turn
+    normalizes inline think blocks; other turns write them as they are)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class ChatTemplate:
                 or self.roles.get(role)
                 or self.roles["*"]
             )
+        if any(text in content for text in template.refused):
+            raise ValueError("not a plain message")
         header = template.header
         if isinstance(header, str):
             header = header.format(role=role, Role=role.capitalize())

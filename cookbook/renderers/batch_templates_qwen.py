@@ -5,15 +5,16 @@ header but the first. What differs, per family, on a plain (string content) mess
 
 * Qwen3 encodes the text with special-token parsing off and ``<|im_end|>`` as its own chunk;
   the produced turn (the last message, an assistant one, with a user message somewhere) is
-  framed with the empty think block and loses its leading newlines. ``<think>``/``</think>``
-  in any content is refused (the renderer normalizes inline blocks); ``qwen3_disable_thinking``
-  refuses a produced turn without a user message (the renderer raises if it has content);
-  ``qwen3_instruct`` frames nothing.
+  framed with the empty think block and loses its leading newlines; ``<think>``/``</think>``
+  in its content is refused (the renderer normalizes inline blocks there, and writes them as
+  they are in every other message); ``qwen3_disable_thinking`` refuses a produced turn
+  without a user message (the renderer raises if it has content); ``qwen3_instruct`` frames
+  nothing.
 * Qwen3-VL (``merge_text_chunks``): text and ``<|im_end|>`` in one encode, nothing framed.
 * Qwen3.5 trims the content and encodes it with ``<|im_end|>``; an assistant turn after the
   last user message has the empty think block in its header; on the last message the part of
   that header the generation prompt does not prefill (``\\n</think>\\n\\n``) is an output chunk
-  of its own. ``<think>`` in content is refused (it is reasoning to the renderer). Thinking
+  of its own. ``<think>`` in such a turn's content is refused (it is reasoning there). Thinking
   kept in history changes nothing for string content, so ``qwen3_5_preserve_thinking`` (the
   same class) shares the template.
 * Qwen3.8 (reasoning kept in history, its registered default) writes the empty block on every
@@ -69,13 +70,13 @@ _QWEN3_PRODUCED = Variant(
         content=_drop_leading_newlines,
         split=True,
         close=_IM_END,
+        refused=("<think>", "</think>"),
     ),
 )
 _QWEN3_INSTRUCT = ChatTemplate(dict.fromkeys(_ROLES, _QWEN3_TURN), separator="\n")
 _QWEN3 = replace(
     _QWEN3_INSTRUCT,
     variants=(_QWEN3_PRODUCED,),
-    refused=("<think>", "</think>"),
     attributes={"strip_thinking_from_history": True},
 )
 _QWEN3_DISABLE_THINKING = replace(
@@ -100,13 +101,17 @@ _EMPTY_BLOCK_TURN = _qwen3_5_turn(_ASSISTANT + _EMPTY_THINK_BLOCK)
 _PREFILLED_TURN = _qwen3_5_turn(
     _ASSISTANT + _THINK_OPEN, lead=_EMPTY_THINK_BLOCK.removeprefix(_THINK_OPEN)
 )
-_PRODUCED_TURN = Variant("assistant", ("last",), _PREFILLED_TURN)
-_AFTER_LAST_USER = Variant("assistant", ("after_last_user",), _EMPTY_BLOCK_TURN)
+# Qwen3.5 writes the empty block after the last user message only where the turn did not reason:
+# an inline <think> there is reasoning to it.
+_REASONING = ("<think>",)
+_PRODUCED_TURN = Variant("assistant", ("last",), replace(_PREFILLED_TURN, refused=_REASONING))
+_AFTER_LAST_USER = Variant(
+    "assistant", ("after_last_user",), replace(_EMPTY_BLOCK_TURN, refused=_REASONING)
+)
 _QWEN3_5_DISABLE_THINKING = ChatTemplate(
     dict.fromkeys(_ROLES, _QWEN3_5_PLAIN),
     variants=(_AFTER_LAST_USER,),
     separator="\n",
-    refused=("<think>",),
     normalizer="_normalize_messages",
 )
 _QWEN3_5 = replace(_QWEN3_5_DISABLE_THINKING, variants=(_PRODUCED_TURN, _AFTER_LAST_USER))
@@ -118,7 +123,9 @@ _QWEN3_8_DISABLE_THINKING = ChatTemplate(
     normalizer="_normalize_messages",
     attributes={"strip_thinking_from_history": False},
 )
-_QWEN3_8 = replace(_QWEN3_8_DISABLE_THINKING, variants=(_PRODUCED_TURN,))
+_QWEN3_8 = replace(
+    _QWEN3_8_DISABLE_THINKING, variants=(Variant("assistant", ("last",), _PREFILLED_TURN),)
+)
 
 QWEN_TEMPLATES: dict[type[Renderer], ChatTemplate] = {
     Qwen3Renderer: _QWEN3,
