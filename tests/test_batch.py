@@ -338,6 +338,11 @@ TEMPLATE_RENDERERS = [
     ),
     ("nemotron3_low_thinking", "cookbook-standin/nemotron-3"),
     ("glm5_3_high_reasoning", "cookbook-standin/glm-5.3"),
+    # batch_templates_qwen.py
+    ("qwen3", "Qwen/Qwen3-8B"),
+    ("qwen3_vl", "Qwen/Qwen3-VL-30B-A3B-Instruct"),
+    ("qwen3_5", "Qwen/Qwen3.5-9B"),
+    ("qwen3_8_low_reasoning", "Qwen/Qwen3.8-27B"),
 ]
 
 

@@ -118,9 +118,14 @@ def test_batch_equals_per_conversation_on_golden_cases(name: str) -> None:
 def test_batch_equals_per_conversation_on_generated_conversations(
     name: str, data: st.DataObject
 ) -> None:
-    renderer = _renderer(name, False)
     batch = data.draw(st.lists(conversations(name), min_size=1, max_size=4))
     mode = data.draw(st.sampled_from([TrainOnWhat.ALL_ASSISTANT_MESSAGES, TrainOnWhat.ALL_TOKENS]))
+    check_generated(_renderer(name, False), batch, mode)
+
+
+def check_generated(renderer: Renderer, batch: list[list], mode: TrainOnWhat) -> None:
+    """The batch equals its conversations rendered one by one, or raises the first error one
+    of them raises."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         singles = [_outcome(renderer, messages, mode) for messages in batch]

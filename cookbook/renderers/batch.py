@@ -15,7 +15,8 @@ Three routes get there:
 * a template fast path for renderers whose plain messages are a fixed frame around their
   content (mechanism: ``batch_template.py``; data: ``batch_templates_core.py`` for Llama 3,
   role_colon, Kimi K2 and DeepSeek V3 without thinking, ``batch_templates_<family>.py`` for
-  Kimi K2.5/K2.6, DeepSeek V3 with thinking and V4.1, gpt-oss, Nemotron 3 and GLM-5.3; exact
+  Kimi K2.5/K2.6, DeepSeek V3 with thinking and V4.1, gpt-oss, Nemotron 3, GLM-5.3 and Qwen
+  (Qwen3, Qwen3-VL, Qwen3.5, Qwen3.8); exact
   types only, a subclass may override anything). It builds the texts directly, reuses one
   chunk object per distinct text and computes weights with ``numpy``.
 * a renderer that renders whole conversations only (``renders_whole_conversations``: tml_v0,
@@ -56,10 +57,12 @@ from cookbook.renderers import (
     batch_templates_gpt_oss,
     batch_templates_kimi,
     batch_templates_nemotron3,
+    batch_templates_qwen,
 )
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
-from cookbook.renderers.batch_template import ChatTemplate, template_examples
+from cookbook.renderers.batch_template import ChatTemplate
+from cookbook.renderers.batch_template_examples import template_examples
 from cookbook.renderers.types import Message, RenderContext, TrainOnWhat
 
 Example = tuple[tinker.ModelInput, np.ndarray]
@@ -72,6 +75,7 @@ TEMPLATES: dict[type[Renderer], ChatTemplate] = {
     **batch_templates_gpt_oss.TEMPLATES,
     **batch_templates_nemotron3.TEMPLATES,
     **batch_templates_glm5_3.TEMPLATES,
+    **batch_templates_qwen.TEMPLATES,
 }
 
 # Recording passes of the generic path at most (see _prefetch_rendered_texts).

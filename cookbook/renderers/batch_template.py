@@ -1,60 +1,65 @@
-"""The batch renderer's template fast path: plain conversations of renderers whose text per
-message is a fixed frame around the message's own content, written as data.
+"""The batch renderer's template fast path, its data model: how a renderer writes a plain
+message, as data.
 
 Why: the generic path runs the renderer's own Python twice per message (a recording pass and
 the real one), which on short chat turns costs as much as encoding the text. A renderer whose
 plain message (string content, no tool calls or other fields) is ``header`` + ``prefix +
-content + suffix`` (+ ``stop_overlap`` when last; the content trimmed or with a fixed note, the
-suffix or the frame chosen by position: first, last, last user message, neighbours' roles)
-needs none of it: its texts are planned here, encoded in one batch, and each distinct text
-becomes one shared chunk.
+content + suffix`` (+ ``stop_overlap`` when last) needs none of it: its texts are planned here,
+encoded in one batch (``batch_template_examples.py``), and each distinct text becomes one
+shared chunk. What varies with the message's place (:class:`Variant`: first, last, the last
+user message, after it, the neighbours' roles), a content rule (trimmed, a note appended),
+fixed chunks around the output, split encoding, the renderer's own reshaping of the
+conversation and the renderer attributes a template assumes are data too; where the choice
+needs the renderer's own logic (DeepSeek V4.1's dropped reasoning), ``choose`` picks the
+template per message.
 
 One :class:`ChatTemplate` per renderer class (exact types: a subclass may override anything),
-each proven equal to the renderer by ``tests/test_batch.py`` and ``tests/test_batch_parity.py``
-(every golden case and generated conversations, errors included). A conversation with anything
-else (a multimodal or structured content, tool calls, a role the template does not list) is
-handed to the renderer itself, in order, so errors are its own.
-
-Where the frame depends on more than the role and first place, a template also names the
-renderer's own reshaping of the conversation (``reshape``) and picks a message template per
-message (``choose``: the last message, the previous role, the last user turn). Families with
-more than a line of data keep it in a module of their own (``batch_templates_<family>.py``);
-``batch.TEMPLATES`` joins them with the ones here.
+kept in ``batch_templates_core.py`` and one ``batch_templates_<family>.py`` per family and
+joined in ``batch.TEMPLATES``; each is proven equal to the renderer by ``tests/test_batch.py``,
+``tests/test_batch_parity.py`` and ``tests/test_batch_templates*.py`` (every golden case and
+generated conversations, errors and warnings included). A conversation with anything else (a
+multimodal or structured content, tool calls, a role the template does not list) is handed to
+the renderer itself, in order, so errors are its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from itertools import chain
+from functools import cache, lru_cache
 from typing import NamedTuple
 
-import numpy as np
-import tinker
-
-from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer, _last_user_index
-from cookbook.renderers.batch_memo import TokenMemo, memo_view
-from cookbook.renderers.types import Message, TrainOnWhat, model_input, text_chunk
-
-Example = tuple[tinker.ModelInput, np.ndarray]
+from cookbook.renderers.base import Renderer, _last_user_index
+from cookbook.renderers.types import Message
 
 # A chunk's text, or texts whose ids the renderer concatenates (encoded one by one, as it does).
 Texts = str | tuple[str, ...]
 
+# Conditions a Variant may put on a message's place: (the rendered messages, its index, the
+# index of the last user message or -1) -> whether it holds. "after:ROLE" and "before:ROLE"
+# test the previous and the next message's role.
+Condition = Callable[[Sequence[Message], int, int], bool]
+_CONDITIONS: dict[str, Condition] = {
+    "first": lambda messages, index, last_user: index == 0,
+    "last": lambda messages, index, last_user: index == len(messages) - 1,
+    "last_user": lambda messages, index, last_user: index == last_user,
+    "after_last_user": lambda messages, index, last_user: index > last_user,
+    "user_seen": lambda messages, index, last_user: last_user >= 0,
+}
 
-class MessageTexts(NamedTuple):
-    """What one message's chunks are made of."""
 
-    header: Texts | None
-    output: Texts
-    stop_overlap: str | None
-    """Used only when the message is the conversation's last, as Renderer.supervised_segments
-    does."""
-    split: tuple[str, str] | None = None
-    """(renderer method, header text) where ``output`` is header and output in one text."""
-    drop_empty_output: bool = False
+@cache
+def _condition(name: str) -> Condition:
+    if name in _CONDITIONS:
+        return _CONDITIONS[name]
+    where, _, role = name.partition(":")
+    if where == "after" and role:
+        return lambda messages, index, _: index > 0 and messages[index - 1]["role"] == role
+    if where == "before" and role:
+        return lambda messages, index, _: (
+            index + 1 < len(messages) and messages[index + 1]["role"] == role
+        )
+    raise ValueError(f"unknown variant condition: {name!r}")
 
 
 # Fields a plain message may have: any other (tool_calls, name, thinking...) may change the text.
@@ -63,7 +68,9 @@ _PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
 
 @dataclass(frozen=True)
 class MessageTemplate:
-    """How the renderer writes a plain message of one role."""
+    """How the renderer writes a plain message: chunks ``header``, ``lead_chunk``, ``lead`` +
+    ``prefix + content + suffix`` + ``end_token``, ``close_chunk`` (+ ``stop_overlap`` when
+    last)."""
 
     header: Texts | None
     """``str.format`` pattern(s) over ``{role}`` and ``{Role}`` (``role.capitalize()``); several
@@ -71,15 +78,17 @@ class MessageTemplate:
     prefix: str = ""
     suffix: str = ""
     stop_overlap: str | None = None
+    """Used only when the message is the conversation's last, as
+    ``Renderer.supervised_segments`` does."""
     last_suffix: str | None = None
     """The suffix instead of ``suffix`` when the message is the conversation's last (gpt-oss
     ends the last answer with ``<|return|>``, an earlier one with ``<|end|>``)."""
-    strip: bool = False
-    """Whether the content (with ``content_suffix``) is stripped first: a chat template's
-    ``content|trim`` (Nemotron 3)."""
     content_suffix: str = ""
-    """Text the renderer appends to the content itself, before any strip (Nemotron 3's
+    """Text the renderer appends to the content itself, before ``content`` (Nemotron 3's
     reasoning-effort note on the last user message)."""
+    content: Callable[[str], str] | None = None
+    """What the renderer does to the content before framing it (``str.strip``: a chat
+    template's ``content|trim``)."""
     end_token: str | None = None
     """A special token whose id the renderer appends to the output ids, not to the text,
     unless the output text is empty (DeepSeek's end of sentence after non-empty content,
@@ -87,8 +96,16 @@ class MessageTemplate:
     end_on_empty: bool = False
     """Append ``end_token`` after an empty output text too (DeepSeek V4.1)."""
     lead: str | None = None
-    """Text encoded on its own, its ids put before the output's (DeepSeek V3's ``<think></think>``
-    on a last turn that did not reason)."""
+    """Text encoded on its own, its ids put before the output's in the same chunk (DeepSeek
+    V3's ``<think></think>`` on a last turn that did not reason)."""
+    lead_chunk: str | None = None
+    """A fixed text encoded as an output chunk of its own before the output (the part of
+    Qwen3.5's produced-turn header that the generation prompt does not prefill)."""
+    close_chunk: str | None = None
+    """A fixed text encoded as an output chunk of its own after the output (Qwen3's
+    ``<|im_end|>``)."""
+    encode_split: bool = False
+    """The output is encoded with special-token parsing off (``Renderer._encode_split``)."""
     split: str | None = None
     """A renderer method ``(prefix, ids) -> int``: the header text is not encoded on its own but
     as the start of the output text, and the ids split where the method says (DeepSeek V4.1's
@@ -96,22 +113,48 @@ class MessageTemplate:
     drop_empty_output: bool = False
     """No output chunk where the output has no ids (DeepSeek V4.1 and GLM-5.3 leave empty
     chunks out)."""
+    refused: tuple[str, ...] = ()
+    """Content containing any of these is not plain in this template (Qwen3's produced turn
+    normalizes inline think blocks; other turns write them as they are)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A role's template where the message's place in the conversation changes its text."""
+
+    role: str
+    when: tuple[str, ...]
+    """Conditions that must all hold: ``first``, ``last``, ``last_user``, ``after_last_user``,
+    ``user_seen``, ``after:ROLE``, ``before:ROLE``."""
+    template: MessageTemplate | None
+    """None: such a message is not plain (the renderer renders, or refuses, the conversation)."""
+
+    def __post_init__(self) -> None:
+        for name in self.when:
+            _condition(name)  # raises on an unknown name, when the template is written
+
+    def holds(self, messages: Sequence[Message], index: int, last_user: int) -> bool:
+        return all(_condition(name)(messages, index, last_user) for name in self.when)
+
+
+class MessageTexts(NamedTuple):
+    """One message's texts and the template that says how they become chunks."""
+
+    header: Texts | None
+    """The header text(s); with ``template.split``, the header text that starts ``output``."""
+    output: Texts
+    template: MessageTemplate
 
 
 @dataclass(frozen=True)
 class ChatTemplate:
     roles: Mapping[str, MessageTemplate]
     """By role; ``"*"`` for every role not listed (a template without it takes no other)."""
-    first_roles: Mapping[str, MessageTemplate] = field(default_factory=dict)
-    """By role, for the conversation's first message, looked up before ``roles``."""
-    last_user: MessageTemplate | None = None
-    """For the conversation's last user message, looked up before ``roles``."""
-    after: Mapping[str, Mapping[str, MessageTemplate]] = field(default_factory=dict)
-    """By the previous message's role, then role; looked up before ``roles`` (GLM-5.3's user
-    turn after an assistant turn, whose terminator already wrote its header)."""
-    before: Mapping[str, Mapping[str, MessageTemplate]] = field(default_factory=dict)
-    """By the next message's role, then role; looked up after ``after`` (GLM-5.3's assistant
-    turn before a user turn: it owns the terminator)."""
+    variants: tuple[Variant, ...] = ()
+    """Looked up in order before ``roles``: the first for the message's role whose conditions
+    all hold."""
+    separator: str = ""
+    """Put before the header of every message but the first (Qwen's newline between turns)."""
     default_system_attribute: str | None = None
     """The renderer attribute holding the system prompt it puts first when the conversation
     does not open with a system message (Kimi K2's ``DEFAULT_SYSTEM_PROMPT``)."""
@@ -119,17 +162,21 @@ class ChatTemplate:
     """The same, a fixed text (Nemotron 3 always writes a system turn, empty by default)."""
     refused: tuple[str, ...] = ()
     """Content containing any of these is not plain (DeepSeek strips think blocks from it)."""
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    """Renderer attribute values the template was written for: a renderer with other values
+    (``strip_thinking_from_history=False``) is not served by it."""
     reshape: Callable[[Renderer, list[Message]], list[Message]] | None = None
-    """The renderer's own reshaping of the caller's conversation into the messages it renders
-    (DeepSeek V4.1's template turns); may raise where the template does not apply."""
+    """The renderer's own reshaping of the caller's conversation into the messages it renders,
+    once, as its supervised path does (Qwen3.5's ``_normalize_messages``, DeepSeek V4.1's
+    template turns); may raise where the template does not apply."""
     choose: Callable[[Renderer, list[Message]], Sequence[str]] | None = None
-    """Keys into ``roles``, one per rendered message, where the template depends on more than
-    the role and position ``first_roles``/``last_user``/``after``/``before`` express (DeepSeek
-    V4.1's reasoning kept or dropped); may raise where it does not apply. Replaces that lookup."""
+    """Keys into ``roles``, one per rendered message, where the choice needs the renderer's
+    own logic (DeepSeek V4.1's reasoning kept or dropped); may raise where it does not apply.
+    Replaces the ``variants``/``roles``/``"*"`` lookup."""
     scope: str | None = None
     """A renderer method: a context manager over the caller's messages within which the
-    renderer renders them (DeepSeek V4.1's ``_template_turns``, which fixes where reasoning is
-    dropped); the generation-prompt check runs inside it, as in the renderer."""
+    renderer renders them (DeepSeek V4.1's ``_template_turns``); the generation-prompt check
+    runs inside it, as in the renderer."""
     leading_message_method: str | None = None
     """The renderer method returning the message (or None) it renders before every
     conversation inside its own supervised path (gpt-oss's dated system prompt): asked once
@@ -139,52 +186,49 @@ class ChatTemplate:
     """The renderer method its ``build_supervised_example`` calls with each conversation for
     its warnings (gpt-oss's about a system message next to its own); called likewise."""
 
-    def message_texts(
-        self,
-        messages: list[Message],
-        index: int,
-        customized: bool,
-        last_user: int,
-        template: MessageTemplate | None = None,
-    ) -> MessageTexts:
-        """Texts of ``messages[index]`` (``last_user``: the index of the last user message), by
-        ``template`` if given, else by role and position.
+    def templates(self) -> list[MessageTemplate]:
+        """Every message template this chat template may use."""
+        variants = [v.template for v in self.variants if v.template is not None]
+        return [*self.roles.values(), *variants]
 
-        Raises on anything not plain; the caller then lets the renderer render it."""
-        message = messages[index]
-        if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
-            raise ValueError("not a plain message")
-        content, role = message["content"], message["role"]
-        if not isinstance(content, str) or not isinstance(role, str):
-            raise ValueError("not a plain message")
-        if any(text in content for text in self.refused):
-            raise ValueError("not a plain message")
-        last = index == len(messages) - 1
-        if template is None:
-            template = (
-                (index == 0 and self.first_roles.get(role))
-                or (index == last_user and self.last_user)
-                or (index > 0 and self.after.get(messages[index - 1]["role"], {}).get(role))
-                or (not last and self.before.get(messages[index + 1]["role"], {}).get(role))
-                or self.roles.get(role)
-                or self.roles["*"]
-            )
-        header = _header(template.header, role)
-        suffix = template.suffix
-        if last and template.last_suffix is not None:
-            suffix = template.last_suffix
-        text = content + template.content_suffix
-        output: Texts = template.prefix + (text.strip() if template.strip else text) + suffix
-        if template.split is not None:
-            assert isinstance(header, str)
-            split = (template.split, header)
-            return MessageTexts(None, header + output, None, split, template.drop_empty_output)
-        end = template.end_token is not None and (output or template.end_on_empty)
-        if template.lead is not None:
-            output = (template.lead, output)
-        if end:
-            output = (*((output,) if isinstance(output, str) else output), template.end_token)
-        return MessageTexts(header, output, template.stop_overlap, None, template.drop_empty_output)
+    def fixed_texts(self) -> list[str]:
+        """The texts of the fixed chunks (lead, close, stop overlap) the templates may add."""
+        texts = (t for m in self.templates() for t in (m.lead_chunk, m.close_chunk, m.stop_overlap))
+        return [text for text in texts if text is not None]
+
+    def usable(self, renderer: Renderer) -> bool:
+        """Whether the renderer has the attributes the template was written for, and each end
+        token is one id, as the renderer unpacks it (else it raises)."""
+        if any(
+            getattr(renderer, name, _MISSING) != value for name, value in self.attributes.items()
+        ):
+            return False
+        ends = {t.end_token for t in self.templates()}
+        return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
+
+    def leading_messages(self, renderer: Renderer) -> list[Message]:
+        """What :attr:`leading_message_method` puts first in every conversation."""
+        if self.leading_message_method is None:
+            return []
+        message = getattr(renderer, self.leading_message_method)()
+        return [] if message is None else [message]
+
+    def conversation(self, renderer: Renderer, messages: list[Message]) -> list[Message]:
+        """The messages the renderer's base supervised path renders (before any leading
+        message): reshaped as the renderer does, the default system message put first if due."""
+        if not messages:
+            raise ValueError("empty conversation")  # the renderer's own business
+        if self.reshape is not None:
+            messages = self.reshape(renderer, messages)
+        if messages[0]["role"] == "system":
+            return messages
+        if self.default_system_attribute is not None:
+            prompt = getattr(renderer, self.default_system_attribute)
+        elif self.default_system_text is not None:
+            prompt = self.default_system_text
+        else:
+            return messages
+        return [Message(role="system", content=prompt), *messages]
 
     def plan(
         self, renderer: Renderer, messages: list[Message], customized: bool, leading: list[Message]
@@ -209,171 +253,72 @@ class ChatTemplate:
             [texts(rendered, i, customized, last_user, roles[key]) for i, key in enumerate(keys)],
         )
 
-    def usable(self, renderer: Renderer) -> bool:
-        """Whether each end token is one id, as the renderer unpacks it (else it raises)."""
-        by_neighbour = (*self.after.values(), *self.before.values())
-        templates = [
-            *self.roles.values(),
-            *self.first_roles.values(),
-            self.last_user,
-            *(template for by_role in by_neighbour for template in by_role.values()),
-        ]
-        ends = {t.end_token for t in templates if t is not None}
-        return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
+    def message_texts(
+        self,
+        messages: list[Message],
+        index: int,
+        customized: bool,
+        last_user: int,
+        template: MessageTemplate | None = None,
+    ) -> MessageTexts:
+        """Texts of ``messages[index]`` (``last_user``: the index of the last user message or
+        -1), by ``template`` if given, else by role and place.
 
-    def leading_messages(self, renderer: Renderer) -> list[Message]:
-        """What :attr:`leading_message_method` puts first in every conversation."""
-        if self.leading_message_method is None:
-            return []
-        message = getattr(renderer, self.leading_message_method)()
-        return [] if message is None else [message]
+        Raises on anything not plain; the caller then lets the renderer render it."""
+        message = messages[index]
+        if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
+            raise ValueError("not a plain message")
+        content, role = message["content"], message["role"]
+        if not isinstance(content, str) or not isinstance(role, str):
+            raise ValueError("not a plain message")
+        if any(text in content for text in self.refused):
+            raise ValueError("not a plain message")
+        if template is None:
+            template = self._template(messages, index, role, last_user)
+        if any(text in content for text in template.refused):
+            raise ValueError("not a plain message")
+        header = _header(template.header, role, self.separator if index else "")
+        suffix = template.suffix
+        if template.last_suffix is not None and index == len(messages) - 1:
+            suffix = template.last_suffix
+        text = content + template.content_suffix
+        if template.content is not None:
+            text = template.content(text)
+        output: Texts = template.prefix + text + suffix
+        if template.split is not None:
+            assert isinstance(header, str)
+            return MessageTexts(header, header + output, template)
+        end = template.end_token is not None and (output or template.end_on_empty)
+        if template.lead is not None:
+            output = (template.lead, output)
+        if end:
+            output = (*((output,) if isinstance(output, str) else output), template.end_token)
+        return MessageTexts(header, output, template)
 
-    def conversation(self, renderer: Renderer, messages: list[Message]) -> list[Message]:
-        """The messages the renderer's base supervised path renders (before any leading
-        message): reshaped as the renderer does, or the default system message put first if
-        due."""
-        if not messages:
-            raise ValueError("empty conversation")  # the renderer's own business
-        if self.reshape is not None:
-            return self.reshape(renderer, messages)
-        if messages[0]["role"] == "system":
-            return messages
-        if self.default_system_attribute is not None:
-            prompt = getattr(renderer, self.default_system_attribute)
-        elif self.default_system_text is not None:
-            prompt = self.default_system_text
-        else:
-            return messages
-        return [Message(role="system", content=prompt), *messages]
+    def _template(
+        self, messages: list[Message], index: int, role: str, last_user: int
+    ) -> MessageTemplate:
+        for variant in self.variants:
+            if variant.role == role and variant.holds(messages, index, last_user):
+                if variant.template is None:
+                    raise ValueError("not a plain message")
+                return variant.template
+        found = self.roles.get(role)
+        return self.roles["*"] if found is None else found
+
+
+_MISSING = object()
 
 
 @lru_cache(maxsize=1024)
-def _header(pattern: Texts | None, role: str) -> Texts | None:
+def _header(pattern: Texts | None, role: str, separator: str) -> Texts | None:
     """A header pattern filled in for a role: once per pattern and role, not per message."""
-    if isinstance(pattern, str):
-        return pattern.format(role=role, Role=role.capitalize())
     if pattern is None:
         return None
-    return tuple(part.format(role=role, Role=role.capitalize()) for part in pattern)
+    if isinstance(pattern, str):
+        return separator + pattern.format(role=role, Role=role.capitalize())
+    first, *rest = (part.format(role=role, Role=role.capitalize()) for part in pattern)
+    return (separator + first, *rest)
 
 
-def template_examples(
-    template: ChatTemplate,
-    renderer: Renderer,
-    conversations: Sequence[list[Message]],
-    train_on_what: TrainOnWhat,
-) -> list[Example]:
-    """Examples of plain conversations from the template: texts planned directly, encoded in
-    one batch, one chunk per distinct text, weights with numpy."""
-    bos = renderer._bos_tokens
-    customized = train_on_what == TrainOnWhat.CUSTOMIZED
-    is_trained = OUTPUT_IS_TRAINED[train_on_what]
-    # A plan: the messages the generation-prompt check gets, the rendered messages, their
-    # texts and the caller's messages; or, for a conversation that is not plain, the renderer's
-    # own example (or its error, raised in conversation order).
-    plans: list[tuple[list[Message], list[Message], list[MessageTexts], list[Message]] | Example]
-    plans = []
-    leading = template.leading_messages(renderer)
-    warn = None if template.warning_method is None else getattr(renderer, template.warning_method)
-    for messages in conversations:
-        try:
-            plan = template.plan(renderer, messages, customized, leading)
-        except Exception:
-            plans.append(renderer.build_supervised_example(messages, train_on_what))
-            continue
-        if warn is not None:
-            warn(messages)
-        plans.append((*plan, messages))
-
-    memo = TokenMemo(renderer)
-    memo.prefetch(
-        text
-        for plan in plans
-        if isinstance(plan[0], list)
-        for message_texts in plan[2]
-        for texts in message_texts[:3]
-        if texts is not None
-        for text in ((texts,) if isinstance(texts, str) else texts)
-    )
-    chunks: dict[Texts, tinker.EncodedTextChunk] = {
-        text: text_chunk(ids) for text, ids in memo.ids.items()
-    }
-
-    def chunk(texts: Texts) -> tinker.EncodedTextChunk:
-        found = chunks.get(texts)
-        if found is None:  # several texts: their ids joined (in C), once per distinct tuple
-            ids = list(chain.from_iterable(memo.ids[text] for text in texts))
-            found = chunks[texts] = text_chunk(ids)
-        return found
-
-    split_chunks: dict[tuple[str, str], tuple[tinker.EncodedTextChunk, ...]] = {}
-
-    def split_chunk(text: str, method: str, prefix: str) -> tuple[tinker.EncodedTextChunk, ...]:
-        """(header, output) of one text split by the renderer, once per distinct text."""
-        found = split_chunks.get((prefix, text))
-        if found is None:
-            ids = memo.ids[text]
-            at = getattr(renderer, method)(prefix, ids)
-            found = split_chunks[(prefix, text)] = (text_chunk(ids[:at]), text_chunk(ids[at:]))
-        return found
-
-    bos_chunk = text_chunk(list(bos))
-    header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
-    # Only these two modes can zero a generation prompt (Renderer._first_trained_message_index).
-    check_prompt = train_on_what in (
-        TrainOnWhat.LAST_ASSISTANT_MESSAGE,
-        TrainOnWhat.LAST_ASSISTANT_TURN,
-    )
-    view: Renderer | None = None
-
-    examples: list[Example] = []
-    for plan in plans:
-        if not isinstance(plan[0], list):
-            examples.append(plan)  # type: ignore[arg-type]
-            continue
-        checked, rendered, texts, messages = plan
-        renderer._warn_if_prefixes_differ(train_on_what)
-        last = len(rendered) - 1
-        turn_start = renderer._last_assistant_turn_start_index(rendered[:-1])
-        conv_chunks = [bos_chunk] if bos else []
-        weights: list[int | float] = [0.0] if bos else []
-        for i, (message, message_texts) in enumerate(zip(rendered, texts, strict=True)):
-            header, output, overlap, split, drop_empty = message_texts
-            trained = int(is_trained(message, i == last, i >= turn_start))
-            if split is not None:
-                head, out = split_chunk(output, *split)  # type: ignore[arg-type]
-                conv_chunks.append(head)
-                weights.append(header_weight)
-            else:
-                if header is not None:
-                    conv_chunks.append(chunk(header))
-                    weights.append(header_weight)
-                out = chunk(output)
-            if out.tokens or not drop_empty:
-                conv_chunks.append(out)
-                weights.append(trained)
-            if overlap is not None and i == last:
-                conv_chunks.append(chunks[overlap])
-                weights.append(trained)
-        lengths = [len(c.tokens) for c in conv_chunks]
-        example_input = model_input(conv_chunks)
-        # torch.tensor() of the reference: the BOS weight 0.0 (or no data) makes it float32.
-        dtype = np.float32 if bos or not any(lengths) else np.int64
-        weight_array = np.repeat(np.array(weights, dtype=dtype), lengths)
-        if check_prompt:
-            if view is None:
-                view = memo_view(renderer, memo)
-            scope = (
-                contextlib.nullcontext()
-                if template.scope is None
-                else getattr(view, template.scope)(messages)
-            )
-            with scope:
-                weight_array = view._train_after_the_generation_prompt(
-                    checked, train_on_what, example_input, weight_array
-                )
-        examples.append((example_input, weight_array))
-    return examples
-
-
-__all__ = ["ChatTemplate", "MessageTemplate", "MessageTexts", "template_examples"]
+__all__ = ["ChatTemplate", "MessageTemplate", "MessageTexts", "Texts", "Variant"]

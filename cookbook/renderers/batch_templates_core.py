@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from cookbook.renderers import deepseek_v3, role_colon
 from cookbook.renderers.base import Renderer
-from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate
+from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate, Variant
 from cookbook.renderers.kimi_k2 import KimiK2Renderer
 from cookbook.renderers.llama3 import Llama3Renderer
 
@@ -50,7 +50,7 @@ _DEEPSEEK_V3_DISABLE_THINKING = ChatTemplate(
             (deepseek_v3.special("Assistant"), "</think>"), end_token=deepseek_v3.EOS
         ),
     },
-    first_roles={"system": MessageTemplate(None)},
+    variants=(Variant("system", ("first",), MessageTemplate(None)),),
     refused=("<think>",),
 )
 

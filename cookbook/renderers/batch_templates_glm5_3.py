@@ -11,7 +11,7 @@ tool results and tool calls (reordered, terminated by ``<|observation|>``).
 
 from __future__ import annotations
 
-from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate
+from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate, Variant
 from cookbook.renderers.glm5_3 import (
     Glm5_3HighReasoningRenderer,
     Glm5_3LowReasoningRenderer,
@@ -23,7 +23,7 @@ _DROP = {"drop_empty_output": True}
 _ASSISTANT = {
     "header": ("<|assistant|>", "<think>"),
     "prefix": "</think>",
-    "strip": True,
+    "content": str.strip,
     **_DROP,
 }
 
@@ -33,8 +33,10 @@ _GLM5_3 = ChatTemplate(
         "user": MessageTemplate("<|user|>", **_DROP),
         "assistant": MessageTemplate(**_ASSISTANT, stop_overlap="<|user|>"),
     },
-    after={"assistant": {"user": MessageTemplate(None, **_DROP)}},
-    before={"user": {"assistant": MessageTemplate(**_ASSISTANT, end_token="<|user|>")}},
+    variants=(
+        Variant("user", ("after:assistant",), MessageTemplate(None, **_DROP)),
+        Variant("assistant", ("before:user",), MessageTemplate(**_ASSISTANT, end_token="<|user|>")),
+    ),
     refused=("</think>",),
 )
 

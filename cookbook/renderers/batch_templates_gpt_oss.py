@@ -11,7 +11,7 @@ are handed to the renderer.
 
 from __future__ import annotations
 
-from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate
+from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate, Variant
 from cookbook.renderers.gpt_oss import INTERNAL_SYSTEM_ROLE, GptOssRenderer
 
 _GPT_OSS = ChatTemplate(
@@ -31,11 +31,13 @@ _GPT_OSS = ChatTemplate(
             last_suffix="<|return|>",
         ),
     },
-    first_roles={
-        INTERNAL_SYSTEM_ROLE: MessageTemplate(
-            "<|start|>system", prefix="<|message|>", suffix="<|end|>"
-        )
-    },
+    variants=(
+        Variant(
+            INTERNAL_SYSTEM_ROLE,
+            ("first",),
+            MessageTemplate("<|start|>system", prefix="<|message|>", suffix="<|end|>"),
+        ),
+    ),
     leading_message_method="_system_prompt",
     warning_method="_warn_if_user_system_message",
 )

@@ -12,14 +12,15 @@ user message before trimming. The produced turn's header needs no split: the gen
 from __future__ import annotations
 
 from cookbook.renderers import nemotron3
-from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate
+from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate, Variant
 
 _END = "<|im_end|>"
 
 
-def _turn(role: str, *, first: bool = False, suffix: str = "", note: str = "") -> MessageTemplate:
-    header = f"{'' if first else chr(10)}<|im_start|>{role}\n{suffix}"
-    return MessageTemplate(header, suffix=_END, strip=True, content_suffix=note)
+def _turn(role: str, *, suffix: str = "", note: str = "") -> MessageTemplate:
+    return MessageTemplate(
+        f"<|im_start|>{role}\n{suffix}", suffix=_END, content=str.strip, content_suffix=note
+    )
 
 
 def _template(effort_note: str) -> ChatTemplate:
@@ -30,8 +31,8 @@ def _template(effort_note: str) -> ChatTemplate:
             "user": _turn("user"),
             "assistant": _turn("assistant", suffix="<think></think>"),
         },
-        first_roles={"system": _turn("system", first=True)},
-        last_user=_turn("user", note=note) if note else None,
+        variants=(Variant("user", ("last_user",), _turn("user", note=note)),) if note else (),
+        separator="\n",
         default_system_text="",
         refused=("<think>",),
     )

@@ -188,13 +188,18 @@ class Qwen3_5Renderer(QwenRendererBase):
         messages: list[Message],
         train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     ) -> tuple[tinker.ModelInput, np.ndarray]:
-        return super().build_supervised_example(self._normalize_messages(messages), train_on_what)
+        # Normalized once, as the reference does: supervised_segments must not normalize it
+        # again (not idempotent: a second empty leading system message would go too).
+        normalized = _Normalized(self._normalize_messages(messages))
+        return super().build_supervised_example(normalized, train_on_what)
 
     def supervised_segments(
         self, messages: list[Message], train_on_what: TrainOnWhat
     ) -> list[Segment]:
         """Segments of the normalized conversation, indexed into the caller's ``messages``: a
         synthetic system message gets index -1 (as a BOS would), a dropped one shifts the rest."""
+        if isinstance(messages, _Normalized):  # from build_supervised_example
+            return super().supervised_segments(messages, train_on_what)
         normalized = self._normalize_messages(messages)
         segments = super().supervised_segments(normalized, train_on_what)
         shift = len(messages) - len(normalized)  # +1 dropped, -1 inserted, 0 rewritten
@@ -358,6 +363,10 @@ class Qwen3_5Renderer(QwenRendererBase):
         tools_text = tools_block("\n".join(json.dumps(tool) for tool in tools))
         content = f"{tools_text}\n\n{system_prompt}" if system_prompt else tools_text
         return [Message(role="system", content=content)]
+
+
+class _Normalized(list):
+    """A conversation ``_normalize_messages`` has reshaped already (a slice of it is not)."""
 
 
 def _index(normalized_index: int, shift: int) -> int:
