@@ -1,5 +1,6 @@
 """The README's renderer performance table: generated from the committed bench JSON, and
-covering every renderer that has parity specs (issue 16's done-when)."""
+covering every renderer that has parity specs (issue 16's done-when); the repeated batch runs
+and the CPU-beside-wall ratios it is built from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_JSON = ROOT / "docs" / "bench" / "renderers.json"
@@ -47,3 +50,77 @@ def test_readme_without_markers_is_refused(tmp_path: Path) -> None:
     readme.write_text("# no table here\n", "utf-8")
     assert tool.main([str(BENCH_JSON), "--readme", str(readme)]) == 2
     assert readme.read_text("utf-8") == "# no table here\n"
+
+
+class _Clock:
+    """A fake ``time`` module whose every call to a variant takes ``step`` seconds of wall and
+    half that of CPU: the timing helpers are then deterministic."""
+
+    def __init__(self, step: float) -> None:
+        self.step, self.now = step, 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def process_time(self) -> float:
+        return self.now / 2
+
+    def call(self) -> None:
+        self.now += self.step
+
+
+def test_batch_runs_repeat_until_a_round_lasts_long_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    timing = _tool("bench_timing")
+    clock = _Clock(0.011)
+    monkeypatch.setattr(
+        timing,
+        "time",
+        SimpleNamespace(perf_counter=clock.perf_counter, process_time=clock.process_time),
+    )
+    assert timing.calls_per_round(clock.call, 0.2) == 19  # ceil(0.2 / 0.011)
+    counts = {"batch": 0, "single": 0}
+
+    def variant(name: str) -> None:
+        counts[name] += 1
+        clock.call()
+
+    cpu: dict[str, list[float]] = {}
+    wall = timing.time_rounds(
+        {name: lambda name=name: variant(name) for name in counts},
+        3,
+        cpu,
+        warm_up=False,
+        calls={"batch": 19},
+    )
+    assert counts == {"batch": 3 * 19, "single": 3}
+    # Per call, not per run: the repeated variant's seconds are comparable with the others'.
+    assert wall["batch"] == pytest.approx([0.011] * 3)
+    assert wall["single"] == pytest.approx([0.011] * 3)
+    assert cpu["batch"] == pytest.approx([0.0055] * 3)
+
+
+def test_batch_ratios_carry_cpu_beside_wall() -> None:
+    bench = _tool("bench_renderers")
+    names = (
+        "reference",
+        "ours_per_conversation",
+        "ours_batch",
+        "sl_datum_reference",
+        "sl_datum_ours",
+        "sl_recipe_rows_reference",
+        "sl_recipe_rows_ours",
+        "baseline",
+        "baseline_encode_batch_fast",
+    )
+    wall = {name: [1.0, 2.0, 3.0] for name in names}
+    cpu = {name: [1.0, 1.0, 1.0] for name in names}
+    wall["ours_batch"], cpu["ours_batch"] = [2.4, 2.5, 9.0], [0.5, 0.5, 0.6]
+    measurement = bench.Measurement(
+        wall, cpu, dict.fromkeys(names, 1), dict.fromkeys(names, 10), {}
+    )
+    results, ratios = bench.summarise(measurement)
+    batch = ratios["ours_batch"]
+    assert batch["slowdown_vs_baseline"] == pytest.approx(2.5 / 2.0)  # medians
+    assert batch["cpu_slowdown_vs_baseline"] == pytest.approx(0.5 / 1.0)
+    assert batch["meets_targets"]  # the target is judged on wall: 1.25x <= 1.3x
+    assert results["ours_batch"]["cpu_seconds"] == [0.5, 0.5, 0.6]
