@@ -53,11 +53,11 @@ def test_readme_without_markers_is_refused(tmp_path: Path) -> None:
 
 
 class _Clock:
-    """A fake ``time`` module whose every call to a variant takes ``step`` seconds of wall and
-    half that of CPU: the timing helpers are then deterministic."""
+    """A fake ``time`` module: each variant's call advances it by that variant's cost in wall
+    seconds and half that in CPU seconds, so the timing helpers are deterministic."""
 
-    def __init__(self, step: float) -> None:
-        self.step, self.now = step, 0.0
+    def __init__(self) -> None:
+        self.now = 0.0
 
     def perf_counter(self) -> float:
         return self.now
@@ -65,38 +65,37 @@ class _Clock:
     def process_time(self) -> float:
         return self.now / 2
 
-    def call(self) -> None:
-        self.now += self.step
 
-
-def test_batch_runs_repeat_until_a_round_lasts_long_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_variants_share_a_run_called_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     timing = _tool("bench_timing")
-    clock = _Clock(0.011)
+    clock = _Clock()
     monkeypatch.setattr(
         timing,
         "time",
         SimpleNamespace(perf_counter=clock.perf_counter, process_time=clock.process_time),
     )
-    assert timing.calls_per_round(clock.call, 0.2) == 19  # ceil(0.2 / 0.011)
-    counts = {"batch": 0, "single": 0}
+    costs = {"single": 0.02, "batch": 0.011, "bare": 0.005}
+    log: list[str] = []
 
-    def variant(name: str) -> None:
-        counts[name] += 1
-        clock.call()
+    def call(name: str) -> None:
+        log.append(name)
+        clock.now += costs[name]
 
+    variants = {name: lambda name=name: call(name) for name in costs}
+    assert timing.calls_per_round(variants["batch"], 0.2) == 19  # ceil(0.2 / 0.011)
+    log.clear()
     cpu: dict[str, list[float]] = {}
-    wall = timing.time_rounds(
-        {name: lambda name=name: variant(name) for name in counts},
-        3,
-        cpu,
-        warm_up=False,
-        calls={"batch": 19},
-    )
-    assert counts == {"batch": 3 * 19, "single": 3}
-    # Per call, not per run: the repeated variant's seconds are comparable with the others'.
-    assert wall["batch"] == pytest.approx([0.011] * 3)
-    assert wall["single"] == pytest.approx([0.011] * 3)
-    assert cpu["batch"] == pytest.approx([0.0055] * 3)
+    wall = timing.time_rounds(variants, 3, cpu, warm_up=False, together=("batch", "bare"), calls=19)
+    assert [log.count(name) for name in costs] == [3, 3 * 19, 3 * 19]
+    # Called in turn: each of the 19 turns of a round calls both once, so both see the same
+    # moments of the machine's load.
+    together = [name for name in log if name != "single"]
+    turns = [set(together[i : i + 2]) for i in range(0, len(together), 2)]
+    assert turns == [{"batch", "bare"}] * (3 * 19)
+    # Per call, not per run: the repeated variants' seconds compare with the others'.
+    for name, cost in costs.items():
+        assert wall[name] == pytest.approx([cost] * 3)
+        assert cpu[name] == pytest.approx([cost / 2] * 3)
 
 
 def test_batch_ratios_carry_cpu_beside_wall() -> None:

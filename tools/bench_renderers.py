@@ -17,9 +17,9 @@ Variants (all for ``build_supervised_example(messages, ALL_ASSISTANT_MESSAGES)``
   beside it because the batch renderer uses that call; the targets use ``baseline``.
 
 A batch call takes ~10 ms, too short to time on a shared machine, so the three batch variants
-are called back to back until a run lasts ``--batch-round-seconds`` (the count per variant is
-in the report) and reported per call; CPU seconds are reported beside wall for every variant
-(see ``tools/bench_renderers_measure.py`` for why both).
+share one run per round, called in turn until it lasts ``--batch-round-seconds`` (the count is
+in the report), and are reported per call; CPU seconds are reported beside wall for every
+variant (see ``tools/bench_renderers_measure.py`` for why both).
 
 Before timing, every conversation is checked: ours and the reference must give the same token
 ids, chunk boundaries, weight values and weight dtype, and the batch API must equal ours per
@@ -182,10 +182,10 @@ def bench_renderer(
         "rounds": args.rounds,
         "batch_round_seconds": args.batch_round_seconds,
         "timing": "wall clock (perf_counter) and process CPU time (process_time: every thread, "
-        "the Rust encode's pool included) per call: one pass over all conversations, or for "
-        f"{', '.join(REPEATED)} the mean of as many back-to-back calls as make a run last "
-        "batch_round_seconds (calls_per_round); gc.collect() before each run; order rotates "
-        "per round; median over rounds",
+        "the Rust encode's pool included) per call: one pass over all conversations; "
+        f"{', '.join(REPEATED)} share one run, called in turn calls_per_round times (until the "
+        "run lasts batch_round_seconds), each call timed, the mean per call; gc.collect() "
+        "before each run; order rotates per round; median over rounds",
         "verified": "token ids, chunk lengths, weights and dtype equal to the reference for every "
         "conversation; batch output equal to per-conversation output",
         "variants": results,
@@ -236,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-round-seconds",
         type=float,
         default=BATCH_ROUND_SECONDS,
-        help=f"the batch variants ({', '.join(REPEATED)}) repeat until a run lasts this long "
-        f"(default {BATCH_ROUND_SECONDS})",
+        help=f"the batch variants ({', '.join(REPEATED)}) are called in turn until their "
+        f"shared run lasts this long (default {BATCH_ROUND_SECONDS})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

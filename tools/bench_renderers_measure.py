@@ -4,12 +4,13 @@ parity builds them, the checks that ours and the reference agree, and the timed 
 Why the batch variants repeat: a batch of 64 conversations renders or encodes in ~10 ms, and on
 a shared 2-core machine a 10 ms run is mostly the scheduler's noise: two runs of the same code
 moved the batch-vs-bare ratio by up to 50%. ``ours_batch``, ``baseline`` and
-``baseline_encode_batch_fast`` are therefore called back to back until a run lasts
-``batch_round_seconds`` (``calls_per_round``; the count is calibrated per variant and
-reported), on the same conversations as every other variant, and timed per call. CPU seconds
-(this process, all threads) are recorded beside wall for every run: the Rust encode is
-multi-threaded in both ours and bare, so when another job takes a core the wall ratio moves
-while the CPU ratio (the work each does) does not.
+``baseline_encode_batch_fast`` therefore share one run per round, on the same conversations as
+every other variant: called in turn, again and again, until the run lasts
+``batch_round_seconds`` (``calls_per_round``, calibrated once and reported), each call timed on
+its own, so all three see the same moments of the machine's load. CPU seconds (this process,
+all threads) are recorded beside wall for every run: the Rust encode is multi-threaded in both
+ours and bare, so when another job takes a core the wall ratio moves while the CPU ratio (the
+work each does) does not.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_timing import calls_per_round, time_rounds
 
 REPEATED = ("ours_batch", "baseline", "baseline_encode_batch_fast")
-"""The variants called back to back until a run lasts ``--batch-round-seconds``."""
+"""The variants called in turn, again and again, until their shared run lasts
+``--batch-round-seconds``."""
 
 
 @dataclass(frozen=True)
@@ -283,9 +285,16 @@ def measure(
     tokens["baseline"] = tokens["baseline_encode_batch_fast"] = baseline_tokens
     recipe_tokens = sum(d.model_input.length for d in recipe_datums)
     tokens["sl_recipe_rows_reference"] = tokens["sl_recipe_rows_ours"] = recipe_tokens
-    calls = {name: calls_per_round(variants[name], args.batch_round_seconds) for name in REPEATED}
+
+    def sweep() -> None:
+        for name in REPEATED:
+            variants[name]()
+
+    calls = calls_per_round(sweep, args.batch_round_seconds)
     cpu: dict[str, list[float]] = {}
-    wall = time_rounds(variants, args.rounds, cpu, warm_up=False, collect=True, calls=calls)
+    wall = time_rounds(
+        variants, args.rounds, cpu, warm_up=False, collect=True, together=REPEATED, calls=calls
+    )
 
     contents = [m["content"] for conversation in conversations for m in conversation]
     about = {
@@ -315,4 +324,5 @@ def measure(
             },
         },
     }
-    return Measurement(wall, cpu, {name: calls.get(name, 1) for name in variants}, tokens, about)
+    counts = {name: calls if name in REPEATED else 1 for name in variants}
+    return Measurement(wall, cpu, counts, tokens, about)
