@@ -12,19 +12,21 @@ from collections.abc import Callable, Sequence
 
 
 def calls_per_round(variant: Callable[[], object], min_seconds: float, probes: int = 3) -> int:
-    """How many back-to-back calls of ``variant`` make a timed run last ``min_seconds``.
+    """How many calls of ``variant`` make a run do ``min_seconds`` of work.
 
     A run of a few milliseconds on a shared machine is mostly the scheduler's noise (a
     preempted thread, another job's burst); repeating the call until a run lasts long enough
-    averages that out. The fastest of ``probes`` untimed calls sets the count, so a disturbed
-    probe cannot make the runs too short.
+    averages that out. The count comes from the least CPU time (this process, every thread)
+    of ``probes`` untimed calls: unlike wall time it hardly moves with the machine's load, so
+    a loaded machine does not get fewer calls per run, and on a quiet one a run lasts about
+    ``min_seconds``.
     """
-    fastest = math.inf
+    least = math.inf
     for _ in range(probes):
-        start = time.perf_counter()
+        start = time.process_time()
         variant()
-        fastest = min(fastest, time.perf_counter() - start)
-    return max(1, math.ceil(min_seconds / max(fastest, 1e-9)))
+        least = min(least, time.process_time() - start)
+    return max(1, math.ceil(min_seconds / max(least, 1e-9)))
 
 
 def time_rounds(
