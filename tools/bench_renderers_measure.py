@@ -5,12 +5,12 @@ Why the batch variants repeat: a batch of 64 conversations renders or encodes in
 a shared 2-core machine a 10 ms run is mostly the scheduler's noise: two runs of the same code
 moved the batch-vs-bare ratio by up to 50%. ``ours_batch``, ``baseline`` and
 ``baseline_encode_batch_fast`` therefore share one run per round, on the same conversations as
-every other variant: called in turn, again and again, until the run lasts
-``batch_round_seconds`` (``calls_per_round``, calibrated once on CPU time and reported), each call timed on
-its own, so all three see the same moments of the machine's load. CPU seconds (this process,
-all threads) are recorded beside wall for every run: the Rust encode is multi-threaded in both
-ours and bare, so when another job takes a core the wall ratio moves while the CPU ratio (the
-work each does) does not.
+every other variant: called in turn, again and again, until the run does
+``batch_round_seconds`` of work (``calls_per_round``, calibrated once on CPU time and reported),
+each call timed on its own, so all three see the same moments of the machine's load. CPU
+seconds (this process, all threads) are recorded beside wall for every run: the Rust encode is
+multi-threaded in both ours and bare, so when another job takes a core the wall ratio moves
+while the CPU ratio (the work each does) hardly does.
 """
 
 from __future__ import annotations
