@@ -17,9 +17,9 @@ Variants (all for ``build_supervised_example(messages, ALL_ASSISTANT_MESSAGES)``
   beside it because the batch renderer uses that call; the targets use ``baseline``.
 
 A batch call takes ~10 ms, too short to time on a shared machine, so the three batch variants
-share one run per round, called in turn until it lasts ``--batch-round-seconds`` (the count is
-in the report), and are reported per call; CPU seconds are reported beside wall for every
-variant (see ``tools/bench_renderers_measure.py`` for why both).
+share one run per round, called in turn until it has used ``--batch-round-seconds`` of CPU
+time (the count is in the report), and are reported per call; CPU seconds are reported beside
+wall for every variant (see ``tools/bench_renderers_measure.py`` for why both).
 
 Before timing, every conversation is checked: ours and the reference must give the same token
 ids, chunk boundaries, weight values and weight dtype, and the batch API must equal ours per
@@ -183,8 +183,8 @@ def bench_renderer(
         "batch_round_seconds": args.batch_round_seconds,
         "timing": "wall clock (perf_counter) and process CPU time (process_time: every thread, "
         "the Rust encode's pool included) per call: one pass over all conversations; "
-        f"{', '.join(REPEATED)} share one run, called in turn calls_per_round times (until the "
-        "run lasts batch_round_seconds), each call timed, the mean per call; gc.collect() "
+        f"{', '.join(REPEATED)} share one run, called in turn calls_per_round times (enough for "
+        "batch_round_seconds of CPU time), each call timed, the mean per call; gc.collect() "
         "before each run; order rotates per round; median over rounds",
         "verified": "token ids, chunk lengths, weights and dtype equal to the reference for every "
         "conversation; batch output equal to per-conversation output",
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=BATCH_ROUND_SECONDS,
         help=f"the batch variants ({', '.join(REPEATED)}) are called in turn until their "
-        f"shared run lasts this long (default {BATCH_ROUND_SECONDS})",
+        f"shared run has used this much CPU time (default {BATCH_ROUND_SECONDS})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
