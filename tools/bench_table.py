@@ -79,8 +79,8 @@ def table(document: dict[str, Any]) -> str:
     met_batch = sum(r["ratios"]["ours_batch"]["meets_targets"] for r in rows)
     lines = [
         f"{len(rows)} renderers, {first['data']['n_conversations']} conversations each, "
-        f"{first['rounds']} rounds (batch and bare: calls repeated to "
-        f"{first['batch_round_seconds']:g} s a round), {machine['cpu_count']} CPUs, "
+        f"{first['rounds']} rounds (batch and bare called in turn for "
+        f"{first['batch_round_seconds']:g} s of CPU time a round), {machine['cpu_count']} CPUs, "
         f"load average {loads[0]:.1f} at the start, {loads[-1]:.1f} at the end, {max(loads):.1f} "
         f"at most; targets met: per conversation {met_per}/{len(rows)}, batch "
         f"{met_batch}/{len(rows)} (misses in bold; the batch target is the wall ratio).",
