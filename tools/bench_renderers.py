@@ -77,7 +77,7 @@ from bench_renderers_measure import (
 RENDERER = "llama3"
 TARGET_SPEEDUP_VS_REFERENCE = 2.0
 TARGET_SLOWDOWN_VS_BASELINE = 1.3
-BATCH_ROUND_SECONDS = 0.3
+BATCH_ROUND_SECONDS = 0.2
 PACKAGES = ("tinker-cookbook", "transformers", "tokenizers", "tinker", "torch", "numpy", "cookbook")
 
 
