@@ -1,5 +1,6 @@
 """The README's renderer performance table: generated from the committed bench JSON, and
-covering every renderer that has parity specs (issue 16's done-when)."""
+covering every renderer that has parity specs (issue 16's done-when); the repeated batch runs
+and the CPU-beside-wall ratios it is built from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_JSON = ROOT / "docs" / "bench" / "renderers.json"
@@ -47,3 +50,76 @@ def test_readme_without_markers_is_refused(tmp_path: Path) -> None:
     readme.write_text("# no table here\n", "utf-8")
     assert tool.main([str(BENCH_JSON), "--readme", str(readme)]) == 2
     assert readme.read_text("utf-8") == "# no table here\n"
+
+
+class _Clock:
+    """A fake ``time`` module: each variant's call advances it by that variant's cost in wall
+    seconds and half that in CPU seconds, so the timing helpers are deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def process_time(self) -> float:
+        return self.now / 2
+
+
+def test_batch_variants_share_a_run_called_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    timing = _tool("bench_timing")
+    clock = _Clock()
+    monkeypatch.setattr(
+        timing,
+        "time",
+        SimpleNamespace(perf_counter=clock.perf_counter, process_time=clock.process_time),
+    )
+    costs = {"single": 0.02, "batch": 0.011, "bare": 0.005}
+    log: list[str] = []
+
+    def call(name: str) -> None:
+        log.append(name)
+        clock.now += costs[name]
+
+    variants = {name: lambda name=name: call(name) for name in costs}
+    assert timing.calls_per_round(variants["batch"], 0.1) == 19  # CPU: ceil(0.1 / 0.0055)
+    log.clear()
+    cpu: dict[str, list[float]] = {}
+    wall = timing.time_rounds(variants, 3, cpu, warm_up=False, together=("batch", "bare"), calls=19)
+    assert [log.count(name) for name in costs] == [3, 3 * 19, 3 * 19]
+    # Called in turn: each of the 19 turns of a round calls both once, so both see the same
+    # moments of the machine's load.
+    together = [name for name in log if name != "single"]
+    turns = [set(together[i : i + 2]) for i in range(0, len(together), 2)]
+    assert turns == [{"batch", "bare"}] * (3 * 19)
+    # Per call, not per run: the repeated variants' seconds compare with the others'.
+    for name, cost in costs.items():
+        assert wall[name] == pytest.approx([cost] * 3)
+        assert cpu[name] == pytest.approx([cost / 2] * 3)
+
+
+def test_batch_ratios_carry_cpu_beside_wall() -> None:
+    bench = _tool("bench_renderers")
+    names = (
+        "reference",
+        "ours_per_conversation",
+        "ours_batch",
+        "sl_datum_reference",
+        "sl_datum_ours",
+        "sl_recipe_rows_reference",
+        "sl_recipe_rows_ours",
+        "baseline",
+        "baseline_encode_batch_fast",
+    )
+    wall = {name: [1.0, 2.0, 3.0] for name in names}
+    cpu = {name: [1.0, 1.0, 1.0] for name in names}
+    wall["ours_batch"], cpu["ours_batch"] = [2.4, 2.5, 9.0], [0.5, 0.5, 0.6]
+    measurement = bench.Measurement(
+        wall, cpu, dict.fromkeys(names, 1), dict.fromkeys(names, 10), {}
+    )
+    results, ratios = bench.summarise(measurement)
+    batch = ratios["ours_batch"]
+    assert batch["slowdown_vs_baseline"] == pytest.approx(2.5 / 2.0)  # medians
+    assert batch["cpu_slowdown_vs_baseline"] == pytest.approx(0.5 / 1.0)
+    assert batch["meets_targets"]  # the target is judged on wall: 1.25x <= 1.3x
+    assert results["ours_batch"]["cpu_seconds"] == [0.5, 0.5, 0.6]

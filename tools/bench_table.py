@@ -26,6 +26,7 @@ COLUMNS = (
     "per conversation vs reference (>= 2x)",
     "batch vs reference",
     "batch vs bare encode (<= 1.3x)",
+    "batch vs bare, CPU time",
     "sl datum vs reference",
     "sl recipe rows vs reference",
     "sl datum tokens/s ours / reference",
@@ -59,6 +60,7 @@ def row(report: dict[str, Any]) -> list[str]:
         _x(per["speedup_vs_reference"], per["meets_targets"]),
         _x(batch["speedup_vs_reference"]),
         _x(batch["slowdown_vs_baseline"], batch["meets_targets"]),
+        _x(batch["cpu_slowdown_vs_baseline"]),
         _x(datum["speedup_vs_reference"]),
         _x(recipe["speedup_vs_reference"]) if recipe else "-",
         f"{datum['tokens_per_second']:,.0f} / {datum['reference_tokens_per_second']:,.0f}",
@@ -72,15 +74,16 @@ def table(document: dict[str, Any]) -> str:
     rows = reports(document)
     first = rows[0]
     machine = first["machine"]
-    load = machine.get("loadavg")
+    loads = [r["machine"][key][0] for r in rows for key in ("loadavg", "loadavg_end")]
     met_per = sum(r["ratios"]["ours_per_conversation"]["meets_targets"] for r in rows)
     met_batch = sum(r["ratios"]["ours_batch"]["meets_targets"] for r in rows)
     lines = [
         f"{len(rows)} renderers, {first['data']['n_conversations']} conversations each, "
-        f"{first['rounds']} rounds, {machine['cpu_count']} CPUs"
-        + (f", load average {load[0]:.1f} at the start" if load else "")
-        + f"; targets met: per conversation {met_per}/{len(rows)}, batch {met_batch}/{len(rows)} "
-        "(misses in bold).",
+        f"{first['rounds']} rounds (batch and bare called in turn for "
+        f"{first['batch_round_seconds']:g} s of CPU time a round), {machine['cpu_count']} CPUs, "
+        f"load average {loads[0]:.1f} at the start, {loads[-1]:.1f} at the end, {max(loads):.1f} "
+        f"at most; targets met: per conversation {met_per}/{len(rows)}, batch "
+        f"{met_batch}/{len(rows)} (misses in bold; the batch target is the wall ratio).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
