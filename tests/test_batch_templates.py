@@ -3,31 +3,29 @@
 ``test_batch.py`` and ``test_batch_parity.py`` compare the batch path with the per-conversation
 one on fixed and golden conversations; here generated plain conversations aim at what a
 template must reproduce or refuse (empty and whitespace-only content, think tags, literal
-markers, format braces, a system message anywhere, trainable flags, every ``TrainOnWhat``), and
-each renderer listed is pinned to the template path, so a refactor cannot silently send it back
-to the slower generic path.
+markers, format braces, a system message anywhere, trainable flags, every ``TrainOnWhat``) for
+gpt-oss, Nemotron 3 and GLM-5.3 (the other families' own files do the same for theirs), and
+every renderer but tml_v0 is pinned to the template path, so a refactor cannot silently send it
+back to the slower generic path.
 """
 
 from __future__ import annotations
 
 import warnings
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_batch import _assert_same, _assert_same_as_per_conversation
+from test_batch_parity import SPECS
 
 import cookbook.renderers.batch as batch
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
 from cookbook.renderers.batch import TEMPLATES, build_supervised_examples_batch
 from cookbook.renderers.gpt_oss import INTERNAL_SYSTEM_ROLE
-from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.tokenizers import get_tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Each is built with the tokenizer of its parity spec.
 TEMPLATE_PATH_RENDERERS = [
@@ -51,9 +49,7 @@ TEMPLATE_PATH_RENDERERS = [
 
 @cache
 def _renderer(name: str) -> Renderer:
-    spec = load_spec(ROOT / "specs" / "renderers" / f"{name}.yaml")
-    assert isinstance(spec, RendererCasesSpec)
-    return get_renderer(name, get_tokenizer(spec.model_name, "offline"))
+    return get_renderer(name, get_tokenizer(SPECS[name].model_name, "offline"))
 
 
 _FRAGMENTS = st.sampled_from(
@@ -116,38 +112,62 @@ def test_template_equals_per_conversation_on_generated_conversations(
     _assert_same_as_per_conversation(_renderer(name), conversations, mode, caplog)
 
 
-@pytest.mark.parametrize("name", TEMPLATE_PATH_RENDERERS)
-def test_plain_conversations_take_the_template_path(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A plain conversation is planned by the template: the renderer's own ``render_message``
-    is never called (it would be, per message, on the generic path or a fallback)."""
-    renderer = _renderer(name)
-    assert type(renderer) in TEMPLATES
-    conversations = [
-        [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Hi"},
-            {"role": "assistant", "content": "Hello"},
-        ],
-        [{"role": "user", "content": " x "}, {"role": "assistant", "content": ""}],
+# Every renderer with parity specs but tml_v0 (which renders whole conversations only).
+EVERY_TEMPLATE_RENDERER = sorted(name for name in SPECS if name != "tml_v0")
+
+_PLAIN = [
+    {"role": "system", "content": "  Be brief.\n"},
+    {"role": "user", "content": "Name a prime."},
+    {"role": "assistant", "content": "Seven."},
+    {"role": "user", "content": "Another?"},
+    {"role": "assistant", "content": ""},
+]
+
+
+def test_every_renderer_but_tml_v0_has_a_usable_template() -> None:
+    missing = [
+        name
+        for name in EVERY_TEMPLATE_RENDERER
+        if type(_renderer(name)) not in TEMPLATES
+        or not TEMPLATES[type(_renderer(name))].usable(_renderer(name))
     ]
-    mode = TrainOnWhat.ALL_MESSAGES
+    assert missing == []
+
+
+@pytest.mark.parametrize("train_on_what", list(TrainOnWhat), ids=str)
+@pytest.mark.parametrize("name", EVERY_TEMPLATE_RENDERER)
+def test_plain_conversations_take_the_template_path(
+    name: str, train_on_what: TrainOnWhat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the generic path and the renderer's own supervised path broken, the batch still
+    gives the renderer's examples: the template built them. ``render_message`` is refused too,
+    except in the two prompted modes, whose generation-prompt check renders the prompt through
+    the renderer (that is not the supervised path)."""
+    renderer = _renderer(name)
+    # Both open with a system message: a default one the renderer adds has no trainable flag.
+    conversations = [_PLAIN, _PLAIN[:3]]
+    customized = train_on_what == TrainOnWhat.CUSTOMIZED
+    if customized and TEMPLATES[type(renderer)].leading_messages(renderer):
+        pytest.skip("the renderer's own leading message has no trainable flag: CUSTOMIZED raises")
+    if customized:
+        conversations = [
+            [{**m, "trainable": m["role"] == "assistant"} for m in c] for c in conversations
+        ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        single = [renderer.build_supervised_example(m, mode) for m in conversations]
-        used: list[str] = []
-        template_examples = batch.template_examples
+        single = [renderer.build_supervised_example(c, train_on_what) for c in conversations]
 
-        def recording(*args: Any) -> Any:
-            used.append(name)
-            return template_examples(*args)
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a plain conversation left the template path")
 
-        def refuse(*args: Any) -> Any:
-            raise AssertionError("the renderer rendered a message itself")
-
-        monkeypatch.setattr(batch, "template_examples", recording)
-        monkeypatch.setattr(type(renderer), "render_message", refuse)
-        examples = build_supervised_examples_batch(renderer, conversations, mode)
-    assert used == [name]
+        cls = type(renderer)
+        monkeypatch.setattr(batch, "_generic_examples", refuse)
+        monkeypatch.setattr(cls, "build_supervised_example", refuse)
+        monkeypatch.setattr(cls, "supervised_segments", refuse)
+        if train_on_what not in (
+            TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+            TrainOnWhat.LAST_ASSISTANT_TURN,
+        ):
+            monkeypatch.setattr(cls, "render_message", refuse)
+        examples = build_supervised_examples_batch(renderer, conversations, train_on_what)
     _assert_same(examples, single)

@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from test_batch_parity import _assert_same, _outcome
 
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
-from cookbook.renderers import batch as batch_module
-from cookbook.renderers.batch import TEMPLATES, build_supervised_examples_batch
+from cookbook.renderers.batch import build_supervised_examples_batch
 from cookbook.renderers.deepseek_v3 import EOS, special
 from cookbook.tokenizers import get_tokenizer
 
@@ -134,37 +133,6 @@ def _ok(outcome: Any) -> bool:
 
 
 # Each renderer's template must claim these outright: the shapes of everyday data.
-PLAIN = [
-    [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Name a prime."},
-        {"role": "assistant", "content": "Seven."},
-        {"role": "user", "content": "Another?"},
-        {"role": "assistant", "content": "Eleven."},
-    ],
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
-]
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_plain_conversations_take_the_template_path(name: str, monkeypatch) -> None:
-    """Neither the generic path nor the renderer's own rendering runs for a plain batch (the
-    prompt-free mode: the generation-prompt check renders prompts through the renderer)."""
-    renderer = _renderer(name)
-    assert type(renderer) in TEMPLATES
-    mode = TrainOnWhat.ALL_MESSAGES
-    single = [renderer.build_supervised_example(m, mode) for m in PLAIN]
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the template path handed a plain conversation over")
-
-    monkeypatch.setattr(batch_module, "_generic_examples", refuse)
-    monkeypatch.setattr(type(renderer), "render_message", refuse)
-    batch = build_supervised_examples_batch(renderer, PLAIN, mode)
-    for i, (example, expected) in enumerate(zip(batch, single, strict=True)):
-        _assert_same(example, expected, f"#{i}")
-
-
 # The cases each template decides on, pinned outright (the generated ones may miss some).
 DECISIVE = [
     # DeepSeek V4.1 thinking: "\n" after the effort line's "\n\n" merges across the boundary,

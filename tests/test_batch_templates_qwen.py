@@ -10,17 +10,15 @@ these are the cases the templates' variants are about.
 
 from __future__ import annotations
 
-import warnings
 from functools import cache
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_batch_parity import SPECS, _assert_same, check_generated
+from test_batch_parity import SPECS, check_generated
 
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
-from cookbook.renderers.batch import TEMPLATES, build_supervised_examples_batch
-from cookbook.renderers.batch_templates_qwen import TEMPLATES as QWEN_TEMPLATES
+from cookbook.renderers.batch import TEMPLATES
 from cookbook.tokenizers import get_tokenizer
 
 QWEN_RENDERERS = sorted(name for name in SPECS if name.startswith("qwen3"))
@@ -29,47 +27,6 @@ QWEN_RENDERERS = sorted(name for name in SPECS if name.startswith("qwen3"))
 @cache
 def _renderer(name: str) -> Renderer:
     return get_renderer(name, get_tokenizer(SPECS[name].model_name, "offline"))
-
-
-def test_every_qwen_renderer_has_a_template() -> None:
-    assert len(QWEN_RENDERERS) == 12
-    assert {type(_renderer(name)) for name in QWEN_RENDERERS} == set(QWEN_TEMPLATES)
-
-
-_PLAIN = [
-    {"role": "system", "content": "  Be brief.\n"},
-    {"role": "user", "content": "Name a prime."},
-    {"role": "assistant", "content": "Seven."},
-    {"role": "user", "content": "Another?"},
-    {"role": "assistant", "content": "Eleven."},
-]
-
-
-@pytest.mark.parametrize("train_on_what", list(TrainOnWhat), ids=str)
-@pytest.mark.parametrize("name", QWEN_RENDERERS)
-def test_plain_conversation_takes_the_template_path(
-    name: str, train_on_what: TrainOnWhat, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the renderer's own supervised path broken, the batch still gives its examples: the
-    template built them (the generation prompt, rendered for the two prompted modes, is not the
-    supervised path)."""
-    renderer = _renderer(name)
-    conversation = _PLAIN
-    if train_on_what == TrainOnWhat.CUSTOMIZED:
-        conversation = [{**m, "trainable": m["role"] == "assistant"} for m in _PLAIN]
-    single = renderer.build_supervised_example(conversation, train_on_what)
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the renderer's supervised path was taken")
-
-    cls = type(renderer)
-    assert TEMPLATES[cls].usable(renderer)
-    monkeypatch.setattr(cls, "build_supervised_example", refuse)
-    monkeypatch.setattr(cls, "supervised_segments", refuse)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        (batch,) = build_supervised_examples_batch(renderer, [conversation], train_on_what)
-    _assert_same(batch, single, name)
 
 
 # Content where the templates' variants and content rules matter: whitespace the Qwen3.5
