@@ -15,8 +15,6 @@ import pytest
 from cookbook.parity import golden as g
 from cookbook.parity.compare import CaseResult, compare_case
 from cookbook.specs import RendererCase, RendererCasesSpec, load_spec
-from cookbook.tokenizers import family_for
-from cookbook.tokenizers.tml import is_tml_model
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "golden"
@@ -58,12 +56,21 @@ def _cases() -> list[tuple[Path, RendererCase]]:
     return [(path, case) for path in SPEC_FILES for case in _spec(path).cases]
 
 
-def _tokenizer_load(spec: RendererCasesSpec) -> str:
-    """Which tokenizer load a spec's cases share: its offline family, or tml-renderers' own."""
-    return "tml_renderers" if is_tml_model(spec.model_name) else family_for(spec.model_name)
+# One test per case, checking all its items (each TrainOnWhat and the generation item): per-item
+# tests spent more time in pytest's own per-test work than in the comparisons.
+CASES = [
+    pytest.param(path, case.id, id=f"{_spec(path).renderer}/{case.id}") for path, case in _cases()
+]
 
 
-def _check_case(path: Path, case_id: str, record_property) -> None:
+def test_specs_have_cases() -> None:
+    assert SPEC_FILES, "no specs/renderers/*.yaml found"
+    items = sum(len(case.resolved_train_on_what()) + 1 for _, case in _cases())
+    assert items >= 30
+
+
+@pytest.mark.parametrize(("path", "case_id"), CASES)
+def test_matches_reference(path: Path, case_id: str, record_property) -> None:
     """Every item of the case matches its golden; the failure lists each item that does not.
     The item counts go to the run summary (tests/conftest.py)."""
     result = _result(path, case_id)
@@ -77,38 +84,6 @@ def _check_case(path: Path, case_id: str, record_property) -> None:
     )
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
-
-
-def _family_tests(params: list[object]) -> type:
-    class FamilyCases:
-        @pytest.mark.parametrize(("path", "case_id"), params)
-        def test_matches_reference(self, path: Path, case_id: str, record_property) -> None:
-            _check_case(path, case_id, record_property)
-
-    return FamilyCases
-
-
-# One test per case, checking all its items (each TrainOnWhat and the generation item): per-item
-# tests spent more time in pytest's own per-test work than in the comparisons. The cases are
-# grouped in one class per tokenizer family (TestFamily_llama3::test_matches_reference[llama3/
-# single_turn]) for `pytest -n 2 --dist loadscope` (nox -s parity), which runs a class in one
-# worker: loading a tokenizer (the Rust parse of its tokenizer.json, GIL held) is a third of
-# the run, so each worker loads only its own families'. (xdist's loadgroup would say it with a
-# mark, but its group suffix on node ids is lost under pytest 9.)
-_FAMILIES: dict[str, list[object]] = {}
-for _path, _case in _cases():
-    _spec_of_case = _spec(_path)
-    _FAMILIES.setdefault(_tokenizer_load(_spec_of_case), []).append(
-        pytest.param(_path, _case.id, id=f"{_spec_of_case.renderer}/{_case.id}")
-    )
-for _family, _params in _FAMILIES.items():
-    globals()[f"TestFamily_{_family}"] = _family_tests(_params)
-
-
-def test_specs_have_cases() -> None:
-    assert SPEC_FILES, "no specs/renderers/*.yaml found"
-    items = sum(len(case.resolved_train_on_what()) + 1 for _, case in _cases())
-    assert items >= 30
 
 
 def test_every_golden_belongs_to_a_case() -> None:
