@@ -66,7 +66,7 @@ class _Clock:
         return self.now / 2
 
 
-def test_batch_variants_share_a_run_called_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compared_variants_share_a_run_called_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     timing = _tool("bench_timing")
     clock = _Clock()
     monkeypatch.setattr(
@@ -74,7 +74,7 @@ def test_batch_variants_share_a_run_called_in_turn(monkeypatch: pytest.MonkeyPat
         "time",
         SimpleNamespace(perf_counter=clock.perf_counter, process_time=clock.process_time),
     )
-    costs = {"single": 0.02, "batch": 0.011, "bare": 0.005}
+    costs = {"alone": 0.03, "single": 0.02, "ref": 0.05, "batch": 0.011, "bare": 0.005}
     log: list[str] = []
 
     def call(name: str) -> None:
@@ -85,17 +85,27 @@ def test_batch_variants_share_a_run_called_in_turn(monkeypatch: pytest.MonkeyPat
     assert timing.calls_per_round(variants["batch"], 0.1) == 19  # CPU: ceil(0.1 / 0.0055)
     log.clear()
     cpu: dict[str, list[float]] = {}
-    wall = timing.time_rounds(variants, 3, cpu, warm_up=False, together=("batch", "bare"), calls=19)
-    assert [log.count(name) for name in costs] == [3, 3 * 19, 3 * 19]
-    # Called in turn: each of the 19 turns of a round calls both once, so both see the same
-    # moments of the machine's load.
-    together = [name for name in log if name != "single"]
-    turns = [set(together[i : i + 2]) for i in range(0, len(together), 2)]
-    assert turns == [{"batch", "bare"}] * (3 * 19)
+    groups = {("batch", "bare"): 19, ("single", "ref"): 4}
+    wall = timing.time_rounds(variants, 3, cpu, warm_up=False, together=groups)
+    assert [log.count(name) for name in costs] == [3, 3 * 4, 3 * 4, 3 * 19, 3 * 19]
+    # Called in turn: each turn of a group's run calls each of its variants once, so they see
+    # the same moments of the machine's load.
+    for group, calls in groups.items():
+        members = [name for name in log if name in group]
+        turns = [set(members[i : i + 2]) for i in range(0, len(members), 2)]
+        assert turns == [set(group)] * (3 * calls)
     # Per call, not per run: the repeated variants' seconds compare with the others'.
     for name, cost in costs.items():
         assert wall[name] == pytest.approx([cost] * 3)
         assert cpu[name] == pytest.approx([cost / 2] * 3)
+
+
+def test_per_conversation_and_batch_runs_are_the_bench_groups() -> None:
+    measure = _tool("bench_renderers_measure")
+    assert measure.REPEATED == (
+        ("ours_batch", "baseline", "baseline_encode_batch_fast"),
+        ("reference", "ours_per_conversation"),
+    )
 
 
 def test_batch_ratios_carry_cpu_beside_wall() -> None:
@@ -114,6 +124,7 @@ def test_batch_ratios_carry_cpu_beside_wall() -> None:
     wall = {name: [1.0, 2.0, 3.0] for name in names}
     cpu = {name: [1.0, 1.0, 1.0] for name in names}
     wall["ours_batch"], cpu["ours_batch"] = [2.4, 2.5, 9.0], [0.5, 0.5, 0.6]
+    cpu["ours_per_conversation"] = [0.4, 0.4, 0.5]
     measurement = bench.Measurement(
         wall, cpu, dict.fromkeys(names, 1), dict.fromkeys(names, 10), {}
     )
@@ -123,3 +134,19 @@ def test_batch_ratios_carry_cpu_beside_wall() -> None:
     assert batch["cpu_slowdown_vs_baseline"] == pytest.approx(0.5 / 1.0)
     assert batch["meets_targets"]  # the target is judged on wall: 1.25x <= 1.3x
     assert results["ours_batch"]["cpu_seconds"] == [0.5, 0.5, 0.6]
+    per = ratios["ours_per_conversation"]
+    assert per["speedup_vs_reference"] == pytest.approx(1.0)  # wall medians alike
+    assert per["cpu_speedup_vs_reference"] == pytest.approx(1.0 / 0.4)
+    assert not per["meets_targets"]  # judged on wall, as the table says
+
+
+def test_table_shows_the_per_conversation_cpu_ratio_beside_wall() -> None:
+    tool = _tool("bench_table")
+    report = tool.reports(json.loads(BENCH_JSON.read_text("utf-8")))[0]
+    per = report["ratios"]["ours_per_conversation"]
+    row = dict(zip(tool.COLUMNS, tool.row(report), strict=True))
+    assert (
+        row["per conversation vs reference, CPU time"] == f"{per['cpu_speedup_vs_reference']:.2f}x"
+    )
+    report = {**report, "repeated": [["ours_batch", "baseline"], ["reference", "ours"]]}
+    assert "(ours_batch / baseline and reference / ours called in turn" in tool.table(report)

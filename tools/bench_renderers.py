@@ -18,8 +18,10 @@ Variants (all for ``build_supervised_example(messages, ALL_ASSISTANT_MESSAGES)``
 
 A batch call takes ~10 ms, too short to time on a shared machine, so the three batch variants
 share one run per round, called in turn until it has used ``--batch-round-seconds`` of CPU
-time (the count is in the report), and are reported per call; CPU seconds are reported beside
-wall for every variant (see ``tools/bench_renderers_measure.py`` for why both).
+time (the count is in the report), and are reported per call; ``reference`` and
+``ours_per_conversation`` likewise share a run of their own. CPU seconds are reported beside
+wall for every variant, and both ratios for both targets (see
+``tools/bench_renderers_measure.py`` for why both).
 
 Before timing, every conversation is checked: ours and the reference must give the same token
 ids, chunk boundaries, weight values and weight dtype, and the batch API must equal ours per
@@ -96,6 +98,10 @@ def machine_info() -> dict[str, Any]:
             for key in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
         },
     }
+
+
+def _groups() -> str:
+    return ", ".join(f"({', '.join(group)})" for group in REPEATED)
 
 
 def summarise(m: Measurement) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -181,11 +187,12 @@ def bench_renderer(
         "machine": machine,
         "rounds": args.rounds,
         "batch_round_seconds": args.batch_round_seconds,
+        "repeated": [list(group) for group in REPEATED],
         "timing": "wall clock (perf_counter) and process CPU time (process_time: every thread, "
         "the Rust encode's pool included) per call: one pass over all conversations; "
-        f"{', '.join(REPEATED)} share one run, called in turn calls_per_round times (enough for "
-        "batch_round_seconds of CPU time), each call timed, the mean per call; gc.collect() "
-        "before each run; order rotates per round; median over rounds",
+        f"the variants of each of {_groups()} share one run, called in turn calls_per_round "
+        "times (enough for batch_round_seconds of CPU time), each call timed, the mean per "
+        "call; gc.collect() before each run; order rotates per round; median over rounds",
         "verified": "token ids, chunk lengths, weights and dtype equal to the reference for every "
         "conversation; batch output equal to per-conversation output",
         "variants": results,
@@ -236,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-round-seconds",
         type=float,
         default=BATCH_ROUND_SECONDS,
-        help=f"the batch variants ({', '.join(REPEATED)}) are called in turn until their "
-        f"shared run has used this much CPU time (default {BATCH_ROUND_SECONDS})",
+        help=f"the variants of each of {_groups()} are called in turn until their shared "
+        f"run has used this much CPU time (default {BATCH_ROUND_SECONDS})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -1,14 +1,17 @@
 """The measuring half of ``tools/bench_renderers.py``: the conversations, the renderers built as
 parity builds them, the checks that ours and the reference agree, and the timed rounds.
 
-Why the batch variants repeat: a batch of 64 conversations renders or encodes in ~10 ms, and on
-a shared 2-core machine a 10 ms run is mostly the scheduler's noise: two runs of the same code
-moved the batch-vs-bare ratio by up to 50%. ``ours_batch``, ``baseline`` and
-``baseline_encode_batch_fast`` therefore share one run per round, on the same conversations as
-every other variant: called in turn, again and again, until the run does
-``batch_round_seconds`` of work (``calls_per_round``, calibrated once on CPU time and reported),
-each call timed on its own, so all three see the same moments of the machine's load. CPU
-seconds (this process, all threads) are recorded beside wall for every run: the Rust encode is
+Why variants repeat: a batch of 64 conversations renders or encodes in ~10 ms, and on a shared
+2-core machine a 10 ms run is mostly the scheduler's noise: two runs of the same code moved the
+batch-vs-bare ratio by up to 50%. The variants compared with each other therefore share one run
+per round, on the same conversations as every other variant: ``ours_batch``, ``baseline`` and
+``baseline_encode_batch_fast`` in one (``BATCH``), ``reference`` and ``ours_per_conversation``
+in another (``PER_CONVERSATION``: one pass of ours took ~11 ms, and its ratio to the reference
+moved by 0.5x between runs when each had a run of its own). Each group's variants are called
+in turn, again and again, until the run does ``batch_round_seconds`` of work
+(``calls_per_round``, calibrated once per group on CPU time and reported), each call timed on
+its own, so the variants of a group see the same moments of the machine's load. CPU seconds
+(this process, all threads) are recorded beside wall for every run: the Rust encode is
 multi-threaded in both ours and bare, so when another job takes a core the wall ratio moves
 while the CPU ratio (the work each does) hardly does.
 """
@@ -29,9 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_timing import calls_per_round, time_rounds
 
-REPEATED = ("ours_batch", "baseline", "baseline_encode_batch_fast")
-"""The variants called in turn, again and again, until their shared run lasts
-``--batch-round-seconds``."""
+BATCH = ("ours_batch", "baseline", "baseline_encode_batch_fast")
+PER_CONVERSATION = ("reference", "ours_per_conversation")
+REPEATED = (BATCH, PER_CONVERSATION)
+"""The groups of variants called in turn, again and again, until each group's shared run
+lasts ``--batch-round-seconds`` of CPU time."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ class Measurement:
     cpu: dict[str, list[float]]
     """Process CPU seconds (all threads) per call for the same runs."""
     calls: dict[str, int]
-    """Back-to-back calls per run (1 for the variants not in ``REPEATED``)."""
+    """Back-to-back calls per run (1 for the variants in no group of ``REPEATED``)."""
     tokens: dict[str, int]
     """Tokens one call of each variant produces."""
     about: dict[str, Any]
@@ -286,15 +291,18 @@ def measure(
     recipe_tokens = sum(d.model_input.length for d in recipe_datums)
     tokens["sl_recipe_rows_reference"] = tokens["sl_recipe_rows_ours"] = recipe_tokens
 
-    def sweep() -> None:
-        for name in REPEATED:
-            variants[name]()
+    def sweep(group: tuple[str, ...]) -> Callable[[], None]:
+        def call_each() -> None:
+            for name in group:
+                variants[name]()
 
-    calls = calls_per_round(sweep, args.batch_round_seconds)
+        return call_each
+
+    together = {
+        group: calls_per_round(sweep(group), args.batch_round_seconds) for group in REPEATED
+    }
     cpu: dict[str, list[float]] = {}
-    wall = time_rounds(
-        variants, args.rounds, cpu, warm_up=False, collect=True, together=REPEATED, calls=calls
-    )
+    wall = time_rounds(variants, args.rounds, cpu, warm_up=False, collect=True, together=together)
 
     contents = [m["content"] for conversation in conversations for m in conversation]
     about = {
@@ -324,5 +332,7 @@ def measure(
             },
         },
     }
-    counts = {name: calls if name in REPEATED else 1 for name in variants}
+    counts = dict.fromkeys(variants, 1)
+    for group, calls in together.items():
+        counts.update(dict.fromkeys(group, calls))
     return Measurement(wall, cpu, counts, tokens, about)

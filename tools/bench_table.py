@@ -24,6 +24,7 @@ COLUMNS = (
     "tokenizer (its parity spec's; cookbook-standin/ = stand-in)",
     "tokens",
     "per conversation vs reference (>= 2x)",
+    "per conversation vs reference, CPU time",
     "batch vs reference",
     "batch vs bare encode (<= 1.3x)",
     "batch vs bare, CPU time",
@@ -58,6 +59,7 @@ def row(report: dict[str, Any]) -> list[str]:
         report["model_name"],
         f"{report['data']['total_tokens']:,}",
         _x(per["speedup_vs_reference"], per["meets_targets"]),
+        _x(per["cpu_speedup_vs_reference"]),
         _x(batch["speedup_vs_reference"]),
         _x(batch["slowdown_vs_baseline"], batch["meets_targets"]),
         _x(batch["cpu_slowdown_vs_baseline"]),
@@ -67,6 +69,14 @@ def row(report: dict[str, Any]) -> list[str]:
         f"{fastest['ours_per_conversation_speedup_vs_reference']:.2f}x / "
         f"{fastest['ours_batch_slowdown_vs_baseline']:.2f}x",
     ]
+
+
+def _in_turn(report: dict[str, Any]) -> str:
+    """Which variants shared their runs: batch and bare, and since the per-conversation
+    variants joined them (``repeated`` in the report), ours and the reference's as well."""
+    if "repeated" not in report:
+        return "batch and bare"
+    return " and ".join(" / ".join(group) for group in report["repeated"])
 
 
 def table(document: dict[str, Any]) -> str:
@@ -79,7 +89,7 @@ def table(document: dict[str, Any]) -> str:
     met_batch = sum(r["ratios"]["ours_batch"]["meets_targets"] for r in rows)
     lines = [
         f"{len(rows)} renderers, {first['data']['n_conversations']} conversations each, "
-        f"{first['rounds']} rounds (batch and bare called in turn for "
+        f"{first['rounds']} rounds ({_in_turn(first)} called in turn for "
         f"{first['batch_round_seconds']:g} s of CPU time a round), {machine['cpu_count']} CPUs, "
         f"load average {loads[0]:.1f} at the start, {loads[-1]:.1f} at the end, {max(loads):.1f} "
         f"at most; targets met: per conversation {met_per}/{len(rows)}, batch "

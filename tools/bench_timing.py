@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 
 
 def calls_per_round(variant: Callable[[], object], min_seconds: float, probes: int = 3) -> int:
@@ -36,8 +36,7 @@ def time_rounds(
     *,
     warm_up: bool = True,
     collect: bool = False,
-    together: Sequence[str] = (),
-    calls: int = 1,
+    together: Mapping[tuple[str, ...], int] | None = None,
 ) -> dict[str, list[float]]:
     """Wall seconds of each variant per round, one run per variant per round, the order
     rotating each round so no variant always runs first.
@@ -49,15 +48,17 @@ def time_rounds(
     call once a few tokenizers were loaded. ``cpu``, if given, gets this process's CPU seconds
     (all its threads: an in-process server's too) for the same runs.
 
-    The variants named in ``together`` share one run: each is called ``calls`` times in
-    turn (the order rotating), every call timed on its own, so all of them see the same
-    moments of the machine's load and their ratios do not depend on what another job did
-    between two runs. Their seconds, wall and CPU, are per call (the mean of the run's calls).
+    ``together`` maps groups of variants to a count of calls: the variants of a group share
+    one run, each called that many times in turn (the order rotating), every call timed on
+    its own, so all of them see the same moments of the machine's load and their ratios do
+    not depend on what another job did between two runs. Their seconds, wall and CPU, are per
+    call (the mean of the run's calls).
     """
-    names = [name for name in variants if name not in together]
-    slots: list[tuple[str, ...]] = [(name,) for name in names]
-    if together:
-        slots.append(tuple(together))
+    together = together or {}
+    grouped = {name for group in together for name in group}
+    slots: list[tuple[str, ...]] = [(name,) for name in variants if name not in grouped]
+    slots += together
+    calls = {**dict.fromkeys(slots, 1), **together}
     if warm_up:
         for name in variants:
             variants[name]()
@@ -72,7 +73,7 @@ def time_rounds(
             for slot in slots[shift:] + slots[:shift]:
                 if collect:
                     gc.collect()
-                count = calls if slot[0] in together else 1
+                count = calls[slot]
                 wall = dict.fromkeys(slot, 0.0)
                 used = dict.fromkeys(slot, 0.0)
                 for i in range(count):
