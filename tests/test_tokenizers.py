@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 import zipfile
 from pathlib import Path
@@ -268,3 +269,71 @@ def test_loading_with_known_added_tokens_builds_the_same_tokenizer(tmp_path) -> 
         tokenizer.save_pretrained(tmp_path / name)
     for file in sorted((tmp_path / "plain").iterdir()):
         assert (tmp_path / "ours" / file.name).read_bytes() == file.read_bytes(), file.name
+
+
+def _state(tokenizer) -> dict[str, str]:
+    """Every attribute of a transformers tokenizer, in order (dict reprs keep key order), the
+    Rust backend as its serialization."""
+    return {
+        key: value.to_str() if key == "_tokenizer" else repr(value)
+        for key, value in vars(tokenizer).items()
+    }
+
+
+# Offline families whose tokenizer.json files are byte-identical; the first of each group has
+# the chat template.
+SAME_TOKENIZER_FILE = (("qwen3", "qwen3_vl", "nemotron3_standin"), ("qwen3_5", "qwen3_8"))
+
+
+@pytest.mark.parametrize("group", SAME_TOKENIZER_FILE, ids=lambda group: group[0])
+def test_a_family_made_from_another_with_the_same_file_equals_its_own_load(group) -> None:
+    """load_sibling gives what from_pretrained gives, attribute for attribute (chat template,
+    name_or_path and init_kwargs included, in order) and ids for ids, sharing the backend;
+    where the template would have to be inserted it declines, and the full load is used."""
+    from cookbook.tokenizers.loading import load_directory, load_sibling
+
+    directories = {family: offline.materialize(family)[0] for family in group}
+    assert len({offline_digest(d) for d in directories.values()}) == 1
+    full = {family: load_directory(directory) for family, directory in directories.items()}
+    text = "<|im_start|>user\nHi <think> there</think>\u00e9\u4f60\u597d<|im_end|>\n"
+    made = 0
+    for base, family in itertools.permutations(group, 2):
+        sibling = load_sibling(full[base], directories[base], directories[family])
+        if sibling is None:
+            assert full[family].chat_template is not None, (base, family)
+            continue
+        made += 1
+        assert sibling.backend_tokenizer is full[base].backend_tokenizer
+        assert _state(sibling) == _state(full[family]), (base, family)
+        for split in (False, True):
+            assert sibling.encode(text, split_special_tokens=split) == full[family].encode(
+                text, split_special_tokens=split
+            )
+        sibling.init_kwargs["x"] = 1  # the copy's Python state is its own
+        assert "x" not in full[base].init_kwargs
+    # Every family without a template is made from every other; one with it from none.
+    assert made == (len(group) - 1) ** 2
+
+
+def offline_digest(directory: Path) -> str:
+    return hashlib.sha256((directory / "tokenizer.json").read_bytes()).hexdigest()
+
+
+MODEL_OF_FAMILY = {
+    "qwen3": "Qwen/Qwen3-8B",
+    "qwen3_vl": "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    "nemotron3_standin": "cookbook-standin/nemotron-3",
+    "qwen3_5": "Qwen/Qwen3.5-9B",
+    "qwen3_8": "Qwen/Qwen3.8-27B",
+}
+
+
+@pytest.mark.parametrize("group", SAME_TOKENIZER_FILE, ids=lambda group: group[0])
+def test_get_tokenizer_loads_a_tokenizer_file_once_per_template(group) -> None:
+    """A family without a chat template gets the backend of one loaded before it."""
+    tokenizers = {f: get_tokenizer(MODEL_OF_FAMILY[f], TokenizerSource.OFFLINE) for f in group}
+    for family in group[1:]:
+        others = {id(t.backend_tokenizer) for f, t in tokenizers.items() if f != family}
+        assert id(tokenizers[family].backend_tokenizer) in others, family
+        assert tokenizers[family].chat_template is None
+        assert provenance(tokenizers[family]).model_name == MODEL_OF_FAMILY[family]

@@ -169,14 +169,16 @@ def render_outputs(
     """Everything a golden records about rendering ``messages`` (with the renderer's
     :data:`RENDERER_OPTIONS` applied first); without per-token ``pieces`` if told so."""
     apply_renderer_options(renderer)
+    example = _once(lambda tow: renderer.build_supervised_example(messages, tow))
+    segments = _once(lambda tow: segments_fn(messages, tow))
 
     def supervised(tow: Any) -> dict[str, Any]:
-        model_input, weights = renderer.build_supervised_example(messages, tow)
+        model_input, weights = example(tow)
         return {
             **input_view(tokenizer, model_input, pieces=pieces),
             "weights": rle([float(w) for w in weights.tolist()]),
             "weights_dtype": _dtype_name(weights),
-            "segments": segments_fn(messages, tow),
+            "segments": segments(tow),
         }
 
     outputs: dict[str, Any] = {
@@ -188,12 +190,38 @@ def render_outputs(
         "parse_response": None,
     }
     if messages[-1]["role"] == "assistant":
-        outputs["parse_response"] = _parse_records(renderer, tokenizer, messages, segments_fn)
+        outputs["parse_response"] = _parse_records(renderer, tokenizer, messages, example, segments)
     return outputs
 
 
+def _once(build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``build`` memoised per TrainOnWhat (either side's enum, or its string), its exception
+    raised again on each later call: within one case a renderer's output for a mode is
+    computed once, and the parse records reuse the last-assistant-message example and
+    segments that the supervised items made."""
+    results: dict[str, tuple[bool, Any]] = {}
+
+    def call(tow: Any) -> Any:
+        key = str(tow)
+        if key not in results:
+            try:
+                results[key] = (True, build(tow))
+            except Exception as exc:  # recorded by the caller, as without the memo
+                results[key] = (False, exc)
+        ok, value = results[key]
+        if not ok:
+            raise value
+        return value
+
+    return call
+
+
 def _parse_records(
-    renderer: Any, tokenizer: Any, messages: list[dict[str, Any]], segments_fn: SegmentsFn
+    renderer: Any,
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    example: Callable[[Any], Any],
+    segments: Callable[[Any], list[dict[str, Any]] | None],
 ) -> dict[str, Any]:
     """Parse what the model would have produced for the last message, in several endings.
 
@@ -206,7 +234,7 @@ def _parse_records(
     """
 
     def response_ids() -> list[int]:
-        model_input, _ = renderer.build_supervised_example(messages, LAST_ASSISTANT_MESSAGE)
+        model_input, _ = example(LAST_ASSISTANT_MESSAGE)
         prompt = renderer.build_generation_prompt(messages[:-1])
         return flat_ids(model_input)[0][prompt.length :]
 
@@ -226,15 +254,15 @@ def _parse_records(
     if eos is None or eos in renderer.get_stop_sequences():
         return records
     records["stop_then_eos"] = _guard(lambda: parse([*ids, eos]))
-    overlap = _stop_overlap_length(segments_fn, messages)
+    overlap = _stop_overlap_length(segments(LAST_ASSISTANT_MESSAGE))
     if overlap:
         records["eos_instead_of_stop"] = _guard(lambda: parse([*ids[:-overlap], eos]))
     return records
 
 
-def _stop_overlap_length(segments_fn: SegmentsFn, messages: list[dict[str, Any]]) -> int:
-    """Tokens of the stop_overlap that ends the reply; 0 if none or the layout is unknown."""
-    segments = segments_fn(messages, LAST_ASSISTANT_MESSAGE)
+def _stop_overlap_length(segments: list[dict[str, Any]] | None) -> int:
+    """Tokens of the stop_overlap that ends the reply (given the last-assistant-message
+    segments); 0 if none or the layout is unknown."""
     if not segments or segments[-1]["kind"] != "stop_overlap":
         return 0
     return segments[-1]["end"] - segments[-1]["start"]

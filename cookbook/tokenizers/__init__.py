@@ -21,7 +21,7 @@ from typing import Any
 
 from cookbook.exceptions import TokenizerError
 from cookbook.hub import hub_reachable
-from cookbook.tokenizers.loading import load_directory
+from cookbook.tokenizers.loading import load_directory, load_sibling
 from cookbook.tokenizers.offline import RECIPES, OfflineRecipe, materialize
 from cookbook.tokenizers.tml import inkling_tokenizer, is_tml_model
 
@@ -134,13 +134,36 @@ def _try_hub(model_name: str) -> tuple[Tokenizer, str] | None:
     return None
 
 
+_LOADED: dict[str, list[tuple[Path, Tokenizer]]] = {}
+"""tokenizer.json sha256 -> (directory, a pristine copy of its tokenizer) for each offline family
+loaded from a file with those bytes."""
+
+
 @cache
 def _offline_family(family: str) -> tuple[Tokenizer, OfflineRecipe, dict[str, str]]:
     """One offline family's tokenizer, loaded once per process for all the model names that map
     to it (Llama 3.1 and its Instruct, the Qwen3 sizes...): the Rust load of a 6-20 MB
-    tokenizer.json is the largest part of a parity run that is not rendering."""
+    tokenizer.json is the largest part of a parity run that is not rendering. A family whose
+    tokenizer.json has the bytes of one already loaded is made from it where
+    :func:`~cookbook.tokenizers.loading.load_sibling` can (same backend, own chat template)."""
     directory, recipe = materialize(family)
-    return load_directory(directory), recipe, file_digests(directory)
+    files = file_digests(directory)
+    return _load_sharing(directory, files.get("tokenizer.json")), recipe, files
+
+
+def _load_sharing(directory: Path, digest: str | None) -> Tokenizer:
+    """``load_directory(directory)``, made from a tokenizer loaded earlier from the same
+    tokenizer.json bytes where :func:`~cookbook.tokenizers.loading.load_sibling` can."""
+    loaded = _LOADED.setdefault(digest, []) if digest else []
+    for base_directory, base in loaded:
+        tokenizer = load_sibling(base, base_directory, directory)
+        if tokenizer is not None:
+            break
+    else:
+        tokenizer = load_directory(directory)
+    backend = tokenizer.backend_tokenizer
+    loaded.append((directory, copy.deepcopy(tokenizer, {id(backend): backend})))
+    return tokenizer
 
 
 @cache

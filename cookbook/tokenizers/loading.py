@@ -8,10 +8,15 @@ file more CPU than the Rust load of the tokenizer itself. Passing the same token
 module reads them by parsing tokenizer.json's top level only up to the ``added_tokens`` key
 (the serializer writes it before the vocabulary), so the big ``model`` value is never parsed in
 Python.
+
+Offline families whose tokenizer.json files are byte-identical (Qwen3, Qwen3-VL and the Nemotron 3
+stand-in; Qwen3.5/3.6 and Qwen3.8) differ only in their chat template; :func:`load_sibling` makes
+the second one from the first without a second Rust load of the same file.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -21,6 +26,10 @@ _DECODER = json.JSONDecoder()
 _SPACE = re.compile(r"[ \t\n\r]*")
 # What makes transformers take another path than the one this module shortcuts.
 _LEGACY_FILES = ("special_tokens_map.json", "added_tokens.json")
+_TEMPLATE_FILE = "chat_template.jinja"
+# The only files a sibling may hold: anything else (a legacy file, chat_template.json, a
+# directory of extra templates, a model config) is read by from_pretrained in ways not mirrored.
+_SIBLING_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", _TEMPLATE_FILE})
 
 
 def added_tokens(tokenizer_file: Path) -> list[dict[str, Any]] | None:
@@ -93,3 +102,56 @@ def load_directory(directory: Path) -> Any:
     if decoder is None:
         return PreTrainedTokenizerFast.from_pretrained(str(directory))
     return PreTrainedTokenizerFast.from_pretrained(str(directory), added_tokens_decoder=decoder)
+
+
+def _layout(directory: Path) -> tuple[list[tuple[str, Any]], str | None, tuple[str, ...]] | None:
+    """A directory's tokenizer config as ordered items without the chat template, the chat
+    template as from_pretrained reads it (chat_template.jinja over the config's string), and
+    where it comes from (the config keys in order, and the file if there is one); None where
+    the directory holds anything else."""
+    try:
+        names = {path.name for path in directory.iterdir()}
+        config = json.loads((directory / "tokenizer_config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not names <= _SIBLING_FILES or not isinstance(config, dict):
+        return None
+    template = config.get("chat_template")
+    if template is not None and not isinstance(template, str):
+        return None  # a list of named templates: from_pretrained makes a dict of it
+    if _TEMPLATE_FILE in names:
+        template = (directory / _TEMPLATE_FILE).read_text("utf-8")
+    source = (*config, *sorted(names & {_TEMPLATE_FILE}))
+    items = [(key, value) for key, value in config.items() if key != "chat_template"]
+    return items, template, source
+
+
+def load_sibling(base: Any, base_directory: Path, directory: Path) -> Any | None:
+    """``load_directory(directory)``, made from ``base = load_directory(base_directory)`` when
+    both directories hold the same tokenizer.json bytes (the caller compares their digests) and
+    differ in nothing else but the chat template; None where that is not shown.
+
+    ``base``'s Python-side state is copied (nothing changed on the copy reaches it) and its Rust
+    backend shared, as :func:`cookbook.tokenizers.get_tokenizer` shares it between the model
+    names of one family: what from_pretrained sets on a backend (truncation and padding off,
+    the same added tokens) depends only on tokenizer.json and the config, and the encoders set
+    ``encode_special_tokens`` before every call. The template and ``name_or_path`` are what
+    from_pretrained would set (in ``init_kwargs`` too, in the same key order: the template is
+    only replaced in place or dropped, so a sibling whose template would be inserted elsewhere
+    is loaded in full)."""
+    ours, theirs = _layout(directory), _layout(base_directory)
+    if ours is None or theirs is None or ours[0] != theirs[0]:
+        return None
+    _, template, source = ours
+    if template is not None and source != theirs[2]:
+        return None
+    backend = base.backend_tokenizer
+    tokenizer = copy.deepcopy(base, {id(backend): backend})
+    tokenizer.chat_template = template
+    tokenizer.name_or_path = str(directory)
+    tokenizer.init_kwargs["name_or_path"] = str(directory)
+    if template is None:
+        tokenizer.init_kwargs.pop("chat_template", None)
+    else:
+        tokenizer.init_kwargs["chat_template"] = template
+    return tokenizer
