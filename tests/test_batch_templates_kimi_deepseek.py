@@ -132,7 +132,6 @@ def _ok(outcome: Any) -> bool:
     return not isinstance(outcome, Exception)
 
 
-# Each renderer's template must claim these outright: the shapes of everyday data.
 # The cases each template decides on, pinned outright (the generated ones may miss some).
 DECISIVE = [
     # DeepSeek V4.1 thinking: "\n" after the effort line's "\n\n" merges across the boundary,
