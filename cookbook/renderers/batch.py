@@ -47,9 +47,6 @@ import weakref
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import numpy as np
-import tinker
-
 from cookbook.renderers import (
     batch_templates_core,
     batch_templates_deepseek,
@@ -63,9 +60,7 @@ from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
 from cookbook.renderers.batch_template import ChatTemplate
 from cookbook.renderers.batch_template_examples import template_examples
-from cookbook.renderers.types import Message, RenderContext, TrainOnWhat
-
-Example = tuple[tinker.ModelInput, np.ndarray]
+from cookbook.renderers.types import Example, Message, RenderContext, TrainOnWhat
 
 # Every renderer class on the template path: the core's and each family module's.
 TEMPLATES: dict[type[Renderer], ChatTemplate] = {

@@ -18,9 +18,8 @@ import tinker
 from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
 from cookbook.renderers.batch_template import ChatTemplate, MessageTexts, Texts
-from cookbook.renderers.types import Message, TrainOnWhat, model_input, text_chunk
+from cookbook.renderers.types import Example, Message, TrainOnWhat, model_input, text_chunk
 
-Example = tuple[tinker.ModelInput, np.ndarray]
 # The messages the generation-prompt check gets, the rendered messages and their texts.
 Plan = tuple[list[Message], list[Message], list[MessageTexts]]
 

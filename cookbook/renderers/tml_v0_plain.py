@@ -23,12 +23,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import tinker
 
-from cookbook.renderers.types import Message, TrainOnWhat, model_input, text_chunk
+from cookbook.renderers.types import Example, Message, TrainOnWhat, model_input, text_chunk
 from cookbook.tokenizers.tml import TmlTokenizer
-
-Example = tuple[tinker.ModelInput, np.ndarray]
 
 # The special token naming each role's author (tml_renderers' AuthorKind).
 _AUTHORS = {

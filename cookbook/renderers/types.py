@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
+import numpy as np
 import pydantic
 import tinker
 
 from cookbook.exceptions import RendererError
+
+# A supervised example as build_supervised_example returns it: the input and its token weights.
+Example = tuple[tinker.ModelInput, np.ndarray]
 
 Role = str
 
