@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -26,7 +27,7 @@ from cookbook.backends.fake import FakeServiceClient
 from cookbook.backends.tinker import Cassette, CassetteWriter, TinkerServiceClient, service
 from cookbook.backends.tinker.codec import decode_result, encode_result
 from cookbook.cli import main
-from cookbook.exceptions import ConfigurationError
+from cookbook.exceptions import BackendError, ConfigurationError
 from cookbook.parity import recipe as r
 from cookbook.specs.recipe import CheckpointSemantics
 from cookbook.supervised.train import SupervisedTrainer
@@ -54,6 +55,10 @@ def spec_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def recorded(spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cassette of a 6-step tinker run (evals, two checkpoints, final sample)."""
+    return _record(spec_file, tmp_path, monkeypatch)
+
+
+def _record(spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TINKER_API_KEY", KEY)
     monkeypatch.setattr(service, "probe_service", _healthy)
     monkeypatch.setattr(
@@ -173,6 +178,45 @@ def test_the_cassette_of_a_reference_recipe_lists_the_reference_calls(tmp_path: 
     tape.close()
     calls = [call for _on, call in Cassette(tmp_path / "tape.jsonl").calls]
     assert calls == golden["layers"]["run"]["calls"]
+
+
+def test_a_recorded_run_ends_its_recording(
+    spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tapes: list[CassetteWriter] = []
+
+    class Kept(CassetteWriter):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            tapes.append(self)
+
+    monkeypatch.setattr(service, "CassetteWriter", Kept)
+    recorded = _record(spec_file, tmp_path, monkeypatch)
+    (tape,) = tapes
+    with pytest.raises(BackendError, match=r"call \d+ \(\w+\) made after the recording ended"):
+        tape.call("service", "create_sampling_client", {"base_model": "m"})
+    assert Cassette(recorded).calls  # ...and what it recorded is all there
+
+
+def test_a_result_after_the_recording_ended_is_noted_and_never_truncates_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tape.jsonl"
+    tape = CassetteWriter(path)
+    client = TinkerServiceClient(FakeServiceClient(tmp_path / "state"), tape=tape)
+    with client.closing():
+        first = client.create_sampling_client(base_model="m")
+        first.result()
+        late = client.create_sampling_client(base_model="m")  # pipelined, waited on too late
+    written = path.read_text("utf-8")
+    late.result()
+    tape.close()  # closing twice is harmless
+    assert path.read_text("utf-8") == written
+    assert tape.late_results == [1] and "call 1 (create_sampling_client) arrived after" in (
+        caplog.text
+    )
+    cassette = Cassette(path)
+    assert len(cassette.calls) == 2 and set(cassette.results) == {0}
 
 
 def test_results_round_trip_exactly() -> None:

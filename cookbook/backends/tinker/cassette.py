@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -54,7 +55,19 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
 
 
 class CassetteWriter:
-    """The tape a live run records on; the file is created (or replaced) at the first call."""
+    """The tape a live run records on; the file is created (or replaced) at the first call.
+
+    :meth:`close` ends the recording for good (and is idempotent): the file is never opened
+    again, so nothing written after the end can truncate it. A call made after the end is an
+    error - the recording would silently lack it, and its replay fail far from the cause. A
+    result that arrives after the end (a pipelined future nobody waited on until then) is not
+    written but kept in :attr:`late_results` and logged: raising there would fail the caller's
+    ``result()`` for bookkeeping alone, and a replay that needs it stops at that call saying
+    its result was never recorded, as it does for a recording that was killed.
+
+    Results arrive on whichever thread waits for them (the RL loop waits in worker threads),
+    so writes and the close are serialised.
+    """
 
     def __init__(
         self,
@@ -67,38 +80,66 @@ class CassetteWriter:
         self._spec = dict(spec) if spec is not None else None
         self._file: IO[str] | None = None
         self._count = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        self.late_results: list[int] = []
+        """Indices of the results that arrived after :meth:`close` (not in the file)."""
+
+    def _open(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - lives with the run
+        header = {
+            "kind": CASSETTE_KIND,
+            "format": CASSETTE_FORMAT,
+            "versions": package_versions(("cookbook", "tinker")),
+        }
+        if self._served_by is not None:
+            header["served_by"] = self._served_by
+        if self._spec is not None:
+            header["spec"] = self._spec
+            header["spec_digest"] = spec_digest(self._spec)
+        file.write(json.dumps(header) + "\n")
+        return file
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - lives with the run
-            header = {
-                "kind": CASSETTE_KIND,
-                "format": CASSETTE_FORMAT,
-                "versions": package_versions(("cookbook", "tinker")),
-            }
-            if self._served_by is not None:
-                header["served_by"] = self._served_by
-            if self._spec is not None:
-                header["spec"] = self._spec
-                header["spec_digest"] = spec_digest(self._spec)
-            self._file.write(json.dumps(header) + "\n")
+            self._file = self._open()
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
     def call(self, on: str, method: str, kwargs: Mapping[str, Any]) -> int:
-        index = self._count
-        self._count += 1
-        self._write({"i": index, "on": on, "call": describe_call(method, kwargs)})
+        with self._lock:
+            index = self._count
+            if self._closed:
+                raise BackendError(
+                    f"cassette {self.path}: call {index} ({method}) made after the recording "
+                    "ended; it would be missing from the recording"
+                )
+            self._count += 1
+            self._write({"i": index, "on": on, "call": describe_call(method, kwargs)})
         return index
 
     def result(self, index: int, method: str, value: Any) -> None:
-        self._write({"i": index, "result": encode_result(method, value)})
+        with self._lock:
+            if not self._closed:
+                self._write({"i": index, "result": encode_result(method, value)})
+                return
+            self.late_results.append(index)
+        logger.warning(
+            "cassette %s: the result of call %d (%s) arrived after the recording ended; "
+            "not recorded (a replay stops at that call)",
+            self.path,
+            index,
+            method,
+        )
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """End the recording; later closes do nothing."""
+        with self._lock:
+            self._closed = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 class Cassette:

@@ -220,7 +220,11 @@ class TinkerServiceClient:
         """End the SDK session: its heartbeat thread would otherwise outlive the run (in a
         process that goes on - a notebook, a test - it keeps calling a service that may be
         gone and logs "Session heartbeat failed" two minutes later). Fakes and replays hold no
-        session; a replay would even take ``close`` for a recorded call."""
+        session; a replay would even take ``close`` for a recorded call. A recording ends here
+        too, whatever the SDK: its file is complete and closed (see :class:`.CassetteWriter`
+        for what arrives later)."""
+        if self._session.tape is not None:
+            self._session.tape.close()
         if not isinstance(self._sdk, tinker.ServiceClient):
             return
         closing = self._sdk.close(status).future()
@@ -235,7 +239,8 @@ class TinkerServiceClient:
 
     @contextmanager
     def closing(self) -> Iterator[TinkerServiceClient]:
-        """Every service call in the block; then the session ends with the block's outcome."""
+        """Every service call in the block; then the session (and any recording) ends with the
+        block's outcome."""
         status: Literal["success", "errored", "interrupted"] = "errored"
         try:
             yield self
