@@ -26,7 +26,8 @@ def _numbers_differ(expected: float, actual: float, rel_tol: float) -> bool:
     return not math.isclose(expected, actual, rel_tol=rel_tol, abs_tol=1e-12)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A JSON number: ``bool`` is an ``int`` to Python, not a number to JSON."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -61,7 +62,7 @@ def first_diff(expected: Any, actual: Any, rel_tol: float = EXACT, path: str = "
         if len(expected) != len(actual):
             return at(path, f"expected {len(expected)} items, got {len(actual)}")
         return None
-    if _is_number(expected) and _is_number(actual):
+    if is_number(expected) and is_number(actual):
         differ = _numbers_differ(expected, actual, rel_tol)
     else:
         differ = type(expected) is not type(actual) or expected != actual

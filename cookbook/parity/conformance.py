@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cookbook.exceptions import ConfigurationError
+from cookbook.json_diff import is_number
 from cookbook.parity import golden as g
 from cookbook.parity.compare import GENERATION_ITEM, compare_parse, compare_tokens
 from cookbook.parity.images import IMAGE_TOKEN
@@ -215,10 +216,6 @@ def _is_token(value: Any) -> bool:
     )
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _tokens(response: dict[str, Any], expected: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
     """An adapter answer in the golden's token-record shape. Optional fields the adapter left
     out (text, weights_dtype, segments) are taken as agreeing, so only what it states is checked.
@@ -236,7 +233,7 @@ def _tokens(response: dict[str, Any], expected: dict[str, Any], tokenizer: Any) 
         record["images"] = images
     if "weights" in expected:
         weights = response.get("weights")
-        if not isinstance(weights, list) or not all(_is_number(w) for w in weights):
+        if not isinstance(weights, list) or not all(is_number(w) for w in weights):
             raise AdapterFailure("'weights' is missing or not a list of numbers")
         record["weights"] = rle([float(w) for w in weights])
         record["weights_dtype"] = response.get("weights_dtype", expected.get("weights_dtype"))
