@@ -15,6 +15,9 @@ import pytest
 import tinker
 
 from cookbook.renderers import Message, get_renderer
+from cookbook.renderers.batch import TEMPLATES
+from cookbook.renderers.deepseek_v3 import EOS
+from cookbook.renderers.encoding import forget
 from cookbook.tokenizers import get_tokenizer
 
 QWEN3_5 = "Qwen/Qwen3.5-9B"
@@ -79,3 +82,25 @@ def test_memo_belongs_to_the_tokenizer() -> None:
     other = get_tokenizer(LLAMA3)
     renderer.tokenizer = other
     assert renderer._encode_fixed(_SYSTEM) == other.encode(_SYSTEM, add_special_tokens=False)
+
+
+def test_a_batch_template_encodes_its_end_tokens_once_per_tokenizer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ChatTemplate.usable`` runs on every batch call; its end tokens come from the memo."""
+    renderer = get_renderer("deepseekv3", get_tokenizer("deepseek-ai/DeepSeek-V3.1"))
+    template = TEMPLATES[type(renderer)]
+    backend = renderer.tokenizer._tokenizer
+    encoded: list[list[str]] = []
+
+    def counting(texts: list[str], *args: object, **kwargs: object) -> object:
+        encoded.append(texts)
+        return encode_batch_fast(texts, *args, **kwargs)
+
+    encode_batch_fast = backend.encode_batch_fast
+    monkeypatch.setattr(backend, "encode_batch_fast", counting)
+    forget(renderer.tokenizer)
+    assert template.usable(renderer)
+    assert encoded == [[EOS]]
+    assert template.usable(renderer) and template.usable(renderer)
+    assert encoded == [[EOS]]

@@ -198,13 +198,14 @@ class ChatTemplate:
 
     def usable(self, renderer: Renderer) -> bool:
         """Whether the renderer has the attributes the template was written for, and each end
-        token is one id, as the renderer unpacks it (else it raises)."""
+        token is one id, as the renderer unpacks it (else it raises). Asked on every batch
+        call: the end tokens are fixed texts, encoded once per tokenizer."""
         if any(
             getattr(renderer, name, _MISSING) != value for name, value in self.attributes.items()
         ):
             return False
         ends = {t.end_token for t in self.templates()}
-        return all(len(renderer._encode(end)) == 1 for end in ends if end is not None)
+        return all(len(renderer._encode_fixed(end)) == 1 for end in ends if end is not None)
 
     def leading_messages(self, renderer: Renderer) -> list[Message]:
         """What :attr:`leading_message_method` puts first in every conversation."""
