@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_batch import _assert_same, _assert_same_as_per_conversation
+from test_batch import _assert_same
 from test_batch_parity import SPECS
+from test_batch_template_path import _assert_same_as_per_conversation
 
 import cookbook.renderers.batch as batch
 from cookbook.renderers import Renderer, TrainOnWhat, get_renderer
