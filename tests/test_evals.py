@@ -117,6 +117,18 @@ def test_a_missing_example_field_names_the_spec_line(tmp_path: Path, capsys) -> 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_jsonl_source_line_that_is_not_json_is_one_line(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"question": "a", "answer": "b"}\n\n{"question": "c",\n', "utf-8")
+    path = tmp_path / "probe.yaml"
+    source = f"source:\n  kind: jsonl\n  path: {data}\nmetric:\n  kind: exact\n"
+    path.write_text(EVAL_HEAD + source, "utf-8")
+    assert main([str(path), "--log-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {data}:3: json: column ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 # -- metrics ---------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cookbook.exceptions import ConfigurationError, DatasetUnavailableError
+from cookbook.exceptions import ConfigurationError, DataFormatError, DatasetUnavailableError
 from cookbook.recipes.math_rl.arithmetic_env import ArithmeticDataset, ArithmeticEnv
 from cookbook.recipes.math_rl.gsm8k_data import (
     GSM8K_ROWS,
@@ -193,6 +193,14 @@ def test_a_local_copy_is_read_in_order_with_its_hashes(tmp_path: Path) -> None:
     assert [r["question"] for r in rows.test] == ["test 0?", "test 1?"]
     assert rows.describe()["source"] == "local_copy"
     assert set(rows.describe()["sha256"]) == {"train", "test"}
+
+
+def test_a_local_copy_line_that_is_not_json_names_its_file_and_line(tmp_path: Path) -> None:
+    row = json.dumps({"question": "q?", "answer": "#### 1"})
+    (tmp_path / "train.jsonl").write_text(f"{row}\n\n{row[:-1]}\n", "utf-8")  # a blank line too
+    (tmp_path / "test.jsonl").write_text(f"{row}\n", "utf-8")
+    with pytest.raises(DataFormatError, match=rf"^{tmp_path / 'train.jsonl'}:3: json: column "):
+        load_gsm8k(tmp_path)
 
 
 def test_unported_math_datasets_are_refused_by_name() -> None:

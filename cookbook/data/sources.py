@@ -15,7 +15,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,20 @@ def _lines(path: Path) -> Iterator[str]:
     # newline=None: universal newlines, as open(); str.splitlines() would also split on
     # separators (U+2028, \x1c, ...) that JSON strings may hold raw.
     return iter(io.StringIO(text, newline=None))
+
+
+def json_lines(path: Path | str, lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank line of the JSON Lines file ``path``; a line
+    that is not JSON stops it with ``path:line: json: column N: message``. The caller reads the
+    lines (its own error for an unreadable file) and checks the values' shape."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _error(path, number, "json", f"column {e.colno}: {e.msg}") from None
+        yield number, value
 
 
 def read_conversations_jsonl(path: str | Path) -> list[dict[str, Any]]:

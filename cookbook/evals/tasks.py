@@ -8,14 +8,13 @@ not a crash halfway through an eval (or through a training run that evaluates ev
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cookbook.data.sources import file_digest, packaged_file
+from cookbook.data.sources import file_digest, json_lines, packaged_file
 from cookbook.exceptions import ConfigurationError, CookbookError, DataFormatError
 from cookbook.renderers.types import Message
 from cookbook.specs.evals import (
@@ -87,13 +86,7 @@ def _read_jsonl(path: Path) -> Rows:
         lines = path.read_text("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: cannot read examples ({exc})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"{path}:{number}: json: column {exc.colno}: {exc.msg}") from None
+    for number, row in json_lines(path, lines):
         if not isinstance(row, dict):
             raise DataFormatError(f"{path}:{number}: line: expected an object")
         rows.append(row)

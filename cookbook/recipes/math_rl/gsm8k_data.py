@@ -12,13 +12,12 @@ GSM8K's format and split sizes. It is never GSM8K, and every run that uses it sa
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cookbook.data.sources import file_digest, rows_digest
+from cookbook.data.sources import file_digest, json_lines, rows_digest
 from cookbook.exceptions import DataFormatError, DatasetUnavailableError
 from cookbook.hub import cache_only, hub_reachable
 
@@ -75,13 +74,7 @@ def _read_jsonl(path: Path) -> list[Row]:
         lines = path.read_text("utf-8").splitlines()
     except OSError as e:
         raise DatasetUnavailableError(f"{path}: cannot read: {e.strerror}") from e
-    for line_no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}:{line_no}: json: column {e.colno}: {e.msg}") from e
+    for line_no, row in json_lines(path, lines):
         for key in ("question", "answer"):
             if not isinstance(row, dict) or not isinstance(row.get(key), str):
                 raise DataFormatError(f"{path}:{line_no}: {key}: missing or not a string")
