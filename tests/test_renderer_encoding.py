@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_batch import _record_encodes
 
 from cookbook.renderers import encoding, get_renderer
 from cookbook.renderers.encoding import encode_text, rendering_call
@@ -72,14 +73,7 @@ def test_truncated_backend_goes_through_encode() -> None:
 
 def test_instance_encode_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     tokenizer = get_tokenizer("Qwen/Qwen3-8B", "offline")
-    calls: list[str] = []
-    encode = tokenizer.encode
-
-    def counting(text: str, *args: Any, **kwargs: Any) -> list[int]:
-        calls.append(text)
-        return encode(text, *args, **kwargs)
-
-    monkeypatch.setattr(tokenizer, "encode", counting)
+    calls = _record_encodes(monkeypatch, tokenizer)
     encode_text(tokenizer, "hello there", add_special_tokens=False, split_special_tokens=None)
     assert calls == ["hello there"]
 
