@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -121,4 +122,15 @@ def test_a_golden_of_another_schema_version_is_rejected(workspace) -> None:
     data["schema_version"] = 99
     file.write_text(json.dumps(data), "utf-8")
     with pytest.raises(GoldenError, match="schema_version"):
+        g.load_golden(file)
+
+
+def test_a_golden_missing_a_field_names_it_and_the_command(workspace) -> None:
+    _, golden = workspace
+    file = golden / "renderers" / "llama3" / "single_turn.json"
+    data = json.loads(file.read_text("utf-8"))
+    del data["outputs"]
+    file.write_text(json.dumps(data), "utf-8")
+    message = f"{file}: outputs: missing field, not a complete golden; regenerate with "
+    with pytest.raises(GoldenError, match=re.escape(f"{message}`{g.REGENERATE}`") + "$"):
         g.load_golden(file)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -80,27 +80,52 @@ def _loads(text: str) -> Any:
         return json.loads(text)
 
 
-def load_golden(path: Path) -> dict[str, Any]:
-    """Read and structurally check a golden; corruption is a one-line :class:`GoldenError`."""
+def load_checked_golden(
+    path: Path,
+    *,
+    what: str,
+    absent: str,
+    required: Iterable[str],
+    schema_version: int,
+    regenerate: str,
+) -> dict[str, Any]:
+    """A golden file's object, with its ``required`` fields and ``schema_version``; anything
+    else is a one-line :class:`GoldenError` naming the file (and line), ``what`` it is ("recipe
+    golden") and the command that regenerates it. ``absent`` names it when there is none."""
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
-        raise GoldenError(f"{path}: no golden for this case; run `{REGENERATE}`") from None
+        raise GoldenError(f"{path}: no {absent}; run `{regenerate}`") from None
     try:
         data = _loads(text)
     except json.JSONDecodeError as exc:
-        raise GoldenError(f"{path}:{exc.lineno}: corrupted golden: {exc.msg}") from None
+        raise GoldenError(f"{path}:{exc.lineno}: corrupted {what}: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise GoldenError(f"{path}:1: corrupted golden: top level is not an object")
-    for key in _REQUIRED:
+        raise GoldenError(f"{path}:1: corrupted {what}: top level is not an object")
+    for key in required:
         if key not in data:
-            raise GoldenError(f"{path}: {key}: missing field; regenerate with `{REGENERATE}`")
-    if data["schema_version"] != SCHEMA_VERSION:
+            raise GoldenError(
+                f"{path}: {key}: missing field, not a complete {what}; "
+                f"regenerate with `{regenerate}`"
+            )
+    if data["schema_version"] != schema_version:
         raise GoldenError(
-            f"{path}: schema_version: {data['schema_version']!r} is not {SCHEMA_VERSION}; "
-            f"regenerate with `{REGENERATE}`"
+            f"{path}: schema_version: {data['schema_version']!r} is not {schema_version}; "
+            f"regenerate with `{regenerate}`"
         )
     return data
+
+
+def load_golden(path: Path) -> dict[str, Any]:
+    """Read and structurally check a renderer golden."""
+    return load_checked_golden(
+        path,
+        what="golden",
+        absent="golden for this case",
+        required=_REQUIRED,
+        schema_version=SCHEMA_VERSION,
+        regenerate=REGENERATE,
+    )
 
 
 def staleness(

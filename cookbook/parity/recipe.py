@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook.exceptions import ConfigurationError, GoldenError
+from cookbook.parity.golden import load_checked_golden
 from cookbook.parity.layers import EXACT, at, diff_items, first_layer_difference
 
 RECIPE_SCHEMA_VERSION = 1
@@ -82,25 +83,14 @@ def load_layered_golden(
     """Read and structurally check a layered golden (a recipe's, ``kind="recipe"``, or an RL
     loop's, ``kind="RL"``); problems are one-line ``GoldenError``s naming the command that
     regenerates it."""
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise GoldenError(f"{path}: no {kind} golden; run `{regenerate}`") from None
-    except json.JSONDecodeError as exc:
-        raise GoldenError(f"{path}:{exc.lineno}: corrupted {kind} golden: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise GoldenError(f"{path}:1: corrupted {kind} golden: top level is not an object")
-    for key in _REQUIRED:
-        if key not in data:
-            raise GoldenError(
-                f"{path}: {key}: missing field, not a complete {kind} golden; "
-                f"regenerate with `{regenerate}`"
-            )
-    if data["schema_version"] != schema_version:
-        raise GoldenError(
-            f"{path}: schema_version: {data['schema_version']!r} is not {schema_version}; "
-            f"regenerate with `{regenerate}`"
-        )
+    data = load_checked_golden(
+        path,
+        what=f"{kind} golden",
+        absent=f"{kind} golden",
+        required=_REQUIRED,
+        schema_version=schema_version,
+        regenerate=regenerate,
+    )
     unknown = set(data["layers"]) - set(layers)
     if unknown:
         raise GoldenError(f"{path}: layers: unknown layer(s) {sorted(unknown)}")
