@@ -16,14 +16,25 @@ feeding the wrong input.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from cookbook.parity.invariant_support import (
+    calls_of,
+    content_texts,
+    count_occurrences,
+    first_difference,
+    normalized_content,
+    primitive_root,
+    require_last_assistant,
+    shown,
+    supervised,
+    weighted_runs,
+)
 from cookbook.renderers.base import Renderer
-from cookbook.renderers.types import Content, Message, ParseTermination, TrainOnWhat
+from cookbook.renderers.types import Message, ParseTermination, TrainOnWhat
 
 # Every mode whose weights are determined by the conversation alone; CUSTOMIZED needs a
 # ``trainable`` flag on every message (and refuses one otherwise), so it is left out.
@@ -53,82 +64,6 @@ def _modes(renderer: Renderer) -> tuple[TrainOnWhat, ...]:
     return tuple(tow for tow in NON_CUSTOM_TRAIN_ON_WHAT if tow in supported)
 
 
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def _supervised(
-    renderer: Renderer, messages: list[Message], train_on_what: TrainOnWhat
-) -> tuple[list[int], list[float]]:
-    """Tokens and weights as plain lists; ``np.asarray`` also accepts the reference's tensors."""
-    model_input, weights = renderer.build_supervised_example(messages, train_on_what)
-    return model_input.to_ints(), [float(w) for w in np.asarray(weights).reshape(-1).tolist()]
-
-
-def _require_last_assistant(messages: list[Message], invariant: str) -> None:
-    if not messages or messages[-1]["role"] != "assistant":
-        raise ValueError(
-            f"[{invariant}] only applies to conversations ending with an assistant message; "
-            f"got last role {messages[-1]['role'] if messages else None!r}"
-        )
-
-
-def _first_difference(expected: Sequence[int], actual: Sequence[int]) -> int:
-    """Index of the first differing token (the shorter length when one is a prefix)."""
-    for index, (a, b) in enumerate(zip(expected, actual, strict=False)):
-        if a != b:
-            return index
-    return min(len(expected), len(actual))
-
-
-def _show(renderer: Renderer, tokens: Sequence[int], at: int, width: int = 6) -> str:
-    """A decoded window around ``at``, so a failure shows where two renderings part ways."""
-    start = max(0, at - width)
-    window = list(tokens[start : at + width])
-    return (
-        f"tokens[{start}:{start + len(window)}]={window} text={renderer.tokenizer.decode(window)!r}"
-    )
-
-
-def _weighted_runs(weights: Sequence[float]) -> list[tuple[int, int]]:
-    """Maximal ``[start, end)`` runs of weight-1 positions."""
-    runs: list[tuple[int, int]] = []
-    start: int | None = None
-    for index, weight in enumerate([*weights, 0.0]):
-        if weight == 1 and start is None:
-            start = index
-        elif weight != 1 and start is not None:
-            runs.append((start, index))
-            start = None
-    return runs
-
-
-def _count_occurrences(tokens: Sequence[int], needle: Sequence[int]) -> int:
-    n = len(needle)
-    return sum(1 for i in range(len(tokens) - n + 1) if list(tokens[i : i + n]) == list(needle))
-
-
-def _primitive_root(sequence: Sequence[int]) -> list[int]:
-    """The shortest unit that ``sequence`` is a whole repetition of (itself if none)."""
-    n = len(sequence)
-    for period in range(1, n):
-        if n % period == 0 and list(sequence) == list(sequence[:period]) * (n // period):
-            return list(sequence[:period])
-    return list(sequence)
-
-
-def _content_texts(content: Content) -> list[str]:
-    if isinstance(content, str):
-        return [content]
-    return [part.get("text", "") or part.get("thinking", "") for part in content]
-
-
-def _normalized_content(content: Any) -> Any:
-    """Content compared across representations: a lone text part is the same as a string."""
-    if isinstance(content, list) and len(content) == 1 and content[0].get("type") == "text":
-        return content[0]["text"]
-    return content
-
-
 # -- invariants ---------------------------------------------------------------------------------
 
 
@@ -136,7 +71,7 @@ def check_weights_length(renderer: Renderer, messages: list[Message]) -> None:
     """One weight per token, in every mode: the loss is applied position by position, so a
     mask that is even one longer or shorter silently trains on the wrong tokens."""
     for tow in _modes(renderer):
-        tokens, weights = _supervised(renderer, messages, tow)
+        tokens, weights = supervised(renderer, messages, tow)
         assert len(weights) == len(tokens), (
             f"[weights-length] {tow}: {len(weights)} weights for {len(tokens)} tokens"
         )
@@ -146,7 +81,7 @@ def check_weights_binary(renderer: Renderer, messages: list[Message]) -> None:
     """Weights are 0 or 1 in every mode: they are a mask, not a scale; anything else would
     change the loss magnitude behind the user's back."""
     for tow in _modes(renderer):
-        _, weights = _supervised(renderer, messages, tow)
+        _, weights = supervised(renderer, messages, tow)
         stray = sorted({w for w in weights if w not in (0.0, 1.0)})
         assert not stray, f"[binary-weights] {tow}: weights outside {{0, 1}}: {stray}"
 
@@ -158,18 +93,18 @@ def check_prompt_prefix(
     generation prompt for ``messages[:-1]``, unweighted: training conditions the model on the
     very tokens the sampler will later give it, and never trains on that prompt."""
     invariant = "prompt-prefix"
-    _require_last_assistant(messages, invariant)
-    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    require_last_assistant(messages, invariant)
+    tokens, weights = supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
     first = next((i for i, w in enumerate(weights) if w == 1), None)
     assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
     prompt = renderer.build_generation_prompt(messages[:-1]).to_ints()
     prefix = tokens[:first]
     if not opens(renderer, tokens, first, prompt):
-        at = _first_difference(prompt, prefix)
+        at = first_difference(prompt, prefix)
         raise AssertionError(
             f"[{invariant}] the {len(prefix)} tokens before the first trained token differ from "
             f"the {len(prompt)}-token generation prompt of messages[:-1] at index {at}: "
-            f"supervised {_show(renderer, prefix, at)} vs prompt {_show(renderer, prompt, at)}"
+            f"supervised {shown(renderer, prefix, at)} vs prompt {shown(renderer, prompt, at)}"
         )
     nonzero = [i for i in range(first) if weights[i] != 0]
     assert not nonzero, f"[{invariant}] prompt positions carry weight: {nonzero[:10]}"
@@ -179,15 +114,15 @@ def check_all_assistant_superset(renderer: Renderer, messages: list[Message]) ->
     """ALL_ASSISTANT_MESSAGES trains on at least what LAST_ASSISTANT_MESSAGE does: widening
     the selection of messages must never drop a token that the narrower one trains."""
     invariant = "all-assistant-superset"
-    _require_last_assistant(messages, invariant)
-    last_tokens, last_weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
-    all_tokens, all_weights = _supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    require_last_assistant(messages, invariant)
+    last_tokens, last_weights = supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    all_tokens, all_weights = supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
     if last_tokens != all_tokens:
-        at = _first_difference(last_tokens, all_tokens)
+        at = first_difference(last_tokens, all_tokens)
         raise AssertionError(
             f"[{invariant}] the two modes render different tokens (from index {at}), so their "
-            f"weights cannot be compared: {_show(renderer, last_tokens, at)} vs "
-            f"{_show(renderer, all_tokens, at)}"
+            f"weights cannot be compared: {shown(renderer, last_tokens, at)} vs "
+            f"{shown(renderer, all_tokens, at)}"
         )
     last_set = {i for i, w in enumerate(last_weights) if w == 1}
     all_set = {i for i, w in enumerate(all_weights) if w == 1}
@@ -196,7 +131,7 @@ def check_all_assistant_superset(renderer: Renderer, messages: list[Message]) ->
         raise AssertionError(
             f"[{invariant}] {len(missing)} positions trained under LAST_ASSISTANT_MESSAGE are "
             f"not trained under ALL_ASSISTANT_MESSAGES, first at "
-            f"{_show(renderer, all_tokens, missing[0])}"
+            f"{shown(renderer, all_tokens, missing[0])}"
         )
 
 
@@ -214,7 +149,7 @@ def _parseable_contents(renderer: Renderer, content: Any) -> list[Any]:
       content that itself ends with it comes back with one copy fewer. Exactly one copy: a parse
       that strips more, or strips other whitespace, still fails.
     """
-    content = _normalized_content(content)
+    content = normalized_content(content)
     if not isinstance(content, str):
         return [content]
     tokenizer = renderer.tokenizer
@@ -239,7 +174,7 @@ def _renders_alike(
         if "tool_calls" in source:
             replacement["tool_calls"] = source["tool_calls"]
         conversation = [*messages[:-1], replacement]
-        return _supervised(renderer, conversation, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0]
+        return supervised(renderer, conversation, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0]
 
     return render(got, parsed) == render(expected, messages[-1])
 
@@ -257,15 +192,7 @@ def _without_call_separators(content: Any) -> Any:
     texts = [i for i, p in enumerate(kept) if p.get("type") == "text"]
     for i in texts[:1] + texts[-1:]:
         kept[i] = {**kept[i], "text": kept[i]["text"].strip()}
-    return _normalized_content(kept) if kept else ""
-
-
-def _calls(message: Message) -> list[tuple[str, Any]]:
-    """Tool calls by name and decoded arguments (ids are not part of every format)."""
-    return [
-        (call.function.name, json.loads(call.function.arguments))
-        for call in message.get("tool_calls", [])
-    ]
+    return normalized_content(kept) if kept else ""
 
 
 def check_assistant_round_trip(
@@ -284,8 +211,8 @@ def check_assistant_round_trip(
     ``expected`` replaces the last message's content as what must come back (a restatement's
     content where its format loses more, see cookbook.parity.restated)."""
     invariant = "assistant-round-trip"
-    _require_last_assistant(messages, invariant)
-    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    require_last_assistant(messages, invariant)
+    tokens, weights = supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
     first = next((i for i, w in enumerate(weights) if w == 1), None)
     assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
     tail_weights = weights[first:]
@@ -299,9 +226,9 @@ def check_assistant_round_trip(
         expected = messages[-1]["content"]
     assert termination == ParseTermination.STOP_SEQUENCE, (
         f"[{invariant}] parse_response ended with {termination!r}, not a stop sequence, on "
-        f"{_show(renderer, tail, len(tail))}"
+        f"{shown(renderer, tail, len(tail))}"
     )
-    got = _normalized_content(parsed["content"])
+    got = normalized_content(parsed["content"])
     if messages[-1].get("tool_calls"):
         got, expected = _without_call_separators(got), _without_call_separators(expected)
     accepted = _parseable_contents(renderer, expected)
@@ -310,8 +237,8 @@ def check_assistant_round_trip(
         f"{accepted!r}, or any content rendering the same tokens; escaped, to show normal forms "
         f"and invisible characters: {got!a} not in {accepted!a})"
     )
-    assert _calls(parsed) == _calls(messages[-1]), (
-        f"[{invariant}] parsed tool calls {_calls(parsed)} != rendered {_calls(messages[-1])}"
+    assert calls_of(parsed) == calls_of(messages[-1]), (
+        f"[{invariant}] parsed tool calls {calls_of(parsed)} != rendered {calls_of(messages[-1])}"
     )
 
 
@@ -340,10 +267,10 @@ def check_stop_token_ends_turns(renderer: Renderer, messages: list[Message]) -> 
     it). For the last message nothing follows the run, so the whole string must be trained.
     """
     invariant = "stop-token-ends-turn"
-    _require_last_assistant(messages, invariant)
-    tokens, weights = _supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    require_last_assistant(messages, invariant)
+    tokens, weights = supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
     stops = list(renderer.get_stop_sequences())
-    runs = _weighted_runs(weights)
+    runs = weighted_runs(weights)
     assert runs, f"[{invariant}] ALL_ASSISTANT_MESSAGES weights no token at all"
     for start, end in runs:
         if all(isinstance(s, int) for s in stops):
@@ -356,7 +283,7 @@ def check_stop_token_ends_turns(renderer: Renderer, messages: list[Message]) -> 
             )
         assert ok, (
             f"[{invariant}] trained run [{start}, {end}) is not closed by a stop sequence "
-            f"{stops}: {_show(renderer, tokens, end - 1)}"
+            f"{stops}: {shown(renderer, tokens, end - 1)}"
         )
 
 
@@ -372,22 +299,22 @@ def check_single_bos(renderer: Renderer, messages: list[Message]) -> None:
         return
     # The declared sequence itself may be the bug (``_bos_tokens`` returning BOS twice), so
     # count in its shortest repeating unit: [BOS, BOS] is BOS twice, not one long BOS.
-    bos = _primitive_root(declared)
+    bos = primitive_root(declared)
     literal = renderer.tokenizer.decode(bos)
-    in_text = sum(text.count(literal) for m in messages for text in _content_texts(m["content"]))
+    in_text = sum(text.count(literal) for m in messages for text in content_texts(m["content"]))
     renderings = {
-        "supervised": _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0],
+        "supervised": supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0],
         "generation prompt": renderer.build_generation_prompt(messages).to_ints(),
     }
     n = len(bos)
     for name, tokens in renderings.items():
         assert tokens[:n] == bos, (
-            f"[{invariant}] {name} does not start with BOS {bos}: {_show(renderer, tokens, 0)}"
+            f"[{invariant}] {name} does not start with BOS {bos}: {shown(renderer, tokens, 0)}"
         )
         assert tokens[n : 2 * n] != bos, (
-            f"[{invariant}] {name} starts with BOS twice in a row: {_show(renderer, tokens, n)}"
+            f"[{invariant}] {name} starts with BOS twice in a row: {shown(renderer, tokens, n)}"
         )
-        count = _count_occurrences(tokens, bos)
+        count = count_occurrences(tokens, bos)
         assert count <= 1 + in_text, (
             f"[{invariant}] {name} holds BOS {count} times, but only 1 plus {in_text} literal "
             f"{literal!r} in the message text can account for"
@@ -404,17 +331,17 @@ def check_extension_property(
     invariant = "extension-property"
     if not renderer.has_extension_property:  # nothing is claimed, nothing to check
         return
-    full = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0]
+    full = supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)[0]
     for k, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         prompt = renderer.build_generation_prompt(messages[:k]).to_ints()
         if not starts(renderer, full, prompt):
-            at = _first_difference(prompt, full)
+            at = first_difference(prompt, full)
             raise AssertionError(
                 f"[{invariant}] the generation prompt before message {k} is not a prefix of "
                 f"the full rendering (differs at index {at}): prompt "
-                f"{_show(renderer, prompt, at)} vs full {_show(renderer, full, at)}"
+                f"{shown(renderer, prompt, at)} vs full {shown(renderer, full, at)}"
             )
 
 
@@ -427,7 +354,7 @@ def check_split_examples(
     differently from the produced turn (Qwen3 strips earlier reasoning) cannot train every turn
     in one sequence; splitting is what keeps each turn's context true."""
     invariant = "split-examples"
-    _require_last_assistant(messages, invariant)
+    require_last_assistant(messages, invariant)
     if renderer.has_extension_property:  # one example, held to the extension property instead
         return
     examples = renderer.build_supervised_examples(messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
@@ -441,11 +368,11 @@ def check_split_examples(
         first = next((i for i, w in enumerate(flat) if w == 1), len(flat))
         prompt = renderer.build_generation_prompt(messages[:index]).to_ints()
         if not opens(renderer, tokens, first, prompt) or any(w != 1 for w in flat[first:]):
-            at = _first_difference(prompt, tokens)
+            at = first_difference(prompt, tokens)
             raise AssertionError(
                 f"[{invariant}] the example for message {index} does not train exactly what "
                 f"follows its generation prompt (differs at index {at}): example "
-                f"{_show(renderer, tokens, at)} vs prompt {_show(renderer, prompt, at)}"
+                f"{shown(renderer, tokens, at)} vs prompt {shown(renderer, prompt, at)}"
             )
 
 

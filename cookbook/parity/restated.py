@@ -50,15 +50,17 @@ from typing import Any
 
 import numpy as np
 
+from cookbook.parity.invariant_support import (
+    calls_of,
+    first_difference,
+    require_last_assistant,
+    shown,
+    supervised,
+    weighted_runs,
+)
 from cookbook.parity.invariants import (
     ALL_CHECKS,
     Check,
-    _calls,
-    _first_difference,
-    _require_last_assistant,
-    _show,
-    _supervised,
-    _weighted_runs,
     check_assistant_round_trip,
     check_extension_property,
     check_prompt_prefix,
@@ -73,21 +75,21 @@ def check_harmony_stop_token_ends_turns(renderer: Renderer, messages: list[Messa
     every earlier one ends with a stop token (a tool call's ``<|call|>``) or with ``<|end|>``,
     harmony's end of a message in history (the answer's ``<|return|>`` is stored that way)."""
     invariant = "stop-token-ends-turn"
-    _require_last_assistant(messages, invariant)
-    tokens, weights = _supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    require_last_assistant(messages, invariant)
+    tokens, weights = supervised(renderer, messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
     stops = list(renderer.get_stop_sequences())
     (end_of_message,) = renderer.tokenizer.encode("<|end|>", add_special_tokens=False)
-    runs = _weighted_runs(weights)
+    runs = weighted_runs(weights)
     assert runs, f"[{invariant}] ALL_ASSISTANT_MESSAGES weights no token at all"
     *history, (_, last_end) = runs
     assert last_end == len(tokens) and tokens[-1] in stops, (
         f"[{invariant}] the final message's run does not end the rendering with a stop token "
-        f"{stops}: {_show(renderer, tokens, last_end - 1)}"
+        f"{stops}: {shown(renderer, tokens, last_end - 1)}"
     )
     for start, end in history:
         assert tokens[end - 1] in [*stops, end_of_message], (
             f"[{invariant}] trained run [{start}, {end}) in history ends with neither a stop "
-            f"token {stops} nor <|end|>: {_show(renderer, tokens, end - 1)}"
+            f"token {stops} nor <|end|>: {shown(renderer, tokens, end - 1)}"
         )
 
 
@@ -103,8 +105,8 @@ def check_harmony_round_trip(renderer: Renderer, messages: list[Message]) -> Non
     piece - each ending cleanly on its stop token - back to the message: the same tool calls,
     the same reasoning and the same text, where blank reasoning or text comes back as none."""
     invariant = "assistant-round-trip"
-    _require_last_assistant(messages, invariant)
-    tokens, weights = _supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    require_last_assistant(messages, invariant)
+    tokens, weights = supervised(renderer, messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
     first = next((i for i, w in enumerate(weights) if w == 1), None)
     assert first is not None, f"[{invariant}] LAST_ASSISTANT_MESSAGE weights no token at all"
     assert all(w == 1 for w in weights[first:]), (
@@ -115,14 +117,14 @@ def check_harmony_round_trip(renderer: Renderer, messages: list[Message]) -> Non
     cuts = [i + 1 for i, token in enumerate(tail) if token in stops]
     assert cuts and cuts[-1] == len(tail), (
         f"[{invariant}] the trained tail does not end with a stop token: "
-        f"{_show(renderer, tail, len(tail))}"
+        f"{shown(renderer, tail, len(tail))}"
     )
     got: dict[str, Any] = {"thinking": "", "text": "", "calls": []}
     for start, end in zip([0, *cuts[:-1]], cuts, strict=True):
         piece = tail[start:end]
         parsed, termination = renderer.parse_response(piece)
         assert termination == ParseTermination.STOP_SEQUENCE, (
-            f"[{invariant}] a reply piece ended with {termination!r}: {_show(renderer, piece, 0)}"
+            f"[{invariant}] a reply piece ended with {termination!r}: {shown(renderer, piece, 0)}"
         )
         content = parsed["content"]
         if isinstance(content, str):
@@ -135,13 +137,13 @@ def check_harmony_round_trip(renderer: Renderer, messages: list[Message]) -> Non
         else:
             got["thinking"] += _joined(content, "thinking")
             got["text"] += _joined(content, "text")
-        got["calls"] += _calls(parsed)
+        got["calls"] += calls_of(parsed)
     original = messages[-1]["content"]
     thinking, text = _joined(original, "thinking"), _joined(original, "text")
     expected = {
         "thinking": thinking if thinking.strip() else "",
         "text": text if text.strip() else "",
-        "calls": _calls(messages[-1]),
+        "calls": calls_of(messages[-1]),
     }
     for key, value in expected.items():
         assert got[key] == value, (
@@ -157,7 +159,7 @@ def check_split_by_user_turn(renderer: Renderer, messages: list[Message]) -> Non
     follows the history it was sampled after), training starts right after one of those
     prompts, and the last trained token is a stop token."""
     invariant = "split-examples"
-    _require_last_assistant(messages, invariant)
+    require_last_assistant(messages, invariant)
     users = [i for i, m in enumerate(messages) if m["role"] == "user"]
     ends = [*users[1:], len(messages)]
     examples = renderer.build_supervised_examples(messages, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
@@ -174,13 +176,13 @@ def check_split_by_user_turn(renderer: Renderer, messages: list[Message]) -> Non
         prompts = [renderer.build_generation_prompt(messages[:k]).to_ints() for k in turn]
         for k, prompt in zip(turn, prompts, strict=True):
             if tokens[: len(prompt)] != prompt:
-                at = _first_difference(prompt, tokens)
+                at = first_difference(prompt, tokens)
                 raise AssertionError(
                     f"[{invariant}] the generation prompt of message {k} is not a prefix of its "
-                    f"turn's example (differs at {at}): example {_show(renderer, tokens, at)} "
-                    f"vs prompt {_show(renderer, prompt, at)}"
+                    f"turn's example (differs at {at}): example {shown(renderer, tokens, at)} "
+                    f"vs prompt {shown(renderer, prompt, at)}"
                 )
-        runs = _weighted_runs(flat)
+        runs = weighted_runs(flat)
         if not turn:
             assert not runs, f"[{invariant}] a turn without assistant messages trains tokens"
             continue
@@ -191,7 +193,7 @@ def check_split_by_user_turn(renderer: Renderer, messages: list[Message]) -> Non
         )
         assert tokens[runs[-1][1] - 1] in stops, (
             f"[{invariant}] the example ending before message {end} does not end its training "
-            f"on a stop token: {_show(renderer, tokens, runs[-1][1] - 1)}"
+            f"on a stop token: {shown(renderer, tokens, runs[-1][1] - 1)}"
         )
 
 
