@@ -198,16 +198,21 @@ def test_a_recorded_run_ends_its_recording(
     assert Cassette(recorded).calls  # ...and what it recorded is all there
 
 
-def test_a_result_after_the_recording_ended_is_noted_and_never_truncates_it(
+def test_after_the_recording_ends_calls_are_refused_and_late_results_never_truncate_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "tape.jsonl"
     tape = CassetteWriter(path)
-    client = TinkerServiceClient(FakeServiceClient(tmp_path / "state"), tape=tape)
+    sdk = FakeServiceClient(tmp_path / "state")
+    client = TinkerServiceClient(sdk, tape=tape)
     with client.closing():
         first = client.create_sampling_client(base_model="m")
         first.result()
         late = client.create_sampling_client(base_model="m")  # pipelined, waited on too late
+    sent = len(sdk.recorder)
+    with pytest.raises(BackendError, match=r"call 2 \(create_sampling_client\) made after the"):
+        client.create_sampling_client(base_model="m")
+    assert len(sdk.recorder) == sent == 2  # refused before it reached the service
     written = path.read_text("utf-8")
     late.result()
     tape.close()  # closing twice is harmless

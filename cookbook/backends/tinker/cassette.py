@@ -107,14 +107,19 @@ class CassetteWriter:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
+    def ensure_open(self, method: str) -> None:
+        """Raise unless a call of ``method`` can still be recorded (the client asks before it
+        sends one, so a call the recording would miss is never made)."""
+        if self._closed:
+            raise BackendError(
+                f"cassette {self.path}: call {self._count} ({method}) made after the recording "
+                "ended; it would be missing from the recording"
+            )
+
     def call(self, on: str, method: str, kwargs: Mapping[str, Any]) -> int:
         with self._lock:
+            self.ensure_open(method)
             index = self._count
-            if self._closed:
-                raise BackendError(
-                    f"cassette {self.path}: call {index} ({method}) made after the recording "
-                    "ended; it would be missing from the recording"
-                )
             self._count += 1
             self._write({"i": index, "on": on, "call": describe_call(method, kwargs)})
         return index

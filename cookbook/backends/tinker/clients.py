@@ -58,6 +58,8 @@ class _Session:
         repeatable: bool,
         wrap: Callable[[Any], Any] = lambda value: value,
     ) -> RetryingFuture[Any]:
+        if self.tape is not None:
+            self.tape.ensure_open(method)
         send = partial(getattr(target, method), **kwargs)
         future: RetryingFuture[Any] = RetryingFuture(
             self.retrier, Request(method, send, repeatable, wrap)
