@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 from itertools import accumulate, chain, pairwise
-from operator import iadd, itemgetter, methodcaller, truth
+from operator import iadd, itemgetter, truth
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,6 @@ from cookbook.renderers.types import Example, Message, TrainOnWhat, model_input,
 
 _ROLE = itemgetter("role")
 _CONTENT = itemgetter("content")
-_TRAINABLE = methodcaller("get", "trainable", True)
 _ROLES = frozenset(AUTHORS)
 # Layouts kept per renderer and (mode, effort): a dataset has few conversation shapes, but a
 # batch of endless ones must not grow the cache without bound.
@@ -111,7 +110,12 @@ class PlainBatch:
         tokens = list(map(encoded.__getitem__, contents))  # None: a content it refused
         del encoded
         lengths = [0 if ids is None else len(ids) for ids in tokens]
-        flags = list(map(_TRAINABLE, flat)) if train_on_what == TrainOnWhat.CUSTOMIZED else None
+        flags = None  # CUSTOMIZED: the assistant messages' flags (tml_v0 reads no other)
+        if train_on_what == TrainOnWhat.CUSTOMIZED:
+            flags = [
+                m.get("trainable", True) if role == "assistant" else True
+                for m, role in zip(flat, roles, strict=True)
+            ]
         layouts = self._layouts_for(train_on_what, effort)
         bounds = list(accumulate(map(len, conversations), initial=0))
         examples: list[tuple[int, list[int]]] = []  # (index into results, ids)
