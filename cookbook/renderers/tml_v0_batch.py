@@ -109,7 +109,7 @@ class PlainBatch:
         refused = None in encoded.values()
         tokens = list(map(encoded.__getitem__, contents))  # None: a content it refused
         del encoded
-        lengths = [0 if ids is None else len(ids) for ids in tokens]
+        lengths = [len(ids or ()) for ids in tokens] if refused else list(map(len, tokens))
         flags = None  # CUSTOMIZED: the assistant messages' flags (tml_v0 reads no other)
         if train_on_what == TrainOnWhat.CUSTOMIZED:
             flags = [
@@ -200,7 +200,10 @@ def _checked(
     if set(map(type, conversations)) != {list} or not all(conversations):
         return None
     flat: list[Any] = list(chain.from_iterable(conversations))
-    if set(map(type, flat)) != {dict} or not set().union(*flat) <= PLAIN_FIELDS:
+    if set(map(type, flat)) != {dict}:
+        return None
+    # Two fields are role and content (else a lookup below fails); more: which ones.
+    if set(map(len, flat)) != {2} and not set().union(*flat) <= PLAIN_FIELDS:
         return None
     try:
         roles = tuple(map(_ROLE, flat))
