@@ -19,9 +19,10 @@ Three routes get there:
   (Qwen3, Qwen3-VL, Qwen3.5, Qwen3.8); exact
   types only, a subclass may override anything). It builds the texts directly, reuses one
   chunk object per distinct text and computes weights with ``numpy``.
-* a renderer that renders whole conversations only (``renders_whole_conversations``: tml_v0,
-  whose tokenizer has no batch call and ~0.1 us of overhead per call) is called per
-  conversation; recording its messages would only raise.
+* a renderer that renders whole conversations only (``renders_whole_conversations``: tml_v0)
+  is asked for the batch itself (``_batch_examples``): recording its messages would only
+  raise; it frames its plain conversations together (``tml_v0_batch.py``) and renders the
+  rest one by one.
 * a generic path for every other renderer, through the ``Renderer._encode`` and
   ``Renderer._encode_split`` hooks: a recording pass (or a few) runs ``render_message`` on a
   throwaway copy of the renderer that only records the texts it asks to encode, then those are
@@ -94,8 +95,10 @@ def build_supervised_examples_batch(
     if not conversations:
         return []  # like the per-conversation loop, which never looks at train_on_what then
     train_on_what = TrainOnWhat(train_on_what)
-    if getattr(type(renderer), "renders_whole_conversations", False):  # nothing to batch: tml_v0
-        return [renderer.build_supervised_example(m, train_on_what) for m in conversations]
+    if getattr(type(renderer), "renders_whole_conversations", False):  # tml_v0: tml_v0_batch
+        return renderer._batch_examples(
+            conversations, train_on_what, not _has_instance_overrides(renderer)
+        )
     template = TEMPLATES.get(type(renderer))
     if template is not None and not _has_instance_overrides(renderer) and template.usable(renderer):
         return template_examples(template, renderer, conversations, train_on_what)

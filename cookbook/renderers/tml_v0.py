@@ -26,6 +26,7 @@ import tinker
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.tml_media import audio_part_to_openai, normalize_cookbook_media
+from cookbook.renderers.tml_v0_batch import PlainBatch
 from cookbook.renderers.tml_v0_plain import PlainFrame, assistant_target_indices
 from cookbook.renderers.tml_v0_results import (
     example_to_model_input_and_weights,
@@ -218,8 +219,7 @@ class TmlV0Renderer(Renderer):
     )
     """The modes it renders; the others raise NotImplementedError, as in the reference."""
     renders_whole_conversations = True
-    """No per-message rendering: the batch renderer calls ``build_supervised_example`` per
-    conversation (whose plain path is already string assembly plus the encode)."""
+    """No per-message rendering: the batch renderer calls ``_batch_examples``."""
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__(tokenizer)
@@ -228,6 +228,7 @@ class TmlV0Renderer(Renderer):
         self._tml_tokenizer = _unwrap_tml_tokenizer(tokenizer)
         self._tml_renderer = import_module("tml_renderers.v0").Renderer(self._tml_tokenizer)
         self._plain = PlainFrame(self._tml_tokenizer, self._rendered_ids)
+        self._plain_batch = PlainBatch(self._plain)
 
     @property
     def has_extension_property(self) -> bool:
@@ -316,6 +317,22 @@ class TmlV0Renderer(Renderer):
                 "tml_v0 produced multiple SFT examples; use build_supervised_examples"
             )
         return examples[0]
+
+    def _batch_examples(
+        self, conversations: Sequence[list[Message]], train_on_what: TrainOnWhat, plain: bool
+    ) -> list[tuple[tinker.ModelInput, np.ndarray]]:
+        """``build_supervised_example`` of each conversation, for the batch renderer: the plain
+        ones framed together (``tml_v0_batch``) unless ``plain`` is False (a method replaced on
+        the instance) or this is a subclass (which may override anything), the rest in order."""
+        planned = (
+            self._plain_batch.examples(conversations, train_on_what, DEFAULT_EFFORT)
+            if plain and type(self) is TmlV0Renderer
+            else [None] * len(conversations)
+        )
+        return [
+            self.build_supervised_example(messages, train_on_what) if example is None else example
+            for example, messages in zip(planned, conversations, strict=True)
+        ]
 
     def get_stop_sequences(self) -> list[int]:
         stop = self._tml_renderer.stop()

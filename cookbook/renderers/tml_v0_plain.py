@@ -28,15 +28,15 @@ from cookbook.renderers.types import Example, Message, TrainOnWhat, model_input,
 from cookbook.tokenizers.tml import TmlTokenizer
 
 # The special token naming each role's author (tml_renderers' AuthorKind).
-_AUTHORS = {
+AUTHORS = {
     "system": "message_system",
     "user": "message_user",
     "assistant": "message_model",
     "tool": "message_tool",
 }
-_PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
+PLAIN_FIELDS = frozenset({"role", "content", "trainable"})
 _ONE = np.float32(1.0).tobytes()  # the weights are built as bytes: numpy slices cost more
-_SUPPORTED = (
+SUPPORTED = (
     TrainOnWhat.ALL_ASSISTANT_MESSAGES,
     TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     TrainOnWhat.CUSTOMIZED,
@@ -63,6 +63,18 @@ def assistant_target_indices(
     )
 
 
+def plain_options(train_on_what: Any, effort: Any) -> bool:
+    """Whether the plain path serves ``train_on_what`` at ``effort`` (else tml-renderers,
+    which raises for an invalid one)."""
+    return train_on_what in SUPPORTED and type(effort) in (float, int) and 0.0 <= effort < 1.0
+
+
+def millieffort_of(effort: float) -> int:
+    """All of the effort tml-renderers sees: tml_v0 hands it ThinkingEffort(round(effort *
+    1000))."""
+    return round(effort * 1000)
+
+
 class PlainFrame:
     """The per-tokenizer constants of the frame, and examples of plain conversations.
 
@@ -77,25 +89,21 @@ class PlainFrame:
     ) -> None:
         special = tokenizer.encode_special
         content_text = special("content_text")
-        self._headers = {role: (special(author), content_text) for role, author in _AUTHORS.items()}
-        self._end = special("end_message")
-        self._end_sampling = special("content_model_end_sampling")
-        self._encode = tokenizer.encode_ordinary
+        self.headers = {role: (special(author), content_text) for role, author in AUTHORS.items()}
+        """Each role's message header: its author token, then ``<|content_text|>``."""
+        self.end = special("end_message")
+        self.end_sampling = special("content_model_end_sampling")
+        """What follows a model message's ``end``: the trained stop token."""
+        self.encode = tokenizer.encode_ordinary
         self._render = render
         self._efforts: dict[int, list[int]] = {}
 
     def examples(self, messages: Any, train_on_what: Any, effort: float) -> list[Example] | None:
         """The examples ``render_for_sft`` makes of ``messages``, or None if not plain."""
-        if (
-            type(messages) is not list
-            or not messages
-            or train_on_what not in _SUPPORTED
-            or type(effort) not in (float, int)
-            or not 0.0 <= effort < 1.0
-        ):
+        if type(messages) is not list or not messages or not plain_options(train_on_what, effort):
             return None
-        headers, encode = self._headers, self._encode
-        end, end_sampling = self._end, self._end_sampling
+        headers, encode = self.headers, self.encode
+        end, end_sampling = self.end, self.end_sampling
         ids: list[int] = []
         spans: dict[int, tuple[int, int]] = {}  # each assistant message's tokens, by index
         leading_system = True
@@ -106,13 +114,13 @@ class PlainFrame:
             role, content = message.get("role"), message.get("content")
             if type(role) is not str or type(content) is not str:
                 return None
-            if len(message) != 2 and not message.keys() <= _PLAIN_FIELDS:  # 2: role, content
+            if len(message) != 2 and not message.keys() <= PLAIN_FIELDS:  # 2: role, content
                 return None
             header = headers.get(role)
             if header is None:
                 return None
             if leading_system and role != "system":
-                ids += self._effort_tokens(effort)
+                ids += self.effort_tokens(effort)
                 leading_system = False
             start = len(ids)
             ids += header
@@ -135,12 +143,12 @@ class PlainFrame:
             weights[4 * start : 4 * end_index] = _ONE * (end_index - start)
         return [(model_input([text_chunk(ids)]), np.frombuffer(weights, dtype=np.float32))]
 
-    def _effort_tokens(self, effort: float) -> list[int]:
-        # tml_v0 hands tml-renderers ThinkingEffort(round(effort * 1000)).
-        millieffort = round(effort * 1000)
+    def effort_tokens(self, effort: float) -> list[int]:
+        """The effort message's tokens (a list kept here: not to be changed)."""
+        millieffort = millieffort_of(effort)
         tokens = self._efforts.get(millieffort)
         if tokens is None:
-            empty_model_message = [*self._headers["assistant"], self._end, self._end_sampling]
+            empty_model_message = [*self.headers["assistant"], self.end, self.end_sampling]
             rendered = self._render([Message(role="assistant", content="")], effort)
             tokens = rendered[: -len(empty_model_message)]
             if tokens + empty_model_message != rendered:
@@ -152,4 +160,12 @@ class PlainFrame:
         return tokens
 
 
-__all__ = ["PlainFrame", "assistant_target_indices"]
+__all__ = [
+    "AUTHORS",
+    "PLAIN_FIELDS",
+    "SUPPORTED",
+    "PlainFrame",
+    "assistant_target_indices",
+    "millieffort_of",
+    "plain_options",
+]
