@@ -134,3 +134,36 @@ def test_a_golden_missing_a_field_names_it_and_the_command(workspace) -> None:
     message = f"{file}: outputs: missing field, not a complete golden; regenerate with "
     with pytest.raises(GoldenError, match=re.escape(f"{message}`{g.REGENERATE}`") + "$"):
         g.load_golden(file)
+
+
+def test_a_case_decodes_each_distinct_token_list_once(llama3_tokenizer) -> None:
+    """The modes of a case mostly render the same ids (they differ in weights): the record
+    decodes each distinct list once, and every text is still that list's decoding."""
+    from cookbook.parity.record import our_segments, render_outputs, with_tool_call_objects
+    from cookbook.renderers import ToolCall, get_renderer
+
+    class CountingDecodes:
+        eos_token_id = llama3_tokenizer.eos_token_id
+
+        def __init__(self) -> None:
+            self.decoded: list[tuple[int, ...]] = []
+
+        def decode(self, ids: list[int]) -> str:
+            self.decoded.append(tuple(ids))
+            return llama3_tokenizer.decode(ids)
+
+    spec = _load(SPEC)
+    case = max(spec.cases, key=lambda c: len(c.resolved_train_on_what()))
+    modes = case.resolved_train_on_what()
+    renderer = get_renderer(spec.renderer, llama3_tokenizer)
+    counting = CountingDecodes()
+    messages = with_tool_call_objects(case.message_dicts(), ToolCall)
+    outputs = render_outputs(
+        renderer, counting, messages, modes, our_segments(renderer), pieces=False
+    )
+    views = [outputs["generation_prompt"], *outputs["supervised"].values()]
+    views = [view for view in views if "ids" in view]
+    assert len(views) > len({tuple(view["ids"]) for view in views}) >= 1  # shared ids
+    assert sorted(counting.decoded) == sorted({tuple(view["ids"]) for view in views})
+    for view in views:
+        assert view["text"] == llama3_tokenizer.decode(view["ids"])

@@ -337,3 +337,69 @@ def test_get_tokenizer_loads_a_tokenizer_file_once_per_template(group) -> None:
         assert id(tokenizers[family].backend_tokenizer) in others, family
         assert tokenizers[family].chat_template is None
         assert provenance(tokenizers[family]).model_name == MODEL_OF_FAMILY[family]
+
+
+def _model_text_digest(directory: Path) -> str:
+    """sha256 of a tokenizer.json from its top-level ``model`` key on."""
+    from cookbook.tokenizers.loading import _top_level
+
+    text = (directory / "tokenizer.json").read_text("utf-8")
+    found = _top_level(text, "model")
+    assert found is not None, directory
+    return hashlib.sha256(text[found[1] :].encode()).hexdigest()
+
+
+# Offline families whose tokenizer.json files hold the same model but not the same bytes.
+SAME_MODEL_OTHER_FILE = ("gpt_oss", "kimi_k2_standin", "kimi_k25_standin")
+
+
+def test_the_families_sharing_a_model_in_other_files_are_the_o200k_ones() -> None:
+    """Which families get_tokenizer may build around another's model: byte-identical files go
+    through load_sibling instead, so only the o200k group, which the next test covers."""
+    directories = {family: offline.materialize(family)[0] for family in offline.RECIPES}
+    groups: dict[str, set[str]] = {}
+    for family, directory in directories.items():
+        groups.setdefault(_model_text_digest(directory), set()).add(family)
+    sharing = [
+        sorted(group)
+        for group in groups.values()
+        if len({offline_digest(directories[family]) for family in group}) > 1
+    ]
+    assert sharing == [sorted(SAME_MODEL_OTHER_FILE)]
+
+
+def test_a_family_built_around_another_ones_model_equals_its_own_load() -> None:
+    """load_with_model_of gives what from_pretrained gives, attribute for attribute, the Rust
+    backend serialized (vocabulary, merges, pipeline, added tokens and their ids) included,
+    and ids for ids, sharing the model; for a file with another model it declines."""
+    from cookbook.tokenizers.loading import load_directory, load_with_model_of
+
+    directories = {family: offline.materialize(family)[0] for family in SAME_MODEL_OTHER_FILE}
+    full = {family: load_directory(directory) for family, directory in directories.items()}
+    text = "<|start|>user<|message|>Hi [BOS] <think>x</think>\u00e9\u4f60\u597d 1234<|im_end|>"
+    for base, family in itertools.permutations(SAME_MODEL_OTHER_FILE, 2):
+        made = load_with_model_of(full[base], directories[base], directories[family])
+        assert made is not None, (base, family)
+        assert _state(made) == _state(full[family]), (base, family)
+        ids = made.encode(text)
+        assert ids == full[family].encode(text)
+        assert made.decode(ids, skip_special_tokens=True) == full[family].decode(
+            ids, skip_special_tokens=True
+        )
+        assert not hasattr(made.backend_tokenizer, "__deepcopy__")  # handed over, then removed
+    llama3 = offline.materialize("llama3")[0]
+    assert load_with_model_of(full["gpt_oss"], directories["gpt_oss"], llama3) is None
+
+
+def test_offline_families_load_the_o200k_model_once(monkeypatch) -> None:
+    """Of the families sharing a model, only the first is loaded from its file; each of the
+    others gets a backend of its own around that model."""
+    import cookbook.tokenizers as tokenizers
+
+    loaded: list[Path] = []
+    load = tokenizers.load_directory
+    monkeypatch.setattr(tokenizers, "_LOADED", {})
+    monkeypatch.setattr(tokenizers, "load_directory", lambda d: loaded.append(d) or load(d))
+    made = [tokenizers._offline_family.__wrapped__(f)[0] for f in SAME_MODEL_OTHER_FILE]
+    assert loaded == [offline.materialize(SAME_MODEL_OTHER_FILE[0])[0]]
+    assert len({id(tokenizer.backend_tokenizer) for tokenizer in made}) == len(made)

@@ -20,6 +20,7 @@ from cookbook.parity.images import IMAGE_PIECE, IMAGE_TOKEN, flat_ids
 LAST_ASSISTANT_MESSAGE = "last_assistant_message"
 
 SegmentsFn = Callable[[list[dict[str, Any]], Any], list[dict[str, Any]] | None]
+_Texts = dict[tuple[int, ...], str]
 
 
 def rle(values: Sequence[float]) -> list[list[float | int]]:
@@ -76,16 +77,20 @@ def _decode_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]  # tokenizers without one (tml-renderers')
 
 
-def token_view(tokenizer: Any, ids: list[int], *, pieces: bool = True) -> dict[str, Any]:
+def token_view(
+    tokenizer: Any, ids: list[int], *, pieces: bool = True, texts: _Texts | None = None
+) -> dict[str, Any]:
     """Ids, decoded text and (unless ``pieces`` is False) each token decoded on its own; an
     image's positions read :data:`IMAGE_PIECE` (once in the text, once per position in the
     pieces, which an image always has).
 
     The pieces are only read when showing tokens (diffs, the CLI's token view) but decoding them
     one by one is most of a view's cost, so a comparison can leave them out and add them with
-    :func:`add_pieces` where ids differ."""
+    :func:`add_pieces` where ids differ. ``texts``: decoded texts by ids, kept by a caller
+    that views the same ids more than once (the modes of a case mostly differ in weights
+    only); decoding is a function of the ids."""
     if IMAGE_TOKEN not in ids:
-        view = {"ids": ids, "text": tokenizer.decode(ids)}
+        view = {"ids": ids, "text": _decode(tokenizer, ids, texts)}
         return add_pieces(tokenizer, view) if pieces else view
     text: list[str] = []
     piece_list: list[str] = []
@@ -95,7 +100,7 @@ def token_view(tokenizer: Any, ids: list[int], *, pieces: bool = True) -> dict[s
             run.append(token)
             continue
         if run:
-            text.append(tokenizer.decode(run))
+            text.append(_decode(tokenizer, run, texts))
             piece_list += _decode_pieces(tokenizer, run)
             run = []
         if token == IMAGE_TOKEN:
@@ -103,6 +108,15 @@ def token_view(tokenizer: Any, ids: list[int], *, pieces: bool = True) -> dict[s
                 text.append(IMAGE_PIECE)
             piece_list.append(IMAGE_PIECE)
     return {"ids": ids, "text": "".join(text), "pieces": piece_list}
+
+
+def _decode(tokenizer: Any, ids: list[int], texts: _Texts | None) -> str:
+    if texts is None:
+        return tokenizer.decode(ids)
+    key = tuple(ids)
+    if key not in texts:
+        texts[key] = tokenizer.decode(ids)
+    return texts[key]
 
 
 def add_pieces(tokenizer: Any, view: dict[str, Any]) -> dict[str, Any]:
@@ -113,11 +127,15 @@ def add_pieces(tokenizer: Any, view: dict[str, Any]) -> dict[str, Any]:
 
 
 def input_view(
-    tokenizer: Any, model_input: tinker.ModelInput, *, pieces: bool = True
+    tokenizer: Any,
+    model_input: tinker.ModelInput,
+    *,
+    pieces: bool = True,
+    texts: _Texts | None = None,
 ) -> dict[str, Any]:
     """:func:`token_view` of a model input; with image chunks, also their ``images`` records."""
     ids, images = flat_ids(model_input)
-    view = token_view(tokenizer, ids, pieces=pieces)
+    view = token_view(tokenizer, ids, pieces=pieces, texts=texts)
     if images:
         view["images"] = images
     return view
@@ -171,11 +189,12 @@ def render_outputs(
     apply_renderer_options(renderer)
     example = _once(lambda tow: renderer.build_supervised_example(messages, tow))
     segments = _once(lambda tow: segments_fn(messages, tow))
+    texts: _Texts = {}
 
     def supervised(tow: Any) -> dict[str, Any]:
         model_input, weights = example(tow)
         return {
-            **input_view(tokenizer, model_input, pieces=pieces),
+            **input_view(tokenizer, model_input, pieces=pieces, texts=texts),
             "weights": rle([float(w) for w in weights.tolist()]),
             "weights_dtype": _dtype_name(weights),
             "segments": segments(tow),
@@ -184,7 +203,9 @@ def render_outputs(
     outputs: dict[str, Any] = {
         "stop_sequences": list(renderer.get_stop_sequences()),
         "generation_prompt": _guard(
-            lambda: input_view(tokenizer, renderer.build_generation_prompt(messages), pieces=pieces)
+            lambda: input_view(
+                tokenizer, renderer.build_generation_prompt(messages), pieces=pieces, texts=texts
+            )
         ),
         "supervised": {str(tow): _guard(lambda tow=tow: supervised(tow)) for tow in train_on_what},
         "parse_response": None,

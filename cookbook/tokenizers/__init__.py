@@ -21,7 +21,7 @@ from typing import Any
 
 from cookbook.exceptions import TokenizerError
 from cookbook.hub import hub_reachable
-from cookbook.tokenizers.loading import load_directory, load_sibling
+from cookbook.tokenizers.loading import load_directory, load_sibling, load_with_model_of
 from cookbook.tokenizers.offline import RECIPES, OfflineRecipe, materialize
 from cookbook.tokenizers.tml import inkling_tokenizer, is_tml_model
 
@@ -152,18 +152,33 @@ def _offline_family(family: str) -> tuple[Tokenizer, OfflineRecipe, dict[str, st
 
 
 def _load_sharing(directory: Path, digest: str | None) -> Tokenizer:
-    """``load_directory(directory)``, made from a tokenizer loaded earlier from the same
-    tokenizer.json bytes where :func:`~cookbook.tokenizers.loading.load_sibling` can."""
+    """``load_directory(directory)``, made from a tokenizer loaded earlier where it can be."""
     loaded = _LOADED.setdefault(digest, []) if digest else []
-    for base_directory, base in loaded:
-        tokenizer = load_sibling(base, base_directory, directory)
-        if tokenizer is not None:
-            break
-    else:
+    tokenizer = _made_from_loaded(directory, digest, loaded)
+    if tokenizer is None:
         tokenizer = load_directory(directory)
     backend = tokenizer.backend_tokenizer
     loaded.append((directory, copy.deepcopy(tokenizer, {id(backend): backend})))
     return tokenizer
+
+
+def _made_from_loaded(
+    directory: Path, digest: str | None, loaded: list[tuple[Path, Tokenizer]]
+) -> Tokenizer | None:
+    """The tokenizer of ``directory`` made from one loaded from the same tokenizer.json bytes
+    (:func:`~cookbook.tokenizers.loading.load_sibling`), else around the Rust model of one
+    loaded from a file with the same model
+    (:func:`~cookbook.tokenizers.loading.load_with_model_of`); None where neither can."""
+    for base_directory, base in loaded:
+        if (tokenizer := load_sibling(base, base_directory, directory)) is not None:
+            return tokenizer
+    for other, others in _LOADED.items():
+        if other == digest or not others:
+            continue
+        base_directory, base = others[0]
+        if (tokenizer := load_with_model_of(base, base_directory, directory)) is not None:
+            return tokenizer
+    return None
 
 
 @cache

@@ -11,13 +11,17 @@ Python.
 
 Offline families whose tokenizer.json files are byte-identical (Qwen3, Qwen3-VL and the Nemotron 3
 stand-in; Qwen3.5/3.6 and Qwen3.8) differ only in their chat template; :func:`load_sibling` makes
-the second one from the first without a second Rust load of the same file.
+the second one from the first without a second Rust load of the same file. Families whose
+files differ only before the ``model`` (gpt-oss and the Kimi stand-ins: o200k_base with other
+specials) share it: :func:`load_with_model_of` builds the second backend around the first one's
+model instead of parsing 200k ranks and merges again.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -30,15 +34,32 @@ _TEMPLATE_FILE = "chat_template.jinja"
 # The only files a sibling may hold: anything else (a legacy file, chat_template.json, a
 # directory of extra templates, a model config) is read by from_pretrained in ways not mirrored.
 _SIBLING_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", _TEMPLATE_FILE})
+# The top-level keys Tokenizer.from_file reads besides "model" (tokenizers' serialization.rs).
+_PIPELINE_KEYS = frozenset(
+    {
+        "version",
+        "truncation",
+        "padding",
+        "added_tokens",
+        "normalizer",
+        "pre_tokenizer",
+        "post_processor",
+        "decoder",
+    }
+)
+# A model to parse the pipeline with before the real one replaces it.
+_NO_BPE = {"type": "BPE", "vocab": {}, "merges": []}
+# Bytes at the end of two tokenizer.json files compared before reading them whole.
+_TAIL_BYTES = 4096
 
 
-def added_tokens(tokenizer_file: Path) -> list[dict[str, Any]] | None:
-    """The top-level ``added_tokens`` list of a tokenizer.json, or None if it has none or is
-    not a JSON object (the caller then leaves everything to transformers, errors included).
+def _top_level(text: str, last: str) -> tuple[dict[str, Any], int] | None:
+    """The top-level values of a JSON object text before the key ``last``, and where the value
+    of ``last`` starts; None if the text is no JSON object or has no such key.
 
-    Top-level values before the key are parsed (small in the serializer's order); the ones
-    after it are not read at all."""
-    text = tokenizer_file.read_text("utf-8")
+    Only the values before ``last`` are parsed (small in the serializer's order: the big
+    ``model`` value comes last); whatever follows is not read at all."""
+    values: dict[str, Any] = {}
     try:
         position = _SPACE.match(text).end()
         if text[position] != "{":
@@ -53,9 +74,9 @@ def added_tokens(tokenizer_file: Path) -> list[dict[str, Any]] | None:
             if text[position] != ":":
                 return None
             position = _SPACE.match(text, position + 1).end()
-            value, position = _DECODER.raw_decode(text, position)
-            if key == "added_tokens":
-                return value if isinstance(value, list) else None
+            if key == last:
+                return values, position
+            values[key], position = _DECODER.raw_decode(text, position)
             position = _SPACE.match(text, position).end()
             if text[position] == ",":
                 position += 1
@@ -63,12 +84,30 @@ def added_tokens(tokenizer_file: Path) -> list[dict[str, Any]] | None:
         return None
 
 
-def _known_added_tokens(directory: Path) -> dict[int, Any] | None:
+def added_tokens(tokenizer_file: Path) -> list[dict[str, Any]] | None:
+    """The top-level ``added_tokens`` list of a tokenizer.json, or None if it has none or is
+    not a JSON object (the caller then leaves everything to transformers, errors included).
+
+    Top-level values before the key are parsed (small in the serializer's order); the ones
+    after it are not read at all."""
+    text = tokenizer_file.read_text("utf-8")
+    found = _top_level(text, "added_tokens")
+    if found is None:
+        return None
+    try:
+        value, _ = _DECODER.raw_decode(text, found[1])
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+def _known_added_tokens(
+    directory: Path, tokens: list[dict[str, Any]] | None = None
+) -> dict[int, Any] | None:
     """``added_tokens_decoder`` for ``from_pretrained`` where transformers would otherwise read
     it from tokenizer.json itself (same tokens, same flags); None where it would not (the
-    config has its own, a legacy file exists) or the file cannot say."""
-    from tokenizers import AddedToken
-
+    config has its own, a legacy file exists) or the file cannot say. ``tokens``: the file's
+    ``added_tokens`` where the caller has read them already."""
     tokenizer_file = directory / "tokenizer.json"
     config_file = directory / "tokenizer_config.json"
     if not tokenizer_file.is_file() or not config_file.is_file():
@@ -81,27 +120,96 @@ def _known_added_tokens(directory: Path) -> dict[int, Any] | None:
         return None
     if not isinstance(config, dict) or "added_tokens_decoder" in config:
         return None
-    tokens = added_tokens(tokenizer_file)
+    tokens = added_tokens(tokenizer_file) if tokens is None else tokens
     if tokens is None:
         return None
     try:
-        return {
-            token["id"]: AddedToken(**{k: v for k, v in token.items() if k != "id"})
-            for token in tokens
-        }
+        return {token["id"]: _added_token(token) for token in tokens}
     except (KeyError, TypeError):
         return None
+
+
+def _added_token(token: dict[str, Any]) -> Any:
+    """A tokenizer.json ``added_tokens`` entry as the ``AddedToken`` it describes."""
+    from tokenizers import AddedToken
+
+    return AddedToken(**{key: value for key, value in token.items() if key != "id"})
 
 
 def load_directory(directory: Path) -> Any:
     """``PreTrainedTokenizerFast.from_pretrained(directory)``, the same tokenizer, with the
     added tokens handed over where transformers would re-parse tokenizer.json for them."""
+    return _from_pretrained(directory)
+
+
+def _from_pretrained(
+    directory: Path, backend: Any = None, tokens: list[dict[str, Any]] | None = None
+) -> Any:
+    """``from_pretrained(directory)``, with ``backend`` (nobody else's) as its Rust tokenizer
+    instead of one loaded from tokenizer.json, if given. transformers deep-copies a
+    ``tokenizer_object`` it is handed - a serialization round trip costing more than loading
+    the file - so for that call the backend is its own deep copy."""
     from transformers import PreTrainedTokenizerFast
 
-    decoder = _known_added_tokens(directory)
-    if decoder is None:
-        return PreTrainedTokenizerFast.from_pretrained(str(directory))
-    return PreTrainedTokenizerFast.from_pretrained(str(directory), added_tokens_decoder=decoder)
+    kwargs: dict[str, Any] = {}
+    decoder = _known_added_tokens(directory, tokens)
+    if decoder is not None:
+        kwargs["added_tokens_decoder"] = decoder
+    if backend is None:
+        return PreTrainedTokenizerFast.from_pretrained(str(directory), **kwargs)
+    backend.__deepcopy__ = lambda memo: backend
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(
+            str(directory), tokenizer_object=backend, **kwargs
+        )
+    finally:
+        del backend.__deepcopy__
+
+
+def _tail(path: Path) -> bytes:
+    with path.open("rb") as file:
+        file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL_BYTES))
+        return file.read()
+
+
+def load_with_model_of(base: Any, base_directory: Path, directory: Path) -> Any | None:
+    """``load_directory(directory)``, made with the Rust model (vocabulary and merges) of
+    ``base = load_directory(base_directory)`` when both tokenizer.json files hold the same
+    text from their ``model`` key on, byte for byte, and every other key from_file reads comes
+    before it; None where that is not shown.
+
+    Why: gpt-oss and the Kimi stand-ins are all o200k_base with specials of their own, and
+    parsing o200k's ranks and merges is nearly all of loading each (~0.75 s of CPU). The
+    backend is built as ``Tokenizer.from_file`` builds it (the pipeline from the file's own
+    values, then the model, then the file's added tokens in order: tokenizers'
+    serialization.rs), except that the model is ``base``'s, shared, which nothing changes
+    after loading; transformers then wraps it as it wraps the file's load.
+    tests/test_tokenizers.py proves the result equal to the full load, attribute for
+    attribute, for every pair of offline families this applies to."""
+    from tokenizers import Tokenizer
+
+    tokenizer_file, base_file = directory / "tokenizer.json", base_directory / "tokenizer.json"
+    try:
+        if {path.name for path in directory.iterdir()} - _SIBLING_FILES:
+            return None
+        if _tail(tokenizer_file) != _tail(base_file):  # tells other models apart cheaply
+            return None
+        text, base_text = tokenizer_file.read_text("utf-8"), base_file.read_text("utf-8")
+    except OSError:
+        return None
+    ours, theirs = _top_level(text, "model"), _top_level(base_text, "model")
+    if ours is None or theirs is None or text[ours[1] :] != base_text[theirs[1] :]:
+        return None
+    values = ours[0]
+    if set(values) != _PIPELINE_KEYS or not isinstance(values["added_tokens"], list):
+        return None  # from_file would read a key from after the model, or an odd file
+    try:
+        backend = Tokenizer.from_str(json.dumps({**values, "added_tokens": [], "model": _NO_BPE}))
+        backend.model = base.backend_tokenizer.model
+        backend.add_tokens([_added_token(token) for token in values["added_tokens"]])
+    except Exception:  # tokenizers raises its own Exception subclass; leave it to from_file
+        return None
+    return _from_pretrained(directory, backend, values["added_tokens"])
 
 
 def _layout(directory: Path) -> tuple[list[tuple[str, Any]], str | None, tuple[str, ...]] | None:
