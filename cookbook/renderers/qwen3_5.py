@@ -30,7 +30,6 @@ import numpy as np
 import tinker
 
 from cookbook.exceptions import RendererError
-from cookbook.renderers.base import Segment
 from cookbook.renderers.images import merge_text_parts, parts_to_chunks
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR, has_thinking
 from cookbook.renderers.qwen import QwenRendererBase
@@ -188,25 +187,24 @@ class Qwen3_5Renderer(QwenRendererBase):
         messages: list[Message],
         train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     ) -> tuple[tinker.ModelInput, np.ndarray]:
-        # Normalized once, as the reference does: supervised_segments must not normalize it
-        # again (not idempotent: a second empty leading system message would go too).
+        # Normalized once, as the reference does: _supervised_conversation must not normalize
+        # it again (not idempotent: a second empty leading system message would go too).
         normalized = _Normalized(self._normalize_messages(messages))
         return super().build_supervised_example(normalized, train_on_what)
 
-    def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> list[Segment]:
-        """Segments of the normalized conversation, indexed into the caller's ``messages``: a
-        synthetic system message gets index -1 (as a BOS would), a dropped one shifts the rest."""
+    def _supervised_conversation(
+        self, messages: list[Message]
+    ) -> tuple[list[Message], list[int] | None]:
+        """The normalized conversation, indexed into the caller's ``messages``: a synthetic
+        system message gets index -1 (as a BOS would), a dropped one shifts the rest."""
         if isinstance(messages, _Normalized):  # from build_supervised_example
-            return super().supervised_segments(messages, train_on_what)
+            return messages, None
         normalized = self._normalize_messages(messages)
-        segments = super().supervised_segments(normalized, train_on_what)
         shift = len(messages) - len(normalized)  # +1 dropped, -1 inserted, 0 rewritten
         if shift == 0:
-            return segments
-        return [
-            Segment(_index(s.message_index, shift), s.kind, s.chunk, s.weight) for s in segments
+            return normalized, None
+        return normalized, [
+            -1 if shift < 0 and i == 0 else i + shift for i in range(len(normalized))
         ]
 
     # -- one message -----------------------------------------------------------------------
@@ -367,12 +365,6 @@ class Qwen3_5Renderer(QwenRendererBase):
 
 class _Normalized(list):
     """A conversation ``_normalize_messages`` has reshaped already (a slice of it is not)."""
-
-
-def _index(normalized_index: int, shift: int) -> int:
-    if normalized_index < 0:
-        return normalized_index  # a BOS
-    return -1 if shift < 0 and normalized_index == 0 else normalized_index + shift
 
 
 def _strip_parsed_thinking(parts: list[ContentPart]) -> None:

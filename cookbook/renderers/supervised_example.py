@@ -2,8 +2,10 @@
 :class:`~cookbook.renderers.base.Renderer` that the reference's ``build_supervised_example``
 and ``build_supervised_examples`` are).
 
-The example is assembled from :class:`Segment`s so the parity harness can report which message
-and part (bos/header/output/stop_overlap) a diverging token belongs to. Weights are ``numpy``
+One loop renders the example's chunks and their weights (``_render_for_training``);
+``supervised_segments`` adds which message and part (bos/header/output/stop_overlap) each chunk
+belongs to, so the parity harness can report where a diverging token comes from, while
+``build_supervised_example`` builds the example from the chunks directly. Weights are ``numpy``
 arrays; the dtype follows the reference's ``torch.tensor(weights)``: float32 once a BOS weight
 or prompt zeroing is involved, else int64.
 
@@ -113,13 +115,49 @@ class SupervisedExampleMixin:
 
         ``message_indices[i]``: the index reported for the i-th rendered message, for renderers
         that render a reshaped conversation (a built-in system message, reordered tool results)
-        but report indices into the caller's; default ``i``."""
+        but report indices into the caller's; default ``i``. Without it, the conversation is
+        the one ``_supervised_conversation`` makes of ``messages``."""
         train_on_what = TrainOnWhat(train_on_what)
+        if message_indices is None:
+            messages, message_indices = self._supervised_conversation(messages)
+        chunks, weights, owners = self._render_for_training(
+            messages, train_on_what, message_indices, owners=True
+        )
+        return [
+            Segment(index, kind, chunk, weight)
+            for (index, kind), chunk, weight in zip(owners, chunks, weights, strict=True)
+        ]
+
+    def _supervised_conversation(
+        self, messages: list[Message]
+    ) -> tuple[list[Message], Sequence[int] | None]:
+        """The conversation rendered for ``messages`` and the caller's index of each rendered
+        message (None: the same). A renderer that renders a reshaped conversation overrides
+        this rather than ``supervised_segments``, so ``build_supervised_example`` keeps the
+        path that builds no :class:`Segment` (an override of ``supervised_segments`` makes it
+        take every segment and flatten them again)."""
+        return messages, None
+
+    def _render_for_training(
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat,
+        message_indices: Sequence[int] | None = None,
+        *,
+        owners: bool = False,
+    ) -> tuple[list[tinker.ModelInputChunk], list[int | float], list[tuple[int, SegmentKind]]]:
+        """The example's chunks, the weight of each and, with ``owners``, each one's message
+        index and kind: the columns of ``supervised_segments``, so the example itself is built
+        without a :class:`Segment` per chunk (per message: two of those cost as much as the
+        rest of this loop)."""
         self._warn_if_prefixes_differ(train_on_what)
-        segments: list[Segment] = []
-        add = segments.append
+        chunks: list[tinker.ModelInputChunk] = []
+        weights: list[int | float] = []
+        owned: list[tuple[int, SegmentKind]] = []
         if bos := self._bos_tokens:
-            add(Segment(-1, SegmentKind.BOS, text_chunk(list(bos)), 0.0))
+            chunks.append(text_chunk(list(bos)))
+            weights.append(0.0)
+            owned.append((-1, SegmentKind.BOS))
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
@@ -130,7 +168,6 @@ class SupervisedExampleMixin:
             if type(self)._output_is_trained is SupervisedExampleMixin._output_is_trained
             else None
         )
-        header_kind, output_kind = SegmentKind.HEADER, SegmentKind.OUTPUT
         for message, ctx in zip(messages, contexts, strict=True):
             if customized and "trainable" not in message:
                 raise TrainableFlagError(
@@ -141,19 +178,29 @@ class SupervisedExampleMixin:
                     f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
                 )
             rendered = render(message, ctx)
-            index = ctx.idx if message_indices is None else message_indices[ctx.idx]
-            if rendered.header:
-                add(Segment(index, header_kind, rendered.header, header_weight))
+            header, output = rendered.header, rendered.output
+            if header:
+                chunks.append(header)
+                weights.append(header_weight)
             weight = int(
                 self._output_is_trained(message, ctx, train_on_what)
                 if rule is None
                 else rule(message, ctx.is_last, ctx.in_last_assistant_turn)
             )
-            for chunk in rendered.output:
-                add(Segment(index, output_kind, chunk, weight))
-            if ctx.is_last and rendered.stop_overlap:
-                add(Segment(index, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight))
-        return segments
+            chunks += output
+            weights += [weight] * len(output)
+            stop_overlap = rendered.stop_overlap if ctx.is_last else None
+            if stop_overlap:
+                chunks.append(stop_overlap)
+                weights.append(weight)
+            if owners:
+                index = ctx.idx if message_indices is None else message_indices[ctx.idx]
+                if header:
+                    owned.append((index, SegmentKind.HEADER))
+                owned += [(index, SegmentKind.OUTPUT)] * len(output)
+                if stop_overlap:
+                    owned.append((index, SegmentKind.STOP_OVERLAP))
+        return chunks, weights, owned
 
     def _warn_if_prefixes_differ(self, train_on_what: TrainOnWhat) -> None:
         """Once per call, as the reference warns (the batch path's templates: per conversation).
@@ -185,11 +232,16 @@ class SupervisedExampleMixin:
     def _assemble_example(
         self, messages: list[Message], train_on_what: TrainOnWhat
     ) -> tuple[tinker.ModelInput, np.ndarray]:
-        segments = self.supervised_segments(messages, train_on_what)
-        _, _, chunks, weights = zip(*segments, strict=True) if segments else ((), (), (), ())
+        if type(self).supervised_segments is SupervisedExampleMixin.supervised_segments:
+            conversation, _ = self._supervised_conversation(messages)
+            chunks, weights, _ = self._render_for_training(conversation, train_on_what)
+        else:  # a renderer of its own segments: as they are
+            segments = self.supervised_segments(messages, train_on_what)
+            chunks = [segment.chunk for segment in segments]
+            weights = [segment.weight for segment in segments]
         lengths = [chunk.length for chunk in chunks]
         # The chunks are model instances already: nothing to validate.
-        example = model_input(list(chunks))
+        example = model_input(chunks)
         weight_array = np.repeat(np.array(weights, dtype=_weight_dtype(weights, lengths)), lengths)
         if train_on_what not in _PROMPTED:  # no generation prompt to withhold loss from
             return example, weight_array
