@@ -73,6 +73,8 @@ class Segment(NamedTuple):
     weight: int | float
 
 
+_TEXT_CHUNK = tinker.EncodedTextChunk
+
 # The modes whose loss starts after a generation prompt (_first_trained_message_index).
 _PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
 
@@ -169,13 +171,11 @@ class SupervisedExampleMixin:
             else None
         )
         for message, ctx in zip(messages, contexts, strict=True):
-            if customized and "trainable" not in message:
+            if ("trainable" in message) is not customized:
                 raise TrainableFlagError(
                     f"message {ctx.idx} has no 'trainable' field, which CUSTOMIZED requires"
-                )
-            if not customized and "trainable" in message:
-                raise TrainableFlagError(
-                    f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
+                    if customized
+                    else f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
                 )
             rendered = render(message, ctx)
             header, output = rendered.header, rendered.output
@@ -239,10 +239,13 @@ class SupervisedExampleMixin:
             segments = self.supervised_segments(messages, train_on_what)
             chunks = [segment.chunk for segment in segments]
             weights = [segment.weight for segment in segments]
-        lengths = [chunk.length for chunk in chunks]
+        # A text chunk's length is its tokens' (the property costs twice as much).
+        lengths = [
+            len(chunk.tokens) if type(chunk) is _TEXT_CHUNK else chunk.length for chunk in chunks
+        ]
         # The chunks are model instances already: nothing to validate.
         example = model_input(chunks)
-        weight_array = np.repeat(np.array(weights, dtype=_weight_dtype(weights, lengths)), lengths)
+        weight_array = np.array(weights, dtype=_weight_dtype(weights, lengths)).repeat(lengths)
         if train_on_what not in _PROMPTED:  # no generation prompt to withhold loss from
             return example, weight_array
         return example, self._train_after_the_generation_prompt(
@@ -333,8 +336,9 @@ def _weight_dtype(weights: Sequence[int | float], lengths: list[int]) -> type[np
     non-empty segment is a float (the BOS 0.0), or if there is no token at all; else int64."""
     if set(map(type, weights)) <= {int}:  # the common case, decided without a Python loop
         return np.int64 if any(lengths) else np.float32
-    if not any(lengths) or any(
-        isinstance(w, float) for w, n in zip(weights, lengths, strict=True) if n
-    ):
+    if not any(lengths):
         return np.float32
+    for weight, length in zip(weights, lengths, strict=True):
+        if length and isinstance(weight, float):  # the BOS, first: one step
+            return np.float32
     return np.int64
