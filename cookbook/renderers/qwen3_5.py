@@ -254,8 +254,6 @@ class Qwen3_5Renderer(QwenRendererBase):
     ) -> list[ImagePart | TextPart]:
         """The turn's text with ``<|im_end|>``, images as ``<|vision_start|>``, the image and
         ``<|vision_end|>``; adjacent text merged, so a text-only turn is one encode."""
-        if isinstance(content, str) and message["role"] != "tool" and "tool_calls" not in message:
-            return [_text(content + "<|im_end|>")]  # the common turn, without the general walk
         strip = self._strips_thinking_for(message, ctx)
         parts: list[ImagePart | TextPart] = []
         for part in [TextPart(type="text", text=content)] if isinstance(content, str) else content:
@@ -294,10 +292,14 @@ class Qwen3_5Renderer(QwenRendererBase):
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         content = self._trim_content(message["content"])
         header = self._header(message, content, ctx)
-        body = self._body(message, content, ctx)
         # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed).
         encode = self._encode_fixed if message["role"] == "system" else self._encode
-        output = parts_to_chunks(body, encode, self.image_processor)
+        if isinstance(content, str) and message["role"] != "tool" and "tool_calls" not in message:
+            # The common turn, the text and <|im_end|>, without the general walk of _body.
+            output = [text_chunk(encode(content + "<|im_end|>"))]
+        else:
+            body = self._body(message, content, ctx)
+            output = parts_to_chunks(body, encode, self.image_processor)
         if message["role"] == "assistant" and ctx.is_last:
             # The produced turn: what the generation prompt already wrote stays in the header,
             # the rest of the header is sampled, so it moves into the trained output.
@@ -307,7 +309,7 @@ class Qwen3_5Renderer(QwenRendererBase):
                 if rest:
                     output.insert(0, text_chunk(self._encode_fixed(rest)))
                 header = prefill
-        return RenderedMessage(header=text_chunk(self._encode_fixed(header)), output=output)
+        return RenderedMessage(output, text_chunk(self._encode_fixed(header)))
 
     # -- parsing --------------------------------------------------------------------------
 
