@@ -74,6 +74,7 @@ class Segment(NamedTuple):
 
 
 _TEXT_CHUNK = tinker.EncodedTextChunk
+_new_tuple = tuple.__new__
 
 # The modes whose loss starts after a generation prompt (_first_trained_message_index).
 _PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
@@ -125,8 +126,9 @@ class SupervisedExampleMixin:
         chunks, weights, owners = self._render_for_training(
             messages, train_on_what, message_indices, owners=True
         )
+        # tuple.__new__ is what Segment(...) calls, without its Python-level __new__.
         return [
-            Segment(index, kind, chunk, weight)
+            _new_tuple(Segment, (index, kind, chunk, weight))
             for (index, kind), chunk, weight in zip(owners, chunks, weights, strict=True)
         ]
 
