@@ -105,7 +105,8 @@ class SupervisedExampleMixin:
     """The supervised half of :class:`~cookbook.renderers.base.Renderer`, which mixes it in:
     it renders through the renderer's ``render_message``, ``_bos_tokens``, ``_contexts``,
     ``_last_assistant_turn_start_index``, ``build_generation_prompt``,
-    ``has_extension_property`` and ``disables_thinking``."""
+    ``has_extension_property`` and ``disables_thinking``, the conversation that
+    ``_supervised_conversation`` makes of the caller's."""
 
     def supervised_segments(
         self,
@@ -151,9 +152,8 @@ class SupervisedExampleMixin:
         owners: bool = False,
     ) -> tuple[list[tinker.ModelInputChunk], list[int | float], list[tuple[int, SegmentKind]]]:
         """The example's chunks, the weight of each and, with ``owners``, each one's message
-        index and kind: the columns of ``supervised_segments``, so the example itself is built
-        without a :class:`Segment` per chunk (per message: two of those cost as much as the
-        rest of this loop)."""
+        index and kind: the columns of ``supervised_segments``, so that the example itself is
+        built without a :class:`Segment` per chunk only to take them apart again."""
         self._warn_if_prefixes_differ(train_on_what)
         chunks: list[tinker.ModelInputChunk] = []
         weights: list[int | float] = []
