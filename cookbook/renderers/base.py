@@ -106,9 +106,13 @@ class Renderer(SupervisedExampleMixin, ABC):
         dataset's rows share a few system prompts). Such text is encoded once per tokenizer (up
         to ``encoding.FIXED_TEXT_CHARS``). A subclass that overrides the hook, or a copy whose
         hook is replaced (the batch path's recording copies), is asked each time."""
-        hook = "_encode_split" if split else "_encode"
-        if getattr(type(self), hook) is not getattr(Renderer, hook) or hook in vars(self):
-            return getattr(self, hook)(text)
+        if split:
+            if type(self)._encode_split is not Renderer._encode_split or (
+                "_encode_split" in self.__dict__
+            ):
+                return self._encode_split(text)
+        elif type(self)._encode is not Renderer._encode or "_encode" in self.__dict__:
+            return self._encode(text)
         return encode_text(
             self.tokenizer,
             text,

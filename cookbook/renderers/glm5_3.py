@@ -27,7 +27,7 @@ import numpy as np
 import tinker
 
 from cookbook.exceptions import RendererError
-from cookbook.renderers.base import Renderer, Segment, openai_message_with_reasoning
+from cookbook.renderers.base import Renderer, openai_message_with_reasoning
 from cookbook.renderers.parsing import parse_content_blocks
 from cookbook.renderers.types import (
     Content,
@@ -290,14 +290,11 @@ class Glm5_3Renderer(Renderer):
         ordered = [messages[i] for i in tool_result_order(messages)]
         return super().build_supervised_example(ordered, train_on_what)
 
-    def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> list[Segment]:
-        """Segments in rendered (tool-call) order, each indexing the caller's ``messages``."""
+    def _supervised_conversation(self, messages: list[Message]) -> tuple[list[Message], list[int]]:
+        """The conversation in rendered (tool-call) order, each message indexing the
+        caller's ``messages``."""
         order = tool_result_order(messages)
-        return super().supervised_segments(
-            [messages[i] for i in order], train_on_what, message_indices=order
-        )
+        return [messages[i] for i in order], order
 
     # -- parsing ----------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ import tinker
 from cookbook.exceptions import RendererError
 from cookbook.renderers.base import (
     Renderer,
-    Segment,
     openai_message_with_reasoning,
     parse_response_for_stop_token,
 )
@@ -221,17 +220,16 @@ class KimiK2Renderer(Renderer):
     ) -> tuple[tinker.ModelInput, np.ndarray]:
         return super().build_supervised_example(self._with_system_message(messages), train_on_what)
 
-    def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> list[Segment]:
-        """Segments with the default system message (index -1, as a BOS would be) where it is
-        inserted; every other index points into the caller's ``messages``."""
+    def _supervised_conversation(
+        self, messages: list[Message]
+    ) -> tuple[list[Message], list[int] | None]:
+        """The conversation with the default system message (index -1, as a BOS would be)
+        where it is inserted; every other index points into the caller's ``messages``."""
         ensured = self._with_system_message(messages)
         at = self._inserted_at(messages)
         if at is None:
-            return super().supervised_segments(ensured, train_on_what)
-        indices = [*range(at), -1, *range(at, len(messages))]
-        return super().supervised_segments(ensured, train_on_what, message_indices=indices)
+            return ensured, None
+        return ensured, [*range(at), -1, *range(at, len(messages))]
 
     def build_supervised_examples(
         self,

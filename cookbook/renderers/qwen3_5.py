@@ -30,7 +30,6 @@ import numpy as np
 import tinker
 
 from cookbook.exceptions import RendererError
-from cookbook.renderers.base import Segment
 from cookbook.renderers.images import merge_text_parts, parts_to_chunks
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR, has_thinking
 from cookbook.renderers.qwen import QwenRendererBase
@@ -188,25 +187,24 @@ class Qwen3_5Renderer(QwenRendererBase):
         messages: list[Message],
         train_on_what: TrainOnWhat = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
     ) -> tuple[tinker.ModelInput, np.ndarray]:
-        # Normalized once, as the reference does: supervised_segments must not normalize it
-        # again (not idempotent: a second empty leading system message would go too).
+        # Normalized once, as the reference does: _supervised_conversation must not normalize
+        # it again (not idempotent: a second empty leading system message would go too).
         normalized = _Normalized(self._normalize_messages(messages))
         return super().build_supervised_example(normalized, train_on_what)
 
-    def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> list[Segment]:
-        """Segments of the normalized conversation, indexed into the caller's ``messages``: a
-        synthetic system message gets index -1 (as a BOS would), a dropped one shifts the rest."""
+    def _supervised_conversation(
+        self, messages: list[Message]
+    ) -> tuple[list[Message], list[int] | None]:
+        """The normalized conversation, indexed into the caller's ``messages``: a synthetic
+        system message gets index -1 (as a BOS would), a dropped one shifts the rest."""
         if isinstance(messages, _Normalized):  # from build_supervised_example
-            return super().supervised_segments(messages, train_on_what)
+            return messages, None
         normalized = self._normalize_messages(messages)
-        segments = super().supervised_segments(normalized, train_on_what)
         shift = len(messages) - len(normalized)  # +1 dropped, -1 inserted, 0 rewritten
         if shift == 0:
-            return segments
-        return [
-            Segment(_index(s.message_index, shift), s.kind, s.chunk, s.weight) for s in segments
+            return normalized, None
+        return normalized, [
+            -1 if shift < 0 and i == 0 else i + shift for i in range(len(normalized))
         ]
 
     # -- one message -----------------------------------------------------------------------
@@ -256,8 +254,6 @@ class Qwen3_5Renderer(QwenRendererBase):
     ) -> list[ImagePart | TextPart]:
         """The turn's text with ``<|im_end|>``, images as ``<|vision_start|>``, the image and
         ``<|vision_end|>``; adjacent text merged, so a text-only turn is one encode."""
-        if isinstance(content, str) and message["role"] != "tool" and "tool_calls" not in message:
-            return [_text(content + "<|im_end|>")]  # the common turn, without the general walk
         strip = self._strips_thinking_for(message, ctx)
         parts: list[ImagePart | TextPart] = []
         for part in [TextPart(type="text", text=content)] if isinstance(content, str) else content:
@@ -296,10 +292,14 @@ class Qwen3_5Renderer(QwenRendererBase):
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         content = self._trim_content(message["content"])
         header = self._header(message, content, ctx)
-        body = self._body(message, content, ctx)
         # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed).
         encode = self._encode_fixed if message["role"] == "system" else self._encode
-        output = parts_to_chunks(body, encode, self.image_processor)
+        if isinstance(content, str) and message["role"] != "tool" and "tool_calls" not in message:
+            # The common turn, the text and <|im_end|>, without the general walk of _body.
+            output = [text_chunk(encode(content + "<|im_end|>"))]
+        else:
+            body = self._body(message, content, ctx)
+            output = parts_to_chunks(body, encode, self.image_processor)
         if message["role"] == "assistant" and ctx.is_last:
             # The produced turn: what the generation prompt already wrote stays in the header,
             # the rest of the header is sampled, so it moves into the trained output.
@@ -309,7 +309,7 @@ class Qwen3_5Renderer(QwenRendererBase):
                 if rest:
                     output.insert(0, text_chunk(self._encode_fixed(rest)))
                 header = prefill
-        return RenderedMessage(header=text_chunk(self._encode_fixed(header)), output=output)
+        return RenderedMessage(output, text_chunk(self._encode_fixed(header)))
 
     # -- parsing --------------------------------------------------------------------------
 
@@ -367,12 +367,6 @@ class Qwen3_5Renderer(QwenRendererBase):
 
 class _Normalized(list):
     """A conversation ``_normalize_messages`` has reshaped already (a slice of it is not)."""
-
-
-def _index(normalized_index: int, shift: int) -> int:
-    if normalized_index < 0:
-        return normalized_index  # a BOS
-    return -1 if shift < 0 and normalized_index == 0 else normalized_index + shift
 
 
 def _strip_parsed_thinking(parts: list[ContentPart]) -> None:

@@ -2,8 +2,10 @@
 :class:`~cookbook.renderers.base.Renderer` that the reference's ``build_supervised_example``
 and ``build_supervised_examples`` are).
 
-The example is assembled from :class:`Segment`s so the parity harness can report which message
-and part (bos/header/output/stop_overlap) a diverging token belongs to. Weights are ``numpy``
+One loop renders the example's chunks and their weights (``_render_for_training``);
+``supervised_segments`` adds which message and part (bos/header/output/stop_overlap) each chunk
+belongs to, so the parity harness can report where a diverging token comes from, while
+``build_supervised_example`` builds the example from the chunks directly. Weights are ``numpy``
 arrays; the dtype follows the reference's ``torch.tensor(weights)``: float32 once a BOS weight
 or prompt zeroing is involved, else int64.
 
@@ -71,6 +73,9 @@ class Segment(NamedTuple):
     weight: int | float
 
 
+_TEXT_CHUNK = tinker.EncodedTextChunk
+_new_tuple = tuple.__new__
+
 # The modes whose loss starts after a generation prompt (_first_trained_message_index).
 _PROMPTED = frozenset({TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN})
 
@@ -100,7 +105,8 @@ class SupervisedExampleMixin:
     """The supervised half of :class:`~cookbook.renderers.base.Renderer`, which mixes it in:
     it renders through the renderer's ``render_message``, ``_bos_tokens``, ``_contexts``,
     ``_last_assistant_turn_start_index``, ``build_generation_prompt``,
-    ``has_extension_property`` and ``disables_thinking``."""
+    ``has_extension_property`` and ``disables_thinking``, the conversation that
+    ``_supervised_conversation`` makes of the caller's."""
 
     def supervised_segments(
         self,
@@ -113,13 +119,49 @@ class SupervisedExampleMixin:
 
         ``message_indices[i]``: the index reported for the i-th rendered message, for renderers
         that render a reshaped conversation (a built-in system message, reordered tool results)
-        but report indices into the caller's; default ``i``."""
+        but report indices into the caller's; default ``i``. Without it, the conversation is
+        the one ``_supervised_conversation`` makes of ``messages``."""
         train_on_what = TrainOnWhat(train_on_what)
+        if message_indices is None:
+            messages, message_indices = self._supervised_conversation(messages)
+        chunks, weights, owners = self._render_for_training(
+            messages, train_on_what, message_indices, owners=True
+        )
+        # tuple.__new__ is what Segment(...) calls, without its Python-level __new__.
+        return [
+            _new_tuple(Segment, (index, kind, chunk, weight))
+            for (index, kind), chunk, weight in zip(owners, chunks, weights, strict=True)
+        ]
+
+    def _supervised_conversation(
+        self, messages: list[Message]
+    ) -> tuple[list[Message], Sequence[int] | None]:
+        """The conversation rendered for ``messages`` and the caller's index of each rendered
+        message (None: the same). A renderer that renders a reshaped conversation overrides
+        this rather than ``supervised_segments``, so ``build_supervised_example`` keeps the
+        path that builds no :class:`Segment` (an override of ``supervised_segments`` makes it
+        take every segment and flatten them again)."""
+        return messages, None
+
+    def _render_for_training(
+        self,
+        messages: list[Message],
+        train_on_what: TrainOnWhat,
+        message_indices: Sequence[int] | None = None,
+        *,
+        owners: bool = False,
+    ) -> tuple[list[tinker.ModelInputChunk], list[int | float], list[tuple[int, SegmentKind]]]:
+        """The example's chunks, the weight of each and, with ``owners``, each one's message
+        index and kind: the columns of ``supervised_segments``, so that the example itself is
+        built without a :class:`Segment` per chunk only to take them apart again."""
         self._warn_if_prefixes_differ(train_on_what)
-        segments: list[Segment] = []
-        add = segments.append
+        chunks: list[tinker.ModelInputChunk] = []
+        weights: list[int | float] = []
+        owned: list[tuple[int, SegmentKind]] = []
         if bos := self._bos_tokens:
-            add(Segment(-1, SegmentKind.BOS, text_chunk(list(bos)), 0.0))
+            chunks.append(text_chunk(list(bos)))
+            weights.append(0.0)
+            owned.append((-1, SegmentKind.BOS))
         customized = train_on_what == TrainOnWhat.CUSTOMIZED
         header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         contexts = self._contexts(messages, self._last_assistant_turn_start_index(messages[:-1]))
@@ -130,30 +172,37 @@ class SupervisedExampleMixin:
             if type(self)._output_is_trained is SupervisedExampleMixin._output_is_trained
             else None
         )
-        header_kind, output_kind = SegmentKind.HEADER, SegmentKind.OUTPUT
         for message, ctx in zip(messages, contexts, strict=True):
-            if customized and "trainable" not in message:
+            if ("trainable" in message) is not customized:
                 raise TrainableFlagError(
                     f"message {ctx.idx} has no 'trainable' field, which CUSTOMIZED requires"
-                )
-            if not customized and "trainable" in message:
-                raise TrainableFlagError(
-                    f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
+                    if customized
+                    else f"message {ctx.idx} has a 'trainable' field, which only CUSTOMIZED allows"
                 )
             rendered = render(message, ctx)
-            index = ctx.idx if message_indices is None else message_indices[ctx.idx]
-            if rendered.header:
-                add(Segment(index, header_kind, rendered.header, header_weight))
+            header, output = rendered.header, rendered.output
+            if header:
+                chunks.append(header)
+                weights.append(header_weight)
             weight = int(
                 self._output_is_trained(message, ctx, train_on_what)
                 if rule is None
                 else rule(message, ctx.is_last, ctx.in_last_assistant_turn)
             )
-            for chunk in rendered.output:
-                add(Segment(index, output_kind, chunk, weight))
-            if ctx.is_last and rendered.stop_overlap:
-                add(Segment(index, SegmentKind.STOP_OVERLAP, rendered.stop_overlap, weight))
-        return segments
+            chunks += output
+            weights += [weight] * len(output)
+            stop_overlap = rendered.stop_overlap if ctx.is_last else None
+            if stop_overlap:
+                chunks.append(stop_overlap)
+                weights.append(weight)
+            if owners:
+                index = ctx.idx if message_indices is None else message_indices[ctx.idx]
+                if header:
+                    owned.append((index, SegmentKind.HEADER))
+                owned += [(index, SegmentKind.OUTPUT)] * len(output)
+                if stop_overlap:
+                    owned.append((index, SegmentKind.STOP_OVERLAP))
+        return chunks, weights, owned
 
     def _warn_if_prefixes_differ(self, train_on_what: TrainOnWhat) -> None:
         """Once per call, as the reference warns (the batch path's templates: per conversation).
@@ -185,12 +234,20 @@ class SupervisedExampleMixin:
     def _assemble_example(
         self, messages: list[Message], train_on_what: TrainOnWhat
     ) -> tuple[tinker.ModelInput, np.ndarray]:
-        segments = self.supervised_segments(messages, train_on_what)
-        _, _, chunks, weights = zip(*segments, strict=True) if segments else ((), (), (), ())
-        lengths = [chunk.length for chunk in chunks]
+        if type(self).supervised_segments is SupervisedExampleMixin.supervised_segments:
+            conversation, _ = self._supervised_conversation(messages)
+            chunks, weights, _ = self._render_for_training(conversation, train_on_what)
+        else:  # a renderer of its own segments: as they are
+            segments = self.supervised_segments(messages, train_on_what)
+            chunks = [segment.chunk for segment in segments]
+            weights = [segment.weight for segment in segments]
+        # A text chunk's length is its tokens' (the property costs twice as much).
+        lengths = [
+            len(chunk.tokens) if type(chunk) is _TEXT_CHUNK else chunk.length for chunk in chunks
+        ]
         # The chunks are model instances already: nothing to validate.
-        example = model_input(list(chunks))
-        weight_array = np.repeat(np.array(weights, dtype=_weight_dtype(weights, lengths)), lengths)
+        example = model_input(chunks)
+        weight_array = np.array(weights, dtype=_weight_dtype(weights, lengths)).repeat(lengths)
         if train_on_what not in _PROMPTED:  # no generation prompt to withhold loss from
             return example, weight_array
         return example, self._train_after_the_generation_prompt(
@@ -281,8 +338,9 @@ def _weight_dtype(weights: Sequence[int | float], lengths: list[int]) -> type[np
     non-empty segment is a float (the BOS 0.0), or if there is no token at all; else int64."""
     if set(map(type, weights)) <= {int}:  # the common case, decided without a Python loop
         return np.int64 if any(lengths) else np.float32
-    if not any(lengths) or any(
-        isinstance(w, float) for w, n in zip(weights, lengths, strict=True) if n
-    ):
+    if not any(lengths):
         return np.float32
+    for weight, length in zip(weights, lengths, strict=True):
+        if length and isinstance(weight, float):  # the BOS, first: one step
+            return np.float32
     return np.int64

@@ -143,6 +143,20 @@ class RenderedMessage:
     header: tinker.EncodedTextChunk | None = None
     stop_overlap: tinker.EncodedTextChunk | None = None
 
+    def __init__(
+        self,
+        output: list[tinker.ModelInputChunk],
+        header: tinker.EncodedTextChunk | None = None,
+        stop_overlap: tinker.EncodedTextChunk | None = None,
+    ):
+        """The generated frozen ``__init__`` with its three ``object.__setattr__`` calls was
+        the costliest object of a rendered message (one per message); the instance dict is
+        written directly instead (``dataclass`` keeps an ``__init__`` the class defines)."""
+        fields = self.__dict__
+        fields["output"] = output
+        fields["header"] = header
+        fields["stop_overlap"] = stop_overlap
+
 
 def _unvalidated_constructor(cls: type[pydantic.BaseModel], field: str, probe: Any) -> Callable:
     """The fastest way to make a ``cls`` (a tinker model of one required field) equal to a
