@@ -226,6 +226,32 @@ def encode_text(
     return result
 
 
+def encode_batch_ids(
+    tokenizer: Any, backend: Any, texts: list[str], *, add_special_tokens: bool, split: bool
+) -> list[list[int]]:
+    """``backend``'s ids for ``texts`` in batch calls, the ASCII ones without NFC where
+    ``backend`` is ``tokenizer``'s and :func:`encode_text` has a normalizer-free copy of it
+    (the batch renderers' encode; the caller checks truncation and padding are off)."""
+    encoder = _encoder(tokenizer)
+    plain = encoder.ascii_backend if encoder.backend is backend else None
+    ascii_at = [i for i, text in enumerate(texts) if text.isascii()] if plain is not None else []
+    if not ascii_at:
+        backend.encode_special_tokens = split
+        batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        return [e.ids for e in batch(texts, add_special_tokens=add_special_tokens)]
+    ids: list[list[int]] = [[] for _ in texts]
+    other_at = [i for i, text in enumerate(texts) if not text.isascii()]
+    for target, where in ((plain, ascii_at), (backend, other_at)):
+        if where:
+            target.encode_special_tokens = split
+            encoded = target.encode_batch_fast(
+                [texts[i] for i in where], add_special_tokens=add_special_tokens
+            )
+            for i, encoding in zip(where, encoded, strict=True):
+                ids[i] = encoding.ids
+    return ids
+
+
 def forget(tokenizer: Any) -> None:
     """Drop what is memoised for ``tokenizer`` (after changing its vocabulary)."""
     global _LAST
