@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cookbook.renderers.base import Renderer
+from cookbook.renderers.encoding import encode_batch_ids
 
 # Texts checked against ``tokenizer.encode`` after every batch encode: a cheap guard that the
 # backend is configured the way ``encode`` configures it (no truncation, same special tokens).
@@ -93,10 +94,14 @@ def _backend_ids(
         tokenizer.encode("", add_special_tokens=False)
         if not _backend_untruncated(backend):
             return None
-    backend.encode_special_tokens = split or bool(getattr(tokenizer, "split_special_tokens", False))
-    batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
     add_special = bool(getattr(renderer, "_encode_adds_special_tokens", False)) and not split
-    ids = [encoding.ids for encoding in batch(texts, add_special_tokens=add_special)]
+    ids = encode_batch_ids(
+        tokenizer,
+        backend,
+        texts,
+        add_special_tokens=add_special,
+        split=split or bool(getattr(tokenizer, "split_special_tokens", False)),
+    )
     step = max(1, len(texts) // _SPOT_CHECKS)
     for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
         if one(texts[i]) != ids[i]:
