@@ -29,6 +29,7 @@ import tinker
 
 from cookbook.exceptions import ConfigurationError, RendererError
 from cookbook.renderers.base import Renderer, Segment, openai_message_with_reasoning
+from cookbook.renderers.gpt_oss_framing import FramedEncoding
 from cookbook.renderers.gpt_oss_tools import TOOLS_ROUTING_INSTRUCTION, developer_text
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR
 from cookbook.renderers.types import (
@@ -74,7 +75,7 @@ def _content_parts(message: Message) -> list[ContentPart]:
     return [TextPart(type="text", text=content)] if isinstance(content, str) else content
 
 
-class GptOssRenderer(Renderer):
+class GptOssRenderer(FramedEncoding, Renderer):
     """Harmony renderer; ``use_system_prompt`` and ``reasoning_effort`` go together.
 
     ``current_date`` (``YYYY-MM-DD``) pins the date of the system prompt; left None it is the
@@ -105,7 +106,7 @@ class GptOssRenderer(Renderer):
             if type(content) is str and not message.get("tool_calls"):
                 # The common turn, decided without building content parts: an answer alone.
                 ending = "<|return|>" if ctx.is_last else "<|end|>"
-                output = encode(f"<|channel|>final<|message|>{content}{ending}")
+                output = self._encode_framed("<|channel|>final<|message|>", content, ending)
             else:
                 output = encode(self._assistant_body(message, ctx))
         elif role == "tool":
@@ -117,7 +118,7 @@ class GptOssRenderer(Renderer):
             # The built-in system prompt: the same text in every conversation of the day.
             output = self._encode_fixed(f"<|message|>{ensure_text(content)}<|end|>")
         else:
-            output = encode(f"<|message|>{ensure_text(content)}<|end|>")
+            output = self._encode_framed("<|message|>", ensure_text(content), "<|end|>")
         header = encode(f"<|start|>{_WIRE_ROLES.get(role, role)}")
         return RenderedMessage([text_chunk(output)], text_chunk(header))
 
