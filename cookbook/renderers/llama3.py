@@ -31,10 +31,10 @@ class Llama3Renderer(Renderer):
         content = message["content"]
         # Content and <|eot_id|> are encoded in one call, exactly as the reference does.
         output = (content if type(content) is str else ensure_text(content)) + "<|eot_id|>"
-        # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed);
-        # a role header is short enough for _encode's own memo.
+        # A system prompt and the headers repeat across conversations: memoised (see
+        # Renderer._encode_fixed).
         encode = self._encode_fixed if role == "system" else self._encode
-        header = self._encode(f"<|start_header_id|>{role}<|end_header_id|>\n\n")
+        header = self._encode_fixed(f"<|start_header_id|>{role}<|end_header_id|>\n\n")
         return RenderedMessage([text_chunk(encode(output))], text_chunk(header))
 
     @cached_property
