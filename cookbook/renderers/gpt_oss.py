@@ -29,6 +29,7 @@ import tinker
 
 from cookbook.exceptions import ConfigurationError, RendererError
 from cookbook.renderers.base import Renderer, Segment, openai_message_with_reasoning
+from cookbook.renderers.gpt_oss_framing import FramedEncoding
 from cookbook.renderers.gpt_oss_tools import TOOLS_ROUTING_INSTRUCTION, developer_text
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR
 from cookbook.renderers.types import (
@@ -74,7 +75,7 @@ def _content_parts(message: Message) -> list[ContentPart]:
     return [TextPart(type="text", text=content)] if isinstance(content, str) else content
 
 
-class GptOssRenderer(Renderer):
+class GptOssRenderer(FramedEncoding, Renderer):
     """Harmony renderer; ``use_system_prompt`` and ``reasoning_effort`` go together.
 
     ``current_date`` (``YYYY-MM-DD``) pins the date of the system prompt; left None it is the
@@ -97,26 +98,29 @@ class GptOssRenderer(Renderer):
 
     # -- rendering --------------------------------------------------------------------------
 
-    def _chunk(self, text: str) -> tinker.EncodedTextChunk:
-        return text_chunk(self._encode(text))
-
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
-        if role == "tool":
-            return self._render_tool_result(message)
+        content = message["content"]
+        encode = self._encode
         if role == "assistant":
-            output = self._chunk(self._assistant_body(message, ctx))
+            if type(content) is str and not message.get("tool_calls"):
+                # The common turn, decided without building content parts: an answer alone.
+                ending = "<|return|>" if ctx.is_last else "<|end|>"
+                output = self._encode_framed("<|channel|>final<|message|>", content, ending)
+            else:
+                output = encode(self._assistant_body(message, ctx))
+        elif role == "tool":
+            return self._render_tool_result(message)
         elif role == "system":
-            body = f"<|message|># Instructions\n\n{ensure_text(message['content'])}\n\n<|end|>"
-            output = text_chunk(self._encode_fixed(body))
+            body = f"<|message|># Instructions\n\n{ensure_text(content)}\n\n<|end|>"
+            output = self._encode_fixed(body)
         elif role == INTERNAL_SYSTEM_ROLE:
             # The built-in system prompt: the same text in every conversation of the day.
-            body = f"<|message|>{ensure_text(message['content'])}<|end|>"
-            output = text_chunk(self._encode_fixed(body))
+            output = self._encode_fixed(f"<|message|>{ensure_text(content)}<|end|>")
         else:
-            output = self._chunk(f"<|message|>{ensure_text(message['content'])}<|end|>")
-        wire_role = _WIRE_ROLES.get(role, role)
-        return RenderedMessage(header=self._chunk(f"<|start|>{wire_role}"), output=[output])
+            output = self._encode_framed("<|message|>", ensure_text(content), "<|end|>")
+        header = encode(f"<|start|>{_WIRE_ROLES.get(role, role)}")
+        return RenderedMessage([text_chunk(output)], text_chunk(header))
 
     def _assistant_body(self, message: Message, ctx: RenderContext) -> str:
         """Everything after ``<|start|>assistant``: one harmony message per channel, each
@@ -159,9 +163,8 @@ class GptOssRenderer(Renderer):
         if not name.startswith("functions."):
             name = f"functions.{name}"
         body = f"<|channel|>commentary<|message|>{ensure_text(message['content'])}<|end|>"
-        return RenderedMessage(
-            header=self._chunk(f"<|start|>{name} to=assistant"), output=[self._chunk(body)]
-        )
+        header = self._encode(f"<|start|>{name} to=assistant")
+        return RenderedMessage([text_chunk(self._encode(body))], text_chunk(header))
 
     # -- the built-in system prompt ---------------------------------------------------------
 
@@ -210,11 +213,12 @@ class GptOssRenderer(Renderer):
     ) -> list[Segment]:
         """Segments of the rendering with the system prompt; theirs carry message index -1,
         like a BOS, so every other index still points into the caller's ``messages``."""
-        offset = 1 if self.use_system_prompt else 0
+        if not self.use_system_prompt:
+            return super().supervised_segments(messages, train_on_what)
         return super().supervised_segments(
             self._with_system_prompt(messages),
             train_on_what,
-            message_indices=range(-offset, len(messages)),
+            message_indices=range(-1, len(messages)),
         )
 
     def _train_after_the_generation_prompt(
@@ -229,8 +233,10 @@ class GptOssRenderer(Renderer):
         the prompt is never a prefix and the weights (and their int64 dtype) stay as rendered.
         They are the same values either way: every header, the prompt's only other part, has
         weight 0 outside ALL_TOKENS."""
+        if self.use_system_prompt:
+            messages = self._with_system_prompt(messages)
         return super()._train_after_the_generation_prompt(
-            self._with_system_prompt(messages), train_on_what, model_input, weights
+            messages, train_on_what, model_input, weights
         )
 
     # -- sampling ---------------------------------------------------------------------------

@@ -27,15 +27,15 @@ class Llama3Renderer(Renderer):
         return True
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        header = f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n"
+        role = message["role"]
+        content = message["content"]
         # Content and <|eot_id|> are encoded in one call, exactly as the reference does.
-        output = ensure_text(message["content"]) + "<|eot_id|>"
-        # A system prompt repeats across conversations: memoised (see Renderer._encode_fixed).
-        encode = self._encode_fixed if message["role"] == "system" else self._encode
-        return RenderedMessage(
-            header=text_chunk(self._encode_fixed(header)),
-            output=[text_chunk(encode(output))],
-        )
+        output = (content if type(content) is str else ensure_text(content)) + "<|eot_id|>"
+        # A system prompt and the headers repeat across conversations: memoised (see
+        # Renderer._encode_fixed).
+        encode = self._encode_fixed if role == "system" else self._encode
+        header = self._encode_fixed(f"<|start_header_id|>{role}<|end_header_id|>\n\n")
+        return RenderedMessage([text_chunk(encode(output))], text_chunk(header))
 
     @cached_property
     def _bos_tokens(self) -> list[int]:
