@@ -165,6 +165,13 @@ def _encoder(tokenizer: Any) -> _Encoder:
         return _Encoder(None)
 
 
+def direct_backend(tokenizer: Any) -> Any | None:
+    """The Rust backend :func:`encode_text` calls for ``tokenizer`` directly, or None where it
+    goes through ``tokenizer.encode``: a renderer that reasons about how that backend splits
+    text (gpt-oss's frames) asks here, so both agree on when the direct route applies."""
+    return _encoder(tokenizer).backend
+
+
 def _remember(tokenizer: Any, encoder: _Encoder) -> None:
     global _LAST
     _LAST = (weakref.ref(tokenizer), encoder)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
 import tinker
 
 from cookbook.exceptions import ConfigurationError, RendererError
-from cookbook.renderers.base import Renderer, Segment, openai_message_with_reasoning
+from cookbook.renderers.base import Renderer, openai_message_with_reasoning
 from cookbook.renderers.gpt_oss_framing import FramedEncoding
 from cookbook.renderers.gpt_oss_tools import TOOLS_ROUTING_INSTRUCTION, developer_text
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR
@@ -208,18 +209,14 @@ class GptOssRenderer(FramedEncoding, Renderer):
         self._warn_if_user_system_message(messages)
         return super().build_supervised_example(messages, train_on_what)
 
-    def supervised_segments(
-        self, messages: list[Message], train_on_what: TrainOnWhat
-    ) -> list[Segment]:
-        """Segments of the rendering with the system prompt; theirs carry message index -1,
-        like a BOS, so every other index still points into the caller's ``messages``."""
+    def _supervised_conversation(
+        self, messages: list[Message]
+    ) -> tuple[list[Message], Sequence[int] | None]:
+        """The rendering with the system prompt; its messages carry index -1, like a BOS, so
+        every other index still points into the caller's ``messages``."""
         if not self.use_system_prompt:
-            return super().supervised_segments(messages, train_on_what)
-        return super().supervised_segments(
-            self._with_system_prompt(messages),
-            train_on_what,
-            message_indices=range(-1, len(messages)),
-        )
+            return messages, None
+        return self._with_system_prompt(messages), range(-1, len(messages))
 
     def _train_after_the_generation_prompt(
         self,

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cookbook.renderers.base import Renderer
-from cookbook.renderers.encoding import _encoder
+from cookbook.renderers.encoding import direct_backend
 
 _ADDED_TOKEN = re.compile(r"<\|[^<>|]*\|>")
 
@@ -51,7 +51,7 @@ def splits_at_added_tokens(tokenizer: Any) -> bool:
     around the ids of the text alone (the conditions are in the module docstring). Checked
     once per tokenizer by the caller; special tokens kept as text (``split_special_tokens``)
     and a replaced ``encode`` are per call, so the caller checks those each time."""
-    backend = _encoder(tokenizer).backend
+    backend = direct_backend(tokenizer)
     if backend is None or backend.normalizer is not None or backend.pre_tokenizer is None:
         return False
     model = backend.model
