@@ -120,3 +120,20 @@ def test_fixed_texts_past_the_bound_are_not_kept() -> None:
     kept = {key[0] for key in encoding._encoder(tokenizer).memo}
     assert short_text in kept
     assert long_text not in kept
+
+
+def test_dropping_the_memoised_texts_makes_the_next_pass_encode_them() -> None:
+    """The bench calls ``drop_memoised_texts`` between passes over the same conversations, so
+    a short message body is encoded again, as it would be on new data; the results stay the
+    same."""
+    tokenizer = get_tokenizer("Qwen/Qwen3-8B", "offline")
+    text = "A short reply."
+
+    def encode() -> list[int]:
+        return encode_text(tokenizer, text, add_special_tokens=False, split_special_tokens=None)
+
+    first = encode()
+    assert any(key[0] == text for key in encoding._encoder(tokenizer).memo)
+    encoding.drop_memoised_texts(tokenizer)
+    assert not any(key[0] == text for key in encoding._encoder(tokenizer).memo)
+    assert encode() == first == tokenizer.encode(text, add_special_tokens=False)

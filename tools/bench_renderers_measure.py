@@ -216,6 +216,7 @@ def measure(
     from cookbook.image_processing_utils import offline_image_processor
     from cookbook.parity.record import apply_renderer_options
     from cookbook.renderers.batch import build_supervised_examples_batch
+    from cookbook.renderers.encoding import drop_memoised_texts
     from cookbook.supervised.common import conversations_to_datums
     from cookbook.tokenizers.tml import is_tml_model
 
@@ -238,6 +239,8 @@ def measure(
         return [reference.build_supervised_example(m, ref_mode) for m in conversations]
 
     def run_ours() -> list:
+        # Each pass as on new data: no message body memoised by the pass before.
+        drop_memoised_texts(our_tokenizer)
         return [ours.build_supervised_example(m, our_mode) for m in conversations]
 
     def run_batch() -> list:

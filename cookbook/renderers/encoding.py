@@ -259,6 +259,17 @@ def encode_batch_ids(
     return ids
 
 
+def drop_memoised_texts(tokenizer: Any) -> None:
+    """Empty ``tokenizer``'s memo of texts and keep the rest of its direct route.
+
+    Why: a benchmark passing over the same conversations again would find every short message
+    body (up to ``SHORT_TEXT_CHARS``) memoised from the pass before, a free hit that new data
+    never gives; it calls this between passes (fixed texts are then encoded again once)."""
+    encoder = _ENCODERS.get(tokenizer)
+    if encoder is not None:
+        encoder.memo.clear()
+
+
 def forget(tokenizer: Any) -> None:
     """Drop what is memoised for ``tokenizer`` (after changing its vocabulary)."""
     global _LAST
