@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import sys
+import traceback
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -99,12 +104,58 @@ def _live_sdk_sessions(settle_s: float = 0.0) -> dict[int, str]:
     return asyncio.run_coroutine_threadsafe(heartbeats(), loop).result(timeout=settle_s + 10)
 
 
+@contextmanager
+def _sdk_holders_created() -> Iterator[list[tuple[Any, str]]]:
+    """Every tinker SDK ``InternalClientHolder`` (what a service, REST or sampling client runs
+    over) constructed in the block, with the line of ours (test or cookbook) that made it. Held
+    strongly until the block ends, so one dropped unclosed is still here to be seen (not
+    finalised first by the GC at some later, arbitrary point). Empty when the SDK is not
+    imported."""
+    module = sys.modules.get("tinker.lib.internal_client_holder")
+    created: list[tuple[Any, str]] = []
+    if module is None:
+        yield created
+        return
+    cls = module.InternalClientHolder
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        ours = [
+            f
+            for f in traceback.extract_stack()
+            if "site-packages" not in f.filename and f.filename != __file__
+        ]
+        where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
+        created.append((self, where))
+        init(self, *args, **kwargs)
+
+    cls.__init__ = recording_init
+    try:
+        yield created
+    finally:
+        cls.__init__ = init
+
+
 @pytest.fixture(autouse=True)
 def _sdk_clients_are_closed() -> Iterator[None]:
+    """Each test closes the SDK clients it opens. An open session keeps heartbeating (see
+    ``_live_sdk_sessions``); any open holder, session or not, is otherwise closed by its
+    ``__del__`` whenever the GC gets to it - at interpreter exit, after the SDK's event loop is
+    gone, that prints "Exception ignored in InternalClientHolder.__del__" after the summary."""
     before = _live_sdk_sessions()
-    yield
+    with _sdk_holders_created() as created:
+        yield
+        # The SDK marks a holder closed when its close starts; a holder whose construction
+        # failed was never opened.
+        unclosed = sorted(where for holder, where in created if not holder._closed)
     leaked = sorted(s for key, s in _live_sdk_sessions().items() if key not in before)
     assert not leaked, f"tinker SDK session(s) {leaked} left open: close the ServiceClient"
+    assert not unclosed, (
+        f"tinker SDK client holder(s) made at {unclosed} left open: close the ServiceClient "
+        "(`with`), and take REST clients from it - tinker.RestClient(base_url=...) keeps a "
+        "process-wide holder that nothing closes"
+    )
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -20,7 +20,7 @@ from tinker import types
 
 from cookbook.backends.local.config import LocalModelConfig
 from cookbook.backends.local.service import LocalServiceClient
-from cookbook.backends.tinker import TinkerServiceClient, clients
+from cookbook.backends.tinker import TinkerRestClient, TinkerServiceClient, clients
 from cookbook.exceptions import ConfigurationError
 from cookbook.serve import compat, routes
 from cookbook.serve.cli import main as serve_main
@@ -58,6 +58,14 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
 
 def _sdk(server: RunningServer) -> tinker.ServiceClient:
     return tinker.ServiceClient(base_url=server.url, api_key=KEY)
+
+
+def _rest(sdk: tinker.ServiceClient) -> TinkerRestClient:
+    """REST look-ups over ``sdk``'s own connections, released when it closes. A
+    ``tinker.RestClient(base_url=..., api_key=...)`` takes the SDK's process-wide holder for that
+    URL, which nothing closes: it is finalised at interpreter exit, after the SDK's event loop,
+    and prints "Exception ignored in InternalClientHolder.__del__" after the test summary."""
+    return TinkerServiceClient(sdk, secrets=[KEY]).create_rest_client()
 
 
 def _datum(seed: int) -> types.Datum:
@@ -203,6 +211,21 @@ def test_the_tinker_backend_ends_its_sdk_session_however_the_block_ends(
         assert list(_live_sdk_sessions().values()) == ["session-1-1"]
         raise RuntimeError("mid-run")
     assert _live_sdk_sessions() == {}
+
+
+def test_a_client_holder_left_open_is_seen(server: RunningServer) -> None:
+    """conftest.py fails a test that leaves an SDK holder open (the GC would close it at some
+    arbitrary later point, at exit after the SDK's loop is gone). It sees one being used, and
+    sees it closed once its service client is."""
+    from conftest import _sdk_holders_created
+
+    with _sdk_holders_created() as created:
+        sdk = _sdk(server)
+        sdk.create_lora_training_client(base_model=MODEL, rank=8).result()
+        [(holder, where)] = created
+        assert not holder._closed and where.startswith("test_serve.py:")
+        sdk.close("success").result()
+        assert holder._closed
 
 
 def test_a_session_the_service_cannot_finish_is_released_within_the_bound(
@@ -354,7 +377,7 @@ def test_a_saved_state_resumes_exactly_and_names_its_run(server: RunningServer) 
         for client in (tc, resumed):
             client.forward_backward(BATCHES[1], "cross_entropy").result()
             steps.append(client.optim_step(ADAM[1]).result().metrics)
-        run = tinker.RestClient(base_url=server.url, api_key=KEY)
+        run = _rest(sdk)
         owner = run.get_training_run_by_tinker_path(path).result()
     assert path == f"tinker://{tc.model_id}/weights/mid"
     assert steps[0] == steps[1]  # same adapter, same AdamW moments, same step count
@@ -439,7 +462,7 @@ def test_checkpoints_outlive_the_server_that_saved_them(tmp_path: Path) -> None:
     with serve(_config(tmp_path)) as second, _sdk(second) as sdk:
         sampler = sdk.create_sampling_client(model_path=weights).result()
         assert sampler.compute_logprobs(prompt).result() == want
-        run = tinker.RestClient(base_url=second.url, api_key=KEY)
+        run = _rest(sdk)
         assert run.get_training_run_by_tinker_path(state).result().lora_rank == 8
         resumed = sdk.create_training_client_from_state_with_optimizer(state).result()
         assert resumed.model_id != tc.model_id  # a new session on the new server
