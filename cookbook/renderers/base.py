@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import tinker
 
 from cookbook.exceptions import RendererError
 from cookbook.renderers.encoding import encode_text
+from cookbook.renderers.openai_format import (
+    add_openai_tool_fields,
+    openai_message_with_inline_thinking,
+    openai_message_with_reasoning,
+)
 from cookbook.renderers.supervised_example import (
     OUTPUT_IS_TRAINED,
     Segment,
@@ -176,22 +181,7 @@ class Renderer(SupervisedExampleMixin, ABC):
         Thinking is written inline as ``<think>...</think>``; renderers whose templates read a
         separate ``reasoning_content`` field override this.
         """
-        result: dict = {"role": message["role"]}
-        content = message["content"]
-        if isinstance(content, str):
-            result["content"] = content
-        else:
-            texts = []
-            for part in content:
-                if part["type"] == "text":
-                    texts.append(part["text"])
-                elif part["type"] == "thinking":
-                    texts.append(f"<think>{part['thinking']}</think>")
-                elif part["type"] == "image":
-                    # Dropping it would make template comparisons and API calls silently wrong.
-                    raise NotImplementedError("to_openai_message does not support ImagePart")
-            result["content"] = "".join(texts)
-        return add_openai_tool_fields(result, message, lambda arguments: arguments)
+        return openai_message_with_inline_thinking(message)
 
     # -- generation -----------------------------------------------------------------------
 
@@ -246,46 +236,6 @@ class Renderer(SupervisedExampleMixin, ABC):
 
     def _last_assistant_turn_start_index(self, messages: list[Message]) -> int:
         return _last_user_index(messages) + 1
-
-
-def openai_message_with_reasoning(
-    message: Message, arguments: Callable[[str], str | dict] = lambda arguments: arguments
-) -> dict:
-    """OpenAI format with reasoning in ``reasoning_content``, the field that the templates of
-    reasoning models (Qwen, DeepSeek) read, and the text parts joined as ``content``."""
-    result: dict = {"role": message["role"]}
-    content = message["content"]
-    if isinstance(content, str):
-        result["content"] = content
-    else:
-        result["content"] = "".join(p["text"] for p in content if p["type"] == "text")
-        thinking = [p["thinking"] for p in content if p["type"] == "thinking"]
-        if thinking:
-            result["reasoning_content"] = "".join(thinking)
-    return add_openai_tool_fields(result, message, arguments)
-
-
-def add_openai_tool_fields(
-    result: dict, message: Message, arguments: Callable[[str], str | dict]
-) -> dict:
-    """Add tool calls (``arguments`` converts their JSON string) and tool-response fields."""
-    if message.get("tool_calls"):
-        result["tool_calls"] = [
-            {
-                "type": "function",
-                "id": call.id,
-                "function": {
-                    "name": call.function.name,
-                    "arguments": arguments(call.function.arguments),
-                },
-            }
-            for call in message["tool_calls"]
-        ]
-    if message["role"] == "tool":
-        for key in ("tool_call_id", "name"):
-            if key in message:
-                result[key] = message[key]
-    return result
 
 
 def _non_empty(chunk: tinker.ModelInputChunk) -> bool:
@@ -395,6 +345,7 @@ __all__ = [
     "UnparsedToolCall",
     "Utf8TokenDecoder",
     "_longest_matching_suffix_prefix",
+    "add_openai_tool_fields",
     "classify_parse_failure",
     "content_to_jsonable",
     "detect_unterminated_tool_block",
@@ -405,6 +356,7 @@ __all__ = [
     "has_thinking",
     "image_to_chunk",
     "message_to_jsonable",
+    "openai_message_with_reasoning",
     "parse_content_blocks",
     "parse_response_for_stop_token",
     "parse_think_blocks",
