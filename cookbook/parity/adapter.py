@@ -13,6 +13,7 @@ import sys
 from typing import Any, TextIO
 
 from cookbook.image_processing_utils import offline_image_processor
+from cookbook.parity.adapter_process import PROTOCOL_VERSION
 from cookbook.parity.images import has_images, with_images
 from cookbook.parity.record import (
     error_record,
@@ -24,8 +25,6 @@ from cookbook.parity.record import (
 from cookbook.renderers import ToolCall, builtin_renderer_names, get_renderer
 from cookbook.tokenizers import TokenizerSource, get_tokenizer
 from cookbook.versions import package_version
-
-PROTOCOL_VERSION = 1
 
 
 class Adapter:
