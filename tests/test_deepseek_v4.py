@@ -116,7 +116,7 @@ def test_each_name_builds_its_class_and_mode(tokenizer, name: str) -> None:
 
 
 def test_the_standin_tokenizer_has_every_marker_but_system(tokenizer) -> None:
-    """The evidence in offline._build_deepseek_v4: V4's vocabulary has one id for each control
+    """The evidence in packaged.build_deepseek_v4: V4's vocabulary has one id for each control
     token the V4.1 renderer uses, except <|System|>, which V4 never writes."""
     for marker in (BOS, EOS, USER, ASSISTANT, "<think>", "</think>", DSML):
         assert len(tokenizer.encode(marker, add_special_tokens=False)) == 1, marker

@@ -31,10 +31,10 @@ Tokenizer = Any
 # Model-name prefixes -> offline family. Order matters: first match wins. Qwen3.6 uses the
 # Qwen3.5 tokenizer unchanged (the reference's model_info says so, and the asset package ships
 # the same files for both); Qwen3.8 shares the ids but not the chat template, so it has a family
-# of its own without one (offline._build_qwen3_8 records the evidence).
+# of its own without one (packaged.build_qwen3_8 records the evidence).
 # Qwen3 lists the text models of the reference's model_info (their -Base and -Instruct-2507
 # variants share the ids); Qwen3-VL keeps Qwen3's ids but not its template, so it has a family
-# of its own without one (offline._build_qwen3_vl).
+# of its own without one (packaged.build_qwen3_vl).
 _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("meta-llama/Llama-3", "llama3"),
     ("Qwen/Qwen3.5", "qwen3_5"),
