@@ -15,12 +15,8 @@ from typing import Any
 import pytest
 
 from cookbook.parity import golden as g
-from cookbook.parity.record import (
-    CHAT_TEMPLATE_KWARGS,
-    CHAT_TEMPLATE_ORACLE,
-    jsonable,
-    with_tool_call_objects,
-)
+from cookbook.parity.chat_template import CHAT_TEMPLATE_KWARGS, CHAT_TEMPLATE_ORACLE
+from cookbook.parity.record import jsonable, with_tool_call_objects
 from cookbook.renderers import ToolCall, builtin_renderer_names, get_renderer
 from cookbook.specs import RendererCasesSpec, load_spec
 from cookbook.specs.models import RendererExclusionsSpec

@@ -31,6 +31,11 @@ from tinker_cookbook.tokenizer_utils import get_tokenizer as ref_get_tokenizer
 
 from cookbook.image_processing_utils import image_processor_record, offline_image_processor
 from cookbook.parity import golden as g
+from cookbook.parity.chat_template import (
+    CHAT_TEMPLATE_KWARGS,
+    CHAT_TEMPLATE_ORACLE,
+    chat_template_oracle,
+)
 from cookbook.parity.dsv4 import ENCODING_DSV4_KWARGS, ENCODING_DSV4_ORACLE, encoding_dsv4_oracle
 from cookbook.parity.harmony import (
     HARMONY_ORACLE,
@@ -41,10 +46,7 @@ from cookbook.parity.harmony import (
 )
 from cookbook.parity.images import has_images, with_images
 from cookbook.parity.record import (
-    CHAT_TEMPLATE_KWARGS,
-    CHAT_TEMPLATE_ORACLE,
     apply_renderer_options,
-    chat_template_oracle,
     error_record,
     render_outputs,
     with_tool_call_objects,

@@ -114,7 +114,7 @@ def harmony_oracle(
 ) -> dict[str, Any]:
     """What harmony renders for a case, and whether the renderer agrees, compared as token ids.
 
-    Same two items as :func:`cookbook.parity.record.chat_template_oracle`: ``generation`` -
+    Same two items as :func:`cookbook.parity.chat_template.chat_template_oracle`: ``generation`` -
     ``build_generation_prompt(prompt)`` against ``render_conversation_for_completion(prompt,
     assistant)``, ``prompt`` being the case less a final assistant message; ``supervised``
     (cases ending with an assistant message) - ``build_supervised_example(messages,
