@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cookbook.parity.record import _agreement, _guard, jsonable
+from cookbook.parity.record import oracle_record
 
 CHAT_TEMPLATE_ORACLE = "chat_template"
 CHAT_TEMPLATE_KWARGS: dict[str, dict[str, Any]] = {
@@ -52,8 +52,6 @@ def chat_template_oracle(
 
     A side that raises is recorded as an error; both refusing counts as agreement.
     """
-    ends_with_reply = messages[-1]["role"] == "assistant"
-    prompt = messages[:-1] if ends_with_reply else messages
 
     def convert(conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [renderer.to_openai_message(m) for m in conversation]
@@ -61,36 +59,22 @@ def chat_template_oracle(
     def template(conversation: list[dict[str, Any]], **extra: Any) -> Any:
         return tokenizer.apply_chat_template(convert(conversation), **extra, **kwargs)
 
-    def generation() -> dict[str, Any]:
-        rendered = _guard(lambda: {"ids": renderer.build_generation_prompt(prompt).to_ints()})
-        templated = _guard(
-            lambda: {"ids": _ids(template(prompt, add_generation_prompt=True, tokenize=True))}
-        )
-        return _agreement(tokenizer, rendered, templated, "ids")
+    def prompt_ids(prompt: list[dict[str, Any]]) -> list[int]:
+        return _ids(template(prompt, add_generation_prompt=True, tokenize=True))
 
-    def supervised() -> dict[str, Any]:
-        rendered = _guard(
-            lambda: {
-                "text": tokenizer.decode(
-                    renderer.build_supervised_example(messages, train_on_what)[0].to_ints()
-                )
-            }
-        )
-        templated = _guard(
-            lambda: {
-                "text": template(
-                    messages, add_generation_prompt=False, tokenize=False
-                ).removesuffix("\n")
-            }
-        )
-        return _agreement(tokenizer, rendered, templated, "text")
+    def text(whole: list[dict[str, Any]]) -> str:
+        return template(whole, add_generation_prompt=False, tokenize=False).removesuffix("\n")
 
-    return {
-        "kwargs": kwargs,
-        "messages": _guard(lambda: {"openai": jsonable(convert(messages))}),
-        "generation": generation() if prompt else None,
-        "supervised": supervised() if ends_with_reply else None,
-    }
+    return oracle_record(
+        renderer,
+        tokenizer,
+        messages,
+        train_on_what,
+        setting=("kwargs", kwargs),
+        messages_as=("openai", convert),
+        prompt_ids=prompt_ids,
+        conversation=("text", text),
+    )
 
 
 def _ids(result: Any) -> list[int]:

@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from cookbook.exceptions import RendererError
-from cookbook.parity.record import _agreement, _guard, jsonable
+from cookbook.parity.record import oracle_record
 from cookbook.renderers.deepseek_v4_1 import SYSTEM
 from cookbook.renderers.deepseek_v4_1_format import DSML
 from cookbook.tokenizers import offline_directory
@@ -98,33 +98,20 @@ def encoding_dsv4_oracle(
     assistant message): the decoded example against the encoder's string of the conversation.
     A side that raises is recorded as an error; both refusing counts as agreement.
     """
-    ends_with_reply = messages[-1]["role"] == "assistant"
-    prompt = messages[:-1] if ends_with_reply else messages
 
     def encode(part: list[dict[str, Any]]) -> str:
         return encoder().encode_messages(encoder_messages(renderer, part), **kwargs)
 
-    def generation() -> dict[str, Any]:
-        rendered = _guard(lambda: {"ids": renderer.build_generation_prompt(prompt).to_ints()})
-        encoded = _guard(
-            lambda: {"ids": tokenizer.encode(encode(prompt), add_special_tokens=False)}
-        )
-        return _agreement(tokenizer, rendered, encoded, "ids")
-
-    def supervised() -> dict[str, Any]:
-        def example() -> str:
-            model_input, _ = renderer.build_supervised_example(messages, train_on_what)
-            return tokenizer.decode(model_input.to_ints())
-
-        rendered = _guard(lambda: {"text": example()})
-        return _agreement(tokenizer, rendered, _guard(lambda: {"text": encode(messages)}), "text")
-
-    return {
-        "kwargs": kwargs,
-        "messages": _guard(lambda: {"encoder": jsonable(encoder_messages(renderer, messages))}),
-        "generation": generation() if prompt else None,
-        "supervised": supervised() if ends_with_reply else None,
-    }
+    return oracle_record(
+        renderer,
+        tokenizer,
+        messages,
+        train_on_what,
+        setting=("kwargs", kwargs),
+        messages_as=("encoder", lambda whole: encoder_messages(renderer, whole)),
+        prompt_ids=lambda prompt: tokenizer.encode(encode(prompt), add_special_tokens=False),
+        conversation=("text", encode),
+    )
 
 
 _V4_1_OPENING = re.compile(

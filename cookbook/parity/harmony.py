@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cookbook.parity.record import _agreement, _guard, jsonable
+from cookbook.parity.record import jsonable, oracle_record
 from cookbook.renderers.gpt_oss import INTERNAL_SYSTEM_ROLE
 from cookbook.renderers.types import ensure_text
 
@@ -137,41 +137,31 @@ def harmony_oracle(
         "generation": {"auto_drop_analysis": True},
         "supervised": {"auto_drop_analysis": False},
     }
-    ends_with_reply = messages[-1]["role"] == "assistant"
-    prompt = messages[:-1] if ends_with_reply else messages
 
     def conversation(part: list[dict[str, Any]]) -> Any:
         return Conversation.from_messages(harmony_messages(renderer, part))
 
-    def generation() -> dict[str, Any]:
-        def completion() -> list[int]:
-            options = RenderConversationConfig(**config["generation"])
-            return list(
-                encoding.render_conversation_for_completion(
-                    conversation(prompt), Role.ASSISTANT, options
-                )
-            )
+    def completion(prompt: list[dict[str, Any]]) -> list[int]:
+        options = RenderConversationConfig(**config["generation"])
+        rendered = encoding.render_conversation_for_completion(
+            conversation(prompt), Role.ASSISTANT, options
+        )
+        return list(rendered)
 
-        rendered = _guard(lambda: {"ids": renderer.build_generation_prompt(prompt).to_ints()})
-        return _agreement(tokenizer, rendered, _guard(lambda: {"ids": completion()}), "ids")
+    def trained(whole: list[dict[str, Any]]) -> list[int]:
+        options = RenderConversationConfig(**config["supervised"])
+        return list(encoding.render_conversation_for_training(conversation(whole), options))
 
-    def supervised() -> dict[str, Any]:
-        def example() -> list[int]:
-            return renderer.build_supervised_example(messages, train_on_what)[0].to_ints()
-
-        def trained() -> list[int]:
-            options = RenderConversationConfig(**config["supervised"])
-            return list(encoding.render_conversation_for_training(conversation(messages), options))
-
-        oracle = _guard(lambda: {"ids": trained()})
-        return _agreement(tokenizer, _guard(lambda: {"ids": example()}), oracle, "ids")
-
-    return {
-        "config": config,
-        "messages": _guard(lambda: {"harmony": jsonable(conversation(messages).to_dict())}),
-        "generation": generation() if prompt else None,
-        "supervised": supervised() if ends_with_reply else None,
-    }
+    return oracle_record(
+        renderer,
+        tokenizer,
+        messages,
+        train_on_what,
+        setting=("config", config),
+        messages_as=("harmony", lambda whole: conversation(whole).to_dict()),
+        prompt_ids=completion,
+        conversation=("ids", trained),
+    )
 
 
 # -- create_conversation_prefix_with_tools: the reference's own text --------------------------

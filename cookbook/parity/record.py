@@ -328,3 +328,54 @@ def _agreement(
     else:
         agrees = rendered[key] == templated[key]
     return {"renderer": rendered, "template": templated, "agrees": agrees}
+
+
+Conversation = list[dict[str, Any]]
+
+
+def oracle_record(
+    renderer: Any,
+    tokenizer: Any,
+    messages: Conversation,
+    train_on_what: Any,
+    *,
+    setting: tuple[str, Any],
+    messages_as: tuple[str, Callable[[Conversation], Any]],
+    prompt_ids: Callable[[Conversation], list[int]],
+    conversation: tuple[str, Callable[[Conversation], Any]],
+) -> dict[str, Any]:
+    """A second oracle's record of a case (:mod:`.chat_template`, :mod:`.harmony`,
+    :mod:`.dsv4`): one shape, so the tests read all three alike.
+
+    ``setting``: the oracle's options, first in the record under their name. ``messages``: the
+    case as the oracle takes it (``messages_as``: its name and the conversion). ``generation``:
+    ids of ``build_generation_prompt(prompt)`` against ``prompt_ids(prompt)``, ``prompt`` being
+    the case less a final assistant message; None when nothing precedes it. ``supervised``
+    (cases ending with an assistant message): ``build_supervised_example(messages,
+    train_on_what)`` against ``conversation``'s value for the whole case, compared as
+    ``conversation``'s key says: ``ids``, or ``text`` (the example decoded). A side that raises
+    is recorded as an error; both refusing counts as agreement.
+    """
+    ends_with_reply = messages[-1]["role"] == "assistant"
+    prompt = messages[:-1] if ends_with_reply else messages
+    key, whole = conversation
+
+    def generation() -> dict[str, Any]:
+        rendered = _guard(lambda: {"ids": renderer.build_generation_prompt(prompt).to_ints()})
+        return _agreement(tokenizer, rendered, _guard(lambda: {"ids": prompt_ids(prompt)}), "ids")
+
+    def supervised() -> dict[str, Any]:
+        def example() -> list[int] | str:
+            ids = renderer.build_supervised_example(messages, train_on_what)[0].to_ints()
+            return ids if key == "ids" else tokenizer.decode(ids)
+
+        rendered = _guard(lambda: {key: example()})
+        return _agreement(tokenizer, rendered, _guard(lambda: {key: whole(messages)}), key)
+
+    name, convert = messages_as
+    return {
+        setting[0]: setting[1],
+        "messages": _guard(lambda: {name: jsonable(convert(messages))}),
+        "generation": generation() if prompt else None,
+        "supervised": supervised() if ends_with_reply else None,
+    }
