@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -28,14 +27,15 @@ from pydantic import (
 
 from cookbook.backends.local.config import LocalModelConfig
 from cookbook.renderers.types import TrainOnWhat
-from cookbook.specs.recipe import Backend, ConversationSource, RendererName
-
-PositiveInt = Annotated[int, Field(gt=0)]
-TaskName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from cookbook.specs.recipe import (
+    Backend,
+    ConversationSource,
+    Identifier,
+    ModelName,
+    PositiveInt,
+    RendererName,
+    _Strict,
+)
 
 
 class MetricKind(StrEnum):
@@ -105,7 +105,12 @@ class ArithmeticSource(_Strict):
 
     kind: Literal["arithmetic"]
     count: PositiveInt = 50
-    operations: Annotated[list[Literal["+", "-", "*"]], Field(min_length=1)] = ["+", "-", "*"]
+    # pydantic copies defaults per instance (ruff cannot tell that the imported _Strict is a model)
+    operations: Annotated[list[Literal["+", "-", "*"]], Field(min_length=1)] = [  # noqa: RUF012
+        "+",
+        "-",
+        "*",
+    ]
     min_operand: int = 0
     max_operand: int = 99
 
@@ -236,9 +241,9 @@ class EvalSpec(_Strict):
 
     kind: Literal["eval"]
     version: Literal[1]
-    name: TaskName = Field(description="Also the metric prefix: eval/<name>/...")
+    name: Identifier = Field(description="Also the metric prefix: eval/<name>/...")
     description: str = ""
-    model_name: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
+    model_name: ModelName
     renderer_name: RendererName | None = Field(
         default=None, description="None means get_recommended_renderer_name(model_name)."
     )

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cookbook.renderers.types import TrainOnWhat
 from cookbook.specs.evals import EvalSpec
-from cookbook.specs.recipe import RecipeSpec, RendererName
+from cookbook.specs.recipe import Identifier, RecipeSpec, RendererName, _Strict
 from cookbook.specs.rl import RLRecipeSpec
-
-Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TextPartSpec(_Strict):

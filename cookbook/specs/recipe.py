@@ -28,7 +28,10 @@ def known_renderer_name(name: str) -> str:
     return name
 
 
+# Field types every spec kind shares (evals, rl and models import them from here).
 RendererName = Annotated[str, Field(min_length=1), AfterValidator(known_renderer_name)]
+ModelName = Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -200,7 +203,7 @@ class RunSpec(_Strict):
     version: Literal[1]
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
     recipe_name: str
-    model_name: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
+    model_name: ModelName
     renderer_name: RendererName | None = Field(
         default=None, description="None means get_recommended_renderer_name(model_name)."
     )

@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cookbook.specs.recipe import NonNegativeInt, OverlayValue, PositiveInt, RunSpec, _Strict
+from cookbook.specs.recipe import (
+    ModelName,
+    NonNegativeInt,
+    OverlayValue,
+    PositiveInt,
+    RunSpec,
+    _Strict,
+)
 
 
 class RLLoop(StrEnum):
@@ -86,7 +93,7 @@ NOT_IMPLEMENTED = {
 class KLReferenceSpec(_Strict):
     """``rl.train.KLReferenceConfig``: the model the KL penalty compares the policy against."""
 
-    base_model: Annotated[str, Field(min_length=3, pattern=r"^[^/\s]+/[^/\s]+$")]
+    base_model: ModelName
     load_checkpoint_path: str | None = None
 
 
