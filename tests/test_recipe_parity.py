@@ -159,18 +159,8 @@ def test_first_batches_datums(golden: dict[str, Any]) -> None:
 
 def test_lr_schedule(golden: dict[str, Any]) -> None:
     spec = spec_for(golden, CheckpointSemantics.REFERENCE)
-    rows = golden["layers"]["lr_schedule"]
-    total = len(rows)
-    actual = []
-    for step in range(total):
-        multiplier = lr_multiplier(spec.lr_schedule, step, total)
-        actual.append(
-            {
-                "step": step,
-                "lr_multiplier": multiplier,
-                "learning_rate": spec.learning_rate * multiplier,
-            }
-        )
+    total = len(golden["layers"]["lr_schedule"])
+    actual = r.lr_schedule_layer(lr_multiplier, spec.lr_schedule, spec.learning_rate, total)
     found = r.compare_layer(golden, "lr_schedule", actual)
     assert found is None, found
 

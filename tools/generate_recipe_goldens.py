@@ -265,16 +265,9 @@ def _check_rows(source: list[dict], row_ids: list[int], messages: list) -> None:
 
 def lr_layer(case: Case, total_steps: int, calls: list[dict]) -> list[dict[str, Any]]:
     """Layer (c): the reference's schedule, checked against the LRs its loop sent."""
-    rows = []
-    for step in range(total_steps):
-        multiplier = compute_schedule_lr_multiplier(case.lr_schedule, step, total_steps)
-        rows.append(
-            {
-                "step": step,
-                "lr_multiplier": multiplier,
-                "learning_rate": case.learning_rate * multiplier,
-            }
-        )
+    rows = r.lr_schedule_layer(
+        compute_schedule_lr_multiplier, case.lr_schedule, case.learning_rate, total_steps
+    )
     sent = [c["adam"]["learning_rate"] for c in calls if c["call"] == "optim_step"]
     if sent != [row["learning_rate"] for row in rows]:
         raise AssertionError("the loop's learning rates differ from the reference schedule")

@@ -77,6 +77,23 @@ def resume_faults(golden: Mapping[str, Any]) -> dict[int, BaseException]:
     return {fault["call_index"]: RuntimeError(INJECTED_FAULT)}
 
 
+def lr_schedule_layer(
+    multiplier: Callable[[Any, int, int], float],
+    schedule: Any,
+    learning_rate: float,
+    total_steps: int,
+) -> list[dict[str, Any]]:
+    """Layer (c) from a schedule function, ``multiplier(schedule, step, total_steps)``: the
+    reference's when goldens are made, ours in the tests, so both sides are recorded alike."""
+    rows = []
+    for step in range(total_steps):
+        factor = multiplier(schedule, step, total_steps)
+        rows.append(
+            {"step": step, "lr_multiplier": factor, "learning_rate": learning_rate * factor}
+        )
+    return rows
+
+
 def load_layered_golden(
     path: Path, *, kind: str, schema_version: int, layers: Iterable[str], regenerate: str
 ) -> dict[str, Any]:
