@@ -127,3 +127,25 @@ def test_custom_renderers_can_be_registered(llama3_tokenizer) -> None:
         assert isinstance(renderer, Custom) and renderer._model_name == "m"
     finally:
         assert unregister_renderer("custom_llama")
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "label"),
+    [
+        ("glm5_3_high_reasoning", "cookbook-standin/glm-5.3", "GLM-5.3"),
+        ("deepseekv4_1", "cookbook-standin/deepseek-v4.1", "DeepSeek V4.1"),
+    ],
+)
+def test_an_image_in_an_assistant_message_is_refused(name: str, model: str, label: str) -> None:
+    """Renderers that write thinking and text apart refuse any other assistant part, with the
+    reference's message (0.5.8: glm5_3.py:371, deepseek_v4_1.py:163; both raise it on this
+    conversation, tried in the golden virtualenv)."""
+    from cookbook.tokenizers import get_tokenizer
+
+    renderer = get_renderer(name, get_tokenizer(model, "offline"))
+    parts = [{"type": "thinking", "thinking": "t"}, {"type": "image", "image": "data:,"}]
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": parts}]
+    message = f"{label} renderer does not support 'image' content parts"
+    for build in (renderer.build_supervised_example, renderer.build_generation_prompt):
+        with pytest.raises(RendererError, match=f"^{message}$"):
+            build(conversation)

@@ -27,6 +27,22 @@ def get_text_content(message: Message) -> str:
     return "".join(part["text"] for part in content if part["type"] == "text")
 
 
+def thinking_and_text(parts: list[ContentPart], renderer: str) -> tuple[list[str], list[str]]:
+    """The thinking and the text of an assistant message's parts, each in order, for renderers
+    that write the two apart; any other part (an image) is an error naming ``renderer``, which
+    has no way to write it."""
+    thinking, text = [], []
+    for part in parts:
+        if part["type"] == "thinking":
+            thinking.append(part["thinking"])
+        elif part["type"] == "text":
+            text.append(part["text"])
+        else:
+            message = f"{renderer} renderer does not support {part['type']!r} content parts"
+            raise RendererError(message)
+    return thinking, text
+
+
 def _image_label(image: Any) -> str:
     if isinstance(image, str):
         return image

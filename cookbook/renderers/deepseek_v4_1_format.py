@@ -22,6 +22,7 @@ import json
 import re
 
 from cookbook.exceptions import RendererError
+from cookbook.renderers.content import thinking_and_text
 from cookbook.renderers.types import Message, ToolCall, UnparsedToolCall, ensure_text
 
 DSML = "\uff5cDSML\uff5c"
@@ -143,16 +144,7 @@ def split_assistant_content(message: Message) -> tuple[str, str]:
     content = message["content"]
     if isinstance(content, str):
         return "", content
-    reasoning, answer = [], []
-    for part in content:
-        if part["type"] == "thinking":
-            reasoning.append(part["thinking"])
-        elif part["type"] == "text":
-            answer.append(part["text"])
-        else:
-            raise RendererError(
-                f"DeepSeek V4.1 renderer does not support {part['type']!r} content parts"
-            )
+    reasoning, answer = thinking_and_text(content, "DeepSeek V4.1")
     return "".join(reasoning), "".join(answer)
 
 

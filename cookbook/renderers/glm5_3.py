@@ -28,6 +28,7 @@ import tinker
 
 from cookbook.exceptions import RendererError
 from cookbook.renderers.base import Renderer, openai_message_with_reasoning
+from cookbook.renderers.content import thinking_and_text
 from cookbook.renderers.parsing import parse_content_blocks
 from cookbook.renderers.types import (
     Content,
@@ -201,16 +202,7 @@ class Glm5_3Renderer(Renderer):
             if "</think>" not in content:
                 return None, content
             return content.split("</think>")[0].split("<think>")[-1], content.split("</think>")[-1]
-        reasoning, text = [], []
-        for part in content:
-            if part["type"] == "thinking":
-                reasoning.append(part["thinking"])
-            elif part["type"] == "text":
-                text.append(part["text"])
-            else:
-                raise RendererError(
-                    f"GLM-5.3 renderer does not support {part['type']!r} content parts"
-                )
+        reasoning, text = thinking_and_text(content, "GLM-5.3")
         return ("".join(reasoning) if reasoning else None), "".join(text)
 
     def _terminator(self, message: Message, next_message: Message | None) -> int | None:
