@@ -191,16 +191,15 @@ class Slot:
             content += self.content_suffix
         if self.content is not None:
             content = self.content(content)
-        output = self.prefix + content + self.suffix
+        output: Texts = self.prefix + content + self.suffix
         if self.split:
-            return MessageTexts(self.header, self.header + output, self.template)  # type: ignore[operator]
-        if self.end is not None and (output or self.end_on_empty):
-            if self.lead is None:
-                return MessageTexts(self.header, (output, self.end), self.template)
-            return MessageTexts(self.header, (self.lead, output, self.end), self.template)
-        if self.lead is None:
-            return MessageTexts(self.header, output, self.template)
-        return MessageTexts(self.header, (self.lead, output), self.template)
+            output = self.header + output  # type: ignore[operator]
+        elif self.end is not None and (output or self.end_on_empty):
+            output = (output, self.end) if self.lead is None else (self.lead, output, self.end)
+        elif self.lead is not None:
+            output = (self.lead, output)
+        # tuple.__new__ is what MessageTexts(...) calls, without its Python-level __new__.
+        return _new_tuple(MessageTexts, (self.header, output, self.template))
 
 
 class Layout:
@@ -378,6 +377,7 @@ class ChatTemplate:
 
 
 _MISSING = object()
+_new_tuple = tuple.__new__
 # Layouts kept per template: a dataset has few conversation shapes, but a batch of endless ones
 # must not grow the cache without bound.
 _MAX_LAYOUTS = 4096

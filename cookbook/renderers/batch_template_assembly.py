@@ -12,7 +12,6 @@ distinct text, made on first use (a text that is only ever part of a joined chun
 from __future__ import annotations
 
 from collections.abc import Mapping
-from itertools import chain
 
 import numpy as np
 import tinker
@@ -157,13 +156,17 @@ class Assembly:
 
 
 def _new_chunk(texts: Texts, table: _Table) -> tinker.EncodedTextChunk:
-    """The chunk of a text (sharing the memo's id list) or of several (their ids joined in C),
+    """The chunk of a text (sharing the memo's id list) or of several (their ids joined),
     kept in ``table``: one per distinct text(s) in a batch."""
     chunks, ids = table
     if isinstance(texts, str):
         found = chunks[texts] = text_chunk(ids[texts])
-    else:
-        found = chunks[texts] = text_chunk(list(chain.from_iterable(ids[t] for t in texts)))
+        return found
+    first, *rest = texts
+    joined = ids[first].copy()  # list concatenation: memcpy and increfs, no Python per id
+    for text in rest:
+        joined += ids[text]
+    found = chunks[texts] = text_chunk(joined)
     return found
 
 
