@@ -24,10 +24,9 @@ the renderer itself, in order, so errors are its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import NamedTuple
 
 from cookbook.renderers.base import Renderer, _last_user_index
 from cookbook.renderers.types import Message
@@ -137,13 +136,11 @@ class Variant:
         return all(_condition(name)(messages, index, last_user) for name in self.when)
 
 
-class MessageTexts(NamedTuple):
-    """One message's texts and the template that says how they become chunks."""
-
-    header: Texts | None
-    """The header text(s); with ``template.split``, the header text that starts ``output``."""
-    output: Texts
-    template: MessageTemplate
+# One message's texts and the template that says how they become chunks: (header, output,
+# template). The header text(s); with ``template.split``, the header text that starts
+# ``output``. A plain tuple, not a named one: built once per message and unpacked twice, and
+# only an exact tuple takes the interpreter's fast path for both.
+MessageTexts = tuple[Texts | None, Texts, MessageTemplate]
 
 
 class Slot:
@@ -198,8 +195,7 @@ class Slot:
             output = (output, self.end) if self.lead is None else (self.lead, output, self.end)
         elif self.lead is not None:
             output = (self.lead, output)
-        # tuple.__new__ is what MessageTexts(...) calls, without its Python-level __new__.
-        return _new_tuple(MessageTexts, (self.header, output, self.template))
+        return (self.header, output, self.template)
 
 
 class Layout:
@@ -377,10 +373,41 @@ class ChatTemplate:
 
 
 _MISSING = object()
-_new_tuple = tuple.__new__
 # Layouts kept per template: a dataset has few conversation shapes, but a batch of endless ones
 # must not grow the cache without bound.
 _MAX_LAYOUTS = 4096
+
+
+def texts_to_encode(
+    plans: Iterable[tuple[object, object, list[MessageTexts], Layout] | None],
+    fixed: Iterable[str],
+) -> tuple[dict[str, None], dict[str, None]]:
+    """Every distinct text that ``plans`` (:meth:`ChatTemplate.plan`'s, None for a conversation
+    that is not plain) and the ``fixed`` chunks need, as ``_encode`` and as ``_encode_split``
+    encodes them. Headers are fixed per layout, so they are gathered once per layout."""
+    texts: dict[str, None] = dict.fromkeys(fixed)
+    split_texts: dict[str, None] = {}
+    layouts: set[Layout] = set()
+    for plan in plans:
+        if plan is None:
+            continue
+        layout = plan[3]
+        if layout not in layouts:
+            layouts.add(layout)
+            for slot in layout.slots:
+                if slot.header is not None and not slot.split:
+                    texts.update(dict.fromkeys(_each(slot.header)))
+        for _, output, template in plan[2]:
+            into = split_texts if template.encode_split else texts
+            if isinstance(output, str):
+                into[output] = None
+            else:
+                into.update(dict.fromkeys(output))
+    return texts, split_texts
+
+
+def _each(texts: Texts) -> tuple[str, ...]:
+    return (texts,) if isinstance(texts, str) else texts
 
 
 def _header(pattern: Texts | None, role: str, separator: str) -> Texts | None:
@@ -393,4 +420,13 @@ def _header(pattern: Texts | None, role: str, separator: str) -> Texts | None:
     return (separator + first, *rest)
 
 
-__all__ = ["ChatTemplate", "Layout", "MessageTemplate", "MessageTexts", "Slot", "Texts", "Variant"]
+__all__ = [
+    "ChatTemplate",
+    "Layout",
+    "MessageTemplate",
+    "MessageTexts",
+    "Slot",
+    "Texts",
+    "Variant",
+    "texts_to_encode",
+]

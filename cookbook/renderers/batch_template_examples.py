@@ -13,16 +13,12 @@ from collections.abc import Sequence
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
-from cookbook.renderers.batch_template import ChatTemplate, Layout, MessageTexts, Texts
+from cookbook.renderers.batch_template import ChatTemplate, Layout, MessageTexts, texts_to_encode
 from cookbook.renderers.batch_template_assembly import Assembly
 from cookbook.renderers.types import Example, Message, TrainOnWhat
 
 # The messages the generation-prompt check gets, the rendered messages, their texts and layout.
 Plan = tuple[list[Message], list[Message], list[MessageTexts], Layout]
-
-
-def _each(texts: Texts) -> tuple[str, ...]:
-    return (texts,) if isinstance(texts, str) else texts
 
 
 def template_examples(
@@ -43,14 +39,7 @@ def template_examples(
         except Exception:
             plans.append((messages, None))
 
-    texts: dict[str, None] = dict.fromkeys(template.fixed_texts())
-    split_texts: dict[str, None] = {}
-    for _, plan in plans:
-        for header, output, message_template in plan[2] if plan else ():
-            if header is not None and message_template.split is None:
-                texts.update(dict.fromkeys(_each(header)))
-            into = split_texts if message_template.encode_split else texts
-            into.update(dict.fromkeys(_each(output)))
+    texts, split_texts = texts_to_encode((plan for _, plan in plans), template.fixed_texts())
     memo = TokenMemo(renderer)
     memo.prefetch(texts)
     memo.prefetch(split_texts, split=True)
