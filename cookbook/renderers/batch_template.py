@@ -24,7 +24,7 @@ the renderer itself, in order, so errors are its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -378,38 +378,6 @@ _MISSING = object()
 _MAX_LAYOUTS = 4096
 
 
-def texts_to_encode(
-    plans: Iterable[tuple[object, object, list[MessageTexts], Layout] | None],
-    fixed: Iterable[str],
-) -> tuple[dict[str, None], dict[str, None]]:
-    """Every distinct text that ``plans`` (:meth:`ChatTemplate.plan`'s, None for a conversation
-    that is not plain) and the ``fixed`` chunks need, as ``_encode`` and as ``_encode_split``
-    encodes them. Headers are fixed per layout, so they are gathered once per layout."""
-    texts: dict[str, None] = dict.fromkeys(fixed)
-    split_texts: dict[str, None] = {}
-    layouts: set[Layout] = set()
-    for plan in plans:
-        if plan is None:
-            continue
-        layout = plan[3]
-        if layout not in layouts:
-            layouts.add(layout)
-            for slot in layout.slots:
-                if slot.header is not None and not slot.split:
-                    texts.update(dict.fromkeys(_each(slot.header)))
-        for _, output, template in plan[2]:
-            into = split_texts if template.encode_split else texts
-            if isinstance(output, str):
-                into[output] = None
-            else:
-                into.update(dict.fromkeys(output))
-    return texts, split_texts
-
-
-def _each(texts: Texts) -> tuple[str, ...]:
-    return (texts,) if isinstance(texts, str) else texts
-
-
 def _header(pattern: Texts | None, role: str, separator: str) -> Texts | None:
     """A header pattern filled in for a role (once per layout, not per message)."""
     if pattern is None:
@@ -428,5 +396,4 @@ __all__ = [
     "Slot",
     "Texts",
     "Variant",
-    "texts_to_encode",
 ]

@@ -7,11 +7,12 @@ trainable flags) as a recipe: the fixed chunks (BOS, headers, lead, close, stop 
 place, a hole per output chunk, each chunk's weight; a conversation is then its recipe with its
 output chunks put in the holes and one ``repeat`` of the recipe's weights. One chunk per
 distinct text, made on first use (a text that is only ever part of a joined chunk gets none).
+:func:`texts_to_encode` lists the texts to encode before that (headers once per layout).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import tinker
@@ -155,6 +156,38 @@ class Assembly:
         return found
 
 
+def texts_to_encode(
+    plans: Iterable[tuple[object, object, list[MessageTexts], Layout] | None],
+    fixed: Iterable[str],
+) -> tuple[dict[str, None], dict[str, None]]:
+    """Every distinct text that ``plans`` (:meth:`ChatTemplate.plan`'s, None for a conversation
+    that is not plain) and the ``fixed`` chunks need, as ``_encode`` and as ``_encode_split``
+    encodes them. Headers are fixed per layout, so they are gathered once per layout."""
+    texts: dict[str, None] = dict.fromkeys(fixed)
+    split_texts: dict[str, None] = {}
+    layouts: set[Layout] = set()
+    for plan in plans:
+        if plan is None:
+            continue
+        layout = plan[3]
+        if layout not in layouts:
+            layouts.add(layout)
+            for slot in layout.slots:
+                if slot.header is not None and not slot.split:
+                    texts.update(dict.fromkeys(_each(slot.header)))
+        for _, output, template in plan[2]:
+            into = split_texts if template.encode_split else texts
+            if isinstance(output, str):
+                into[output] = None
+            else:
+                into.update(dict.fromkeys(output))
+    return texts, split_texts
+
+
+def _each(texts: Texts) -> tuple[str, ...]:
+    return (texts,) if isinstance(texts, str) else texts
+
+
 def _new_chunk(texts: Texts, table: _Table) -> tinker.EncodedTextChunk:
     """The chunk of a text (sharing the memo's id list) or of several (their ids joined),
     kept in ``table``: one per distinct text(s) in a batch."""
@@ -170,4 +203,4 @@ def _new_chunk(texts: Texts, table: _Table) -> tinker.EncodedTextChunk:
     return found
 
 
-__all__ = ["Assembly"]
+__all__ = ["Assembly", "texts_to_encode"]

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_memo import TokenMemo, memo_view
-from cookbook.renderers.batch_template import ChatTemplate, Layout, MessageTexts, texts_to_encode
-from cookbook.renderers.batch_template_assembly import Assembly
+from cookbook.renderers.batch_template import ChatTemplate, Layout, MessageTexts
+from cookbook.renderers.batch_template_assembly import Assembly, texts_to_encode
 from cookbook.renderers.types import Example, Message, TrainOnWhat
 
 # The messages the generation-prompt check gets, the rendered messages, their texts and layout.
