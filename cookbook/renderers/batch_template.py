@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
-from typing import NamedTuple
+from functools import cache
 
 from cookbook.renderers.base import Renderer, _last_user_index
 from cookbook.renderers.types import Message
@@ -137,13 +136,77 @@ class Variant:
         return all(_condition(name)(messages, index, last_user) for name in self.when)
 
 
-class MessageTexts(NamedTuple):
-    """One message's texts and the template that says how they become chunks."""
+# One message's texts and the template that says how they become chunks: (header, output,
+# template). The header text(s); with ``template.split``, the header text that starts
+# ``output``. A plain tuple, not a named one: built once per message and unpacked twice, and
+# only an exact tuple takes the interpreter's fast path for both.
+MessageTexts = tuple[Texts | None, Texts, MessageTemplate]
 
-    header: Texts | None
-    """The header text(s); with ``template.split``, the header text that starts ``output``."""
-    output: Texts
-    template: MessageTemplate
+
+class Slot:
+    """A message's template where its shape puts it, with what that decides worked out: its
+    header, its suffix and the texts that make its content not plain."""
+
+    __slots__ = (
+        "content",
+        "content_suffix",
+        "end",
+        "end_on_empty",
+        "header",
+        "lead",
+        "prefix",
+        "refused",
+        "split",
+        "suffix",
+        "template",
+    )
+
+    def __init__(
+        self,
+        template: MessageTemplate,
+        header: Texts | None,
+        suffix: str,
+        refused: tuple[str, ...],
+    ) -> None:
+        self.template = template
+        self.header = header
+        self.suffix = suffix
+        self.refused = refused
+        self.prefix = template.prefix
+        self.content_suffix = template.content_suffix
+        self.content = template.content
+        self.lead = template.lead
+        self.end = template.end_token
+        self.end_on_empty = template.end_on_empty
+        self.split = template.split is not None
+        if self.split:
+            assert isinstance(header, str)
+
+    def texts(self, content: str) -> MessageTexts:
+        """The message's texts, from its (plain) content."""
+        if self.content_suffix:
+            content += self.content_suffix
+        if self.content is not None:
+            content = self.content(content)
+        output: Texts = self.prefix + content + self.suffix
+        if self.split:
+            output = self.header + output  # type: ignore[operator]
+        elif self.end is not None and (output or self.end_on_empty):
+            output = (output, self.end) if self.lead is None else (self.lead, output, self.end)
+        elif self.lead is not None:
+            output = (self.lead, output)
+        return (self.header, output, self.template)
+
+
+class Layout:
+    """What a conversation's shape decides, one :class:`Slot` per rendered message: worked
+    out once per shape (its roles; with ``choose``, its keys too), not once per message.
+    Compared by identity: the assembly keys its own per-shape work on it."""
+
+    __slots__ = ("slots",)
+
+    def __init__(self, slots: tuple[Slot, ...]) -> None:
+        self.slots = slots
 
 
 @dataclass(frozen=True)
@@ -185,6 +248,10 @@ class ChatTemplate:
     warning_method: str | None = None
     """The renderer method its ``build_supervised_example`` calls with each conversation for
     its warnings (gpt-oss's about a system message next to its own); called likewise."""
+    _layouts: dict[object, Layout | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Shape -> layout (None: not plain), filled as shapes are seen."""
 
     def templates(self) -> list[MessageTemplate]:
         """Every message template this chat template may use."""
@@ -233,68 +300,65 @@ class ChatTemplate:
 
     def plan(
         self, renderer: Renderer, messages: list[Message], customized: bool, leading: list[Message]
-    ) -> tuple[list[Message], list[Message], list[MessageTexts]]:
+    ) -> tuple[list[Message], list[Message], list[MessageTexts], Layout]:
         """The messages the generation-prompt check gets, the rendered messages (``leading``
-        first) and their texts; raises where the conversation is not plain."""
+        first), their texts and their shape's layout; raises where the conversation is not
+        plain."""
         checked = self.conversation(renderer, messages)
         rendered = [*leading, *checked] if leading else checked
-        last_user = _last_user_index(rendered)
-        texts = self.message_texts
-        if self.choose is None:
-            return (
-                checked,
-                rendered,
-                [texts(rendered, i, customized, last_user) for i in range(len(rendered))],
-            )
-        roles = self.roles
-        keys = self.choose(renderer, rendered)
-        return (
-            checked,
-            rendered,
-            [texts(rendered, i, customized, last_user, roles[key]) for i, key in enumerate(keys)],
-        )
+        layout = self.layout(renderer, rendered)
+        texts = []
+        for message, slot in zip(rendered, layout.slots, strict=True):
+            if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
+                raise ValueError("not a plain message")
+            content = message["content"]
+            if not isinstance(content, str):
+                raise ValueError("not a plain message")
+            for text in slot.refused:
+                if text in content:
+                    raise ValueError("not a plain message")
+            texts.append(slot.texts(content))
+        return checked, rendered, texts, layout
 
-    def message_texts(
-        self,
-        messages: list[Message],
-        index: int,
-        customized: bool,
-        last_user: int,
-        template: MessageTemplate | None = None,
-    ) -> MessageTexts:
-        """Texts of ``messages[index]`` (``last_user``: the index of the last user message or
-        -1), by ``template`` if given, else by role and place.
+    def layout(self, renderer: Renderer, messages: list[Message]) -> Layout:
+        """The layout of the conversation's shape, worked out on its first sight (raises where
+        the shape is not plain: a role the template does not take, a variant without one)."""
+        roles = tuple([message["role"] for message in messages])
+        key = roles if self.choose is None else (roles, tuple(self.choose(renderer, messages)))
+        layouts = self._layouts
+        found = layouts.get(key, _MISSING)
+        if found is _MISSING:
+            if len(layouts) >= _MAX_LAYOUTS:
+                layouts.clear()
+            found = layouts[key] = self._new_layout(messages, key)
+        if found is None:
+            raise ValueError("not a plain conversation")
+        return found
 
-        Raises on anything not plain; the caller then lets the renderer render it."""
-        message = messages[index]
-        if ("trainable" in message) != customized or not _PLAIN_FIELDS.issuperset(message):
-            raise ValueError("not a plain message")
-        content, role = message["content"], message["role"]
-        if not isinstance(content, str) or not isinstance(role, str):
-            raise ValueError("not a plain message")
-        if any(text in content for text in self.refused):
-            raise ValueError("not a plain message")
-        if template is None:
-            template = self._template(messages, index, role, last_user)
-        if any(text in content for text in template.refused):
-            raise ValueError("not a plain message")
-        header = _header(template.header, role, self.separator if index else "")
-        suffix = template.suffix
-        if template.last_suffix is not None and index == len(messages) - 1:
-            suffix = template.last_suffix
-        text = content + template.content_suffix
-        if template.content is not None:
-            text = template.content(text)
-        output: Texts = template.prefix + text + suffix
-        if template.split is not None:
-            assert isinstance(header, str)
-            return MessageTexts(header, header + output, template)
-        end = template.end_token is not None and (output or template.end_on_empty)
-        if template.lead is not None:
-            output = (template.lead, output)
-        if end:
-            output = (*((output,) if isinstance(output, str) else output), template.end_token)
-        return MessageTexts(header, output, template)
+    def _new_layout(self, messages: list[Message], key: object) -> Layout | None:
+        """Each message's template, header and suffix by role and place (conditions read only
+        roles and indices, ``choose`` keys are part of ``key``); None where one is not plain."""
+        keys = None if self.choose is None else key[1]  # type: ignore[index]
+        last_user = _last_user_index(messages)
+        slots = []
+        for index, message in enumerate(messages):
+            role = message["role"]
+            if not isinstance(role, str):
+                return None
+            try:
+                template = (
+                    self._template(messages, index, role, last_user)
+                    if keys is None
+                    else self.roles[keys[index]]
+                )
+            except (KeyError, ValueError):
+                return None
+            suffix = template.suffix
+            if template.last_suffix is not None and index == len(messages) - 1:
+                suffix = template.last_suffix
+            header = _header(template.header, role, self.separator if index else "")
+            slots.append(Slot(template, header, suffix, self.refused + template.refused))
+        return Layout(tuple(slots))
 
     def _template(
         self, messages: list[Message], index: int, role: str, last_user: int
@@ -309,11 +373,13 @@ class ChatTemplate:
 
 
 _MISSING = object()
+# Layouts kept per template: a dataset has few conversation shapes, but a batch of endless ones
+# must not grow the cache without bound.
+_MAX_LAYOUTS = 4096
 
 
-@lru_cache(maxsize=1024)
 def _header(pattern: Texts | None, role: str, separator: str) -> Texts | None:
-    """A header pattern filled in for a role: once per pattern and role, not per message."""
+    """A header pattern filled in for a role (once per layout, not per message)."""
     if pattern is None:
         return None
     if isinstance(pattern, str):
@@ -322,4 +388,12 @@ def _header(pattern: Texts | None, role: str, separator: str) -> Texts | None:
     return (separator + first, *rest)
 
 
-__all__ = ["ChatTemplate", "MessageTemplate", "MessageTexts", "Texts", "Variant"]
+__all__ = [
+    "ChatTemplate",
+    "Layout",
+    "MessageTemplate",
+    "MessageTexts",
+    "Slot",
+    "Texts",
+    "Variant",
+]

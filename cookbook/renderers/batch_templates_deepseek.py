@@ -22,6 +22,8 @@ What each template claims, and why it is exact (anything else falls back to the 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from cookbook.renderers import deepseek_v4_1
 from cookbook.renderers.base import Renderer
 from cookbook.renderers.batch_template import ChatTemplate, MessageTemplate
@@ -77,17 +79,45 @@ _PLAIN_ROLES = frozenset({"system", "user", "assistant"})
 
 
 def _v4_1_turns(renderer: Renderer, messages: list[Message]) -> list[Message]:
-    """The renderer's template turns of a conversation without tools or other roles."""
-    if any(message["role"] not in _PLAIN_ROLES for message in messages):
+    """The renderer's template turns of a conversation without tools or other roles.
+
+    Where no user message follows another and every user content is a string,
+    ``template_turns`` only copies the user messages with the same text (a run of one joins
+    to itself): the conversation is its own template turns, and ``template_turns`` is skipped.
+    """
+    roles = [message["role"] for message in messages]
+    if not _PLAIN_ROLES.issuperset(roles):
         raise ValueError("tools or another role: not plain")
+    if not any(a == b == "user" for a, b in pairwise(roles)) and all(
+        isinstance(message["content"], str) for message in messages if message["role"] == "user"
+    ):
+        return messages
     return template_turns(messages)
 
 
-def _v4_1_keys(renderer: Renderer, turns: list[Message]) -> list[str]:
-    """DeepSeekV4_1Renderer.render_message's cases, per message of the template turns."""
+# (roles, thinking, stripping history) -> the render_message case of each message.
+_V4_1_KEYS: dict[tuple[tuple[str, ...], bool, bool], tuple[str, ...]] = {}
+# A dataset has few conversation shapes; a batch of endless ones must not grow it unbounded.
+_MAX_KEYS = 4096
+
+
+def _v4_1_keys(renderer: Renderer, turns: list[Message]) -> tuple[str, ...]:
+    """DeepSeekV4_1Renderer.render_message's cases, per message of the template turns: they
+    read only the roles, the effort and whether history is stripped, so once per shape."""
     assert isinstance(renderer, DeepSeekV4_1Renderer)
     thinking = renderer.reasoning_effort is not None
-    drop_through = last_user_turn(turns) if renderer.strip_thinking_from_history else -1
+    strip = bool(renderer.strip_thinking_from_history)
+    key = (tuple([message["role"] for message in turns]), thinking, strip)
+    keys = _V4_1_KEYS.get(key)
+    if keys is None:
+        if len(_V4_1_KEYS) >= _MAX_KEYS:
+            _V4_1_KEYS.clear()
+        keys = _V4_1_KEYS[key] = _v4_1_shape_keys(turns, thinking, strip)
+    return keys
+
+
+def _v4_1_shape_keys(turns: list[Message], thinking: bool, strip: bool) -> tuple[str, ...]:
+    drop_through = last_user_turn(turns) if strip else -1
     keys = []
     for index, message in enumerate(turns):
         role = message["role"]
@@ -103,7 +133,7 @@ def _v4_1_keys(renderer: Renderer, turns: list[Message]) -> list[str]:
             )
             keeps = thinking and index > drop_through
             keys.append("assistant" + first + (">" if follows else "") + ("+" if keeps else ""))
-    return keys
+    return tuple(keys)
 
 
 def _v4_1_template(cls: type[DeepSeekV4_1Renderer]) -> ChatTemplate:
