@@ -26,8 +26,11 @@ class TokenMemo:
     each call, so a renderer that appends to what it got cannot corrupt the memo.
     """
 
-    def __init__(self, renderer: Renderer):
+    def __init__(self, renderer: Renderer, before_miss: Callable[[], None] | None = None):
         self._renderer = renderer
+        self._before_miss = before_miss
+        """Called before a miss is encoded (the template path's drain of its encodes in
+        flight, which may also bring the text)."""
         self.ids: dict[str, list[int]] = {}
         self.split_ids: dict[str, list[int]] = {}
 
@@ -41,14 +44,25 @@ class TokenMemo:
     def encode(self, text: str) -> list[int]:
         ids = self.ids.get(text)
         if ids is None:
-            ids = self.ids[text] = self._renderer._encode(text)
+            ids = self._miss(self.ids, text, self._renderer._encode)
         return list(ids)
 
     def encode_split(self, text: str) -> list[int]:
         ids = self.split_ids.get(text)
         if ids is None:
-            ids = self.split_ids[text] = self._renderer._encode_split(text)
+            ids = self._miss(self.split_ids, text, self._renderer._encode_split)
         return list(ids)
+
+    def _miss(
+        self, table: dict[str, list[int]], text: str, hook: Callable[[str], list[int]]
+    ) -> list[int]:
+        if self._before_miss is not None:
+            self._before_miss()
+            ids = table.get(text)
+            if ids is not None:
+                return ids
+        ids = table[text] = hook(text)
+        return ids
 
 
 def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) -> list[list[int]]:

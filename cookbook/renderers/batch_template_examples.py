@@ -9,19 +9,26 @@ its examples, errors and warnings come in the order one-at-a-time rendering give
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from itertools import chain
 
 import numpy as np
 import tinker
 
 from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer
-from cookbook.renderers.batch_memo import TokenMemo, memo_view
+from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
 from cookbook.renderers.batch_template import ChatTemplate, MessageTexts, Texts
+from cookbook.renderers.encode_pipeline import INLINE, EncodePipeline, Executor, shared_worker
 from cookbook.renderers.types import Example, Message, TrainOnWhat, model_input, text_chunk
 
 # The messages the generation-prompt check gets, the rendered messages and their texts.
 Plan = tuple[list[Message], list[Message], list[MessageTexts]]
+
+# Conversations per part of a pipelined batch, and the smallest batch pipelined (one part below
+# it: a thread hand-off per part costs more than the overlap saves there).
+PART = 16
+PIPELINED_FROM = 32
 
 
 def _each(texts: Texts) -> tuple[str, ...]:
@@ -33,32 +40,125 @@ def template_examples(
     renderer: Renderer,
     conversations: Sequence[list[Message]],
     train_on_what: TrainOnWhat,
+    executor: Executor | None = None,
 ) -> list[Example]:
     """``[renderer.build_supervised_example(m, train_on_what) for m in conversations]``, the
-    plain ones from the template."""
-    customized = train_on_what == TrainOnWhat.CUSTOMIZED
-    leading = template.leading_messages(renderer)
-    # The caller's messages and their plan, or None for a conversation that is not plain.
-    plans: list[tuple[list[Message], Plan | None]] = []
-    for messages in conversations:
-        try:
-            plans.append((messages, template.plan(renderer, messages, customized, leading)))
-        except Exception:
-            plans.append((messages, None))
+    plain ones from the template.
 
-    texts: dict[str, None] = dict.fromkeys(template.fixed_texts())
-    split_texts: dict[str, None] = {}
-    for _, plan in plans:
-        for header, output, message_template in plan[2] if plan else ():
-            if header is not None and message_template.split is None:
-                texts.update(dict.fromkeys(_each(header)))
-            into = split_texts if message_template.encode_split else texts
-            into.update(dict.fromkeys(_each(output)))
-    memo = TokenMemo(renderer)
-    memo.prefetch(texts)
-    memo.prefetch(split_texts, split=True)
-    chunks = {text: text_chunk(ids) for text, ids in memo.ids.items()}
-    split_chunks = {text: text_chunk(ids) for text, ids in memo.split_ids.items()}
+    Conversations are planned, encoded and assembled in parts of ``PART`` (one part below
+    ``PIPELINED_FROM``), the encode of one part in ``executor`` (the shared worker thread by
+    default) while this thread plans the next and assembles the one before
+    (``encode_pipeline.py``)."""
+    pipelined = len(conversations) >= PIPELINED_FROM
+    part = PART if pipelined else len(conversations)
+    if executor is None:
+        executor = shared_worker() if pipelined else INLINE
+    leading = template.leading_messages(renderer)
+    # Everything that uses the tokenizer before any encode is in flight.
+    bos = renderer._bos_tokens
+    with EncodePipeline(executor) as pipe:
+        memo = TokenMemo(renderer, before_miss=pipe.drain)
+        tables = _Tables(memo)
+        planned = _planned(
+            template, renderer, conversations, train_on_what, leading, part, pipe, tables
+        )
+        return _assembled(template, renderer, train_on_what, bos, planned, pipe, tables)
+
+
+class _Tables:
+    """The memo and the chunk per distinct text, filled as each part's encode finishes."""
+
+    def __init__(self, memo: TokenMemo):
+        self.memo = memo
+        self.chunks: dict[Texts, tinker.EncodedTextChunk] = {}
+        self.split_chunks: dict[Texts, tinker.EncodedTextChunk] = {}
+
+    def add(self, encoded: tuple[dict[str, list[int]], dict[str, list[int]]]) -> None:
+        ids, split_ids = encoded
+        self.memo.ids.update(ids)
+        self.memo.split_ids.update(split_ids)
+        self.chunks.update((text, text_chunk(t)) for text, t in ids.items())
+        self.split_chunks.update((text, text_chunk(t)) for text, t in split_ids.items())
+
+
+def _encode(
+    renderer: Renderer, texts: list[str], split_texts: list[str]
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """One part's texts -> ids, in the worker: both hooks' batches (``encode_many``)."""
+    return (
+        dict(zip(texts, encode_many(renderer, texts), strict=True)) if texts else {},
+        dict(zip(split_texts, encode_many(renderer, split_texts, split=True), strict=True))
+        if split_texts
+        else {},
+    )
+
+
+def _planned(
+    template: ChatTemplate,
+    renderer: Renderer,
+    conversations: Sequence[list[Message]],
+    train_on_what: TrainOnWhat,
+    leading: list[Message],
+    part_size: int,
+    pipe: EncodePipeline,
+    tables: _Tables,
+) -> Iterator[tuple[list[Message], Plan | None]]:
+    """Each conversation and its plan (None: not plain), a part at a time once that part's
+    texts are in ``tables``: plan part 0, submit its encode, plan part 1, submit, wait for 0,
+    yield it, plan part 2... After an encode failed, every conversation from that part on is
+    yielded as not plain, for the renderer to render (or raise) on its own."""
+    customized = train_on_what == TrainOnWhat.CUSTOMIZED
+    requested: set[str] = set()
+    requested_split: set[str] = set()
+    ready: deque[tuple[int, list[tuple[list[Message], Plan | None]]]] = deque()
+    for start in range(0, len(conversations), part_size):
+        part: list[tuple[list[Message], Plan | None]] = []
+        texts: dict[str, None] = {} if start else dict.fromkeys(template.fixed_texts())
+        split_texts: dict[str, None] = {}
+        for messages in conversations[start : start + part_size]:
+            try:
+                plan = template.plan(renderer, messages, customized, leading)
+            except Exception:
+                part.append((messages, None))
+                continue
+            part.append((messages, plan))
+            for header, output, message_template in plan[2]:
+                if header is not None and message_template.split is None:
+                    texts.update(dict.fromkeys(_each(header)))
+                into = split_texts if message_template.encode_split else texts
+                into.update(dict.fromkeys(_each(output)))
+        new = [text for text in texts if text not in requested]
+        new_split = [text for text in split_texts if text not in requested_split]
+        requested.update(new)
+        requested_split.update(new_split)
+        ready.append((pipe.submit(tables.add, _encode, renderer, new, new_split), part))
+        if len(ready) > 1:
+            yield from _finished(ready.popleft(), pipe)
+    while ready:
+        yield from _finished(ready.popleft(), pipe)
+
+
+def _finished(
+    job: tuple[int, list[tuple[list[Message], Plan | None]]], pipe: EncodePipeline
+) -> list[tuple[list[Message], Plan | None]]:
+    number, part = job
+    pipe.wait(number)
+    if pipe.failed is not None:
+        return [(messages, None) for messages, _ in part]
+    return part
+
+
+def _assembled(
+    template: ChatTemplate,
+    renderer: Renderer,
+    train_on_what: TrainOnWhat,
+    bos: list[int],
+    planned: Iterator[tuple[list[Message], Plan | None]],
+    pipe: EncodePipeline,
+    tables: _Tables,
+) -> list[Example]:
+    """The examples of ``planned``'s conversations, in order."""
+    memo, chunks, split_chunks = tables.memo, tables.chunks, tables.split_chunks
 
     def chunk(texts: Texts, split: bool = False) -> tinker.EncodedTextChunk:
         table = split_chunks if split else chunks
@@ -74,12 +174,12 @@ def template_examples(
         """(header, output) of one text split by the renderer, once per distinct text."""
         found = divided.get((prefix, text))
         if found is None:
+            pipe.drain()  # the renderer's method may use the tokenizer
             ids = memo.ids[text]
             at = getattr(renderer, method)(prefix, ids)
             found = divided[(prefix, text)] = (text_chunk(ids[:at]), text_chunk(ids[at:]))
         return found
 
-    bos = renderer._bos_tokens
     bos_chunk = text_chunk(list(bos))
     is_trained = OUTPUT_IS_TRAINED[train_on_what]
     header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
@@ -92,8 +192,9 @@ def template_examples(
     view: Renderer | None = None
 
     examples: list[Example] = []
-    for messages, plan in plans:
+    for messages, plan in planned:
         if plan is None:
+            pipe.drain()  # the renderer uses the tokenizer
             examples.append(renderer.build_supervised_example(messages, train_on_what))
             continue
         checked, rendered, message_texts = plan
