@@ -15,7 +15,7 @@ from cookbook.renderers.encoding import encode_batch_ids
 
 # Texts checked against ``tokenizer.encode`` after every batch encode: a cheap guard that the
 # backend is configured the way ``encode`` configures it (no truncation, same special tokens).
-_SPOT_CHECKS = 4
+SPOT_CHECKS = 4
 
 
 class TokenMemo:
@@ -65,7 +65,9 @@ class TokenMemo:
         return ids
 
 
-def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) -> list[list[int]]:
+def encode_many(
+    renderer: Renderer, texts: list[str], *, split: bool = False, spot_checks: int = SPOT_CHECKS
+) -> list[list[int]]:
     """``[renderer._encode(t) for t in texts]`` (``_encode_split`` if ``split``), in one Rust
     batch call when that is equivalent.
 
@@ -75,8 +77,10 @@ def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) ->
     off, sets the backend's ``encode_special_tokens`` to the call's ``split_special_tokens``
     (default: ``tokenizer.split_special_tokens``) and calls ``backend_tokenizer.encode_batch``;
     the batch call here sets the flag the same way. A renderer that overrides the hook, or a
-    tokenizer without a Rust backend, is encoded text by text. A few texts are re-encoded
-    through the hook as a guard; any mismatch falls back to text by text too.
+    tokenizer without a Rust backend, is encoded text by text. ``spot_checks`` texts are
+    re-encoded through the hook as a guard; any mismatch falls back to text by text too (a
+    caller encoding one batch in parts spreads ``SPOT_CHECKS`` over them: each costs a whole
+    text's encode).
     """
     one = renderer._encode_split if split else renderer._encode
     hook = "_encode_split" if split else "_encode"
@@ -85,7 +89,7 @@ def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) ->
         return [one(text) for text in texts]
     flag = backend.encode_special_tokens
     try:
-        ids = _backend_ids(renderer, backend, texts, split, one)
+        ids = _backend_ids(renderer, backend, texts, split, one, spot_checks)
         return [one(text) for text in texts] if ids is None else ids
     finally:
         # transformers sets the flag before every encode; code that calls the backend directly
@@ -99,6 +103,7 @@ def _backend_ids(
     texts: list[str],
     split: bool,
     one: Callable[[str], list[int]],
+    spot_checks: int,
 ) -> list[list[int]] | None:
     """The backend's ids for ``texts``, or None where they might differ from ``one``'s."""
     tokenizer = renderer.tokenizer
@@ -116,8 +121,8 @@ def _backend_ids(
         add_special_tokens=add_special,
         split=split or bool(getattr(tokenizer, "split_special_tokens", False)),
     )
-    step = max(1, len(texts) // _SPOT_CHECKS)
-    for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
+    step = max(1, len(texts) // max(1, spot_checks))
+    for i in range(0, len(texts), step)[:spot_checks]:
         if one(texts[i]) != ids[i]:
             return None
     return ids

@@ -17,7 +17,7 @@ import numpy as np
 import tinker
 
 from cookbook.renderers.base import OUTPUT_IS_TRAINED, Renderer
-from cookbook.renderers.batch_memo import TokenMemo, encode_many, memo_view
+from cookbook.renderers.batch_memo import SPOT_CHECKS, TokenMemo, encode_many, memo_view
 from cookbook.renderers.batch_template import ChatTemplate, MessageTexts, Texts
 from cookbook.renderers.encode_pipeline import INLINE, EncodePipeline, Executor, shared_worker
 from cookbook.renderers.types import Example, Message, TrainOnWhat, model_input, text_chunk
@@ -50,7 +50,7 @@ def template_examples(
     default) while this thread plans the next and assembles the one before
     (``encode_pipeline.py``)."""
     pipelined = len(conversations) >= PIPELINED_FROM
-    part = PART if pipelined else len(conversations)
+    part = PART if pipelined else max(1, len(conversations))
     if executor is None:
         executor = shared_worker() if pipelined else INLINE
     leading = template.leading_messages(renderer)
@@ -82,15 +82,13 @@ class _Tables:
 
 
 def _encode(
-    renderer: Renderer, texts: list[str], split_texts: list[str]
+    renderer: Renderer, texts: list[str], split_texts: list[str], checks: int
 ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-    """One part's texts -> ids, in the worker: both hooks' batches (``encode_many``)."""
-    return (
-        dict(zip(texts, encode_many(renderer, texts), strict=True)) if texts else {},
-        dict(zip(split_texts, encode_many(renderer, split_texts, split=True), strict=True))
-        if split_texts
-        else {},
-    )
+    """One part's texts -> ids, in the worker: both hooks' batches (``encode_many``), each
+    with ``checks`` spot checks."""
+    ids = encode_many(renderer, texts, spot_checks=checks)
+    split_ids = encode_many(renderer, split_texts, split=True, spot_checks=checks)
+    return dict(zip(texts, ids, strict=True)), dict(zip(split_texts, split_ids, strict=True))
 
 
 def _planned(
@@ -111,7 +109,8 @@ def _planned(
     requested: set[str] = set()
     requested_split: set[str] = set()
     ready: deque[tuple[int, list[tuple[list[Message], Plan | None]]]] = deque()
-    for start in range(0, len(conversations), part_size):
+    starts = range(0, len(conversations), part_size)
+    for index, start in enumerate(starts):
         part: list[tuple[list[Message], Plan | None]] = []
         texts: dict[str, None] = {} if start else dict.fromkeys(template.fixed_texts())
         split_texts: dict[str, None] = {}
@@ -131,7 +130,10 @@ def _planned(
         new_split = [text for text in split_texts if text not in requested_split]
         requested.update(new)
         requested_split.update(new_split)
-        ready.append((pipe.submit(tables.add, _encode, renderer, new, new_split), part))
+        # The batch's spot checks spread over its first parts: each re-encodes a whole text.
+        checks = len(range(index, SPOT_CHECKS, len(starts)))
+        job = pipe.submit(tables.add, _encode, renderer, new, new_split, checks)
+        ready.append((job, part))
         if len(ready) > 1:
             yield from _finished(ready.popleft(), pipe)
     while ready:
