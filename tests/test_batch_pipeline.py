@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -164,3 +164,126 @@ def test_no_tokenizer_call_while_an_encode_is_in_flight(
 
 def _rendered(outcome: Any) -> bool:
     return not isinstance(outcome, Exception)
+
+
+def _llama3() -> Renderer:
+    return get_renderer("llama3", get_tokenizer(LLAMA, "offline"))
+
+
+@pytest.mark.usefixtures("parts_of_two")
+def test_a_failed_encode_leaves_its_conversations_to_the_renderer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An encode that raises in the worker: the conversations from its part on are rendered one
+    by one (same examples), and the first error is still the first failing conversation's."""
+    renderer = get_renderer("deepseekv3", get_tokenizer("deepseek-ai/DeepSeek-V3.1", "offline"))
+    encode_many = batch_template_examples.encode_many
+    calls = []
+
+    def failing_second_part(*args: Any, **kwargs: Any) -> list[list[int]]:
+        calls.append(args)
+        if len(calls) in (3, 4):  # the second part's two batches (plain and split texts)
+            raise RuntimeError("encode failed")
+        return encode_many(*args, **kwargs)
+
+    monkeypatch.setattr(batch_template_examples, "encode_many", failing_second_part)
+    conversations = CONVERSATIONS * 3
+    single = [renderer.build_supervised_example(m) for m in conversations]
+    _assert_same(build_supervised_examples_batch(renderer, conversations), single)
+    assert len(calls) > 4
+    late_system = [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]
+    with pytest.raises(Exception) as single_error:
+        renderer.build_supervised_example(late_system)
+    calls.clear()
+    with pytest.raises(type(single_error.value), match=re.escape(str(single_error.value))):
+        build_supervised_examples_batch(renderer, [*conversations, late_system])
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.usefixtures("parts_of_two")
+def test_an_error_in_the_main_thread_waits_for_the_encodes_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renderer = _llama3()
+    seen = []
+
+    def interrupt(self: Renderer, train_on_what: TrainOnWhat) -> None:
+        seen.append(train_on_what)
+        if len(seen) == 2:
+            raise _Interrupted
+
+    monkeypatch.setattr(type(renderer), "_warn_if_prefixes_differ", interrupt)
+    executor = _LazyExecutor()
+    with pytest.raises(_Interrupted):
+        batch_template_examples.template_examples(
+            TEMPLATES[type(renderer)],
+            renderer,
+            CONVERSATIONS * 2,
+            TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+            executor,
+        )
+    assert executor.waiting == 0  # the next part's encode, in flight when it raised, has run
+
+
+def test_pipeline_finishes_jobs_in_order_and_keeps_the_first_failure() -> None:
+    done: list[int] = []
+    executor = _LazyExecutor()
+    with EncodePipeline(executor) as pipe:
+        first = pipe.submit(done.append, lambda: 1)
+        pipe.submit(done.append, _raise, ValueError("a"))
+        pipe.submit(done.append, _raise, KeyError("b"))
+        last = pipe.submit(done.append, lambda: 4)
+        pipe.wait(first)
+        assert done == [1] and executor.waiting == 3
+        pipe.wait(last)
+    assert done == [1, 4]
+    assert isinstance(pipe.failed, ValueError)
+    with pytest.raises(KeyboardInterrupt), EncodePipeline(executor) as pipe:
+        pipe.drain()
+        pipe.wait(pipe.submit(done.append, _raise, KeyboardInterrupt()))
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+@pytest.mark.usefixtures("parts_of_two")
+def test_without_tokenizer_parallelism(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TOKENIZERS_PARALLELISM=false: the worker's encodes are serial, still the same output."""
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("RAYON_NUM_THREADS", "1")
+    renderer = _llama3()
+    single = [renderer.build_supervised_example(m) for m in CONVERSATIONS]
+    _assert_same(build_supervised_examples_batch(renderer, CONVERSATIONS), single)
+
+
+def test_no_thread_at_import() -> None:
+    code = (
+        "import threading, cookbook.renderers.batch, cookbook.renderers.encode_pipeline as p;"
+        "assert p._worker is None and threading.active_count() == 1, threading.enumerate()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+@pytest.mark.usefixtures("parts_of_two")
+def test_a_forked_child_starts_its_own_worker() -> None:
+    """The parent's worker thread does not exist in a child: a child that reused it would
+    queue its encodes for nobody (it would hang; the alarm ends it)."""
+    renderer = _llama3()
+    expected = build_supervised_examples_batch(renderer, CONVERSATIONS)  # starts the worker
+    assert shared_worker() is shared_worker()
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if the batch renders as in the parent
+        status = 1
+        try:
+            signal.alarm(20)
+            _assert_same(build_supervised_examples_batch(renderer, CONVERSATIONS), expected)
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
