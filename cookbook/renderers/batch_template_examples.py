@@ -72,23 +72,41 @@ class _Tables:
         self.memo = memo
         self.chunks: dict[Texts, tinker.EncodedTextChunk] = {}
         self.split_chunks: dict[Texts, tinker.EncodedTextChunk] = {}
+        self.divisions: dict[tuple[str, str], int] = {}
+        """(prefix, text) -> where the renderer splits the text's ids (``MessageTemplate.split``),
+        worked out in the worker: the renderer's method may use the tokenizer."""
 
-    def add(self, encoded: tuple[dict[str, list[int]], dict[str, list[int]]]) -> None:
-        ids, split_ids = encoded
+    def add(self, encoded: _Encoded) -> None:
+        ids, split_ids, divisions = encoded
+        self.divisions.update(divisions)
         self.memo.ids.update(ids)
         self.memo.split_ids.update(split_ids)
         self.chunks.update((text, text_chunk(t)) for text, t in ids.items())
         self.split_chunks.update((text, text_chunk(t)) for text, t in split_ids.items())
 
 
+# A part's ids by text, by text for the split hook, and its divisions (see _Tables).
+_Encoded = tuple[dict[str, list[int]], dict[str, list[int]], dict[tuple[str, str], int]]
+
+
 def _encode(
-    renderer: Renderer, texts: list[str], split_texts: list[str], checks: int
-) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    renderer: Renderer,
+    texts: list[str],
+    split_texts: list[str],
+    divisions: dict[tuple[str, str], str],
+    checks: int,
+) -> _Encoded:
     """One part's texts -> ids, in the worker: both hooks' batches (``encode_many``), each
-    with ``checks`` spot checks."""
-    ids = encode_many(renderer, texts, spot_checks=checks)
+    with ``checks`` spot checks; then the divisions (prefix, text) -> renderer method of the
+    texts just encoded."""
+    ids = dict(zip(texts, encode_many(renderer, texts, spot_checks=checks), strict=True))
     split_ids = encode_many(renderer, split_texts, split=True, spot_checks=checks)
-    return dict(zip(texts, ids, strict=True)), dict(zip(split_texts, split_ids, strict=True))
+    divided = {
+        (prefix, text): getattr(renderer, method)(prefix, ids[text])
+        for (prefix, text), method in divisions.items()
+        if text in ids
+    }
+    return ids, dict(zip(split_texts, split_ids, strict=True)), divided
 
 
 def _planned(
@@ -114,6 +132,7 @@ def _planned(
         part: list[tuple[list[Message], Plan | None]] = []
         texts: dict[str, None] = {} if start else dict.fromkeys(template.fixed_texts())
         split_texts: dict[str, None] = {}
+        divisions: dict[tuple[str, str], str] = {}
         for messages in conversations[start : start + part_size]:
             try:
                 plan = template.plan(renderer, messages, customized, leading)
@@ -124,6 +143,8 @@ def _planned(
             for header, output, message_template in plan[2]:
                 if header is not None and message_template.split is None:
                     texts.update(dict.fromkeys(_each(header)))
+                elif message_template.split is not None:
+                    divisions[(header, output)] = message_template.split  # type: ignore[index]
                 into = split_texts if message_template.encode_split else texts
                 into.update(dict.fromkeys(_each(output)))
         new = [text for text in texts if text not in requested]
@@ -132,7 +153,7 @@ def _planned(
         requested_split.update(new_split)
         # The batch's spot checks spread over its first parts: each re-encodes a whole text.
         checks = len(range(index, SPOT_CHECKS, len(starts)))
-        job = pipe.submit(tables.add, _encode, renderer, new, new_split, checks)
+        job = pipe.submit(tables.add, _encode, renderer, new, new_split, divisions, checks)
         ready.append((job, part))
         if len(ready) > 1:
             yield from _finished(ready.popleft(), pipe)
@@ -176,9 +197,11 @@ def _assembled(
         """(header, output) of one text split by the renderer, once per distinct text."""
         found = divided.get((prefix, text))
         if found is None:
-            pipe.drain()  # the renderer's method may use the tokenizer
             ids = memo.ids[text]
-            at = getattr(renderer, method)(prefix, ids)
+            at = tables.divisions.get((prefix, text))
+            if at is None:  # the text was encoded in an earlier part, with another prefix
+                pipe.drain()  # the renderer's method may use the tokenizer
+                at = getattr(renderer, method)(prefix, ids)
             found = divided[(prefix, text)] = (text_chunk(ids[:at]), text_chunk(ids[at:]))
         return found
 
