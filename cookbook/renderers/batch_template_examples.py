@@ -2,6 +2,12 @@
 :class:`~cookbook.renderers.batch_template.ChatTemplate`, their texts encoded in one batch per
 encoding hook, one chunk per distinct text, weights with numpy.
 
+A large batch goes in parts (``PART`` conversations), pipelined (``encode_pipeline.py``): the
+Rust encode of one part runs in a worker thread, GIL released, while this thread plans the next
+part and assembles the one before, so on two cores the wall time approaches the CPU time over
+two instead of Python plus encode. Every tokenizer call of this thread (a conversation the
+renderer renders itself, a memo miss, a header split) first waits for the encodes in flight.
+
 A conversation that is not plain is rendered by the renderer where it stands in the batch, so
 its examples, errors and warnings come in the order one-at-a-time rendering gives them.
 """
