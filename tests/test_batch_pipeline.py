@@ -31,6 +31,7 @@ from test_batch_template_path import (
 
 from cookbook.renderers import Renderer, TrainOnWhat, batch_template_examples, get_renderer
 from cookbook.renderers.batch import TEMPLATES, build_supervised_examples_batch
+from cookbook.renderers.batch_templates_deepseek import SYSTEM
 from cookbook.renderers.encode_pipeline import INLINE, EncodePipeline, shared_worker
 from cookbook.tokenizers import get_tokenizer
 
@@ -287,3 +288,40 @@ def test_a_forked_child_starts_its_own_worker() -> None:
             os._exit(status)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.usefixtures("parts_of_two")
+def test_a_text_split_again_with_another_prefix_in_a_later_part() -> None:
+    """DeepSeek V4.1 splits a system turn's text after its header; the same text can come
+    first under the opening (with the effort line) and, in a later part, under a later system
+    header: that split is not in the part's encode, so the main thread works it out, after
+    waiting for the encodes in flight."""
+    executor = _LazyExecutor()
+    tokenizer = copy.copy(get_tokenizer("cookbook-standin/deepseek-v4.1", "offline"))
+    tokenizer._tokenizer = _GuardedBackend(tokenizer._tokenizer, executor)
+    single, renderer = (get_renderer("deepseekv4_1", tokenizer) for _ in range(2))
+    effort = object.__new__(type(renderer))._opening("system").removeprefix(SYSTEM)
+    assert effort, "the opening must carry the effort line for the texts to coincide"
+    first = [{"role": "system", "content": "C"}, {"role": "user", "content": "u"}]
+    later = [
+        {"role": "user", "content": "u"},
+        {"role": "system", "content": effort + "C"},
+        {"role": "assistant", "content": "a"},
+    ]
+    conversations = [first, first, later, later, first]
+    calls = []
+    split = type(renderer)._prefix_split
+
+    def counted(self: Renderer, prefix: str, tokens: list[int]) -> int:
+        calls.append(prefix)
+        return split(self, prefix, tokens)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(renderer), "_prefix_split", counted)
+        batch = batch_template_examples.template_examples(
+            TEMPLATES[type(renderer)], renderer, conversations, TrainOnWhat.ALL_TOKENS, executor
+        )
+    _assert_same(
+        batch, [single.build_supervised_example(m, TrainOnWhat.ALL_TOKENS) for m in conversations]
+    )
+    assert len(set(calls)) == 2  # both prefixes, each worked out once
