@@ -208,6 +208,8 @@ class _Interrupted(Exception):
 def test_an_error_in_the_main_thread_waits_for_the_encodes_in_flight(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """An exception (an interrupt, a renderer's error) while the next part is encoding: the
+    call does not return before that encode has ended, so none outlives it."""
     renderer = _llama3()
     seen = []
 
@@ -230,6 +232,8 @@ def test_an_error_in_the_main_thread_waits_for_the_encodes_in_flight(
 
 
 def test_pipeline_finishes_jobs_in_order_and_keeps_the_first_failure() -> None:
+    """Callbacks run in submission order; a job's Exception is kept (the first) and its
+    callback skipped; a BaseException propagates."""
     done: list[int] = []
     executor = _LazyExecutor()
     with EncodePipeline(executor) as pipe:
@@ -262,6 +266,7 @@ def test_without_tokenizer_parallelism(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_thread_at_import() -> None:
+    """The worker starts with the first pipelined batch, not when the renderers are imported."""
     code = (
         "import threading, cookbook.renderers.batch, cookbook.renderers.encode_pipeline as p;"
         "assert p._worker is None and threading.active_count() == 1, threading.enumerate()"
