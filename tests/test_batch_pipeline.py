@@ -50,9 +50,10 @@ GUARDED = [
 
 @pytest.fixture
 def parts_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pipeline every batch of two or more, two conversations a part."""
+    """Pipeline every batch of two or more, two conversations a part, on any machine."""
     monkeypatch.setattr(batch_template_examples, "PART", 2)
     monkeypatch.setattr(batch_template_examples, "PIPELINED_FROM", 2)
+    monkeypatch.setattr(batch_template_examples, "usable_cores", lambda: 2)
 
 
 @pytest.mark.usefixtures("parts_of_two")
@@ -330,3 +331,17 @@ def test_a_text_split_again_with_another_prefix_in_a_later_part() -> None:
         batch, [single.build_supervised_example(m, TrainOnWhat.ALL_TOKENS) for m in conversations]
     )
     assert len(set(calls)) == 2  # both prefixes, each worked out once
+
+
+@pytest.mark.usefixtures("parts_of_two")
+def test_one_core_is_not_pipelined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one core nothing overlaps: the batch is encoded inline, no worker is asked for."""
+    monkeypatch.setattr(batch_template_examples, "usable_cores", lambda: 1)
+
+    def no_worker() -> None:
+        raise AssertionError("a worker thread on one core")
+
+    monkeypatch.setattr(batch_template_examples, "shared_worker", no_worker)
+    renderer = _llama3()
+    single = [renderer.build_supervised_example(m) for m in CONVERSATIONS]
+    _assert_same(build_supervised_examples_batch(renderer, CONVERSATIONS), single)

@@ -116,6 +116,15 @@ def shared_worker() -> Executor:
     return worker
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: with one, nothing overlaps and the hand-offs are
+    pure cost."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class EncodePipeline:
     """Jobs in flight on an executor, finished in submission order in the caller's thread."""
 
@@ -171,4 +180,4 @@ class EncodePipeline:
             self._pending.popleft()
 
 
-__all__ = ["INLINE", "EncodePipeline", "Executor", "shared_worker"]
+__all__ = ["INLINE", "EncodePipeline", "Executor", "shared_worker", "usable_cores"]
