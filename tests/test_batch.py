@@ -25,7 +25,7 @@ from cookbook.renderers.batch import (
     build_supervised_examples_batch,
     encode_many,
 )
-from cookbook.renderers.batch_memo import _SPOT_CHECKS
+from cookbook.renderers.batch_memo import SPOT_CHECKS
 from cookbook.tokenizers import get_tokenizer
 
 CONVERSATIONS: list[list[dict[str, Any]]] = [
@@ -249,7 +249,7 @@ def test_qwen3_literal_special_tokens_equal_per_conversation(name: str, train_on
 def test_batch_does_not_call_the_tokenizer_per_text(name: str, model: str, monkeypatch) -> None:
     """The batch path's point: texts are encoded in one backend call per hook and recording
     round, not one ``tokenizer.encode`` each. What is left is the spot-check guard
-    (``_SPOT_CHECKS`` texts per batch) and at most one call per batch to reset the backend;
+    (``SPOT_CHECKS`` texts per batch) and at most one call per batch to reset the backend;
     text by text it would be at least one call per message (here 2 * 60).
 
     Qwen3 encodes message bodies through ``_encode_split``; DeepSeek reads marker ids off
@@ -269,7 +269,7 @@ def test_batch_does_not_call_the_tokenizer_per_text(name: str, model: str, monke
     calls = _record_encodes(monkeypatch, tokenizer)
     batch = build_supervised_examples_batch(renderer, conversations)
     _assert_same(batch, single)
-    assert len(calls) <= _RECORDING_ROUNDS * 2 * (_SPOT_CHECKS + 1), calls
+    assert len(calls) <= _RECORDING_ROUNDS * 2 * (SPOT_CHECKS + 1), calls
 
 
 @pytest.mark.parametrize("flag_before", [False, True])
@@ -309,4 +309,4 @@ def test_reshaping_renderer_is_recorded_whole(monkeypatch) -> None:
     batch = build_supervised_examples_batch(renderer, conversations)
     _assert_same(batch, single)
     # Recording message by message only, it would be one call per conversation at least.
-    assert len(calls) <= _PROBE + 4 * (_SPOT_CHECKS + 1) < len(conversations), calls
+    assert len(calls) <= _PROBE + 4 * (SPOT_CHECKS + 1) < len(conversations), calls

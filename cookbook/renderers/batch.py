@@ -13,10 +13,11 @@ conversations]``: same chunks, same token ids, same weight values and dtype, sam
 Three routes get there:
 
 * a template fast path for renderers whose plain messages are a fixed frame around their
-  content (mechanism: ``batch_template.py``; data: ``batch_templates_core.py`` for Llama 3,
-  role_colon, Kimi K2 and DeepSeek V3 without thinking, ``batch_templates_<family>.py`` for
-  Kimi K2.5/K2.6, DeepSeek V3 with thinking and V4.1, gpt-oss, Nemotron 3, GLM-5.3 and Qwen
-  (Qwen3, Qwen3-VL, Qwen3.5, Qwen3.8); exact
+  content (mechanism: ``batch_template.py``; assembly, pipelined with the encodes of a large
+  batch's parts: ``batch_template_examples.py``, ``encode_pipeline.py``; data:
+  ``batch_templates_core.py`` for Llama 3, role_colon, Kimi K2 and DeepSeek V3 without
+  thinking, ``batch_templates_<family>.py`` for Kimi K2.5/K2.6, DeepSeek V3 with thinking and
+  V4.1, gpt-oss, Nemotron 3, GLM-5.3 and Qwen (Qwen3, Qwen3-VL, Qwen3.5, Qwen3.8); exact
   types only, a subclass may override anything). It builds the texts directly, reuses one
   chunk object per distinct text and computes weights with ``numpy``.
 * a renderer that renders whole conversations only (``renders_whole_conversations``: tml_v0)

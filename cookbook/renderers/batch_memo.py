@@ -15,7 +15,7 @@ from cookbook.renderers.encoding import encode_batch_ids
 
 # Texts checked against ``tokenizer.encode`` after every batch encode: a cheap guard that the
 # backend is configured the way ``encode`` configures it (no truncation, same special tokens).
-_SPOT_CHECKS = 4
+SPOT_CHECKS = 4
 
 
 class TokenMemo:
@@ -26,8 +26,11 @@ class TokenMemo:
     each call, so a renderer that appends to what it got cannot corrupt the memo.
     """
 
-    def __init__(self, renderer: Renderer):
+    def __init__(self, renderer: Renderer, settle: Callable[[], None] | None = None):
         self._renderer = renderer
+        self._settle = settle
+        """Waits for the encodes in flight (the template path's pipeline drain), which may
+        also bring a missed text: see :meth:`settle`."""
         self.ids: dict[str, list[int]] = {}
         self.split_ids: dict[str, list[int]] = {}
 
@@ -41,17 +44,36 @@ class TokenMemo:
     def encode(self, text: str) -> list[int]:
         ids = self.ids.get(text)
         if ids is None:
-            ids = self.ids[text] = self._renderer._encode(text)
+            ids = self._miss(self.ids, text, self._renderer._encode)
         return list(ids)
 
     def encode_split(self, text: str) -> list[int]:
         ids = self.split_ids.get(text)
         if ids is None:
-            ids = self.split_ids[text] = self._renderer._encode_split(text)
+            ids = self._miss(self.split_ids, text, self._renderer._encode_split)
         return list(ids)
 
+    def settle(self) -> None:
+        """Call before this thread uses the tokenizer itself (a memo miss does): the Rust
+        tokenizer must not be called while an encode of the batch is in flight."""
+        if self._settle is not None:
+            self._settle()
 
-def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) -> list[list[int]]:
+    def _miss(
+        self, table: dict[str, list[int]], text: str, hook: Callable[[str], list[int]]
+    ) -> list[int]:
+        if self._settle is not None:
+            self._settle()
+            ids = table.get(text)
+            if ids is not None:
+                return ids
+        ids = table[text] = hook(text)
+        return ids
+
+
+def encode_many(
+    renderer: Renderer, texts: list[str], *, split: bool = False, spot_checks: int = SPOT_CHECKS
+) -> list[list[int]]:
     """``[renderer._encode(t) for t in texts]`` (``_encode_split`` if ``split``), in one Rust
     batch call when that is equivalent.
 
@@ -61,8 +83,10 @@ def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) ->
     off, sets the backend's ``encode_special_tokens`` to the call's ``split_special_tokens``
     (default: ``tokenizer.split_special_tokens``) and calls ``backend_tokenizer.encode_batch``;
     the batch call here sets the flag the same way. A renderer that overrides the hook, or a
-    tokenizer without a Rust backend, is encoded text by text. A few texts are re-encoded
-    through the hook as a guard; any mismatch falls back to text by text too.
+    tokenizer without a Rust backend, is encoded text by text. ``spot_checks`` texts are
+    re-encoded through the hook as a guard; any mismatch falls back to text by text too (a
+    caller encoding one batch in parts spreads ``SPOT_CHECKS`` over them: each costs a whole
+    text's encode).
     """
     one = renderer._encode_split if split else renderer._encode
     hook = "_encode_split" if split else "_encode"
@@ -71,7 +95,7 @@ def encode_many(renderer: Renderer, texts: list[str], *, split: bool = False) ->
         return [one(text) for text in texts]
     flag = backend.encode_special_tokens
     try:
-        ids = _backend_ids(renderer, backend, texts, split, one)
+        ids = _backend_ids(renderer, backend, texts, split, one, spot_checks)
         return [one(text) for text in texts] if ids is None else ids
     finally:
         # transformers sets the flag before every encode; code that calls the backend directly
@@ -85,6 +109,7 @@ def _backend_ids(
     texts: list[str],
     split: bool,
     one: Callable[[str], list[int]],
+    spot_checks: int,
 ) -> list[list[int]] | None:
     """The backend's ids for ``texts``, or None where they might differ from ``one``'s."""
     tokenizer = renderer.tokenizer
@@ -102,8 +127,8 @@ def _backend_ids(
         add_special_tokens=add_special,
         split=split or bool(getattr(tokenizer, "split_special_tokens", False)),
     )
-    step = max(1, len(texts) // _SPOT_CHECKS)
-    for i in range(0, len(texts), step)[:_SPOT_CHECKS]:
+    step = max(1, len(texts) // max(1, spot_checks))
+    for i in range(0, len(texts), step)[:spot_checks]:
         if one(texts[i]) != ids[i]:
             return None
     return ids

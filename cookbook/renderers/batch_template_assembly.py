@@ -55,7 +55,7 @@ class Assembly:
 
     def __init__(self, renderer: Renderer, memo: TokenMemo, train_on_what: TrainOnWhat) -> None:
         self._renderer = renderer
-        self._memo = memo
+        self.memo = memo
         self._plain: _Table = ({}, memo.ids)
         self._split: _Table = ({}, memo.split_ids)
         bos = renderer._bos_tokens
@@ -67,6 +67,10 @@ class Assembly:
         self._header_weight = int(train_on_what == TrainOnWhat.ALL_TOKENS)
         self._recipes: dict[object, _Recipe] = {}
         self._divided: dict[tuple[str, str], tuple[tinker.EncodedTextChunk, ...]] = {}
+        self.splits: dict[tuple[str, str], int] = {}
+        """(prefix, text) -> where the renderer's ``split`` method divides the text's ids,
+        where the encoding side worked it out already (the pipeline's worker does, with the
+        text's encode: the method may use the tokenizer)."""
 
     def example(
         self, rendered: list[Message], texts: list[MessageTexts], layout: Layout
@@ -150,8 +154,11 @@ class Assembly:
         """(header, output) of one text split by the renderer, once per distinct text."""
         found = self._divided.get((prefix, text))
         if found is None:
-            ids = self._memo.ids[text]
-            at = getattr(self._renderer, method)(prefix, ids)
+            ids = self.memo.ids[text]
+            at = self.splits.get((prefix, text))
+            if at is None:
+                self.memo.settle()  # the renderer's method may use the tokenizer
+                at = getattr(self._renderer, method)(prefix, ids)
             found = self._divided[(prefix, text)] = (text_chunk(ids[:at]), text_chunk(ids[at:]))
         return found
 
