@@ -30,7 +30,7 @@ import tinker
 
 from cookbook.exceptions import ConfigurationError, RendererError
 from cookbook.renderers.base import Renderer, openai_message_with_reasoning
-from cookbook.renderers.gpt_oss_framing import FramedEncoding
+from cookbook.renderers.framing import FramedEncoding
 from cookbook.renderers.gpt_oss_tools import TOOLS_ROUTING_INSTRUCTION, developer_text
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR
 from cookbook.renderers.types import (
