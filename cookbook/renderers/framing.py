@@ -102,7 +102,18 @@ class FramedEncoding:
         allows it (this module's docstring says why and when). A frame is special tokens,
         possibly with plain text between them; one next to a text must end (before it) or start
         (after it) with a special token, and only the first and the last may be empty."""
-        frames = self._frame_ids()
+        return self._framed(self._frame_ids(), prefix, content, suffix, *more)
+
+    def _framed(
+        self,
+        frames: dict[str, _Frame] | None,
+        prefix: str,
+        content: str,
+        suffix: str,
+        *more: str,
+    ) -> list[int]:
+        """:meth:`_encode_framed` with ``frames`` from :meth:`_frame_ids`, for a renderer that
+        asks for them once per message (each ask is half a microsecond)."""
         if frames is not None:
             head = frames.get(prefix) or self._frame(prefix, frames)
             tail = frames.get(suffix) or self._frame(suffix, frames)
@@ -110,8 +121,16 @@ class FramedEncoding:
                 if not more:
                     return [*head[0], *self._encode(content), *tail[0]]
                 if suffix and tail[2]:  # the suffix is the next text's prefix
-                    return [*head[0], *self._encode(content), *self._encode_framed(suffix, *more)]
+                    return [*head[0], *self._encode(content), *self._framed(frames, suffix, *more)]
         return self._encode("".join((prefix, content, suffix, *more)))
+
+    def _fixed_ids(self, frames: dict[str, _Frame] | None, text: str) -> list[int]:
+        """``self._encode(text)`` for a fixed text of special tokens (a role header), memoised
+        with the frames; ``frames`` from :meth:`_frame_ids`. Only for texts the renderer
+        writes itself: the memo keeps every one."""
+        if frames is None:
+            return self._encode(text)
+        return list((frames.get(text) or self._frame(text, frames))[0])
 
     def _frame(self, frame: str, frames: dict[str, _Frame]) -> _Frame:
         """Memoise a frame's ids and whether it starts and whether it ends with an added token

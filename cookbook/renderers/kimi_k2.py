@@ -65,6 +65,12 @@ _CALL = re.compile(
     r"<\|tool_call_end\|>",
     re.DOTALL,
 )
+# The headers that are the same in every message of their role (a tool result names its call).
+_FIXED_HEADERS = {
+    "user": "<|im_user|>user<|im_middle|>",
+    "assistant": "<|im_assistant|>assistant<|im_middle|>",
+    "system": "<|im_system|>system<|im_middle|>",
+}
 _BLOCK_MARKERS = (
     ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"),
     ("<|tool_call_section_begin|>", "<|tool_call_section_end|>"),
@@ -124,8 +130,9 @@ class KimiK2Renderer(FramedEncoding, Renderer):
 
     def _header(self, message: Message) -> str:
         role = message["role"]
-        if role in ("user", "assistant"):
-            return f"<|im_{role}|>{role}<|im_middle|>"
+        fixed = _FIXED_HEADERS.get(role)
+        if fixed is not None:
+            return fixed
         if role != "tool":
             return f"<|im_system|>{role}<|im_middle|>"
         name = message.get("name")
@@ -148,7 +155,9 @@ class KimiK2Renderer(FramedEncoding, Renderer):
             )
         return f"<|im_system|>{name}<|im_middle|>## Return of {call_id}\n"
 
-    def _assistant_ids(self, message: Message, ctx: RenderContext) -> list[int]:
+    def _assistant_ids(
+        self, message: Message, ctx: RenderContext, frames: dict | None
+    ) -> list[int]:
         """``<think>{reasoning}</think>{text}``, then the tool-call section if any, then
         ``<|im_end|>``: encoded as frames of special tokens around the texts
         (``framing.py``), which is the encode of the whole text."""
@@ -163,8 +172,8 @@ class KimiK2Renderer(FramedEncoding, Renderer):
         calls = message.get("tool_calls")
         if not calls:
             if not thinking:  # the common turn: one text in one frame
-                return self._encode_framed("<think></think>", text, "<|im_end|>")
-            return self._encode_framed("<think>", thinking, "</think>", text, "<|im_end|>")
+                return self._framed(frames, "<think></think>", text, "<|im_end|>")
+            return self._framed(frames, "<think>", thinking, "</think>", text, "<|im_end|>")
         parts = ["<think>", thinking, "</think>", text]
         frame = "<|tool_calls_section_begin|><|tool_call_begin|>"
         for index, call in enumerate(calls):
@@ -172,19 +181,25 @@ class KimiK2Renderer(FramedEncoding, Renderer):
             parts += [frame, call_id, "<|tool_call_argument_begin|>", call.function.arguments]
             frame = "<|tool_call_end|><|tool_call_begin|>"
         parts.append("<|tool_call_end|><|tool_calls_section_end|><|im_end|>")
-        return self._encode_framed(*parts)
+        return self._framed(frames, *parts)
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        header = text_chunk(self._encode(self._header(message)))
+        role = message["role"]
+        frames = self._frame_ids()
+        fixed = _FIXED_HEADERS.get(role)
+        if fixed is None:  # a tool result's (it names the call) or another role's
+            header = text_chunk(self._encode(self._header(message)))
+        else:
+            header = text_chunk(self._fixed_ids(frames, fixed))
+        if role == "assistant":
+            return RenderedMessage([text_chunk(self._assistant_ids(message, ctx, frames))], header)
         content = message["content"]
-        if message["role"] == "assistant":
-            return RenderedMessage([text_chunk(self._assistant_ids(message, ctx))], header)
         if isinstance(content, str) or (len(content) == 1 and content[0]["type"] == "text"):
             text = ensure_text(content)
-            if message["role"] == "system":  # recurs across a dataset: memoised
+            if role == "system":  # recurs across a dataset: memoised
                 output = self._encode_fixed(text + "<|im_end|>")
             else:
-                output = self._encode_framed("", text, "<|im_end|>")
+                output = self._framed(frames, "", text, "<|im_end|>")
             return RenderedMessage([text_chunk(output)], header)
         end = TextPart(type="text", text="<|im_end|>")
         return RenderedMessage(self._encode_parts([*content, end]), header)
