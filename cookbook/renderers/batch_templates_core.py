@@ -27,7 +27,7 @@ _ROLE_COLON = ChatTemplate(
 )
 
 # String content never carries reasoning, so history and the last turn alike get the empty
-# think block (KimiK2Renderer._assistant_text).
+# think block (KimiK2Renderer._assistant_ids).
 _KIMI_K2 = ChatTemplate(
     {
         "user": MessageTemplate("<|im_user|>user<|im_middle|>", suffix="<|im_end|>"),

@@ -30,7 +30,7 @@ import tinker
 
 from cookbook.exceptions import ConfigurationError, RendererError
 from cookbook.renderers.base import Renderer, openai_message_with_reasoning
-from cookbook.renderers.gpt_oss_framing import FramedEncoding
+from cookbook.renderers.framing import FramedEncoding
 from cookbook.renderers.gpt_oss_tools import TOOLS_ROUTING_INSTRUCTION, developer_text
 from cookbook.renderers.parsing import UNTERMINATED_TOOL_BLOCK_ERROR
 from cookbook.renderers.types import (
@@ -65,6 +65,11 @@ INTERNAL_SYSTEM_ROLE = "_gptoss_internal_system"
 becomes ``developer``. The built-in system prompt and the tool routing line use it."""
 
 _WIRE_ROLES = {INTERNAL_SYSTEM_ROLE: "system", "system": "developer"}
+# The header of each role render_message writes one for (a tool result writes its own).
+_HEADERS = {
+    role: f"<|start|>{_WIRE_ROLES.get(role, role)}"
+    for role in ("user", "assistant", "system", INTERNAL_SYSTEM_ROLE)
+}
 _END_TOKENS = ("<|end|>", "<|call|>", "<|return|>")
 _CHANNEL = re.compile(r"<\|channel\|>([^<\s]+)")
 _RECIPIENT = re.compile(r"to=([^\s<]+)")
@@ -103,11 +108,12 @@ class GptOssRenderer(FramedEncoding, Renderer):
         role = message["role"]
         content = message["content"]
         encode = self._encode
+        frames = self._frame_ids()
         if role == "assistant":
             if type(content) is str and not message.get("tool_calls"):
                 # The common turn, decided without building content parts: an answer alone.
                 ending = "<|return|>" if ctx.is_last else "<|end|>"
-                output = self._encode_framed("<|channel|>final<|message|>", content, ending)
+                output = self._framed(frames, "<|channel|>final<|message|>", content, ending)
             else:
                 output = encode(self._assistant_body(message, ctx))
         elif role == "tool":
@@ -119,8 +125,12 @@ class GptOssRenderer(FramedEncoding, Renderer):
             # The built-in system prompt: the same text in every conversation of the day.
             output = self._encode_fixed(f"<|message|>{ensure_text(content)}<|end|>")
         else:
-            output = self._encode_framed("<|message|>", ensure_text(content), "<|end|>")
-        header = encode(f"<|start|>{_WIRE_ROLES.get(role, role)}")
+            output = self._framed(frames, "<|message|>", ensure_text(content), "<|end|>")
+        fixed = _HEADERS.get(role)
+        if fixed is None:  # a role of the caller's own, not memoised with the frames
+            header = encode(f"<|start|>{_WIRE_ROLES.get(role, role)}")
+        else:
+            header = self._fixed_ids(frames, fixed)
         return RenderedMessage([text_chunk(output)], text_chunk(header))
 
     def _assistant_body(self, message: Message, ctx: RenderContext) -> str:

@@ -32,6 +32,7 @@ from cookbook.renderers.base import (
     openai_message_with_reasoning,
     parse_response_for_stop_token,
 )
+from cookbook.renderers.framing import FramedEncoding
 from cookbook.renderers.parsing import detect_unterminated_tool_block, parse_think_blocks
 from cookbook.renderers.streaming import parse_even_if_truncated
 from cookbook.renderers.types import (
@@ -64,6 +65,12 @@ _CALL = re.compile(
     r"<\|tool_call_end\|>",
     re.DOTALL,
 )
+# The headers that are the same in every message of their role (a tool result names its call).
+_FIXED_HEADERS = {
+    "user": "<|im_user|>user<|im_middle|>",
+    "assistant": "<|im_assistant|>assistant<|im_middle|>",
+    "system": "<|im_system|>system<|im_middle|>",
+}
 _BLOCK_MARKERS = (
     ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"),
     ("<|tool_call_section_begin|>", "<|tool_call_section_end|>"),
@@ -92,7 +99,7 @@ def _parse_section(section: str) -> tuple[list[ToolCall], list[UnparsedToolCall]
     return calls, unparsed
 
 
-class KimiK2Renderer(Renderer):
+class KimiK2Renderer(FramedEncoding, Renderer):
     """Kimi K2 renderer; ``strip_thinking_from_history=False`` keeps every turn's reasoning."""
 
     DEFAULT_SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
@@ -112,31 +119,20 @@ class KimiK2Renderer(Renderer):
     def _with_system_message(self, messages: list[Message]) -> list[Message]:
         """The conversation with the default system message where Kimi's template puts it:
         first, or right after a leading ``tool_declare``; unchanged if a system message is
-        already there (so applying it twice changes nothing)."""
+        already there (then ``messages`` itself, so applying it twice changes nothing)."""
+        at = 1 if messages and messages[0]["role"] == "tool_declare" else 0
+        if at < len(messages) and messages[at]["role"] == "system":
+            return messages
         default = Message(role="system", content=self.DEFAULT_SYSTEM_PROMPT)
-        if not messages:
-            return [default]
-        if messages[0]["role"] == "tool_declare":
-            if len(messages) >= 2 and messages[1]["role"] == "system":
-                return messages
-            return [messages[0], default, *messages[1:]]
-        if messages[0]["role"] != "system":
-            return [default, *messages]
-        return messages
-
-    def _inserted_at(self, messages: list[Message]) -> int | None:
-        """Where :meth:`_with_system_message` inserts the default, or None if it does not."""
-        ensured = self._with_system_message(messages)
-        if len(ensured) == len(messages):
-            return None
-        return 1 if messages and messages[0]["role"] == "tool_declare" else 0
+        return [*messages[:at], default, *messages[at:]]
 
     # -- rendering --------------------------------------------------------------------------
 
     def _header(self, message: Message) -> str:
         role = message["role"]
-        if role in ("user", "assistant"):
-            return f"<|im_{role}|>{role}<|im_middle|>"
+        fixed = _FIXED_HEADERS.get(role)
+        if fixed is not None:
+            return fixed
         if role != "tool":
             return f"<|im_system|>{role}<|im_middle|>"
         name = message.get("name")
@@ -159,40 +155,54 @@ class KimiK2Renderer(Renderer):
             )
         return f"<|im_system|>{name}<|im_middle|>## Return of {call_id}\n"
 
-    def _assistant_text(self, message: Message, ctx: RenderContext) -> str:
+    def _assistant_ids(
+        self, message: Message, ctx: RenderContext, frames: dict | None
+    ) -> list[int]:
+        """``<think>{reasoning}</think>{text}``, then the tool-call section if any, then
+        ``<|im_end|>``: encoded as frames of special tokens around the texts
+        (``framing.py``), which is the encode of the whole text."""
         content = message["content"]
         if isinstance(content, str):
             thinking, text = "", content
         else:
             thinking = "".join(p["thinking"] for p in content if p["type"] == "thinking")
             text = "".join(p["text"] for p in content if p["type"] == "text")
-        keep = ctx.in_last_assistant_turn or not self.strip_thinking_from_history
-        out = f"<think>{thinking if keep else ''}</think>{text}"
-        calls = message.get("tool_calls") or []
-        if calls:
-            out += "<|tool_calls_section_begin|>"
-            for index, call in enumerate(calls):
-                call_id = call.id or f"functions.{call.function.name}:{index}"
-                out += (
-                    f"<|tool_call_begin|>{call_id}<|tool_call_argument_begin|>"
-                    f"{call.function.arguments}<|tool_call_end|>"
-                )
-            out += "<|tool_calls_section_end|>"
-        return out + "<|im_end|>"
+        if not (ctx.in_last_assistant_turn or not self.strip_thinking_from_history):
+            thinking = ""
+        calls = message.get("tool_calls")
+        if not calls:
+            if not thinking:  # the common turn: one text in one frame
+                return self._framed(frames, "<think></think>", text, "<|im_end|>")
+            return self._framed(frames, "<think>", thinking, "</think>", text, "<|im_end|>")
+        parts = ["<think>", thinking, "</think>", text]
+        frame = "<|tool_calls_section_begin|><|tool_call_begin|>"
+        for index, call in enumerate(calls):
+            call_id = call.id or f"functions.{call.function.name}:{index}"
+            parts += [frame, call_id, "<|tool_call_argument_begin|>", call.function.arguments]
+            frame = "<|tool_call_end|><|tool_call_begin|>"
+        parts.append("<|tool_call_end|><|tool_calls_section_end|><|im_end|>")
+        return self._framed(frames, *parts)
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        header = text_chunk(self._encode(self._header(message)))
-        content = message["content"]
-        if message["role"] == "assistant":
-            text = self._assistant_text(message, ctx)
-        elif isinstance(content, str) or (len(content) == 1 and content[0]["type"] == "text"):
-            text = ensure_text(content) + "<|im_end|>"
-            if message["role"] == "system":  # recurs across a dataset: memoised
-                return RenderedMessage(header=header, output=[text_chunk(self._encode_fixed(text))])
+        role = message["role"]
+        frames = self._frame_ids()
+        fixed = _FIXED_HEADERS.get(role)
+        if fixed is None:  # a tool result's (it names the call) or another role's
+            header = text_chunk(self._encode(self._header(message)))
         else:
-            end = TextPart(type="text", text="<|im_end|>")
-            return RenderedMessage(header=header, output=self._encode_parts([*content, end]))
-        return RenderedMessage(header=header, output=[text_chunk(self._encode(text))])
+            header = text_chunk(self._fixed_ids(frames, fixed))
+        if role == "assistant":
+            return RenderedMessage([text_chunk(self._assistant_ids(message, ctx, frames))], header)
+        content = message["content"]
+        if isinstance(content, str) or (len(content) == 1 and content[0]["type"] == "text"):
+            text = ensure_text(content)
+            if role == "system":  # recurs across a dataset: memoised
+                output = self._encode_fixed(text + "<|im_end|>")
+            else:
+                output = self._framed(frames, "", text, "<|im_end|>")
+            return RenderedMessage([text_chunk(output)], header)
+        end = TextPart(type="text", text="<|im_end|>")
+        return RenderedMessage(self._encode_parts([*content, end]), header)
 
     def _encode_parts(self, parts: list[ContentPart]) -> list[tinker.ModelInputChunk]:
         """Chunks of a non-assistant message given as several parts (K2.5 renders them)."""
@@ -226,9 +236,9 @@ class KimiK2Renderer(Renderer):
         """The conversation with the default system message (index -1, as a BOS would be)
         where it is inserted; every other index points into the caller's ``messages``."""
         ensured = self._with_system_message(messages)
-        at = self._inserted_at(messages)
-        if at is None:
-            return ensured, None
+        if ensured is messages:
+            return messages, None
+        at = 1 if messages and messages[0]["role"] == "tool_declare" else 0
         return ensured, [*range(at), -1, *range(at, len(messages))]
 
     def build_supervised_examples(
