@@ -216,8 +216,9 @@ def encode_text(
         if n <= SHORT_TEXT_CHARS or (fixed and n <= FIXED_TEXT_CHARS)
         else _CALL_MEMO.get()
     )
-    key = (text, add_special_tokens, split, id(encoder))
+    key = None  # a message body outside a rendering call has no memo: no key to build
     if memo is not None:
+        key = (text, add_special_tokens, split, id(encoder))
         ids = memo.get(key)
         if ids is not None:
             return list(ids)
@@ -226,7 +227,7 @@ def encode_text(
     if backend.encode_special_tokens != split:
         backend.encode_special_tokens = split
     result = backend.encode_batch_fast([text], add_special_tokens=add_special_tokens)[0].ids
-    if memo is not None:
+    if key is not None:
         if len(memo) >= _MEMO_ENTRIES:
             memo.clear()
         memo[key] = tuple(result)

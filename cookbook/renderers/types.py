@@ -178,18 +178,24 @@ def _unvalidated_constructor(cls: type[pydantic.BaseModel], field: str, probe: A
     }
     fields_set = reference.model_fields_set
     template = dict(reference.__dict__)
-    new, set_attribute = object.__new__, object.__setattr__
     extra = state.get("__pydantic_extra__")
     private = state.get("__pydantic_private__")
+    new = object.__new__
+    # The instance layout's own setters, looked up once: ``object.__setattr__`` finds the same
+    # descriptor by name on every call (a quarter of the cost of a chunk).
+    slots = {name: _slot_setter(cls, name) for name in _INSTANCE_SLOTS}
+    if None in slots.values():
+        return lambda value: cls.model_construct(**{field: value})
+    set_dict, set_fields, set_extra, set_private = slots.values()
 
     def construct(value: Any) -> Any:
         instance = new(cls)
         values = template.copy()
         values[field] = value
-        set_attribute(instance, "__dict__", values)
-        set_attribute(instance, "__pydantic_fields_set__", set(fields_set))
-        set_attribute(instance, "__pydantic_extra__", extra)
-        set_attribute(instance, "__pydantic_private__", private)
+        set_dict(instance, values)
+        set_fields(instance, set(fields_set))
+        set_extra(instance, extra)
+        set_private(instance, private)
         return instance
 
     built = construct(probe)
@@ -202,6 +208,26 @@ def _unvalidated_constructor(cls: type[pydantic.BaseModel], field: str, probe: A
         and built == cls(**{field: probe})
     )
     return construct if same else lambda value: cls.model_construct(**{field: value})
+
+
+# What a pydantic instance holds outside its fields; construct sets each, as model_construct does.
+_INSTANCE_SLOTS = (
+    "__dict__",
+    "__pydantic_fields_set__",
+    "__pydantic_extra__",
+    "__pydantic_private__",
+)
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None] | None:
+    """The ``__set__`` of the data descriptor that ``object.__setattr__(instance, name, ...)``
+    would use for a ``cls`` instance, or None if there is none (then the caller falls back)."""
+    for klass in cls.__mro__:
+        descriptor = klass.__dict__.get(name)
+        if descriptor is not None:
+            setter = getattr(type(descriptor), "__set__", None)
+            return None if setter is None else descriptor.__set__
+    return None
 
 
 text_chunk: Callable[[list[int]], tinker.EncodedTextChunk] = _unvalidated_constructor(
