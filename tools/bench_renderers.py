@@ -5,6 +5,12 @@ files and the conversations, so the ratios measure the renderers and nothing els
 timed in rounds, the order rotating each round, and each variant's median is reported, so drift
 on a shared machine hits every variant alike.
 
+Why a fresh process per renderer (forked from this one once the packages are imported, so it
+pays no import): a process that has loaded and run the renderers before it is not what a user
+runs, and it slows the next one down unevenly. Measured: llama3 per conversation, ours 14.1 ms
+and the reference 35.6 ms alone, but 22.7 ms and 43.6 ms after the 21 renderers sorted before
+it had run in the same process (gc.freeze() there gave ours 15.2 ms back): a 2.5x row read 1.9x.
+
 Variants (all for ``build_supervised_example(messages, ALL_ASSISTANT_MESSAGES)``):
 
 * ``reference``: the ``tinker_cookbook.renderers`` renderer of the same name, one conversation
@@ -52,11 +58,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +196,8 @@ def bench_renderer(
         "rounds": args.rounds,
         "batch_round_seconds": args.batch_round_seconds,
         "repeated": [list(group) for group in REPEATED],
-        "timing": "wall clock (perf_counter) and process CPU time (process_time: every thread, "
+        "timing": "each renderer in a fresh process forked for it when several are benched; "
+        "wall clock (perf_counter) and process CPU time (process_time: every thread, "
         "the Rust encode's pool included) per call: one pass over all conversations; "
         f"the variants of each of {_groups()} share one run, called in turn calls_per_round "
         "times (enough for batch_round_seconds of CPU time), each call timed, the mean per "
@@ -284,12 +293,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no parity spec for {unknown}; known: {', '.join(sorted(known))}")
     rows = load_rows()
     conversations = make_conversations(rows, args.conversations, args.seed)
-    reports = [bench_renderer(name, known[name], conversations, rows, args) for name in names]
+    if len(names) == 1:
+        reports = [bench_renderer(names[0], known[names[0]], conversations, rows, args)]
+    else:
+        reports = [
+            _in_own_process(bench_renderer, name, known[name], conversations, rows, args)
+            for name in names
+        ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     document = reports[0] if len(reports) == 1 else {"renderers": reports}
     args.output.write_text(json.dumps(document, indent=2) + "\n", "utf-8")
     print(f"wrote {args.output}")
     return 0
+
+
+def _in_own_process(fn: Any, /, *args: Any) -> Any:
+    """``fn(*args)`` in a child forked for it alone (see the module docstring); its
+    ``SystemExit`` (a failed verification) is raised here."""
+    # Imported here, before the fork, so that no child pays for it; importing them loads no
+    # tokenizer and starts no thread pool.
+    import tinker_cookbook.renderers
+    import tinker_cookbook.supervised.data  # noqa: F401
+
+    import cookbook.renderers.batch
+    import cookbook.supervised.common  # noqa: F401
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:  # one task: its own child
+        return pool.submit(fn, *args).result()
 
 
 if __name__ == "__main__":
