@@ -203,10 +203,11 @@ class Layout:
     out once per shape (its roles; with ``choose``, its keys too), not once per message.
     Compared by identity: the assembly keys its own per-shape work on it."""
 
-    __slots__ = ("slots",)
+    __slots__ = ("slots", "splits")
 
     def __init__(self, slots: tuple[Slot, ...]) -> None:
         self.slots = slots
+        self.splits = any(slot.split for slot in slots)  # a header the renderer divides
 
 
 @dataclass(frozen=True)

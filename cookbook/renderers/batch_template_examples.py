@@ -121,7 +121,6 @@ def _planned(
 
     requested: set[str] = set()
     requested_split: set[str] = set()
-    splitting: dict[Layout, bool] = {}
     ready: deque[tuple[int, list[Planned]]] = deque()
     starts = range(0, len(conversations), part_size)
     for index, start in enumerate(starts):
@@ -134,11 +133,7 @@ def _planned(
                 part.append((messages, None))
                 continue
             part.append((messages, plan))
-            layout = plan[3]
-            split = splitting.get(layout)
-            if split is None:
-                split = splitting[layout] = any(slot.split for slot in layout.slots)
-            if split:
+            if plan[3].splits:
                 for header, output, message_template in plan[2]:
                     if message_template.split is not None:
                         divisions[(header, output)] = message_template.split  # type: ignore[index]

@@ -99,6 +99,12 @@ def _parse_section(section: str) -> tuple[list[ToolCall], list[UnparsedToolCall]
     return calls, unparsed
 
 
+def _system_index(messages: list[Message]) -> int:
+    """Where Kimi's template puts the system message: first, or after a leading
+    ``tool_declare``."""
+    return 1 if messages and messages[0]["role"] == "tool_declare" else 0
+
+
 class KimiK2Renderer(FramedEncoding, Renderer):
     """Kimi K2 renderer; ``strip_thinking_from_history=False`` keeps every turn's reasoning."""
 
@@ -120,7 +126,7 @@ class KimiK2Renderer(FramedEncoding, Renderer):
         """The conversation with the default system message where Kimi's template puts it:
         first, or right after a leading ``tool_declare``; unchanged if a system message is
         already there (then ``messages`` itself, so applying it twice changes nothing)."""
-        at = 1 if messages and messages[0]["role"] == "tool_declare" else 0
+        at = _system_index(messages)
         if at < len(messages) and messages[at]["role"] == "system":
             return messages
         default = Message(role="system", content=self.DEFAULT_SYSTEM_PROMPT)
@@ -238,7 +244,7 @@ class KimiK2Renderer(FramedEncoding, Renderer):
         ensured = self._with_system_message(messages)
         if ensured is messages:
             return messages, None
-        at = 1 if messages and messages[0]["role"] == "tool_declare" else 0
+        at = _system_index(messages)
         return ensured, [*range(at), -1, *range(at, len(messages))]
 
     def build_supervised_examples(
